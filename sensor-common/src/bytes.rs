@@ -1,0 +1,52 @@
+//! Bounded byte access: the only way the parser reads a packet.
+
+/// The furthest offset the parser ever reads at. Every load is checked
+/// against it before any pointer arithmetic, which is what lets the BPF
+/// verifier accept variable offsets (VLAN tags, IHL, extension headers).
+pub const MAX_PARSE_OFFSET: usize = 512;
+
+/// Read-only, bounds-checked access to a frame.
+pub trait PacketBytes {
+    /// Bytes in the frame as received.
+    fn frame_len(&self) -> usize;
+
+    /// Reads a `T` (plain bytes, any alignment) at `offset`, or `None` when
+    /// it does not lie wholly inside the frame or beyond [`MAX_PARSE_OFFSET`].
+    fn load<T: Copy>(&self, offset: usize) -> Option<T>;
+
+    #[inline(always)]
+    fn u8_at(&self, offset: usize) -> Option<u8> {
+        self.load::<u8>(offset)
+    }
+
+    #[inline(always)]
+    fn be16_at(&self, offset: usize) -> Option<u16> {
+        self.load::<[u8; 2]>(offset).map(u16::from_be_bytes)
+    }
+
+    #[inline(always)]
+    fn be32_at(&self, offset: usize) -> Option<u32> {
+        self.load::<[u8; 4]>(offset).map(u32::from_be_bytes)
+    }
+}
+
+impl PacketBytes for [u8] {
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+        if offset > MAX_PARSE_OFFSET {
+            return None;
+        }
+        let end = offset.checked_add(core::mem::size_of::<T>())?;
+        if end > self.len() {
+            return None;
+        }
+        // SAFETY: offset..end is inside the slice, and T is plain bytes
+        // (Copy, read unaligned).
+        Some(unsafe { core::ptr::read_unaligned(self.as_ptr().add(offset).cast::<T>()) })
+    }
+}

@@ -1,0 +1,25 @@
+//! Shared between the XDP program (`sensor-xdp`) and userspace (`sensor`).
+//!
+//! - [`bytes`]: bounded byte access, implemented for `[u8]` here and for the
+//!   XDP context in the kernel program.
+//! - [`parse`]: the one header parser (Ethernet, VLAN/QinQ, IPv4, IPv6 with
+//!   extension headers, TCP, UDP, ICMP, ICMPv6) producing a [`PacketMeta`].
+//! - [`tables`]: the compiled form of the rules, as the BPF maps hold it.
+//! - [`detect`]: per-packet rule evaluation over those tables, generic over
+//!   where the tables and the per-source state live (BPF maps or memory).
+//! - [`alert`]: the record the kernel sends to userspace for each alert.
+//!
+//! Nothing here allocates or knows about aya (except `Pod` impls under the
+//! `user` feature).
+#![no_std]
+
+pub mod alert;
+pub mod bytes;
+pub mod detect;
+pub mod packet;
+pub mod parse;
+pub mod tables;
+
+pub use alert::AlertRecord;
+pub use bytes::PacketBytes;
+pub use packet::PacketMeta;

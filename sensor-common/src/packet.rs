@@ -1,0 +1,176 @@
+//! What the parser extracts from one frame.
+
+/// VLAN tags (802.1Q, 802.1ad, 0x9100) walked and recorded, outermost first.
+/// A frame with more tags is not parsed further (no IP fields, no alerts).
+pub const MAX_VLAN_TAGS: usize = 4;
+/// IPv6 extension headers walked before the upper-layer header.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+pub const IP_VERSION_NONE: u8 = 0;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// `PacketMeta::flags` bits: which fields are present and the IP fragment bits.
+pub mod flag {
+    /// `src_port` / `dst_port` are valid (4 bytes of TCP/UDP header present).
+    pub const HAS_PORTS: u16 = 1 << 0;
+    /// `tcp_flags`, `tcp_seq`, `tcp_window` are valid (whole 20-byte TCP header).
+    pub const HAS_TCP_FLAGS: u16 = 1 << 1;
+    /// IPv4 MF or IPv6 fragment header M flag.
+    pub const MORE_FRAGMENTS: u16 = 1 << 2;
+    /// IPv4 don't-fragment flag.
+    pub const DONT_FRAGMENT: u16 = 1 << 3;
+    /// IPv4 MF/offset set, or any IPv6 fragment header (atomic ones too).
+    pub const FRAGMENT: u16 = 1 << 4;
+    /// `icmp_type` / `icmp_code` are valid.
+    pub const HAS_ICMP: u16 = 1 << 5;
+    /// An IPv6 fragment header was seen.
+    pub const IPV6_FRAG_HEADER: u16 = 1 << 6;
+}
+
+/// Decoder events: header anomalies and fragment conditions, one bit each.
+/// The bit number is also the event's row in the compiled rule tables, so
+/// the numbering is part of the kernel/userspace ABI.
+pub mod event {
+    pub const LAND: u8 = 0;
+    pub const BAD_IHL: u8 = 1;
+    pub const BAD_TOTAL_LENGTH: u8 = 2;
+    pub const BAD_TCP_OFFSET: u8 = 3;
+    pub const ZERO_PORT: u8 = 4;
+    pub const MARTIAN_SRC: u8 = 5;
+    pub const IP_RESERVED_BIT: u8 = 6;
+    pub const DF_WITH_FRAGMENT: u8 = 7;
+    pub const FRAG_OFFSET_ONE: u8 = 8;
+    pub const FRAG_OVERSIZE: u8 = 9;
+    pub const FRAG_ATOMIC: u8 = 10;
+    /// A first fragment (offset 0, more-fragments set): `tiny_first_below` applies.
+    pub const FIRST_FRAGMENT: u8 = 11;
+    /// TCP SYN without ACK: what `syn_flood` rules count.
+    pub const SYN_NO_ACK: u8 = 12;
+    /// Rows in the event table.
+    pub const COUNT: u32 = 13;
+
+    #[inline(always)]
+    pub const fn bit(event: u8) -> u16 {
+        1 << event
+    }
+}
+
+/// TCP flag bits as they sit in the header's 9-bit flags field.
+pub mod tcp {
+    pub const FIN: u16 = 0x001;
+    pub const SYN: u16 = 0x002;
+    pub const RST: u16 = 0x004;
+    pub const PSH: u16 = 0x008;
+    pub const ACK: u16 = 0x010;
+    pub const URG: u16 = 0x020;
+    pub const ECE: u16 = 0x040;
+    pub const CWR: u16 = 0x080;
+    pub const NS: u16 = 0x100;
+    /// Every value of the 9-bit field.
+    pub const FLAG_VALUES: u32 = 512;
+    /// Contract order for the alert's `tcp_flags` letters: F S R P A U E C N.
+    pub const LETTERS: [(u16, char); 9] = [
+        (FIN, 'F'),
+        (SYN, 'S'),
+        (RST, 'R'),
+        (PSH, 'P'),
+        (ACK, 'A'),
+        (URG, 'U'),
+        (ECE, 'E'),
+        (CWR, 'C'),
+        (NS, 'N'),
+    ];
+}
+
+/// A 17-byte address key: IP version, then the address (IPv4 in the first
+/// four bytes, the rest zero). Used for LPM tries and per-source state so
+/// that IPv4 and IPv6 never collide.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    pub version: u8,
+    pub addr: [u8; 16],
+}
+
+/// Every header field the sensor reports, from one frame.
+///
+/// `#[repr(C)]` because it travels to userspace inside [`crate::AlertRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Source address; IPv4 in the first four bytes.
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// Frame length as received.
+    pub frame_len: u32,
+    /// IPv4 identification, or the IPv6 fragment header's identification.
+    pub ip_id: u32,
+    /// Bytes after the IP header(s), measured with the IP length fields:
+    /// after the IPv4 header, or after all IPv6 extension headers walked.
+    pub l3_payload_len: u32,
+    pub tcp_seq: u32,
+    /// Fragment offset in 8-byte units (the header field).
+    pub frag_offset: u16,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The 9-bit TCP flags field (see [`tcp`]).
+    pub tcp_flags: u16,
+    pub tcp_window: u16,
+    /// VLAN ids, outermost first; `vlan_count` of them are valid.
+    pub vlan: [u16; MAX_VLAN_TAGS],
+    /// [`flag`] bits.
+    pub flags: u16,
+    /// [`event`] bits.
+    pub events: u16,
+    /// 4, 6, or [`IP_VERSION_NONE`] when no IP header could be read.
+    pub ip_version: u8,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// Upper-layer protocol (after IPv6 extension headers).
+    pub proto: u8,
+    pub vlan_count: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub _pad: [u8; 2],
+}
+
+impl PacketMeta {
+    #[inline(always)]
+    pub fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+
+    #[inline(always)]
+    pub fn has_event(&self, event: u8) -> bool {
+        self.events & event::bit(event) != 0
+    }
+
+    #[inline(always)]
+    pub fn outer_vlan(&self) -> Option<u16> {
+        if self.vlan_count > 0 {
+            Some(self.vlan[0])
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub fn src_key(&self) -> AddrKey {
+        AddrKey {
+            version: self.ip_version,
+            addr: self.src_addr,
+        }
+    }
+
+    #[inline(always)]
+    pub fn dst_key(&self) -> AddrKey {
+        AddrKey {
+            version: self.ip_version,
+            addr: self.dst_addr,
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The header parser: one function per layer, each anomaly a named
+//! [`event`]. It never reads outside the frame (every access goes through
+//! [`PacketBytes::load`]) and never trusts a length field it has not checked.
+//!
+//! Lengths: the end of the IP packet is taken from the IP length fields
+//! (IPv4 total length, IPv6 40 + payload length), never from the frame, so
+//! Ethernet padding is not mistaken for payload.
+
+use crate::bytes::PacketBytes;
+use crate::packet::{
+    event, flag, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP, PacketMeta,
+};
+
+pub const ETH_HEADER_LEN: usize = 14;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const ETH_P_QINQ_9100: u16 = 0x9100;
+
+const IPV4_MIN_HEADER: usize = 20;
+const IPV6_HEADER: usize = 40;
+const TCP_MIN_HEADER: usize = 20;
+
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+
+/// Largest IP datagram a fragment may build up to.
+const MAX_DATAGRAM: u32 = 65_535;
+
+/// Parses an Ethernet frame (with any VLAN tags).
+#[inline(always)]
+pub fn parse_ethernet<B: PacketBytes + ?Sized>(bytes: &B) -> PacketMeta {
+    let mut meta = PacketMeta {
+        frame_len: bytes.frame_len() as u32,
+        ..PacketMeta::default()
+    };
+    if let Some((ethertype, l3)) = walk_link(bytes, &mut meta) {
+        parse_l3(bytes, ethertype, l3, &mut meta);
+    }
+    meta
+}
+
+/// Parses a frame whose first byte is an IP header (pcap link type RAW),
+/// or whose IP header starts at `l3` after some other link header.
+#[inline(always)]
+pub fn parse_ip_at<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize) -> PacketMeta {
+    let mut meta = PacketMeta {
+        frame_len: bytes.frame_len() as u32,
+        ..PacketMeta::default()
+    };
+    parse_l3(bytes, ethertype, l3, &mut meta);
+    meta
+}
+
+/// Ethernet header and VLAN tags: returns the inner ethertype and where the
+/// network header starts.
+#[inline(always)]
+fn walk_link<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) -> Option<(u16, usize)> {
+    let mut ethertype = bytes.be16_at(12)?;
+    let mut offset = ETH_HEADER_LEN;
+    for tag in 0..MAX_VLAN_TAGS {
+        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
+            return Some((ethertype, offset));
+        }
+        let tci = bytes.be16_at(offset)?;
+        meta.vlan[tag] = tci & 0x0fff;
+        meta.vlan_count = tag as u8 + 1;
+        ethertype = bytes.be16_at(offset + 2)?;
+        offset += 4;
+    }
+    if matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
+        return None;
+    }
+    Some((ethertype, offset))
+}
+
+#[inline(always)]
+fn parse_l3<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize, meta: &mut PacketMeta) {
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(bytes, l3, meta),
+        ETH_P_IPV6 => parse_ipv6(bytes, l3, meta),
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMeta) {
+    let Some(hdr) = bytes.load::<[u8; IPV4_MIN_HEADER]>(l3) else {
+        return;
+    };
+    if hdr[0] >> 4 != 4 {
+        return;
+    }
+    meta.ip_version = 4;
+    meta.ttl = hdr[8];
+    meta.proto = hdr[9];
+    meta.ip_id = u16::from_be_bytes([hdr[4], hdr[5]]) as u32;
+    meta.src_addr[..4].copy_from_slice(&hdr[12..16]);
+    meta.dst_addr[..4].copy_from_slice(&hdr[16..20]);
+
+    let frag_field = u16::from_be_bytes([hdr[6], hdr[7]]);
+    let reserved = frag_field & 0x8000 != 0;
+    let dont_fragment = frag_field & 0x4000 != 0;
+    let more_fragments = frag_field & 0x2000 != 0;
+    let offset = frag_field & 0x1fff;
+    meta.frag_offset = offset;
+    if dont_fragment {
+        meta.flags |= flag::DONT_FRAGMENT;
+    }
+    if more_fragments {
+        meta.flags |= flag::MORE_FRAGMENTS;
+    }
+    let is_fragment = more_fragments || offset != 0;
+    if is_fragment {
+        meta.flags |= flag::FRAGMENT;
+    }
+    if reserved {
+        meta.events |= event::bit(event::IP_RESERVED_BIT);
+    }
+    if dont_fragment && is_fragment {
+        meta.events |= event::bit(event::DF_WITH_FRAGMENT);
+    }
+    address_checks(meta);
+
+    let header_len = ((hdr[0] & 0x0f) as usize) * 4;
+    if header_len < IPV4_MIN_HEADER {
+        meta.events |= event::bit(event::BAD_IHL);
+        return;
+    }
+    let total_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+    let present = bytes.frame_len().saturating_sub(l3);
+    if total_len < header_len || total_len > present {
+        meta.events |= event::bit(event::BAD_TOTAL_LENGTH);
+        return;
+    }
+    let payload = total_len - header_len;
+    meta.l3_payload_len = payload as u32;
+    fragment_checks(meta, offset, more_fragments, payload as u32);
+    if offset == 1 && meta.proto == PROTO_TCP {
+        meta.events |= event::bit(event::FRAG_OFFSET_ONE);
+    }
+    if offset == 0 {
+        parse_l4(bytes, l3 + header_len, l3 + total_len, meta);
+    }
+}
+
+#[inline(always)]
+fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMeta) {
+    let Some(hdr) = bytes.load::<[u8; IPV6_HEADER]>(l3) else {
+        return;
+    };
+    if hdr[0] >> 4 != 6 {
+        return;
+    }
+    meta.ip_version = 6;
+    meta.ttl = hdr[7];
+    meta.src_addr.copy_from_slice(&hdr[8..24]);
+    meta.dst_addr.copy_from_slice(&hdr[24..40]);
+    address_checks(meta);
+
+    let mut next = hdr[6];
+    meta.proto = next;
+    let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]) as usize;
+    let present = bytes.frame_len().saturating_sub(l3);
+    if IPV6_HEADER + payload_len > present {
+        meta.events |= event::bit(event::BAD_TOTAL_LENGTH);
+        return;
+    }
+    let ip_end = l3 + IPV6_HEADER + payload_len;
+    let mut offset = l3 + IPV6_HEADER;
+    let mut frag_offset: u16 = 0;
+    let mut walked_all = false;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let header_len = match next {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => match bytes.u8_at(offset + 1) {
+                Some(len) => (len as usize + 1) * 8,
+                None => return,
+            },
+            IPV6_AH => match bytes.u8_at(offset + 1) {
+                Some(len) => (len as usize + 2) * 4,
+                None => return,
+            },
+            IPV6_FRAGMENT => 8,
+            _ => {
+                walked_all = true;
+                break;
+            }
+        };
+        if offset + header_len > ip_end {
+            // An extension header running past the packet: stop here.
+            meta.proto = next;
+            return;
+        }
+        let Some(following) = bytes.u8_at(offset) else {
+            return;
+        };
+        if next == IPV6_FRAGMENT {
+            let (Some(field), Some(id)) = (bytes.be16_at(offset + 2), bytes.be32_at(offset + 4))
+            else {
+                return;
+            };
+            frag_offset = field >> 3;
+            let more = field & 1 != 0;
+            meta.frag_offset = frag_offset;
+            meta.ip_id = id;
+            meta.flags |= flag::FRAGMENT | flag::IPV6_FRAG_HEADER;
+            if more {
+                meta.flags |= flag::MORE_FRAGMENTS;
+            } else if frag_offset == 0 {
+                meta.events |= event::bit(event::FRAG_ATOMIC);
+            }
+            next = following;
+            offset += header_len;
+            if frag_offset != 0 {
+                // A later fragment: what follows is the middle of the
+                // datagram, not headers.
+                walked_all = true;
+                break;
+            }
+            continue;
+        }
+        next = following;
+        offset += header_len;
+    }
+    meta.proto = next;
+    let payload = (ip_end - offset) as u32;
+    meta.l3_payload_len = payload;
+    if meta.has(flag::IPV6_FRAG_HEADER) {
+        fragment_checks(meta, frag_offset, meta.has(flag::MORE_FRAGMENTS), payload);
+    }
+    if walked_all && frag_offset == 0 {
+        parse_l4(bytes, offset, ip_end, meta);
+    }
+}
+
+/// Conditions on the fragment fields shared by IPv4 and IPv6.
+#[inline(always)]
+fn fragment_checks(meta: &mut PacketMeta, offset: u16, more_fragments: bool, payload: u32) {
+    if offset == 0 && more_fragments {
+        meta.events |= event::bit(event::FIRST_FRAGMENT);
+    }
+    if (offset != 0 || more_fragments) && (offset as u32) * 8 + payload > MAX_DATAGRAM {
+        meta.events |= event::bit(event::FRAG_OVERSIZE);
+    }
+}
+
+/// Transport header starting at `l4`; `ip_end` is where the IP packet ends.
+#[inline(always)]
+fn parse_l4<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, ip_end: usize, meta: &mut PacketMeta) {
+    let available = ip_end.saturating_sub(l4);
+    match meta.proto {
+        PROTO_TCP => parse_tcp(bytes, l4, available, meta),
+        PROTO_UDP => parse_ports(bytes, l4, available, meta),
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            if available >= 2
+                && let Some(type_code) = bytes.load::<[u8; 2]>(l4)
+            {
+                meta.icmp_type = type_code[0];
+                meta.icmp_code = type_code[1];
+                meta.flags |= flag::HAS_ICMP;
+            }
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn parse_ports<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, available: usize, meta: &mut PacketMeta) {
+    if available < 4 {
+        return;
+    }
+    let Some(ports) = bytes.load::<[u8; 4]>(l4) else {
+        return;
+    };
+    meta.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+    meta.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+    meta.flags |= flag::HAS_PORTS;
+    if meta.src_port == 0 || meta.dst_port == 0 {
+        meta.events |= event::bit(event::ZERO_PORT);
+    }
+}
+
+#[inline(always)]
+fn parse_tcp<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, available: usize, meta: &mut PacketMeta) {
+    parse_ports(bytes, l4, available, meta);
+    if available < TCP_MIN_HEADER {
+        return;
+    }
+    let Some(hdr) = bytes.load::<[u8; TCP_MIN_HEADER]>(l4) else {
+        return;
+    };
+    meta.tcp_seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    meta.tcp_flags = u16::from_be_bytes([hdr[12], hdr[13]]) & 0x01ff;
+    meta.tcp_window = u16::from_be_bytes([hdr[14], hdr[15]]);
+    meta.flags |= flag::HAS_TCP_FLAGS;
+    let data_offset = ((hdr[12] >> 4) as usize) * 4;
+    if data_offset < TCP_MIN_HEADER || data_offset > available {
+        meta.events |= event::bit(event::BAD_TCP_OFFSET);
+    }
+    let syn_ack = crate::packet::tcp::SYN | crate::packet::tcp::ACK;
+    if meta.tcp_flags & syn_ack == crate::packet::tcp::SYN {
+        meta.events |= event::bit(event::SYN_NO_ACK);
+    }
+}
+
+/// `land` and `martian_src`: judged on the addresses alone.
+#[inline(always)]
+fn address_checks(meta: &mut PacketMeta) {
+    if meta.src_addr == meta.dst_addr {
+        meta.events |= event::bit(event::LAND);
+    }
+    if is_martian_src(meta.ip_version, &meta.src_addr) {
+        meta.events |= event::bit(event::MARTIAN_SRC);
+    }
+}
+
+/// 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4, 255.255.255.255; ::1, ff00::/8.
+#[inline(always)]
+pub fn is_martian_src(ip_version: u8, addr: &[u8; 16]) -> bool {
+    if ip_version == 4 {
+        let first = addr[0];
+        first == 0
+            || first == 127
+            || first & 0xf0 == 224
+            || (addr[0] == 255 && addr[1] == 255 && addr[2] == 255 && addr[3] == 255)
+    } else {
+        let loopback = addr[..15].iter().all(|b| *b == 0) && addr[15] == 1;
+        loopback || addr[0] == 0xff
+    }
+}

@@ -1,0 +1,204 @@
+//! The compiled form of a rule set: what userspace writes into the BPF maps
+//! and what [`crate::detect`] reads per packet. Every lookup is O(1) in the
+//! number of rules: a rule's membership is a bit in a [`RuleMask`].
+
+/// One bit per loaded rule (its *slot*).
+pub type RuleMask = u64;
+
+/// Rules one rule set may hold: the width of [`RuleMask`].
+pub const MAX_RULES: u32 = 64;
+
+/// `tiny_first_below` thresholds go up to this many bytes.
+pub const MAX_TINY_THRESHOLD: u32 = 256;
+
+// ---- the mask table: one array, several regions --------------------------
+//
+// masks[FLAGS_BASE + tcp_flags]       rules whose tcp_flags match holds
+// masks[TTL_BASE + ttl]               ttl below/above rules matching that TTL
+// masks[TINY_BASE + min(len, 256)]    tiny_first_below rules with N > len
+// masks[DEVIATION_BASE + diff]        ttl deviation rules with N < diff
+// masks[EVENT_BASE + event]           fragment/header/syn rules keyed by event
+// masks[PROTO_BASE + proto class]     rules whose scope allows that protocol
+// masks[ANY_BASE + any::*]            rules with no constraint of that kind
+
+pub const FLAGS_BASE: u32 = 0;
+pub const TTL_BASE: u32 = FLAGS_BASE + crate::packet::tcp::FLAG_VALUES;
+pub const TINY_BASE: u32 = TTL_BASE + 256;
+pub const DEVIATION_BASE: u32 = TINY_BASE + MAX_TINY_THRESHOLD + 1;
+pub const EVENT_BASE: u32 = DEVIATION_BASE + 256;
+pub const PROTO_BASE: u32 = EVENT_BASE + crate::packet::event::COUNT;
+pub const ANY_BASE: u32 = PROTO_BASE + proto_class::COUNT;
+pub const MASK_TABLE_LEN: u32 = ANY_BASE + any::COUNT;
+
+/// Rows of the `ANY_BASE` region.
+pub mod any {
+    /// Rules without `scope.src`.
+    pub const SRC: u32 = 0;
+    /// Rules without `scope.dst`.
+    pub const DST: u32 = 1;
+    /// Rules without `scope.dst_ports`.
+    pub const PORT: u32 = 2;
+    /// Rules without `scope.vlan`.
+    pub const VLAN: u32 = 3;
+    /// Every `ttl: deviation` rule (skip the per-source lookup when 0).
+    pub const DEVIATION: u32 = 4;
+    /// Every enabled rule.
+    pub const ENABLED: u32 = 5;
+    /// Rules whose action is `drop`.
+    pub const DROP: u32 = 6;
+    pub const COUNT: u32 = 7;
+}
+
+/// `scope.protocol` classes.
+pub mod proto_class {
+    pub const OTHER: u32 = 0;
+    pub const TCP: u32 = 1;
+    pub const UDP: u32 = 2;
+    pub const ICMP: u32 = 3;
+    pub const ICMPV6: u32 = 4;
+    pub const COUNT: u32 = 5;
+
+    #[inline(always)]
+    pub const fn of(proto: u8) -> u32 {
+        match proto {
+            crate::packet::PROTO_TCP => TCP,
+            crate::packet::PROTO_UDP => UDP,
+            crate::packet::PROTO_ICMP => ICMP,
+            crate::packet::PROTO_ICMPV6 => ICMPV6,
+            _ => OTHER,
+        }
+    }
+}
+
+/// A rule's match kind: the alert's `category`.
+pub mod kind {
+    pub const TCP_FLAGS: u8 = 0;
+    pub const TTL: u8 = 1;
+    pub const FRAGMENT: u8 = 2;
+    pub const SYN_FLOOD: u8 = 3;
+    pub const HEADER: u8 = 4;
+}
+
+pub mod action {
+    pub const ALERT: u8 = 0;
+    pub const DROP: u8 = 1;
+}
+
+pub mod syn_track {
+    pub const BY_DST: u8 = 0;
+    pub const BY_SRC: u8 = 1;
+}
+
+/// Per-slot facts the kernel needs beyond the masks (the `RULES` array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's `id` (alert `signature_id`).
+    pub sig_id: u32,
+    /// `syn_flood` threshold (SYNs per window); 0 for other kinds.
+    pub syn_threshold: u32,
+    /// `syn_flood` window in nanoseconds.
+    pub syn_window_ns: u64,
+    /// Block length for `drop` rules in drop mode, in nanoseconds.
+    pub block_ns: u64,
+    pub kind: u8,
+    pub action: u8,
+    pub syn_track: u8,
+    pub _pad: [u8; 5],
+}
+
+/// Sensor-wide settings (the `CONFIG` array's single entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SensorConfig {
+    /// [`mode`] value.
+    pub mode: u8,
+    pub _pad: [u8; 7],
+}
+
+pub mod mode {
+    pub const IDS: u8 = 0;
+    pub const DROP: u8 = 1;
+}
+
+/// Key of the per-(rule, address) `syn_flood` window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SynKey {
+    pub slot: u32,
+    pub addr: crate::packet::AddrKey,
+    pub _pad: [u8; 3],
+}
+
+/// A tumbling `syn_flood` window for one tracked address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynWindow {
+    pub start_ns: u64,
+    pub count: u32,
+    /// 1 once this window has raised its alert.
+    pub alerted: u32,
+}
+
+/// Key of the per-(rule, source) alert rate limiter.
+pub type RateKey = SynKey;
+
+/// Alert rate limiting state for one (rule, source), per CPU in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    pub window_start_ns: u64,
+    /// Packets matched by this (rule, source) since the entry was created.
+    /// Only ever grows; userspace turns differences into alert `count`s.
+    pub matched_total: u64,
+    pub emitted_in_window: u32,
+    pub _pad: u32,
+}
+
+/// Per-(rule, source) alert lines allowed per [`RATE_WINDOW_NS`]; matches
+/// beyond it are counted in [`RateState::matched_total`] and reported by
+/// userspace as aggregated lines.
+pub const RATE_BURST: u32 = 5;
+pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Entries in the per-source / per-key LRU maps.
+pub const TTL_BASELINE_ENTRIES: u32 = 65_536;
+pub const SYN_WINDOW_ENTRIES: u32 = 65_536;
+pub const RATE_ENTRIES: u32 = 65_536;
+pub const PORT_SCOPE_ENTRIES: u32 = 4_096;
+pub const VLAN_SCOPE_ENTRIES: u32 = 4_096;
+pub const ADDR_SCOPE_ENTRIES: u32 = 16_384;
+
+/// Per-rule counters (the per-CPU `RULE_STATS` array, one entry per slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    /// Packets the rule matched (for `syn_flood`: SYNs counted in scope).
+    pub hits: u64,
+    /// Alert records sent to userspace.
+    pub alerts: u64,
+}
+
+/// Global counters (the per-CPU `COUNTERS` array), by index.
+pub mod counter {
+    pub const PACKETS: u32 = 0;
+    pub const PASSED: u32 = 1;
+    pub const DROPPED: u32 = 2;
+    /// Frames without a readable IP header (non-IP, truncated).
+    pub const NOT_IP: u32 = 3;
+    /// Alert records the perf buffer refused (the kernel could not send).
+    pub const ALERT_OUTPUT_ERRORS: u32 = 4;
+    pub const COUNT: u32 = 5;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data with explicit padding, no invalid bit patterns.
+    unsafe impl aya::Pod for super::RuleInfo {}
+    unsafe impl aya::Pod for super::SensorConfig {}
+    unsafe impl aya::Pod for super::SynKey {}
+    unsafe impl aya::Pod for super::SynWindow {}
+    unsafe impl aya::Pod for super::RateState {}
+    unsafe impl aya::Pod for super::RuleStats {}
+    unsafe impl aya::Pod for crate::packet::AddrKey {}
+}
