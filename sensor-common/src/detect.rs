@@ -25,6 +25,20 @@ pub trait RuleTables {
     fn rule(&self, slot: u32) -> Option<RuleInfo>;
     /// Whether drop mode is on.
     fn drop_mode(&self) -> bool;
+
+    /// Calls `f` with each slot set in `mask`, lowest first. The kernel
+    /// overrides this with `bpf_loop` so the verifier checks the body once
+    /// instead of once per possible rule.
+    #[inline(always)]
+    fn for_each_slot<F: FnMut(u32)>(&self, mask: RuleMask, mut f: F) {
+        let mut pending = mask;
+        let mut i = 0;
+        while i < MAX_RULES && pending != 0 {
+            i += 1;
+            f(pending.trailing_zeros());
+            pending &= pending - 1;
+        }
+    }
 }
 
 /// Per-address state and counters (LRU / per-CPU maps, or memory).
@@ -38,6 +52,34 @@ pub trait DetectState {
     fn rate_state<R, F: FnOnce(&mut RateState) -> R>(&mut self, key: &RateKey, step: F) -> Option<R>;
     fn count_hit(&mut self, slot: u32);
     fn count_alert(&mut self, slot: u32);
+}
+
+/// One alert to send: the caller pairs it with the packet's fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertHead {
+    pub sig_id: u32,
+    /// [`crate::tables::kind`] of the rule.
+    pub kind: u8,
+    /// [`outcome`] value.
+    pub action: u8,
+    /// See [`AlertRecord::count`].
+    pub count: u64,
+}
+
+impl AlertHead {
+    /// The full record for this alert on `meta` at `now_ns`.
+    pub fn record(&self, meta: &PacketMeta, now_ns: u64, cpu: u32) -> AlertRecord {
+        AlertRecord {
+            timestamp_ns: now_ns,
+            count: self.count,
+            sig_id: self.sig_id,
+            cpu,
+            kind: self.kind,
+            action: self.action,
+            _pad: [0; 6],
+            packet: *meta,
+        }
+    }
 }
 
 /// What the packet's fate should be.
@@ -170,7 +212,7 @@ pub fn rate_step(state: &mut RateState, now_ns: u64) -> Option<u64> {
 }
 
 /// Evaluates every rule on one parsed packet, updates state and counters,
-/// and hands each alert record to `emit`. The caller fills `cpu`.
+/// and hands each alert to `emit` (which pairs it with `meta`).
 #[inline(always)]
 pub fn process<T, S, E>(
     meta: &PacketMeta,
@@ -182,7 +224,7 @@ pub fn process<T, S, E>(
 where
     T: RuleTables + ?Sized,
     S: DetectState,
-    E: FnMut(&AlertRecord),
+    E: FnMut(&AlertHead),
 {
     let mut decision = Decision::default();
     if meta.ip_version == IP_VERSION_NONE {
@@ -200,22 +242,12 @@ where
     let matched = (kind_matches(meta, tables) | deviation_matches(meta, scope, tables, state)) & scope;
     let drop_mode = tables.drop_mode();
 
-    let mut record = AlertRecord {
-        timestamp_ns: now_ns,
-        packet: *meta,
-        ..AlertRecord::default()
-    };
 
     // syn_flood rules first, so a drop they decide is known before the
     // per-packet alerts are written.
-    let mut pending = syn_rules;
-    let mut i = 0;
-    while i < MAX_RULES && pending != 0 {
-        i += 1;
-        let slot = pending.trailing_zeros();
-        pending &= pending - 1;
+    tables.for_each_slot(syn_rules, |slot| {
         let Some(rule) = tables.rule(slot) else {
-            continue;
+            return;
         };
         state.count_hit(slot);
         let addr = if rule.syn_track == syn_track::BY_SRC {
@@ -228,11 +260,10 @@ where
             addr,
             _pad: [0; 3],
         };
-        let threshold = rule.syn_threshold;
-        let window_ns = rule.syn_window_ns;
+        let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
         let Some((count, crossed)) = state.syn_window(&key, |w| syn_step(w, now_ns, window_ns, threshold))
         else {
-            continue;
+            return;
         };
         let blocks = drop_mode && rule.action == action::DROP && count >= threshold;
         if blocks {
@@ -242,31 +273,24 @@ where
             }
         }
         if crossed {
-            record.sig_id = rule.sig_id;
-            record.kind = kind::SYN_FLOOD;
-            record.count = count as u64;
-            record.action = if blocks { outcome::BLOCKED } else { outcome::ALLOWED };
-            emit(&record);
+            let head = AlertHead {
+                sig_id: rule.sig_id,
+                kind: kind::SYN_FLOOD,
+                action: if blocks { outcome::BLOCKED } else { outcome::ALLOWED },
+                count: count as u64,
+            };
+            emit(&head);
             state.count_alert(slot);
         }
+    });
+
+    if drop_mode && matched & tables.mask(ANY_BASE + any::DROP) != 0 {
+        decision.drop = true;
     }
 
-    if drop_mode {
-        let drops = matched & tables.mask(ANY_BASE + any::DROP);
-        if drops != 0 {
-            decision.drop = true;
-        }
-    }
-
-    let src = meta.src_key();
-    let mut pending = matched;
-    let mut i = 0;
-    while i < MAX_RULES && pending != 0 {
-        i += 1;
-        let slot = pending.trailing_zeros();
-        pending &= pending - 1;
+    tables.for_each_slot(matched, |slot| {
         let Some(rule) = tables.rule(slot) else {
-            continue;
+            return;
         };
         state.count_hit(slot);
         if drop_mode && rule.action == action::DROP && rule.block_ns > decision.block_ns {
@@ -274,20 +298,22 @@ where
         }
         let key = RateKey {
             slot,
-            addr: src,
+            addr: meta.src_key(),
             _pad: [0; 3],
         };
         // A full or failing rate map must not hide the alert: send it with
         // count 0, which userspace reads as "one packet, not aggregated".
         let total = state.rate_state(&key, |r| rate_step(r, now_ns)).unwrap_or(Some(0));
         if let Some(total) = total {
-            record.sig_id = rule.sig_id;
-            record.kind = rule.kind;
-            record.count = total;
-            record.action = if decision.drop { outcome::BLOCKED } else { outcome::ALLOWED };
-            emit(&record);
+            let head = AlertHead {
+                sig_id: rule.sig_id,
+                kind: rule.kind,
+                action: if decision.drop { outcome::BLOCKED } else { outcome::ALLOWED },
+                count: total,
+            };
+            emit(&head);
             state.count_alert(slot);
         }
-    }
+    });
     decision
 }

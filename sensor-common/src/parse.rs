@@ -35,14 +35,22 @@ const MAX_DATAGRAM: u32 = 65_535;
 /// Parses an Ethernet frame (with any VLAN tags).
 #[inline(always)]
 pub fn parse_ethernet<B: PacketBytes + ?Sized>(bytes: &B) -> PacketMeta {
-    let mut meta = PacketMeta {
+    let mut meta = PacketMeta::default();
+    parse_ethernet_into(bytes, &mut meta);
+    meta
+}
+
+/// [`parse_ethernet`] into caller-provided storage (the kernel program
+/// parses straight into a per-CPU buffer to spare its 512-byte stack).
+#[inline(always)]
+pub fn parse_ethernet_into<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) {
+    *meta = PacketMeta {
         frame_len: bytes.frame_len() as u32,
         ..PacketMeta::default()
     };
-    if let Some((ethertype, l3)) = walk_link(bytes, &mut meta) {
-        parse_l3(bytes, ethertype, l3, &mut meta);
+    if let Some((ethertype, l3)) = walk_link(bytes, meta) {
+        parse_l3(bytes, ethertype, l3, meta);
     }
-    meta
 }
 
 /// Parses a frame whose first byte is an IP header (pcap link type RAW),

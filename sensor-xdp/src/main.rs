@@ -1,0 +1,302 @@
+//! The sensor's XDP program: parse, evaluate the compiled rules, count,
+//! and send alert records to userspace. Thin on purpose: the parser and the
+//! rule logic live in `sensor-common`, shared with `sensor replay`.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_F_CURRENT_CPU, BPF_NOEXIST, xdp_action},
+    cty::c_void,
+    helpers::{
+        bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::{bpf_loop, bpf_perf_event_output},
+    },
+    macros::{map, xdp},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerfEventArray,
+        lpm_trie::Key,
+    },
+    programs::XdpContext,
+    EbpfContext as _,
+};
+use sensor_common::{
+    alert::AlertRecord,
+    bytes::{MAX_PARSE_OFFSET, PacketBytes},
+    detect::{AlertHead, DetectState, RuleTables, process},
+    packet::{AddrKey, IP_VERSION_NONE},
+    parse::parse_ethernet_into,
+    tables::{
+        ADDR_SCOPE_ENTRIES, MASK_TABLE_LEN, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RateKey,
+        RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey,
+        SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode,
+    },
+};
+
+// ---- maps: the compiled rule set (written by userspace) --------------------
+
+#[map]
+static MASKS: Array<RuleMask> = Array::with_max_entries(MASK_TABLE_LEN, 0);
+#[map]
+static RULES: Array<RuleInfo> = Array::with_max_entries(MAX_RULES, 0);
+#[map]
+static SRC_SCOPE: LpmTrie<AddrKey, RuleMask> = LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES, 0);
+#[map]
+static DST_SCOPE: LpmTrie<AddrKey, RuleMask> = LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES, 0);
+#[map]
+static PORT_SCOPE: HashMap<u16, RuleMask> = HashMap::with_max_entries(PORT_SCOPE_ENTRIES, 0);
+#[map]
+static VLAN_SCOPE: HashMap<u16, RuleMask> = HashMap::with_max_entries(VLAN_SCOPE_ENTRIES, 0);
+#[map]
+static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
+
+// ---- maps: state and counters ------------------------------------------------
+
+#[map]
+static TTL_BASELINE: LruHashMap<AddrKey, u8> = LruHashMap::with_max_entries(TTL_BASELINE_ENTRIES, 0);
+#[map]
+static SYN_WINDOWS: LruHashMap<SynKey, SynWindow> =
+    LruHashMap::with_max_entries(SYN_WINDOW_ENTRIES, 0);
+#[map]
+static RATE: LruPerCpuHashMap<RateKey, RateState> =
+    LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
+#[map]
+static RULE_STATS: PerCpuArray<RuleStats> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+// ---- maps: output ----------------------------------------------------------------
+
+#[map]
+static EVENTS: PerfEventArray<AlertRecord> = PerfEventArray::new(0);
+/// Per-CPU room for the packet's alert record: too big for the BPF stack
+/// alongside the parser's locals.
+#[map]
+static SCRATCH: PerCpuArray<AlertRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Prefix length of an [`AddrKey`] lookup: the version byte and all 128 bits.
+const FULL_KEY_BITS: u32 = 8 + 128;
+
+#[xdp]
+pub fn sensor(ctx: XdpContext) -> u32 {
+    count(counter::PACKETS);
+    let Some(record) = SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY (all derefs of `record`): a per-CPU slot, and XDP does not
+    // re-enter on the same CPU. `process` borrows only the `packet` field;
+    // `emit` writes only the other fields.
+    parse_ethernet_into(&XdpBytes(&ctx), unsafe { &mut (*record).packet });
+    let packet = unsafe { &(*record).packet };
+    if packet.ip_version == IP_VERSION_NONE {
+        count(counter::NOT_IP);
+        count(counter::PASSED);
+        return xdp_action::XDP_PASS;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    unsafe {
+        (*record).timestamp_ns = now;
+        (*record).cpu = bpf_get_smp_processor_id();
+    }
+    let decision = process(packet, now, &KernelTables, &mut KernelState, &mut |head: &AlertHead| {
+        unsafe {
+            (*record).sig_id = head.sig_id;
+            (*record).kind = head.kind;
+            (*record).action = head.action;
+            (*record).count = head.count;
+            send_alert(&ctx, &*record);
+        }
+    });
+    if decision.drop {
+        count(counter::DROPPED);
+        return xdp_action::XDP_DROP;
+    }
+    count(counter::PASSED);
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn send_alert(ctx: &XdpContext, record: &AlertRecord) {
+    let ret = unsafe {
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            core::ptr::addr_of!(EVENTS).cast_mut().cast(),
+            BPF_F_CURRENT_CPU,
+            core::ptr::from_ref(record).cast_mut().cast(),
+            core::mem::size_of::<AlertRecord>() as u64,
+        )
+    };
+    if ret != 0 {
+        count(counter::ALERT_OUTPUT_ERRORS);
+    }
+}
+
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(value) = COUNTERS.get_ptr_mut(index) {
+        unsafe { *value += 1 };
+    }
+}
+
+/// Bounded access to the frame between `data` and `data_end`.
+struct XdpBytes<'a>(&'a XdpContext);
+
+impl PacketBytes for XdpBytes<'_> {
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.0.data_end() - self.0.data()
+    }
+
+    #[inline(always)]
+    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+        // Cap first: the verifier needs a bounded offset before it will
+        // accept the pointer arithmetic below.
+        if offset > MAX_PARSE_OFFSET {
+            return None;
+        }
+        let start = self.0.data();
+        let end = self.0.data_end();
+        // Opaque to LLVM, so `ptr + size > end` is not rewritten into
+        // `ptr >= end`, a form the verifier cannot turn into a packet range.
+        let size = core::hint::black_box(core::mem::size_of::<T>());
+        if start + offset + size > end {
+            return None;
+        }
+        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+    }
+}
+
+struct KernelTables;
+
+impl RuleTables for KernelTables {
+    #[inline(always)]
+    fn mask(&self, index: u32) -> RuleMask {
+        MASKS.get(index).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn src_scope(&self, addr: &AddrKey) -> RuleMask {
+        SRC_SCOPE.get(Key::new(FULL_KEY_BITS, *addr)).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn dst_scope(&self, addr: &AddrKey) -> RuleMask {
+        DST_SCOPE.get(Key::new(FULL_KEY_BITS, *addr)).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn port_scope(&self, port: u16) -> RuleMask {
+        unsafe { PORT_SCOPE.get(port) }.copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn vlan_scope(&self, vlan: u16) -> RuleMask {
+        unsafe { VLAN_SCOPE.get(vlan) }.copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn rule(&self, slot: u32) -> Option<RuleInfo> {
+        RULES.get(slot).copied()
+    }
+
+    #[inline(always)]
+    fn drop_mode(&self) -> bool {
+        CONFIG.get(0).is_some_and(|c| c.mode == mode::DROP)
+    }
+
+    /// `bpf_loop`: the verifier checks the per-rule body once, whatever the
+    /// number of rules, instead of unrolling up to MAX_RULES copies of it.
+    #[inline(always)]
+    fn for_each_slot<F: FnMut(u32)>(&self, mask: RuleMask, f: F) {
+        if mask == 0 {
+            return;
+        }
+        let mut walk = SlotWalk { pending: mask, f };
+        unsafe {
+            bpf_loop(
+                MAX_RULES,
+                slot_step::<F> as *mut c_void,
+                core::ptr::from_mut(&mut walk).cast(),
+                0,
+            );
+        }
+    }
+}
+
+/// The state one `bpf_loop` over the matching rules carries.
+struct SlotWalk<F> {
+    pending: RuleMask,
+    f: F,
+}
+
+/// One `bpf_loop` step: takes the lowest pending slot; stops when none is left.
+extern "C" fn slot_step<F: FnMut(u32)>(_index: u64, walk: *mut c_void) -> i64 {
+    let walk = unsafe { &mut *walk.cast::<SlotWalk<F>>() };
+    if walk.pending == 0 {
+        return 1;
+    }
+    let slot = walk.pending.trailing_zeros();
+    walk.pending &= walk.pending - 1;
+    (walk.f)(slot);
+    0
+}
+
+struct KernelState;
+
+impl DetectState for KernelState {
+    #[inline(always)]
+    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8) -> Option<u8> {
+        if let Some(learned) = unsafe { TTL_BASELINE.get(src) } {
+            return Some(*learned);
+        }
+        let _ = TTL_BASELINE.insert(src, hops, BPF_NOEXIST as u64);
+        None
+    }
+
+    #[inline(always)]
+    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(&mut self, key: &SynKey, step: F) -> Option<R> {
+        let window = match SYN_WINDOWS.get_ptr_mut(key) {
+            Some(window) => window,
+            None => {
+                let _ = SYN_WINDOWS.insert(key, SynWindow::default(), BPF_NOEXIST as u64);
+                SYN_WINDOWS.get_ptr_mut(key)?
+            }
+        };
+        Some(step(unsafe { &mut *window }))
+    }
+
+    #[inline(always)]
+    fn rate_state<R, F: FnOnce(&mut RateState) -> R>(&mut self, key: &RateKey, step: F) -> Option<R> {
+        let state = match RATE.get_ptr_mut(key) {
+            Some(state) => state,
+            None => {
+                let _ = RATE.insert(key, RateState::default(), BPF_NOEXIST as u64);
+                RATE.get_ptr_mut(key)?
+            }
+        };
+        Some(step(unsafe { &mut *state }))
+    }
+
+    #[inline(always)]
+    fn count_hit(&mut self, slot: u32) {
+        if let Some(stats) = RULE_STATS.get_ptr_mut(slot) {
+            unsafe { (*stats).hits += 1 };
+        }
+    }
+
+    #[inline(always)]
+    fn count_alert(&mut self, slot: u32) {
+        if let Some(stats) = RULE_STATS.get_ptr_mut(slot) {
+            unsafe { (*stats).alerts += 1 };
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,306 @@
+//! Loads the XDP program, fills its rule maps, attaches it, and reads its
+//! counters. The one place that talks to aya about the kernel program.
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerfEventArray};
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::{Ebpf, EbpfError};
+use sensor_common::packet::AddrKey;
+use sensor_common::tables::{
+    MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask, RuleStats, SensorConfig,
+    counter, mode,
+};
+
+use crate::rules::CompiledRules;
+
+/// The kernel program, built by build.rs for the bpf target.
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-xdp"));
+
+/// The program's name in the object (its function name).
+const PROGRAM: &str = "sensor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error(
+        "this sensor binary was built without its XDP program (AYA_BUILD_SKIP was set); \
+         rebuild without it"
+    )]
+    NoProgram,
+    #[error("loading the XDP object: {0}")]
+    Object(#[from] EbpfError),
+    #[error("the kernel rejected the XDP program: {0}")]
+    Verifier(String),
+    #[error("XDP program: {0}")]
+    Program(#[from] ProgramError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {0} is missing from the XDP object")]
+    MissingMap(&'static str),
+    #[error("cannot attach XDP to {iface} in {mode} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// `--xdp-mode`: how to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to generic (skb) mode when the
+    /// driver refuses.
+    Auto,
+    Native,
+    Skb,
+}
+
+/// The sensor's mode: `ids` only reports, `drop` enforces `drop` rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SensorMode {
+    Ids,
+    Drop,
+}
+
+/// Global packet counters summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    pub not_ip: u64,
+    pub alert_output_errors: u64,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoaderError {
+    move |source| LoaderError::Map { name, source }
+}
+
+/// The loaded (verified) kernel program and its maps.
+pub struct Kernel {
+    ebpf: Ebpf,
+    attached: Option<(String, &'static str)>,
+}
+
+impl Kernel {
+    /// Loads the object and runs the verifier on the program.
+    pub fn load() -> Result<Kernel, LoaderError> {
+        if XDP_OBJECT.is_empty() {
+            return Err(LoaderError::NoProgram);
+        }
+        let mut ebpf = Ebpf::load(XDP_OBJECT)?;
+        let program: &mut Xdp = program_mut(&mut ebpf)?;
+        program.load().map_err(|err| match err {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => LoaderError::Verifier(format!("{io_error}\n{}", log_tail(&verifier_log.to_string()))),
+            other => LoaderError::Program(other),
+        })?;
+        Ok(Kernel {
+            ebpf,
+            attached: None,
+        })
+    }
+
+    /// Replaces the rule maps' contents with `rules` and sets the mode.
+    pub fn write_rules(&mut self, rules: &CompiledRules, sensor_mode: SensorMode) -> Result<(), LoaderError> {
+        let mut masks: Array<_, RuleMask> = self.map_mut("MASKS")?;
+        for index in 0..MASK_TABLE_LEN {
+            let value = rules.masks.get(index as usize).copied().unwrap_or(0);
+            masks.set(index, value, 0).map_err(map_err("MASKS"))?;
+        }
+        let mut infos: Array<_, RuleInfo> = self.map_mut("RULES")?;
+        for slot in 0..MAX_RULES {
+            let info = rules.rules.get(slot as usize).copied().unwrap_or_default();
+            infos.set(slot, info, 0).map_err(map_err("RULES"))?;
+        }
+        for (name, prefixes) in [("SRC_SCOPE", &rules.src_prefixes), ("DST_SCOPE", &rules.dst_prefixes)] {
+            let mut trie: LpmTrie<_, AddrKey, RuleMask> = self.map_mut(name)?;
+            let stale: Vec<Key<AddrKey>> = trie.keys().filter_map(Result::ok).collect();
+            for key in stale {
+                trie.remove(&key).map_err(map_err(name))?;
+            }
+            for (prefix, mask) in prefixes.iter() {
+                trie.insert(&Key::new(prefix.prefix_len, prefix.key), mask, 0)
+                    .map_err(map_err(name))?;
+            }
+        }
+        for (name, entries) in [("PORT_SCOPE", &rules.ports), ("VLAN_SCOPE", &rules.vlans)] {
+            let mut map: HashMap<_, u16, RuleMask> = self.map_mut(name)?;
+            let stale: Vec<u16> = map.keys().filter_map(Result::ok).collect();
+            for key in stale {
+                map.remove(&key).map_err(map_err(name))?;
+            }
+            for (key, mask) in entries {
+                map.insert(key, mask, 0).map_err(map_err(name))?;
+            }
+        }
+        let mut config: Array<_, SensorConfig> = self.map_mut("CONFIG")?;
+        let value = SensorConfig {
+            mode: match sensor_mode {
+                SensorMode::Ids => mode::IDS,
+                SensorMode::Drop => mode::DROP,
+            },
+            ..SensorConfig::default()
+        };
+        config.set(0, value, 0).map_err(map_err("CONFIG"))?;
+        Ok(())
+    }
+
+    /// Attaches to `iface`. Returns the mode actually used.
+    pub fn attach(&mut self, iface: &str, how: AttachMode) -> Result<&'static str, LoaderError> {
+        let attempts: &[(XdpMode, &'static str)] = match how {
+            AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
+            AttachMode::Native => &[(XdpMode::Driver, "native")],
+            AttachMode::Skb => &[(XdpMode::Skb, "skb")],
+        };
+        let program = program_mut(&mut self.ebpf)?;
+        let mut last_error = None;
+        for (xdp_mode, name) in attempts {
+            match program.attach(iface, *xdp_mode) {
+                Ok(_link) => {
+                    self.attached = Some((iface.to_string(), name));
+                    return Ok(name);
+                }
+                Err(err @ ProgramError::UnknownInterface { .. }) => {
+                    return Err(LoaderError::Attach {
+                        iface: iface.to_string(),
+                        mode: name,
+                        source: err,
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(iface, mode = name, error = %err, "XDP attach refused");
+                    last_error = Some((name, err));
+                }
+            }
+        }
+        let (mode, source) = last_error.expect("at least one attach attempt");
+        Err(LoaderError::Attach {
+            iface: iface.to_string(),
+            mode,
+            source,
+        })
+    }
+
+    /// Where the program is attached, and in which mode.
+    pub fn attached(&self) -> Option<(&str, &'static str)> {
+        self.attached.as_ref().map(|(iface, mode)| (iface.as_str(), *mode))
+    }
+
+    /// Runs the program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP verdict.
+    pub fn test_run(&self, frame: &[u8]) -> Result<u32, LoaderError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(LoaderError::Verifier("program missing".into()))?
+            .try_into()?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        Ok(program.test_run(opts)?.return_value)
+    }
+
+    /// Takes the perf event array the alerts arrive on.
+    pub fn take_events(&mut self) -> Result<PerfEventArray<MapData>, LoaderError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(LoaderError::MissingMap("EVENTS"))?;
+        PerfEventArray::try_from(map).map_err(map_err("EVENTS"))
+    }
+
+    /// Global counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, LoaderError> {
+        let map = self.ebpf.map("COUNTERS").ok_or(LoaderError::MissingMap("COUNTERS"))?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err("COUNTERS"))?;
+        let sum = |index: u32| -> Result<u64, LoaderError> {
+            Ok(array.get(&index, 0).map_err(map_err("COUNTERS"))?.iter().sum())
+        };
+        Ok(Counters {
+            packets: sum(counter::PACKETS)?,
+            passed: sum(counter::PASSED)?,
+            dropped: sum(counter::DROPPED)?,
+            not_ip: sum(counter::NOT_IP)?,
+            alert_output_errors: sum(counter::ALERT_OUTPUT_ERRORS)?,
+        })
+    }
+
+    /// Per-slot hit and alert counters, summed over CPUs.
+    pub fn rule_stats(&self) -> Result<Vec<RuleStats>, LoaderError> {
+        let map = self.ebpf.map("RULE_STATS").ok_or(LoaderError::MissingMap("RULE_STATS"))?;
+        let array: PerCpuArray<_, RuleStats> = PerCpuArray::try_from(map).map_err(map_err("RULE_STATS"))?;
+        (0..MAX_RULES)
+            .map(|slot| {
+                let values = array.get(&slot, 0).map_err(map_err("RULE_STATS"))?;
+                Ok(values.iter().fold(RuleStats::default(), |acc, v| RuleStats {
+                    hits: acc.hits + v.hits,
+                    alerts: acc.alerts + v.alerts,
+                }))
+            })
+            .collect()
+    }
+
+    /// Every (rule slot, source, cpu) rate-limiter entry, for the aggregator's sweep.
+    pub fn rate_entries(&self) -> Result<Vec<(RateKey, u32, RateState)>, LoaderError> {
+        let map = self.ebpf.map("RATE").ok_or(LoaderError::MissingMap("RATE"))?;
+        let hash: PerCpuHashMap<_, RateKey, RateState> =
+            PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
+        let mut out = Vec::new();
+        for entry in hash.iter() {
+            let Ok((key, values)) = entry else { continue };
+            for (cpu, state) in values.iter().enumerate() {
+                if state.matched_total > 0 {
+                    out.push((key, cpu as u32, *state));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, LoaderError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+        M::try_from(map).map_err(map_err(name))
+    }
+}
+
+/// The end of a verifier log: where it gave up, and its statistics.
+fn log_tail(log: &str) -> String {
+    const LINES: usize = 40;
+    let lines: Vec<&str> = log.lines().collect();
+    let skipped = lines.len().saturating_sub(LINES);
+    let mut tail = lines[skipped..].join("\n");
+    if skipped > 0 {
+        tail = format!("[... {skipped} earlier lines of the verifier log ...]\n{tail}");
+    }
+    tail
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    let program = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| LoaderError::Verifier(format!("program {PROGRAM} missing from the object")))?;
+    Ok(program.try_into()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verifier is part of the test suite: load the real program.
+    #[test]
+    fn kernel_program_passes_the_verifier() {
+        if !crate::testing::bpf_available("kernel_program_passes_the_verifier") {
+            return;
+        }
+        let kernel = Kernel::load().expect("XDP program loads");
+        let counters = kernel.counters().expect("counters readable");
+        assert_eq!(counters.packets, 0);
+    }
+}

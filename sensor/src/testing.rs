@@ -1,0 +1,15 @@
+//! Helpers for tests that need root and BPF.
+
+/// Whether BPF tests can run here. Outside CI a missing privilege prints a
+/// visible SKIP; with `CI=true` it is a failure (CI runs as root).
+pub fn bpf_available(test: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true but not running as root: BPF tests must run in CI");
+    }
+    eprintln!("SKIP {test}: needs root (CAP_BPF, CAP_NET_ADMIN); runs in CI");
+    false
+}
