@@ -1,9 +1,11 @@
 //! Bounded byte access: the only way the parser reads a packet.
 
-/// The furthest offset the parser ever reads at. Every load is checked
-/// against it before any pointer arithmetic, which is what lets the BPF
-/// verifier accept variable offsets (VLAN tags, IHL, extension headers).
-pub const MAX_PARSE_OFFSET: usize = 512;
+/// The furthest offset the parser ever reads at: a jumbo frame (9 KiB), so
+/// no header inside a frame the sensor can receive is out of reach (long
+/// IPv6 extension headers must not hide the transport header). Every load is
+/// checked against it before any pointer arithmetic, which is what lets the
+/// BPF verifier accept variable offsets (VLAN tags, IHL, extension headers).
+pub const MAX_PARSE_OFFSET: usize = 9216;
 
 /// Read-only, bounds-checked access to a frame.
 pub trait PacketBytes {

@@ -47,9 +47,14 @@ pub trait DetectState {
     /// and returns `None` (the first packet of a source only teaches).
     fn ttl_baseline(&mut self, src: &AddrKey, hops: u8) -> Option<u8>;
     /// Runs `step` on the `syn_flood` window of `key` (a new one is zeroed).
-    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(&mut self, key: &SynKey, step: F) -> Option<R>;
+    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(&mut self, key: &SynKey, step: F)
+    -> Option<R>;
     /// Runs `step` on the rate limiter of `key` (a new one is zeroed).
-    fn rate_state<R, F: FnOnce(&mut RateState) -> R>(&mut self, key: &RateKey, step: F) -> Option<R>;
+    fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
+        &mut self,
+        key: &RateKey,
+        step: F,
+    ) -> Option<R>;
     fn count_hit(&mut self, slot: u32);
     fn count_alert(&mut self, slot: u32);
 }
@@ -170,7 +175,11 @@ fn deviation_matches<T: RuleTables + ?Sized, S: DetectState>(
     let hops = hop_count(meta.ttl);
     match state.ttl_baseline(&meta.src_key(), hops) {
         Some(learned) => {
-            let diff = if hops > learned { hops - learned } else { learned - hops };
+            let diff = if hops > learned {
+                hops - learned
+            } else {
+                learned - hops
+            };
             tables.mask(DEVIATION_BASE + diff as u32)
         }
         None => 0,
@@ -180,7 +189,12 @@ fn deviation_matches<T: RuleTables + ?Sized, S: DetectState>(
 /// Advances a tumbling `syn_flood` window by one SYN. Returns the count so
 /// far and whether this SYN reached the threshold first in the window.
 #[inline(always)]
-pub fn syn_step(window: &mut SynWindow, now_ns: u64, window_ns: u64, threshold: u32) -> (u32, bool) {
+pub fn syn_step(
+    window: &mut SynWindow,
+    now_ns: u64,
+    window_ns: u64,
+    threshold: u32,
+) -> (u32, bool) {
     if window.count == 0 || now_ns.wrapping_sub(window.start_ns) >= window_ns {
         window.start_ns = now_ns;
         window.count = 0;
@@ -239,9 +253,9 @@ where
     } else {
         0
     };
-    let matched = (kind_matches(meta, tables) | deviation_matches(meta, scope, tables, state)) & scope;
+    let matched =
+        (kind_matches(meta, tables) | deviation_matches(meta, scope, tables, state)) & scope;
     let drop_mode = tables.drop_mode();
-
 
     // syn_flood rules first, so a drop they decide is known before the
     // per-packet alerts are written.
@@ -261,7 +275,8 @@ where
             _pad: [0; 3],
         };
         let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
-        let Some((count, crossed)) = state.syn_window(&key, |w| syn_step(w, now_ns, window_ns, threshold))
+        let Some((count, crossed)) =
+            state.syn_window(&key, |w| syn_step(w, now_ns, window_ns, threshold))
         else {
             return;
         };
@@ -276,7 +291,11 @@ where
             let head = AlertHead {
                 sig_id: rule.sig_id,
                 kind: kind::SYN_FLOOD,
-                action: if blocks { outcome::BLOCKED } else { outcome::ALLOWED },
+                action: if blocks {
+                    outcome::BLOCKED
+                } else {
+                    outcome::ALLOWED
+                },
                 count: count as u64,
             };
             emit(&head);
@@ -303,12 +322,18 @@ where
         };
         // A full or failing rate map must not hide the alert: send it with
         // count 0, which userspace reads as "one packet, not aggregated".
-        let total = state.rate_state(&key, |r| rate_step(r, now_ns)).unwrap_or(Some(0));
+        let total = state
+            .rate_state(&key, |r| rate_step(r, now_ns))
+            .unwrap_or(Some(0));
         if let Some(total) = total {
             let head = AlertHead {
                 sig_id: rule.sig_id,
                 kind: rule.kind,
-                action: if decision.drop { outcome::BLOCKED } else { outcome::ALLOWED },
+                action: if decision.drop {
+                    outcome::BLOCKED
+                } else {
+                    outcome::ALLOWED
+                },
                 count: total,
             };
             emit(&head);

@@ -8,8 +8,8 @@
 
 use crate::bytes::PacketBytes;
 use crate::packet::{
-    event, flag, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
-    PROTO_UDP, PacketMeta,
+    MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    PacketMeta, event, flag,
 };
 
 pub const ETH_HEADER_LEN: usize = 14;
@@ -81,9 +81,8 @@ fn walk_link<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) -> Optio
         ethertype = bytes.be16_at(offset + 2)?;
         offset += 4;
     }
-    if matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
-        return None;
-    }
+    // Still tagged after MAX_VLAN_TAGS: the ethertype is a TPID, not IP, and
+    // the frame is left unparsed.
     Some((ethertype, offset))
 }
 
@@ -183,30 +182,32 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     let mut offset = l3 + IPV6_HEADER;
     let mut frag_offset: u16 = 0;
     let mut walked_all = false;
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
+    // One turn more than the headers allowed: the last turn can only find
+    // the upper-layer header.
+    for walked in 0..=MAX_IPV6_EXT_HEADERS {
+        if !is_ipv6_extension(next) {
+            walked_all = true;
+            break;
+        }
+        if walked == MAX_IPV6_EXT_HEADERS || offset + 2 > ip_end {
+            // Too many headers, or one cut off by the payload length.
+            meta.proto = next;
+            return;
+        }
+        let (Some(following), Some(len_field)) = (bytes.u8_at(offset), bytes.u8_at(offset + 1))
+        else {
+            return;
+        };
         let header_len = match next {
-            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => match bytes.u8_at(offset + 1) {
-                Some(len) => (len as usize + 1) * 8,
-                None => return,
-            },
-            IPV6_AH => match bytes.u8_at(offset + 1) {
-                Some(len) => (len as usize + 2) * 4,
-                None => return,
-            },
             IPV6_FRAGMENT => 8,
-            _ => {
-                walked_all = true;
-                break;
-            }
+            IPV6_AH => (len_field as usize + 2) * 4,
+            _ => (len_field as usize + 1) * 8,
         };
         if offset + header_len > ip_end {
             // An extension header running past the packet: stop here.
             meta.proto = next;
             return;
         }
-        let Some(following) = bytes.u8_at(offset) else {
-            return;
-        };
         if next == IPV6_FRAGMENT {
             let (Some(field), Some(id)) = (bytes.be16_at(offset + 2), bytes.be32_at(offset + 4))
             else {
@@ -246,6 +247,14 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     }
 }
 
+#[inline(always)]
+fn is_ipv6_extension(next: u8) -> bool {
+    matches!(
+        next,
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH | IPV6_FRAGMENT
+    )
+}
+
 /// Conditions on the fragment fields shared by IPv4 and IPv6.
 #[inline(always)]
 fn fragment_checks(meta: &mut PacketMeta, offset: u16, more_fragments: bool, payload: u32) {
@@ -278,7 +287,12 @@ fn parse_l4<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, ip_end: usize, meta: 
 }
 
 #[inline(always)]
-fn parse_ports<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, available: usize, meta: &mut PacketMeta) {
+fn parse_ports<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    l4: usize,
+    available: usize,
+    meta: &mut PacketMeta,
+) {
     if available < 4 {
         return;
     }
@@ -294,7 +308,12 @@ fn parse_ports<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, available: usize, 
 }
 
 #[inline(always)]
-fn parse_tcp<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, available: usize, meta: &mut PacketMeta) {
+fn parse_tcp<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    l4: usize,
+    available: usize,
+    meta: &mut PacketMeta,
+) {
     parse_ports(bytes, l4, available, meta);
     if available < TCP_MIN_HEADER {
         return;

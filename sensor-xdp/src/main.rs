@@ -5,6 +5,7 @@
 #![no_main]
 
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::{BPF_F_CURRENT_CPU, BPF_NOEXIST, xdp_action},
     cty::c_void,
     helpers::{
@@ -17,7 +18,6 @@ use aya_ebpf::{
         lpm_trie::Key,
     },
     programs::XdpContext,
-    EbpfContext as _,
 };
 use sensor_common::{
     alert::AlertRecord,
@@ -52,7 +52,8 @@ static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
 // ---- maps: state and counters ------------------------------------------------
 
 #[map]
-static TTL_BASELINE: LruHashMap<AddrKey, u8> = LruHashMap::with_max_entries(TTL_BASELINE_ENTRIES, 0);
+static TTL_BASELINE: LruHashMap<AddrKey, u8> =
+    LruHashMap::with_max_entries(TTL_BASELINE_ENTRIES, 0);
 #[map]
 static SYN_WINDOWS: LruHashMap<SynKey, SynWindow> =
     LruHashMap::with_max_entries(SYN_WINDOW_ENTRIES, 0);
@@ -97,15 +98,19 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         (*record).timestamp_ns = now;
         (*record).cpu = bpf_get_smp_processor_id();
     }
-    let decision = process(packet, now, &KernelTables, &mut KernelState, &mut |head: &AlertHead| {
-        unsafe {
+    let decision = process(
+        packet,
+        now,
+        &KernelTables,
+        &mut KernelState,
+        &mut |head: &AlertHead| unsafe {
             (*record).sig_id = head.sig_id;
             (*record).kind = head.kind;
             (*record).action = head.action;
             (*record).count = head.count;
             send_alert(&ctx, &*record);
-        }
-    });
+        },
+    );
     if decision.drop {
         count(counter::DROPPED);
         return xdp_action::XDP_DROP;
@@ -175,12 +180,18 @@ impl RuleTables for KernelTables {
 
     #[inline(always)]
     fn src_scope(&self, addr: &AddrKey) -> RuleMask {
-        SRC_SCOPE.get(Key::new(FULL_KEY_BITS, *addr)).copied().unwrap_or(0)
+        SRC_SCOPE
+            .get(Key::new(FULL_KEY_BITS, *addr))
+            .copied()
+            .unwrap_or(0)
     }
 
     #[inline(always)]
     fn dst_scope(&self, addr: &AddrKey) -> RuleMask {
-        DST_SCOPE.get(Key::new(FULL_KEY_BITS, *addr)).copied().unwrap_or(0)
+        DST_SCOPE
+            .get(Key::new(FULL_KEY_BITS, *addr))
+            .copied()
+            .unwrap_or(0)
     }
 
     #[inline(always)]
@@ -253,7 +264,11 @@ impl DetectState for KernelState {
     }
 
     #[inline(always)]
-    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(&mut self, key: &SynKey, step: F) -> Option<R> {
+    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(
+        &mut self,
+        key: &SynKey,
+        step: F,
+    ) -> Option<R> {
         let window = match SYN_WINDOWS.get_ptr_mut(key) {
             Some(window) => window,
             None => {
@@ -265,7 +280,11 @@ impl DetectState for KernelState {
     }
 
     #[inline(always)]
-    fn rate_state<R, F: FnOnce(&mut RateState) -> R>(&mut self, key: &RateKey, step: F) -> Option<R> {
+    fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
+        &mut self,
+        key: &RateKey,
+        step: F,
+    ) -> Option<R> {
         let state = match RATE.get_ptr_mut(key) {
             Some(state) => state,
             None => {
