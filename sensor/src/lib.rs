@@ -1,4 +1,15 @@
 //! The sensor's userspace: rules, kernel loader, alert engine, sinks,
 //! replay and inspect. The binary (`main.rs`) only wires these together.
 
+pub mod aggregate;
+pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod loader;
+pub mod perf;
+pub mod replay;
 pub mod rules;
+pub mod run;
+pub mod sinks;
+pub mod state;
+pub mod testing;

@@ -3,6 +3,7 @@
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerfEventArray};
+use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
 use sensor_common::packet::AddrKey;
@@ -85,7 +86,13 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoaderError {
 /// The loaded (verified) kernel program and its maps.
 pub struct Kernel {
     ebpf: Ebpf,
-    attached: Option<(String, &'static str)>,
+    attached: Option<Attachment>,
+}
+
+struct Attachment {
+    iface: String,
+    mode: &'static str,
+    link: XdpLinkId,
 }
 
 impl Kernel {
@@ -100,7 +107,10 @@ impl Kernel {
             ProgramError::LoadError {
                 io_error,
                 verifier_log,
-            } => LoaderError::Verifier(format!("{io_error}\n{}", log_tail(&verifier_log.to_string()))),
+            } => LoaderError::Verifier(format!(
+                "{io_error}\n{}",
+                log_tail(&verifier_log.to_string())
+            )),
             other => LoaderError::Program(other),
         })?;
         Ok(Kernel {
@@ -110,7 +120,11 @@ impl Kernel {
     }
 
     /// Replaces the rule maps' contents with `rules` and sets the mode.
-    pub fn write_rules(&mut self, rules: &CompiledRules, sensor_mode: SensorMode) -> Result<(), LoaderError> {
+    pub fn write_rules(
+        &mut self,
+        rules: &CompiledRules,
+        sensor_mode: SensorMode,
+    ) -> Result<(), LoaderError> {
         let mut masks: Array<_, RuleMask> = self.map_mut("MASKS")?;
         for index in 0..MASK_TABLE_LEN {
             let value = rules.masks.get(index as usize).copied().unwrap_or(0);
@@ -121,7 +135,10 @@ impl Kernel {
             let info = rules.rules.get(slot as usize).copied().unwrap_or_default();
             infos.set(slot, info, 0).map_err(map_err("RULES"))?;
         }
-        for (name, prefixes) in [("SRC_SCOPE", &rules.src_prefixes), ("DST_SCOPE", &rules.dst_prefixes)] {
+        for (name, prefixes) in [
+            ("SRC_SCOPE", &rules.src_prefixes),
+            ("DST_SCOPE", &rules.dst_prefixes),
+        ] {
             let mut trie: LpmTrie<_, AddrKey, RuleMask> = self.map_mut(name)?;
             let stale: Vec<Key<AddrKey>> = trie.keys().filter_map(Result::ok).collect();
             for key in stale {
@@ -165,8 +182,12 @@ impl Kernel {
         let mut last_error = None;
         for (xdp_mode, name) in attempts {
             match program.attach(iface, *xdp_mode) {
-                Ok(_link) => {
-                    self.attached = Some((iface.to_string(), name));
+                Ok(link) => {
+                    self.attached = Some(Attachment {
+                        iface: iface.to_string(),
+                        mode: name,
+                        link,
+                    });
                     return Ok(name);
                 }
                 Err(err @ ProgramError::UnknownInterface { .. }) => {
@@ -192,7 +213,15 @@ impl Kernel {
 
     /// Where the program is attached, and in which mode.
     pub fn attached(&self) -> Option<(&str, &'static str)> {
-        self.attached.as_ref().map(|(iface, mode)| (iface.as_str(), *mode))
+        self.attached.as_ref().map(|a| (a.iface.as_str(), a.mode))
+    }
+
+    /// Detaches from the interface (dropping the `Kernel` does too).
+    pub fn detach(&mut self) -> Result<(), LoaderError> {
+        if let Some(attachment) = self.attached.take() {
+            program_mut(&mut self.ebpf)?.detach(attachment.link)?;
+        }
+        Ok(())
     }
 
     /// Runs the program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP verdict.
@@ -209,16 +238,26 @@ impl Kernel {
 
     /// Takes the perf event array the alerts arrive on.
     pub fn take_events(&mut self) -> Result<PerfEventArray<MapData>, LoaderError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(LoaderError::MissingMap("EVENTS"))?;
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(LoaderError::MissingMap("EVENTS"))?;
         PerfEventArray::try_from(map).map_err(map_err("EVENTS"))
     }
 
     /// Global counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, LoaderError> {
-        let map = self.ebpf.map("COUNTERS").ok_or(LoaderError::MissingMap("COUNTERS"))?;
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or(LoaderError::MissingMap("COUNTERS"))?;
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err("COUNTERS"))?;
         let sum = |index: u32| -> Result<u64, LoaderError> {
-            Ok(array.get(&index, 0).map_err(map_err("COUNTERS"))?.iter().sum())
+            Ok(array
+                .get(&index, 0)
+                .map_err(map_err("COUNTERS"))?
+                .iter()
+                .sum())
         };
         Ok(Counters {
             packets: sum(counter::PACKETS)?,
@@ -231,22 +270,31 @@ impl Kernel {
 
     /// Per-slot hit and alert counters, summed over CPUs.
     pub fn rule_stats(&self) -> Result<Vec<RuleStats>, LoaderError> {
-        let map = self.ebpf.map("RULE_STATS").ok_or(LoaderError::MissingMap("RULE_STATS"))?;
-        let array: PerCpuArray<_, RuleStats> = PerCpuArray::try_from(map).map_err(map_err("RULE_STATS"))?;
+        let map = self
+            .ebpf
+            .map("RULE_STATS")
+            .ok_or(LoaderError::MissingMap("RULE_STATS"))?;
+        let array: PerCpuArray<_, RuleStats> =
+            PerCpuArray::try_from(map).map_err(map_err("RULE_STATS"))?;
         (0..MAX_RULES)
             .map(|slot| {
                 let values = array.get(&slot, 0).map_err(map_err("RULE_STATS"))?;
-                Ok(values.iter().fold(RuleStats::default(), |acc, v| RuleStats {
-                    hits: acc.hits + v.hits,
-                    alerts: acc.alerts + v.alerts,
-                }))
+                Ok(values
+                    .iter()
+                    .fold(RuleStats::default(), |acc, v| RuleStats {
+                        hits: acc.hits + v.hits,
+                        alerts: acc.alerts + v.alerts,
+                    }))
             })
             .collect()
     }
 
     /// Every (rule slot, source, cpu) rate-limiter entry, for the aggregator's sweep.
     pub fn rate_entries(&self) -> Result<Vec<(RateKey, u32, RateState)>, LoaderError> {
-        let map = self.ebpf.map("RATE").ok_or(LoaderError::MissingMap("RATE"))?;
+        let map = self
+            .ebpf
+            .map("RATE")
+            .ok_or(LoaderError::MissingMap("RATE"))?;
         let hash: PerCpuHashMap<_, RateKey, RateState> =
             PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
         let mut out = Vec::new();
@@ -265,7 +313,10 @@ impl Kernel {
     where
         M: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
     {
-        let map = self.ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(LoaderError::MissingMap(name))?;
         M::try_from(map).map_err(map_err(name))
     }
 }
@@ -283,9 +334,9 @@ fn log_tail(log: &str) -> String {
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    let program = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| LoaderError::Verifier(format!("program {PROGRAM} missing from the object")))?;
+    let program = ebpf.program_mut(PROGRAM).ok_or_else(|| {
+        LoaderError::Verifier(format!("program {PROGRAM} missing from the object"))
+    })?;
     Ok(program.try_into()?)
 }
 

@@ -1,1 +1,153 @@
-fn main() {}
+//! `sensor`: wires the command line to the library. Exit codes: 0 ok,
+//! 1 runtime failure, 2 bad usage or invalid rules / configuration.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
+use sensor::config::Config;
+use sensor::loader::{AttachMode, SensorMode};
+use sensor::rules::{self, CompiledRules};
+use sensor::run::{RunSettings, run};
+use sensor::sinks::{JsonSink, JsonTarget};
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_INVALID: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Replay(args) => cmd_replay(args),
+        Command::Rules {
+            command: RulesCommand::Check { path },
+        } => cmd_rules_check(&path),
+        Command::Inspect(_) => Err(Failure::runtime(
+            "sensor inspect is not available in this build yet",
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("sensor: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn invalid(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: EXIT_INVALID,
+            message: message.to_string(),
+        }
+    }
+
+    fn runtime(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: EXIT_RUNTIME,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Loads, validates and compiles a rule file or directory.
+fn load_rules(path: &Path, default_block_seconds: u32) -> Result<CompiledRules, String> {
+    let set = rules::load_path(path).map_err(|err| err.to_string())?;
+    Ok(rules::compile(&set, default_block_seconds))
+}
+
+fn cmd_rules_check(path: &Path) -> Result<(), Failure> {
+    let set = rules::load_path(path).map_err(Failure::invalid)?;
+    let compiled = rules::compile(&set, Config::DEFAULT_BLOCK_SECONDS);
+    print!("{}", rules::summary(&set, &compiled));
+    Ok(())
+}
+
+fn cmd_replay(args: ReplayArgs) -> Result<(), Failure> {
+    let compiled =
+        load_rules(&args.rules, Config::DEFAULT_BLOCK_SECONDS).map_err(Failure::invalid)?;
+    let mut sink = JsonSink::open(JsonTarget::parse(&args.json))
+        .map_err(|err| Failure::runtime(format!("cannot open {}: {err}", args.json)))?;
+    let result = sensor::replay::replay(&args.pcap, &compiled, &mut |alert| {
+        sink.write_line(&alert.to_json_line());
+        Ok(())
+    });
+    sink.flush();
+    let stats = result.map_err(Failure::runtime)?;
+    tracing::info!(
+        packets = stats.packets,
+        not_ip = stats.not_ip,
+        alert_lines = stats.alerts,
+        matched = stats.alert_count,
+        "replay done"
+    );
+    if sink.errors > 0 {
+        return Err(Failure::runtime(format!(
+            "{} alert lines could not be written",
+            sink.errors
+        )));
+    }
+    Ok(())
+}
+
+fn cmd_run(args: RunArgs) -> Result<(), Failure> {
+    let config = match &args.config {
+        Some(path) => sensor::config::load_config(path).map_err(Failure::invalid)?,
+        None => Config::default(),
+    };
+    let iface = args
+        .iface
+        .or(config.iface.clone())
+        .ok_or_else(|| Failure::invalid("no interface: give --iface (or `iface` in --config)"))?;
+    let rules_path: PathBuf = args
+        .rules
+        .or(config.rules.clone())
+        .ok_or_else(|| Failure::invalid("no rules: give --rules (or `rules` in --config)"))?;
+    let block_seconds = config.drop.block_seconds;
+    let compiled = load_rules(&rules_path, block_seconds).map_err(Failure::invalid)?;
+
+    if args.syslog.is_some() || config.syslog.is_some() {
+        return Err(Failure::invalid(
+            "the syslog sink is not available in this build yet",
+        ));
+    }
+    let json_spec = args
+        .json
+        .or(config.json.clone())
+        .unwrap_or_else(|| "-".to_string());
+    let json = JsonSink::open(JsonTarget::parse(&json_spec))
+        .map_err(|err| Failure::runtime(format!("cannot open {json_spec}: {err}")))?;
+
+    let settings = RunSettings {
+        iface,
+        mode: args.mode.or(config.mode).unwrap_or(SensorMode::Ids),
+        attach: args
+            .xdp_mode
+            .or(config.xdp_mode)
+            .unwrap_or(AttachMode::Auto),
+        json: Some(json),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::runtime(format!("starting the runtime: {err}")))?;
+    let reload = move || load_rules(&rules_path, block_seconds);
+    let result = runtime.block_on(run(settings, compiled, reload));
+    let _ = std::io::stdout().flush();
+    result.map_err(Failure::runtime)
+}

@@ -1,5 +1,18 @@
-//! Rule files: load (YAML → validated [`Rule`]s), compile (→ [`CompiledRules`]).
+//! Rule files: load (YAML → validated [`RuleSet`]), compile (→ [`CompiledRules`]).
 
+pub mod compile;
 pub mod compiled;
+#[cfg(test)]
+mod default_rules_tests;
+pub mod load;
+pub mod model;
+pub(crate) mod yaml;
 
+pub use compile::{CompileError, compile, summary, try_compile};
 pub use compiled::{AddrPrefix, CompiledRules, MemoryTables, RuleMeta, Severity};
+pub use load::{RulesError, load_path, load_str};
+pub use model::{
+    Action, FragmentMatch, HeaderCheck, Match, Protocol, Rule, RuleSet, Scope, SynFlood, SynTrack,
+    TtlMatch,
+};
+pub use yaml::SourceError;

@@ -13,3 +13,5 @@ pub fn bpf_available(test: &str) -> bool {
     eprintln!("SKIP {test}: needs root (CAP_BPF, CAP_NET_ADMIN); runs in CI");
     false
 }
+
+pub mod frames;

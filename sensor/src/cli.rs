@@ -1,0 +1,115 @@
+//! The command line (CONTRACT section 1).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::loader::{AttachMode, SensorMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sensor",
+    version,
+    about = "XDP network security sensor and anomaly detector"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to an interface and raise alerts live.
+    Run(RunArgs),
+    /// Run the same detection offline on a pcap or pcapng file.
+    Replay(ReplayArgs),
+    /// Rule file tools.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Show TCP/IP headers live, filtered in the kernel.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to attach to (or `iface` in --config).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Rule file or directory of *.yaml / *.yml (or `rules` in --config).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// ids only reports; drop enforces `action: drop` rules.
+    #[arg(long, value_enum)]
+    pub mode: Option<SensorMode>,
+    /// In drop mode, report what would be blocked but drop nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// XDP attach mode: auto tries native, then generic (skb).
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<AttachMode>,
+    /// Write alert lines to PATH, or `-` for stdout (the default with no other sink).
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<String>,
+    /// Send alerts to syslog: udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log.
+    #[arg(long, value_name = "URL")]
+    pub syslog: Option<String>,
+    #[arg(long, value_enum)]
+    pub syslog_format: Option<SyslogFormat>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// YAML configuration file; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// pcap or pcapng file.
+    #[arg(long)]
+    pub pcap: PathBuf,
+    /// Rule file or directory.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Write alert lines to PATH, or `-` for stdout (default).
+    #[arg(long, value_name = "PATH|-", default_value = "-")]
+    pub json: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate a rule file or directory and summarise what it will do.
+    Check { path: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(long)]
+    pub iface: String,
+    /// pcap-filter subset, e.g. "tcp and dst port 80".
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Stop after N packets.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// One JSON object per packet instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Most records per second the kernel sends.
+    #[arg(long)]
+    pub max_rate: Option<u32>,
+    /// Print a summary every SECS seconds instead of packets.
+    #[arg(long, value_name = "SECS")]
+    pub summary: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    #[default]
+    Rfc5424,
+    Rfc3164,
+}

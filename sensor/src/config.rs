@@ -1,0 +1,465 @@
+//! The `--config` YAML file (CONTRACT section 5). Every key is optional and
+//! a command-line flag overrides it; unknown keys and bad values are errors
+//! that name the file, line and column.
+//!
+//! Relative `rules` and `json` paths are taken relative to the directory of
+//! the config file, so the file works whatever the working directory.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use crate::cli::SyslogFormat;
+use crate::loader::{AttachMode, SensorMode};
+use crate::rules::SourceError;
+use crate::rules::load::parse_prefix;
+use crate::rules::yaml::{self, Located, Node};
+
+/// Longest accepted interface name (Linux IFNAMSIZ minus the NUL).
+const MAX_IFACE_LEN: usize = 15;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub iface: Option<String>,
+    /// Rule file or directory.
+    pub rules: Option<PathBuf>,
+    pub mode: Option<SensorMode>,
+    pub xdp_mode: Option<AttachMode>,
+    /// Alert file, or `-` for stdout.
+    pub json: Option<String>,
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix://PATH`.
+    pub syslog: Option<String>,
+    pub syslog_format: Option<SyslogFormat>,
+    /// Where to serve `/metrics`.
+    pub metrics: Option<SocketAddr>,
+    pub drop: DropConfig,
+}
+
+impl Config {
+    /// Block length when neither the rule nor `drop.block_seconds` says otherwise.
+    pub const DEFAULT_BLOCK_SECONDS: u32 = 300;
+}
+
+/// The `drop:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropConfig {
+    /// Default block length for drop rules without their own `block_seconds`.
+    pub block_seconds: u32,
+    /// Sources never dropped or blocked (alerts still raised).
+    pub allowlist: Vec<IpNet>,
+    /// Sources always dropped.
+    pub blocklist: Vec<IpNet>,
+    /// Report what would be blocked, drop nothing.
+    pub dry_run: bool,
+}
+
+impl Default for DropConfig {
+    fn default() -> Self {
+        DropConfig {
+            block_seconds: Config::DEFAULT_BLOCK_SECONDS,
+            allowlist: Vec::new(),
+            blocklist: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A problem inside the file, with its line and column.
+    #[error(transparent)]
+    Invalid(#[from] SourceError),
+}
+
+const TOP_KEYS: &[&str] = &[
+    "iface",
+    "rules",
+    "mode",
+    "xdp_mode",
+    "json",
+    "syslog",
+    "syslog_format",
+    "metrics",
+    "drop",
+];
+const DROP_KEYS: &[&str] = &["block_seconds", "allowlist", "blocklist", "dry_run"];
+
+/// Reads and checks the config file at `path`; relative paths in it are
+/// resolved against its directory.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    let mut config = parse_config(&name, &text)?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    if let Some(rules) = &mut config.rules
+        && rules.is_relative()
+    {
+        *rules = base.join(&*rules);
+    }
+    if let Some(json) = &mut config.json
+        && json != "-"
+        && Path::new(json).is_relative()
+    {
+        *json = base.join(&*json).display().to_string();
+    }
+    Ok(config)
+}
+
+/// Checks config text; `file` names it in messages. Paths stay as written.
+pub fn parse_config(file: &str, text: &str) -> Result<Config, ConfigError> {
+    parse_document(text).map_err(|err| ConfigError::Invalid(err.in_file(file)))
+}
+
+fn parse_document(text: &str) -> Result<Config, Located> {
+    let mut config = Config::default();
+    let Some(root) = yaml::parse(text)? else {
+        return Ok(config);
+    };
+    let fields = root.as_map("the config file", TOP_KEYS)?;
+    for field in &fields.fields {
+        let node = field.value;
+        match field.key {
+            "iface" => config.iface = Some(parse_iface(node)?),
+            "rules" => config.rules = Some(non_empty_text(node, "rules")?.into()),
+            "mode" => {
+                let modes = [("ids", SensorMode::Ids), ("drop", SensorMode::Drop)];
+                config.mode = Some(node.as_choice("mode", "mode", &modes)?);
+            }
+            "xdp_mode" => {
+                let modes = [
+                    ("auto", AttachMode::Auto),
+                    ("native", AttachMode::Native),
+                    ("skb", AttachMode::Skb),
+                ];
+                config.xdp_mode = Some(node.as_choice("xdp_mode", "xdp_mode", &modes)?);
+            }
+            "json" => config.json = Some(non_empty_text(node, "json")?.to_owned()),
+            "syslog" => config.syslog = Some(parse_syslog_url(node)?),
+            "syslog_format" => {
+                let formats = [
+                    ("rfc5424", SyslogFormat::Rfc5424),
+                    ("rfc3164", SyslogFormat::Rfc3164),
+                ];
+                config.syslog_format =
+                    Some(node.as_choice("syslog_format", "syslog_format", &formats)?);
+            }
+            "metrics" => {
+                let text = node.as_str("metrics")?;
+                let addr = text.trim().parse().map_err(|_| {
+                    node.error(format!(
+                        "`metrics` must be ADDR:PORT (e.g. 127.0.0.1:9464 or [::1]:9464), not {}",
+                        yaml::quote(text)
+                    ))
+                })?;
+                config.metrics = Some(addr);
+            }
+            _ => config.drop = parse_drop(node)?,
+        }
+    }
+    Ok(config)
+}
+
+fn non_empty_text<'a>(node: &'a Node, field: &str) -> Result<&'a str, Located> {
+    let text = node.as_str(field)?.trim();
+    if text.is_empty() {
+        return Err(node.error(format!("`{field}` must not be empty")));
+    }
+    Ok(text)
+}
+
+/// The checks Linux applies to interface names (`dev_valid_name`).
+fn parse_iface(node: &Node) -> Result<String, Located> {
+    let name = non_empty_text(node, "iface")?;
+    let bad_char = name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if name.len() > MAX_IFACE_LEN || bad_char || name == "." || name == ".." {
+        return Err(node.error(format!(
+            "`iface` {} is not a valid interface name (at most {MAX_IFACE_LEN} bytes, \
+             no '/', ':' or spaces)",
+            yaml::quote(name)
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_syslog_url(node: &Node) -> Result<String, Located> {
+    let url = non_empty_text(node, "syslog")?;
+    let valid = if let Some(path) = url.strip_prefix("unix://") {
+        !path.is_empty()
+    } else if let Some(target) = url
+        .strip_prefix("udp://")
+        .or_else(|| url.strip_prefix("tcp://"))
+    {
+        target.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+        })
+    } else {
+        false
+    };
+    if !valid {
+        return Err(node.error(format!(
+            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH, not {}",
+            yaml::quote(url)
+        )));
+    }
+    Ok(url.to_owned())
+}
+
+fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
+    let fields = node.as_map("`drop`", DROP_KEYS)?;
+    let mut drop = DropConfig::default();
+    for field in &fields.fields {
+        let node = field.value;
+        match field.key {
+            "block_seconds" => {
+                drop.block_seconds = node.as_int("block_seconds", 0..=u32::MAX.into())? as u32;
+            }
+            "allowlist" => drop.allowlist = parse_prefix_list(node, "allowlist")?,
+            "blocklist" => drop.blocklist = parse_prefix_list(node, "blocklist")?,
+            _ => drop.dry_run = node.as_bool("dry_run")?,
+        }
+    }
+    Ok(drop)
+}
+
+fn parse_prefix_list(node: &Node, field: &str) -> Result<Vec<IpNet>, Located> {
+    let mut prefixes = Vec::new();
+    for item in node.as_list(field)? {
+        let text = item.as_str(field)?;
+        let prefix = parse_prefix(text).ok_or_else(|| {
+            item.error(format!(
+                "invalid address or CIDR {} in `{field}` (expected e.g. 192.0.2.0/24, \
+                 2001:db8::/32 or 192.0.2.1)",
+                yaml::quote(text)
+            ))
+        })?;
+        if !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
+        }
+    }
+    Ok(prefixes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> (u64, u64, String) {
+        match parse_config("sensor.yaml", text) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(ConfigError::Invalid(err)) => {
+                assert_eq!(err.file, "sensor.yaml");
+                (err.line, err.column, err.message)
+            }
+            Err(other) => panic!("expected a file error, got {other}"),
+        }
+    }
+
+    fn assert_error(text: &str, line: u64, column: u64, message_part: &str) {
+        let (l, c, message) = error_of(text);
+        assert_eq!((l, c), (line, column), "position of: {message}");
+        assert!(
+            message.contains(message_part),
+            "message {message:?} lacks {message_part:?}"
+        );
+    }
+
+    const FULL: &str = "\
+iface: eth0
+rules: /etc/sensor/rules
+mode: drop
+xdp_mode: skb
+json: /var/log/sensor/alerts.json
+syslog: tcp://127.0.0.1:514
+syslog_format: rfc3164
+metrics: 127.0.0.1:9464
+drop:
+  block_seconds: 600
+  allowlist: [10.0.0.0/8, \"2001:db8::1\"]
+  blocklist: [198.51.100.0/24]
+  dry_run: true
+";
+
+    #[test]
+    fn full_config_loads() {
+        let config = parse_config("sensor.yaml", FULL).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                iface: Some("eth0".into()),
+                rules: Some("/etc/sensor/rules".into()),
+                mode: Some(SensorMode::Drop),
+                xdp_mode: Some(AttachMode::Skb),
+                json: Some("/var/log/sensor/alerts.json".into()),
+                syslog: Some("tcp://127.0.0.1:514".into()),
+                syslog_format: Some(SyslogFormat::Rfc3164),
+                metrics: Some("127.0.0.1:9464".parse().unwrap()),
+                drop: DropConfig {
+                    block_seconds: 600,
+                    allowlist: vec![
+                        "10.0.0.0/8".parse().unwrap(),
+                        "2001:db8::1/128".parse().unwrap()
+                    ],
+                    blocklist: vec!["198.51.100.0/24".parse().unwrap()],
+                    dry_run: true,
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn every_key_is_optional() {
+        assert_eq!(parse_config("c.yaml", "").unwrap(), Config::default());
+        assert_eq!(
+            parse_config("c.yaml", "# nothing\n").unwrap(),
+            Config::default()
+        );
+        let config = parse_config("c.yaml", "drop: {dry_run: true}\n").unwrap();
+        assert_eq!(config.drop.block_seconds, Config::DEFAULT_BLOCK_SECONDS);
+        assert!(config.drop.dry_run);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_at_the_key() {
+        assert_error(
+            "iface: eth0\ninterface: eth1\n",
+            2,
+            1,
+            "unknown key \"interface\" in the config file",
+        );
+        assert_error(
+            "drop:\n  block_seconds: 5\n  allow: []\n",
+            3,
+            3,
+            "unknown key \"allow\" in `drop`",
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors_at_the_value() {
+        assert_error(
+            "mode: block\n",
+            1,
+            7,
+            "unknown mode \"block\" (expected one of ids, drop)",
+        );
+        assert_error("xdp_mode: hw\n", 1, 11, "unknown xdp_mode \"hw\"");
+        assert_error(
+            "syslog_format: json\n",
+            1,
+            16,
+            "unknown syslog_format \"json\"",
+        );
+        assert_error("metrics: localhost\n", 1, 10, "`metrics` must be ADDR:PORT");
+        assert_error(
+            "syslog: http://x:1\n",
+            1,
+            9,
+            "`syslog` must be udp://HOST:PORT",
+        );
+        assert_error("syslog: udp://host\n", 1, 9, "`syslog` must be");
+        assert_error("syslog: tcp://:514\n", 1, 9, "`syslog` must be");
+        assert_error(
+            "iface: a-very-long-interface-name\n",
+            1,
+            8,
+            "not a valid interface name",
+        );
+        assert_error("iface: 'eth 0'\n", 1, 8, "not a valid interface name");
+        assert_error(
+            "iface: 5\n",
+            1,
+            8,
+            "`iface` must be text (put it in quotes)",
+        );
+        assert_error(
+            "drop:\n  blocklist: [1.2.3.4/40]\n",
+            2,
+            15,
+            "invalid address or CIDR",
+        );
+        assert_error(
+            "drop:\n  block_seconds: -1\n",
+            2,
+            18,
+            "from 0 to 4294967295",
+        );
+        assert_error(
+            "drop:\n  dry_run: 1\n",
+            2,
+            12,
+            "`dry_run` must be true or false",
+        );
+        assert_error("drop: [1]\n", 1, 7, "`drop` must be a mapping");
+        assert_error("rules: ''\n", 1, 8, "`rules` must not be empty");
+        assert_error("- iface\n", 1, 1, "the config file must be a mapping");
+        assert_error("iface: [\n", 1, 8, "invalid YAML");
+    }
+
+    #[test]
+    fn other_accepted_forms() {
+        let text = "syslog: unix:///dev/log\nmetrics: \"[::1]:9464\"\njson: '-'\n";
+        let config = parse_config("c.yaml", text).unwrap();
+        assert_eq!(config.syslog.as_deref(), Some("unix:///dev/log"));
+        assert_eq!(config.metrics, Some("[::1]:9464".parse().unwrap()));
+        assert_eq!(config.json.as_deref(), Some("-"));
+        let config = parse_config("c.yaml", "syslog: udp://[2001:db8::1]:514\n").unwrap();
+        assert_eq!(config.syslog.as_deref(), Some("udp://[2001:db8::1]:514"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sensor.yaml");
+        std::fs::write(&path, "rules: rules.d\njson: '-'\n").unwrap();
+        let config = load_config(&path).unwrap();
+        assert_eq!(config.rules, Some(dir.path().join("rules.d")));
+        assert_eq!(config.json.as_deref(), Some("-"));
+        std::fs::write(&path, "rules: /abs/rules\njson: out.json\n").unwrap();
+        let config = load_config(&path).unwrap();
+        assert_eq!(config.rules, Some(PathBuf::from("/abs/rules")));
+        assert_eq!(
+            config.json,
+            Some(dir.path().join("out.json").display().to_string())
+        );
+        assert!(matches!(
+            load_config(&dir.path().join("absent.yaml")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let inputs = [
+            "\0",
+            ":",
+            "drop: {allowlist: [[[]]]}",
+            "drop: &a {block_seconds: *a}",
+            "metrics: [1:2]",
+            "iface: !!binary AAAA",
+            "mode: ~",
+            "? [a]\n: b",
+            "drop: {block_seconds: 1e99}",
+        ];
+        for text in inputs {
+            let _ = parse_config("c.yaml", text);
+        }
+        let chars: Vec<char> = FULL.chars().collect();
+        for cut in 0..chars.len() {
+            let text: String = chars[..cut].iter().chain(&chars[cut + 1..]).collect();
+            let _ = parse_config("c.yaml", &text);
+        }
+    }
+}

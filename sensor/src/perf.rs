@@ -1,0 +1,180 @@
+//! Drains the kernel's alert perf buffers: one tokio task per online CPU,
+//! woken by the buffer's fd (`AsyncFd`). Records go to a bounded channel;
+//! when it is full the reader waits, the ring fills, and the kernel counts
+//! what it cannot write (reported to us as lost samples, never hidden).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
+use aya::maps::{MapData, PerfEventArray};
+use sensor_common::alert::AlertRecord;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Pages per CPU ring (a power of two): 256 KiB with 4 KiB pages, about
+/// 2,300 alert records of burst per CPU before the kernel starts losing them.
+pub const PAGES_PER_CPU: usize = 64;
+
+/// Counters shared by every reader.
+#[derive(Debug, Default)]
+pub struct PerfStats {
+    /// Samples the kernel could not write because a ring was full.
+    pub lost: AtomicU64,
+    /// Samples read whose size did not match [`AlertRecord`].
+    pub malformed: AtomicU64,
+    /// Records read.
+    pub received: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PerfError {
+    #[error("listing online CPUs ({0}): {1}")]
+    Cpus(&'static str, std::io::Error),
+    #[error("opening the perf buffer of CPU {cpu}: {source}")]
+    Open {
+        cpu: u32,
+        #[source]
+        source: aya::maps::perf::PerfBufferError,
+    },
+    #[error("registering the perf buffer of CPU {cpu} with tokio: {source}")]
+    Register {
+        cpu: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts one reader task per online CPU. When `shutdown` turns true each
+/// reader drains what its ring still holds, forwards it, and ends.
+pub fn spawn_readers(
+    events: &mut PerfEventArray<MapData>,
+    tx: mpsc::Sender<AlertRecord>,
+    stats: Arc<PerfStats>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, PerfError> {
+    let cpus = aya::util::online_cpus().map_err(|(what, err)| PerfError::Cpus(what, err))?;
+    let mut tasks = Vec::with_capacity(cpus.len());
+    for cpu in cpus {
+        let buffer = events
+            .open(cpu, Some(PAGES_PER_CPU))
+            .map_err(|source| PerfError::Open { cpu, source })?;
+        // SAFETY: the fd belongs to `buffer`, which the AsyncFd owns, so it
+        // stays open for as long as it is registered.
+        let buffer = unsafe { AsyncFd::register_with_interest(buffer, Interest::READABLE) }
+            .map_err(|err| PerfError::Register {
+                cpu,
+                source: err.into_parts().1,
+            })?;
+        let reader = CpuReader {
+            buffer,
+            tx: tx.clone(),
+            stats: stats.clone(),
+        };
+        tasks.push(tokio::spawn(reader.run(shutdown.clone())));
+    }
+    Ok(tasks)
+}
+
+struct CpuReader {
+    buffer: AsyncFd<PerfEventArrayBuffer<MapData>>,
+    tx: mpsc::Sender<AlertRecord>,
+    stats: Arc<PerfStats>,
+}
+
+impl CpuReader {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                ready = self.buffer.readable_mut() => {
+                    let Ok(mut guard) = ready else { return };
+                    guard.clear_ready();
+                }
+                // The only change ever sent is "stop".
+                _ = shutdown.changed() => {
+                    let rest = self.take();
+                    self.forward(rest).await;
+                    return;
+                }
+            }
+            let batch = self.take();
+            if !self.forward(batch).await {
+                return;
+            }
+        }
+    }
+
+    /// Everything the ring holds now.
+    fn take(&mut self) -> Vec<AlertRecord> {
+        let mut batch = Vec::new();
+        let stats = &self.stats;
+        self.buffer.get_mut().for_each(|event| match event {
+            PerfEvent::Sample { head, tail } => match decode(head, tail) {
+                Some(record) => batch.push(record),
+                None => {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            PerfEvent::Lost { count } => {
+                stats.lost.fetch_add(count, Ordering::Relaxed);
+                tracing::warn!(
+                    lost = count,
+                    "perf ring full: the kernel lost alert records"
+                );
+            }
+        });
+        stats
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch
+    }
+
+    /// Sends a batch on; false when the engine is gone.
+    async fn forward(&self, batch: Vec<AlertRecord>) -> bool {
+        for record in batch {
+            if self.tx.send(record).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One sample's bytes (possibly wrapped around the ring) as a record.
+pub fn decode(head: &[u8], tail: &[u8]) -> Option<AlertRecord> {
+    let size = std::mem::size_of::<AlertRecord>();
+    if head.len() + tail.len() < size {
+        return None;
+    }
+    let mut bytes = [0u8; std::mem::size_of::<AlertRecord>()];
+    let from_head = head.len().min(size);
+    bytes[..from_head].copy_from_slice(&head[..from_head]);
+    bytes[from_head..].copy_from_slice(&tail[..size - from_head]);
+    // SAFETY: AlertRecord is plain #[repr(C)] data; every bit pattern is valid.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<AlertRecord>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_joins_a_sample_wrapped_around_the_ring() {
+        let record = AlertRecord {
+            sig_id: 100001,
+            count: 7,
+            ..AlertRecord::default()
+        };
+        let size = std::mem::size_of::<AlertRecord>();
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&record as *const AlertRecord).cast::<u8>(), size)
+        };
+        for split in 0..=size {
+            let (head, tail) = bytes.split_at(split);
+            assert_eq!(decode(head, tail), Some(record), "split at {split}");
+        }
+        assert_eq!(decode(&bytes[..size - 1], &[]), None);
+    }
+}

@@ -1,0 +1,1096 @@
+//! `sensor replay`: runs a pcap or pcapng capture through the same parser
+//! and rule evaluation as the kernel program (`sensor_common::parse`,
+//! `sensor_common::detect::process`), with the capture's timestamps as the
+//! clock, and turns the records into alert lines the way the live sensor
+//! does (rate limiting and [`Aggregator`] accounting included).
+//!
+//! - Formats: pcap (micro- and nanosecond, either byte order) and pcapng
+//!   (enhanced, simple and obsolete packet blocks; per-interface link types
+//!   and `if_tsresol` / `if_tsoffset`). Link types: see
+//!   [`SUPPORTED_LINK_TYPES`].
+//! - Clock: each packet's capture time in nanoseconds since the epoch is the
+//!   kernel's `now`; the aggregator is swept whenever capture time has moved
+//!   on by [`RATE_WINDOW_NS`] since the last sweep (as the live engine does
+//!   on its timer) and flushed at the end, so line counts add up to matches.
+//!   Simple packet blocks have no timestamp and take the previous packet's.
+//! - Lines have no `iface`, their `timestamp` is the capture's, and they
+//!   carry `pcap_cnt`, the 1-based packet number (non-IP frames count).
+//! - Frames cut by the capture's snap length: the parser sees the length on
+//!   the wire (so IP length checks judge the packet, not the capture), but
+//!   only the captured bytes, so fields whose bytes were not captured are
+//!   absent and cannot match. [`ReplayStats::snapped`] counts such frames.
+//! - Errors: a missing file, a file that is not a capture, or an unsupported
+//!   link type fail before any line is written. A truncated or corrupt
+//!   record half-way: every alert of the packets before it is still written
+//!   (aggregated remainders included), then [`ReplayError::Corrupt`] names
+//!   the byte offset and how many packets were read; the CLI exits 1.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Cursor, ErrorKind, Read};
+use std::path::{Path, PathBuf};
+
+use pcap_file::pcap::{PcapHeader, PcapReader};
+use pcap_file::pcapng::PcapNgReader;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::blocks::{
+    ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, PACKET_BLOCK, SECTION_HEADER_BLOCK,
+    SIMPLE_PACKET_BLOCK,
+};
+use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
+
+use sensor_common::AlertRecord;
+use sensor_common::PacketBytes;
+use sensor_common::detect::{AlertHead, process};
+use sensor_common::packet::{IP_VERSION_NONE, PacketMeta};
+use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at};
+use sensor_common::tables::RATE_WINDOW_NS;
+
+use crate::aggregate::{Aggregator, RateEntry};
+use crate::alert::{Alert, unix_ns_to_datetime};
+use crate::rules::{CompiledRules, MemoryTables, RuleMeta};
+use crate::state::MemoryState;
+
+/// What `replay` reads, for messages.
+pub const SUPPORTED_LINK_TYPES: &str = "Ethernet (1), raw IP (101, and 12 / 14 as written by some systems), \
+     raw IPv4 (228), raw IPv6 (229), Linux cooked SLL (113), Linux cooked SLL2 (276)";
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+const PCAP_HEADER_LEN: u64 = 24;
+const PCAP_RECORD_HEADER_LEN: u64 = 16;
+const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+const SLL_HEADER_LEN: usize = 16;
+const SLL_PROTOCOL_OFFSET: usize = 14;
+const SLL2_HEADER_LEN: usize = 20;
+/// Replay is one "CPU": one set of per-source state.
+const REPLAY_CPU: u32 = 0;
+
+/// Counts for one replay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Packets read (every link-layer frame).
+    pub packets: u64,
+    /// Frames without a readable IP header.
+    pub not_ip: u64,
+    /// Frames captured shorter than they were on the wire.
+    pub snapped: u64,
+    /// Alert lines written.
+    pub alerts: u64,
+    /// Sum of the lines' `count`s.
+    pub alert_count: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{} is not a pcap or pcapng capture: {reason}", path.display())]
+    NotACapture { path: PathBuf, reason: String },
+    #[error(
+        "{}: link type {linktype} ({name}) is not supported; supported link types: {SUPPORTED_LINK_TYPES}",
+        path.display()
+    )]
+    UnsupportedLinkType {
+        path: PathBuf,
+        linktype: u32,
+        name: String,
+    },
+    #[error(
+        "{}: truncated or corrupt record at byte offset {offset}, after {packets_read} good packets: {reason}",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        /// Packets read (and evaluated) before the bad record.
+        packets_read: u64,
+        /// Where the bad record starts in the file.
+        offset: u64,
+        reason: String,
+    },
+    #[error("{}: read error at byte offset {offset}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("compiled rules have no metadata for signature id {0}")]
+    UnknownRule(u32),
+    #[error("cannot write alert: {0}")]
+    Output(#[source] io::Error),
+}
+
+/// Replays `pcap` against `rules`, handing each alert line to `out` in
+/// order. See the module docs for time, partial results and errors.
+pub fn replay(
+    pcap: &Path,
+    rules: &CompiledRules,
+    out: &mut dyn FnMut(&Alert) -> io::Result<()>,
+) -> Result<ReplayStats, ReplayError> {
+    let mut file = File::open(pcap).map_err(|source| ReplayError::Open {
+        path: pcap.to_owned(),
+        source,
+    })?;
+    let prefix = read_prefix(&mut file, 12).map_err(|source| ReplayError::Open {
+        path: pcap.to_owned(),
+        source,
+    })?;
+    let format = detect_format(&prefix).map_err(|reason| ReplayError::NotACapture {
+        path: pcap.to_owned(),
+        reason,
+    })?;
+    let input = Cursor::new(prefix.clone()).chain(file);
+
+    let mut detector = Detector::new(rules, out);
+    let mut capture = CaptureFile {
+        path: pcap,
+        packets_read: 0,
+    };
+    let read = match format {
+        Format::Pcap => capture.read_pcap(input, &mut detector),
+        Format::PcapNg => capture.read_pcapng(input, &prefix, &mut detector),
+    };
+    match read {
+        Err(error @ ReplayError::Output(_)) => Err(error),
+        // Report what the packets before a bad record matched, then fail.
+        Err(error) => detector.finish().and(Err(error)),
+        Ok(()) => detector.finish().map(|()| detector.stats),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Pcap,
+    PcapNg,
+}
+
+fn read_prefix(file: &mut File, len: usize) -> io::Result<Vec<u8>> {
+    let mut prefix = Vec::with_capacity(len);
+    file.by_ref().take(len as u64).read_to_end(&mut prefix)?;
+    Ok(prefix)
+}
+
+fn detect_format(prefix: &[u8]) -> Result<Format, String> {
+    let Some(magic) = prefix.get(..4) else {
+        return Err(format!("the file has only {} bytes", prefix.len()));
+    };
+    match u32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]) {
+        0xA1B2_C3D4 | 0xA1B2_3C4D | 0xD4C3_B2A1 | 0x4D3C_B2A1 => Ok(Format::Pcap),
+        0x0A0D_0D0A => Ok(Format::PcapNg),
+        magic if magic >> 16 == 0x1F8B => {
+            Err("it is gzip-compressed; decompress it first".to_owned())
+        }
+        magic => Err(format!("unknown magic number {magic:#010x}")),
+    }
+}
+
+/// How a link type's frames reach the IP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Ethernet,
+    /// IPv4 or IPv6, told apart by the version nibble.
+    RawIp,
+    Ipv4,
+    Ipv6,
+    LinuxSll,
+    LinuxSll2,
+}
+
+impl Link {
+    fn from_linktype(linktype: u32) -> Option<Link> {
+        match linktype {
+            1 => Some(Link::Ethernet),
+            12 | 14 | 101 => Some(Link::RawIp),
+            228 => Some(Link::Ipv4),
+            229 => Some(Link::Ipv6),
+            113 => Some(Link::LinuxSll),
+            276 => Some(Link::LinuxSll2),
+            _ => None,
+        }
+    }
+
+    fn parse(self, frame: &CapturedFrame) -> PacketMeta {
+        match self {
+            Link::Ethernet => parse_ethernet(frame),
+            Link::RawIp => {
+                let ethertype = match frame.u8_at(0).map(|b| b >> 4) {
+                    Some(4) => ETH_P_IPV4,
+                    Some(6) => ETH_P_IPV6,
+                    _ => 0,
+                };
+                parse_ip_at(frame, ethertype, 0)
+            }
+            Link::Ipv4 => parse_ip_at(frame, ETH_P_IPV4, 0),
+            Link::Ipv6 => parse_ip_at(frame, ETH_P_IPV6, 0),
+            Link::LinuxSll => {
+                let protocol = frame.be16_at(SLL_PROTOCOL_OFFSET).unwrap_or(0);
+                parse_ip_at(frame, protocol, SLL_HEADER_LEN)
+            }
+            Link::LinuxSll2 => {
+                let protocol = frame.be16_at(0).unwrap_or(0);
+                parse_ip_at(frame, protocol, SLL2_HEADER_LEN)
+            }
+        }
+    }
+}
+
+fn link_for(path: &Path, linktype: u32) -> Result<Link, ReplayError> {
+    Link::from_linktype(linktype).ok_or_else(|| ReplayError::UnsupportedLinkType {
+        path: path.to_owned(),
+        linktype,
+        name: format!("{:?}", DataLink::from(linktype)),
+    })
+}
+
+/// A frame as captured: `bytes` may stop short of the frame's length on the
+/// wire (snap length). The parser sees the wire length, so IP length fields
+/// are judged against the real packet, and only the captured bytes, so
+/// what was not captured is absent rather than invented.
+struct CapturedFrame<'a> {
+    bytes: &'a [u8],
+    wire_len: usize,
+}
+
+impl PacketBytes for CapturedFrame<'_> {
+    fn frame_len(&self) -> usize {
+        self.wire_len.max(self.bytes.len())
+    }
+
+    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+        self.bytes.load(offset)
+    }
+}
+
+/// Detection state, aggregation and output for one replay.
+struct Detector<'r, 'o> {
+    tables: MemoryTables<'r>,
+    rules_by_id: HashMap<u32, &'r RuleMeta>,
+    state: MemoryState,
+    /// Tagged with the packet number of each record.
+    aggregator: Aggregator<u64>,
+    last_sweep_ns: Option<u64>,
+    records: Vec<AlertRecord>,
+    stats: ReplayStats,
+    out: &'o mut dyn FnMut(&Alert) -> io::Result<()>,
+}
+
+impl<'r, 'o> Detector<'r, 'o> {
+    fn new(rules: &'r CompiledRules, out: &'o mut dyn FnMut(&Alert) -> io::Result<()>) -> Self {
+        Detector {
+            tables: MemoryTables {
+                rules,
+                drop_mode: false,
+            },
+            rules_by_id: rules.meta.iter().map(|meta| (meta.id, meta)).collect(),
+            state: MemoryState::new(),
+            aggregator: Aggregator::default(),
+            last_sweep_ns: None,
+            records: Vec::new(),
+            stats: ReplayStats::default(),
+            out,
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        pcap_cnt: u64,
+        now_ns: u64,
+        link: Link,
+        frame: &CapturedFrame,
+    ) -> Result<(), ReplayError> {
+        self.stats.packets += 1;
+        if frame.bytes.len() < frame.wire_len {
+            self.stats.snapped += 1;
+        }
+        self.sweep_if_due(now_ns)?;
+        let meta = link.parse(frame);
+        if meta.ip_version == IP_VERSION_NONE {
+            self.stats.not_ip += 1;
+            return Ok(());
+        }
+        let records = &mut self.records;
+        records.clear();
+        process(
+            &meta,
+            now_ns,
+            &self.tables,
+            &mut self.state,
+            &mut |head: &AlertHead| {
+                records.push(head.record(&meta, now_ns, REPLAY_CPU));
+            },
+        );
+        for record in std::mem::take(&mut self.records) {
+            if let Some(count) = self.aggregator.on_tagged_record(&record, pcap_cnt) {
+                self.emit(&record, count, pcap_cnt)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sweeps as the live engine's timer would, on capture time.
+    fn sweep_if_due(&mut self, now_ns: u64) -> Result<(), ReplayError> {
+        let last = *self.last_sweep_ns.get_or_insert(now_ns);
+        if now_ns.saturating_sub(last) < RATE_WINDOW_NS {
+            return Ok(());
+        }
+        self.last_sweep_ns = Some(now_ns);
+        let entries = self.rate_entries();
+        for line in self.aggregator.sweep(entries, now_ns) {
+            self.emit(&line.record, line.count, line.tag)?;
+        }
+        Ok(())
+    }
+
+    /// Reports what the aggregator still holds: the end of the capture.
+    fn finish(&mut self) -> Result<(), ReplayError> {
+        let entries = self.rate_entries();
+        for line in self.aggregator.flush_all(entries) {
+            self.emit(&line.record, line.count, line.tag)?;
+        }
+        Ok(())
+    }
+
+    fn rate_entries(&self) -> Vec<RateEntry> {
+        let rules = &self.tables.rules.rules;
+        self.state
+            .rate_states()
+            .filter_map(|(key, state)| {
+                Some(RateEntry {
+                    sig_id: rules.get(key.slot as usize)?.sig_id,
+                    src: key.addr,
+                    cpu: REPLAY_CPU,
+                    state: *state,
+                })
+            })
+            .collect()
+    }
+
+    fn emit(&mut self, record: &AlertRecord, count: u64, pcap_cnt: u64) -> Result<(), ReplayError> {
+        let rule = self
+            .rules_by_id
+            .get(&record.sig_id)
+            .ok_or(ReplayError::UnknownRule(record.sig_id))?;
+        let alert = Alert::new(
+            record,
+            rule,
+            count,
+            unix_ns_to_datetime(record.timestamp_ns),
+        )
+        .with_pcap_cnt(pcap_cnt);
+        (self.out)(&alert).map_err(ReplayError::Output)?;
+        self.stats.alerts += 1;
+        self.stats.alert_count += count;
+        Ok(())
+    }
+}
+
+/// Reading position in one capture file, for error messages.
+struct CaptureFile<'p> {
+    path: &'p Path,
+    packets_read: u64,
+}
+
+impl CaptureFile<'_> {
+    fn read_pcap(
+        &mut self,
+        input: impl Read,
+        detector: &mut Detector<'_, '_>,
+    ) -> Result<(), ReplayError> {
+        let mut reader =
+            PcapReader::new(input).map_err(|error| self.header_error(error, "pcap file header"))?;
+        let header: PcapHeader = reader.header();
+        let link = link_for(self.path, header.datalink.into())?;
+        let fraction_ns: u64 = match header.ts_resolution {
+            TsResolution::MicroSecond => 1_000,
+            TsResolution::NanoSecond => 1,
+        };
+        let mut offset = PCAP_HEADER_LEN;
+        while let Some(next) = reader.next_raw_packet() {
+            let packet = next.map_err(|error| self.record_error(error, offset))?;
+            self.packets_read += 1;
+            let now_ns = u64::from(packet.ts_sec) * NANOS_PER_SECOND
+                + u64::from(packet.ts_frac) * fraction_ns;
+            let frame = CapturedFrame {
+                bytes: &packet.data,
+                wire_len: packet.orig_len as usize,
+            };
+            detector.on_frame(self.packets_read, now_ns, link, &frame)?;
+            offset += PCAP_RECORD_HEADER_LEN + u64::from(packet.incl_len);
+        }
+        Ok(())
+    }
+
+    fn read_pcapng(
+        &mut self,
+        input: impl Read,
+        prefix: &[u8],
+        detector: &mut Detector<'_, '_>,
+    ) -> Result<(), ReplayError> {
+        let mut offset = first_block_len(prefix).ok_or_else(|| ReplayError::NotACapture {
+            path: self.path.to_owned(),
+            reason: "the pcapng section header is truncated".to_owned(),
+        })?;
+        let mut reader = PcapNgReader::new(input)
+            .map_err(|error| self.header_error(error, "pcapng section header"))?;
+        let mut section = Section::of(&reader);
+        // Simple packet blocks have no timestamp: they take the last one seen.
+        let mut last_ns = 0;
+        while let Some(next) = reader.next_raw_block() {
+            let block = next.map_err(|error| self.record_error(error, offset))?;
+            let block_len = u64::from(block.initial_len);
+            let packet = match block.type_ {
+                ENHANCED_PACKET_BLOCK | PACKET_BLOCK | SIMPLE_PACKET_BLOCK => Some(
+                    PacketBlock::parse(block.type_, &block.body, section.endianness).ok_or_else(
+                        || {
+                            self.corrupt(
+                                offset,
+                                "packet block shorter than its captured length".to_owned(),
+                            )
+                        },
+                    )?,
+                ),
+                _ => None,
+            };
+            if let Some(packet) = packet {
+                let interface = section
+                    .interfaces
+                    .get(packet.interface as usize)
+                    .ok_or_else(|| {
+                        self.corrupt(
+                            offset,
+                            format!(
+                                "packet of interface {} that was never described",
+                                packet.interface
+                            ),
+                        )
+                    })?;
+                let link = link_for(self.path, interface.linktype)?;
+                self.packets_read += 1;
+                if let Some(units) = packet.timestamp {
+                    last_ns = interface.timestamp_ns(units);
+                }
+                let frame = CapturedFrame {
+                    bytes: packet.data,
+                    wire_len: packet.wire_len as usize,
+                };
+                detector.on_frame(self.packets_read, last_ns, link, &frame)?;
+            } else if matches!(
+                block.type_,
+                SECTION_HEADER_BLOCK | INTERFACE_DESCRIPTION_BLOCK
+            ) {
+                section = Section::of(&reader);
+            }
+            offset += block_len;
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, offset: u64, reason: String) -> ReplayError {
+        ReplayError::Corrupt {
+            path: self.path.to_owned(),
+            packets_read: self.packets_read,
+            offset,
+            reason,
+        }
+    }
+
+    fn record_error(&self, error: PcapError, offset: u64) -> ReplayError {
+        match error {
+            PcapError::IoError(source) if source.kind() == ErrorKind::UnexpectedEof => self
+                .corrupt(
+                    offset,
+                    "the file ends inside this record (truncated file, or a corrupt length field)"
+                        .to_owned(),
+                ),
+            PcapError::IoError(source) => ReplayError::Read {
+                path: self.path.to_owned(),
+                offset,
+                source,
+            },
+            other => self.corrupt(offset, other.to_string()),
+        }
+    }
+
+    fn header_error(&self, error: PcapError, what: &str) -> ReplayError {
+        match error {
+            PcapError::IoError(source) if source.kind() != ErrorKind::UnexpectedEof => {
+                ReplayError::Read {
+                    path: self.path.to_owned(),
+                    offset: 0,
+                    source,
+                }
+            }
+            PcapError::IoError(_) => ReplayError::NotACapture {
+                path: self.path.to_owned(),
+                reason: format!("the {what} is truncated"),
+            },
+            other => ReplayError::NotACapture {
+                path: self.path.to_owned(),
+                reason: format!("bad {what}: {other}"),
+            },
+        }
+    }
+}
+
+/// Length of the pcapng file's first block (its section header), read from
+/// the prefix in the byte order its byte-order magic gives.
+fn first_block_len(prefix: &[u8]) -> Option<u64> {
+    let len: [u8; 4] = prefix.get(4..8)?.try_into().ok()?;
+    let magic: [u8; 4] = prefix.get(8..12)?.try_into().ok()?;
+    if u32::from_be_bytes(magic) == PCAPNG_BYTE_ORDER_MAGIC {
+        Some(u64::from(u32::from_be_bytes(len)))
+    } else {
+        Some(u64::from(u32::from_le_bytes(len)))
+    }
+}
+
+/// What a pcapng section says about its interfaces.
+struct Section {
+    endianness: Endianness,
+    interfaces: Vec<Interface>,
+}
+
+struct Interface {
+    linktype: u32,
+    /// `if_tsresol`: the bit 7 flag and the exponent.
+    resolution: u8,
+    /// `if_tsoffset`, seconds.
+    offset_s: u64,
+}
+
+impl Section {
+    fn of<R: Read>(reader: &PcapNgReader<R>) -> Section {
+        let interfaces = reader
+            .interfaces()
+            .iter()
+            .map(|idb| {
+                let mut interface = Interface {
+                    linktype: idb.linktype.into(),
+                    resolution: 6, // microseconds unless said otherwise
+                    offset_s: 0,
+                };
+                for option in &idb.options {
+                    match option {
+                        InterfaceDescriptionOption::IfTsResol(resolution) => {
+                            interface.resolution = *resolution
+                        }
+                        InterfaceDescriptionOption::IfTsOffset(offset) => {
+                            interface.offset_s = *offset
+                        }
+                        _ => {}
+                    }
+                }
+                interface
+            })
+            .collect();
+        Section {
+            endianness: reader.section().endianness,
+            interfaces,
+        }
+    }
+}
+
+impl Interface {
+    /// Nanoseconds since the epoch for a timestamp in this interface's units.
+    fn timestamp_ns(&self, units: u64) -> u64 {
+        let exponent = u32::from(self.resolution & 0x7f);
+        let nanos = u128::from(units) * u128::from(NANOS_PER_SECOND);
+        let nanos = if self.resolution & 0x80 != 0 {
+            nanos.checked_shr(exponent).unwrap_or(0)
+        } else {
+            10u128
+                .checked_pow(exponent)
+                .map_or(0, |divisor| nanos / divisor)
+        };
+        let offset = u128::from(self.offset_s) * u128::from(NANOS_PER_SECOND);
+        u64::try_from(nanos + offset).unwrap_or(u64::MAX)
+    }
+}
+
+/// The fields of an enhanced, simple or (obsolete) packet block.
+struct PacketBlock<'a> {
+    interface: u32,
+    /// In the interface's units; `None` for simple packet blocks.
+    timestamp: Option<u64>,
+    wire_len: u32,
+    data: &'a [u8],
+}
+
+impl<'a> PacketBlock<'a> {
+    fn parse(block_type: u32, body: &'a [u8], endianness: Endianness) -> Option<PacketBlock<'a>> {
+        let u32_at = |offset: usize| -> Option<u32> {
+            let bytes: [u8; 4] = body.get(offset..offset + 4)?.try_into().ok()?;
+            Some(match endianness {
+                Endianness::Big => u32::from_be_bytes(bytes),
+                Endianness::Little => u32::from_le_bytes(bytes),
+            })
+        };
+        if block_type == SIMPLE_PACKET_BLOCK {
+            let wire_len = u32_at(0)?;
+            let data = body.get(4..)?;
+            // The body is padded to 4 bytes; the packet is at most wire_len.
+            let captured = data.len().min(wire_len as usize);
+            return Some(PacketBlock {
+                interface: 0,
+                timestamp: None,
+                wire_len,
+                data: &data[..captured],
+            });
+        }
+        let interface = if block_type == PACKET_BLOCK {
+            // Obsolete layout: 16-bit interface id, 16-bit drop count.
+            let bytes: [u8; 2] = body.get(0..2)?.try_into().ok()?;
+            u32::from(match endianness {
+                Endianness::Big => u16::from_be_bytes(bytes),
+                Endianness::Little => u16::from_le_bytes(bytes),
+            })
+        } else {
+            u32_at(0)?
+        };
+        let timestamp = (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?);
+        let captured = u32_at(12)? as usize;
+        let wire_len = u32_at(16)?;
+        let data = body.get(20..20usize.checked_add(captured)?)?;
+        Some(PacketBlock {
+            interface,
+            timestamp: Some(timestamp),
+            wire_len,
+            data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Severity;
+    use crate::testing::frames::{ETH_IPV4, ETH_IPV6, Ipv4, doc_v6, ethernet, ipv6, tcp};
+    use sensor_common::packet::event;
+    use sensor_common::tables::{
+        ANY_BASE, EVENT_BASE, FLAGS_BASE, PROTO_BASE, RuleInfo, any, kind, proto_class,
+    };
+    use std::io::Write as _;
+
+    const NULL_SCAN: u32 = 720102;
+    const BAD_LENGTH: u32 = 720403;
+    /// 2026-11-26T13:07:51Z
+    const T0_NS: u64 = 1_795_698_471 * NANOS_PER_SECOND;
+    const MS: u64 = 1_000_000;
+
+    /// A NULL-scan rule and a bad_total_length rule, compiled by hand.
+    fn rules() -> CompiledRules {
+        let mut compiled = CompiledRules::default();
+        let specs = [
+            (
+                NULL_SCAN,
+                kind::TCP_FLAGS,
+                "tcp_flags",
+                vec![FLAGS_BASE, FLAGS_BASE + 0x100],
+            ),
+            (
+                BAD_LENGTH,
+                kind::HEADER,
+                "header",
+                vec![EVENT_BASE + u32::from(event::BAD_TOTAL_LENGTH)],
+            ),
+        ];
+        for (slot, (sig_id, kind, category, rows)) in specs.into_iter().enumerate() {
+            let unscoped =
+                [any::SRC, any::DST, any::PORT, any::VLAN, any::ENABLED].map(|row| ANY_BASE + row);
+            let protocols = (0..proto_class::COUNT).map(|class| PROTO_BASE + class);
+            for row in unscoped.into_iter().chain(protocols).chain(rows) {
+                compiled.masks[row as usize] |= 1 << slot;
+            }
+            compiled.rules.push(RuleInfo {
+                sig_id,
+                kind,
+                ..RuleInfo::default()
+            });
+            compiled.meta.push(RuleMeta {
+                id: sig_id,
+                name: format!("rule {sig_id}"),
+                severity: Severity::Medium,
+                category,
+                drop: false,
+                origin: "test".to_owned(),
+            });
+        }
+        compiled
+    }
+
+    fn null_scan_ip(src: [u8; 4]) -> Vec<u8> {
+        Ipv4::new(src, [192, 0, 2, 1], 6).build(&tcp(1234, 80, 0, 1, &[]))
+    }
+
+    fn null_scan_eth(src: [u8; 4]) -> Vec<u8> {
+        ethernet(&[], ETH_IPV4, &null_scan_ip(src))
+    }
+
+    fn arp() -> Vec<u8> {
+        ethernet(&[], 0x0806, &[0; 28])
+    }
+
+    /// A little-endian microsecond pcap; packets are (time, captured bytes, wire length).
+    fn pcap(linktype: u32, packets: &[(u64, &[u8], u32)]) -> Vec<u8> {
+        let mut file = 0xA1B2_C3D4u32.to_le_bytes().to_vec();
+        file.extend_from_slice(&2u16.to_le_bytes());
+        file.extend_from_slice(&4u16.to_le_bytes());
+        for word in [0u32, 0, 65_535, linktype] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        for (time_ns, bytes, wire_len) in packets {
+            let fields = [
+                (time_ns / NANOS_PER_SECOND) as u32,
+                ((time_ns % NANOS_PER_SECOND) / 1_000) as u32,
+                bytes.len() as u32,
+                *wire_len,
+            ];
+            for word in fields {
+                file.extend_from_slice(&word.to_le_bytes());
+            }
+            file.extend_from_slice(bytes);
+        }
+        file
+    }
+
+    fn whole(time_ns: u64, bytes: &[u8]) -> (u64, &[u8], u32) {
+        (time_ns, bytes, bytes.len() as u32)
+    }
+
+    fn pcapng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
+        let mut padded = body.to_vec();
+        padded.resize(body.len().div_ceil(4) * 4, 0);
+        let len = (12 + padded.len()) as u32;
+        let mut block = Vec::new();
+        block.extend_from_slice(&block_type.to_le_bytes());
+        block.extend_from_slice(&len.to_le_bytes());
+        block.extend_from_slice(&padded);
+        block.extend_from_slice(&len.to_le_bytes());
+        block
+    }
+
+    /// A little-endian pcapng with one interface; packets are (interface, timestamp units, bytes).
+    fn pcapng(linktype: u16, tsresol: Option<u8>, packets: &[(u32, u64, &[u8])]) -> Vec<u8> {
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&PCAPNG_BYTE_ORDER_MAGIC.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&linktype.to_le_bytes());
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&65_535u32.to_le_bytes());
+        if let Some(resolution) = tsresol {
+            idb.extend_from_slice(&9u16.to_le_bytes());
+            idb.extend_from_slice(&1u16.to_le_bytes());
+            idb.extend_from_slice(&[resolution, 0, 0, 0]);
+            idb.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        let mut file = pcapng_block(SECTION_HEADER_BLOCK, &shb);
+        file.extend(pcapng_block(INTERFACE_DESCRIPTION_BLOCK, &idb));
+        for (interface, units, bytes) in packets {
+            let mut epb = Vec::new();
+            for word in [
+                *interface,
+                (units >> 32) as u32,
+                *units as u32,
+                bytes.len() as u32,
+                bytes.len() as u32,
+            ] {
+                epb.extend_from_slice(&word.to_le_bytes());
+            }
+            epb.extend_from_slice(bytes);
+            file.extend(pcapng_block(ENHANCED_PACKET_BLOCK, &epb));
+        }
+        file
+    }
+
+    fn write_temp(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(bytes).unwrap();
+        file
+    }
+
+    fn run(bytes: &[u8], rules: &CompiledRules) -> (Vec<Alert>, Result<ReplayStats, ReplayError>) {
+        let file = write_temp(bytes);
+        let mut alerts = Vec::new();
+        let result = replay(file.path(), rules, &mut |alert| {
+            alerts.push(alert.clone());
+            Ok(())
+        });
+        (alerts, result)
+    }
+
+    fn summary(alerts: &[Alert]) -> Vec<(u32, Option<u64>, u64)> {
+        alerts
+            .iter()
+            .map(|a| (a.alert.signature_id, a.pcap_cnt, a.count))
+            .collect()
+    }
+
+    #[test]
+    fn alerts_carry_capture_time_and_packet_number_but_no_iface() {
+        let packets = [
+            arp(),
+            null_scan_eth([10, 1, 0, 1]),
+            null_scan_eth([10, 1, 0, 2]),
+        ];
+        let capture = pcap(
+            1,
+            &[
+                whole(T0_NS, &packets[0]),
+                whole(T0_NS + 123_456_000, &packets[1]),
+                whole(T0_NS + 5 * MS, &packets[2]),
+            ],
+        );
+        let (alerts, result) = run(&capture, &rules());
+        let stats = result.unwrap();
+        assert_eq!(
+            summary(&alerts),
+            vec![(NULL_SCAN, Some(2), 1), (NULL_SCAN, Some(3), 1)]
+        );
+        let line = alerts[0].to_json_line();
+        assert!(line.starts_with(r#"{"timestamp":"2026-11-26T13:07:51.123456Z","event_type":"alert","src_ip":"10.1.0.1","src_port":1234,"#), "{line}");
+        assert!(line.ends_with(r#""count":1,"pcap_cnt":2}"#), "{line}");
+        assert_eq!(
+            stats,
+            ReplayStats {
+                packets: 3,
+                not_ip: 1,
+                snapped: 0,
+                alerts: 2,
+                alert_count: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn every_supported_link_type_reaches_the_ip_header() {
+        let v4 = null_scan_ip([10, 1, 0, 1]);
+        let v6 = ipv6(doc_v6(1), doc_v6(2), 64, 6, &tcp(1, 2, 0, 0, &[]));
+        let sll = |protocol: u16, ip: &[u8]| {
+            let mut frame = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0];
+            frame.extend_from_slice(&protocol.to_be_bytes());
+            frame.extend_from_slice(ip);
+            frame
+        };
+        let sll2 = |protocol: u16, ip: &[u8]| {
+            let mut frame = protocol.to_be_bytes().to_vec();
+            frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
+            frame.extend_from_slice(ip);
+            frame
+        };
+        let cases: [(u32, Vec<u8>, &str); 10] = [
+            (
+                1,
+                ethernet(&[(0x8100, 100), (0x8100, 200)], ETH_IPV4, &v4),
+                "10.1.0.1",
+            ),
+            (101, v4.clone(), "10.1.0.1"),
+            (101, v6.clone(), "2001:db8::1"),
+            (12, v4.clone(), "10.1.0.1"),
+            (14, v6.clone(), "2001:db8::1"),
+            (228, v4.clone(), "10.1.0.1"),
+            (229, v6.clone(), "2001:db8::1"),
+            (113, sll(ETH_IPV4, &v4), "10.1.0.1"),
+            (276, sll2(ETH_IPV6, &v6), "2001:db8::1"),
+            (276, sll2(ETH_IPV4, &v4), "10.1.0.1"),
+        ];
+        for (linktype, frame, src) in cases {
+            let (alerts, result) = run(&pcap(linktype, &[whole(T0_NS, &frame)]), &rules());
+            result.unwrap_or_else(|e| panic!("link type {linktype}: {e}"));
+            assert_eq!(
+                summary(&alerts),
+                vec![(NULL_SCAN, Some(1), 1)],
+                "link type {linktype}"
+            );
+            assert_eq!(alerts[0].src_ip.to_string(), src, "link type {linktype}");
+        }
+    }
+
+    #[test]
+    fn pcapng_timestamps_follow_if_tsresol() {
+        let frame = null_scan_eth([10, 1, 0, 1]);
+        let micros = T0_NS / 1_000 + 123_456;
+        let nanos = T0_NS + 123_456_789;
+        for (tsresol, units) in [(None, micros), (Some(9), nanos), (Some(6), micros)] {
+            let (alerts, result) = run(&pcapng(1, tsresol, &[(0, units, &frame)]), &rules());
+            result.unwrap();
+            assert_eq!(summary(&alerts), vec![(NULL_SCAN, Some(1), 1)]);
+            let line = alerts[0].to_json_line();
+            assert!(
+                line.contains("2026-11-26T13:07:51.123456Z"),
+                "if_tsresol {tsresol:?}: {line}"
+            );
+        }
+        let binary = Interface {
+            linktype: 1,
+            resolution: 0x80 | 10,
+            offset_s: 2,
+        };
+        assert_eq!(
+            binary.timestamp_ns(1024 * 3 + 512),
+            5_500_000_000,
+            "2^-10 s units plus if_tsoffset"
+        );
+    }
+
+    #[test]
+    fn rate_limited_matches_are_aggregated_and_add_up() {
+        let frame = null_scan_eth([10, 1, 0, 1]);
+        let mut packets: Vec<_> = (0..20).map(|i| whole(T0_NS + i * MS, &frame)).collect();
+        packets.extend((0..10).map(|i| whole(T0_NS + 3_000 * MS + i * MS, &frame)));
+        let (alerts, result) = run(&pcap(1, &packets), &rules());
+        let stats = result.unwrap();
+        let mut expected: Vec<_> = (1..=5).map(|n| (NULL_SCAN, Some(n), 1)).collect();
+        expected.push((NULL_SCAN, Some(5), 15)); // swept when time reaches packet 21
+        expected.extend((21..=25).map(|n| (NULL_SCAN, Some(n), 1)));
+        expected.push((NULL_SCAN, Some(25), 5)); // flushed at the end
+        assert_eq!(summary(&alerts), expected);
+        assert_eq!(stats.alert_count, 30);
+        // The aggregated line shows its packet at that packet's time.
+        assert_eq!(alerts[5].timestamp, alerts[4].timestamp);
+    }
+
+    #[test]
+    fn snapped_frames_are_judged_by_their_wire_length() {
+        let ip =
+            Ipv4::new([10, 1, 0, 1], [192, 0, 2, 1], 6).build(&tcp(1234, 80, 0, 1, &[0xab; 100]));
+        let frame = ethernet(&[], ETH_IPV4, &ip);
+        let snapped = (T0_NS, &frame[..54], frame.len() as u32);
+        let (alerts, result) = run(&pcap(1, &[snapped]), &rules());
+        assert_eq!(result.unwrap().snapped, 1);
+        assert_eq!(
+            summary(&alerts),
+            vec![(NULL_SCAN, Some(1), 1)],
+            "no bad_total_length from the snap"
+        );
+        assert_eq!(alerts[0].packet.length, frame.len() as u32);
+
+        // Cut inside the TCP header: ports are there, flags are not.
+        let (alerts, _) = run(
+            &pcap(1, &[(T0_NS, &frame[..40], frame.len() as u32)]),
+            &rules(),
+        );
+        assert!(alerts.is_empty(), "{alerts:?}");
+
+        // Really shorter than its IP length: bad_total_length.
+        let (alerts, _) = run(&pcap(1, &[whole(T0_NS, &frame[..100])]), &rules());
+        assert_eq!(summary(&alerts), vec![(BAD_LENGTH, Some(1), 1)]);
+    }
+
+    #[test]
+    fn files_that_are_not_captures_are_refused() {
+        let missing = replay(Path::new("/nonexistent/x.pcap"), &rules(), &mut |_| Ok(()));
+        assert!(
+            matches!(missing, Err(ReplayError::Open { .. })),
+            "{missing:?}"
+        );
+        for (bytes, reason) in [
+            (&b""[..], "only 0 bytes"),
+            (b"GET / HTTP/1.1\r\n", "unknown magic number 0x47455420"),
+            (&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0][..], "gzip"),
+            (
+                &[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0][..],
+                "pcap file header is truncated",
+            ),
+        ] {
+            let (_, result) = run(bytes, &rules());
+            let message = result.unwrap_err().to_string();
+            assert!(
+                message.contains("is not a pcap or pcapng capture") && message.contains(reason),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_link_types_are_named() {
+        for capture in [pcap(105, &[]), pcapng(105, None, &[(0, 0, &arp())])] {
+            let (_, result) = run(&capture, &rules());
+            let error = result.unwrap_err();
+            let message = error.to_string();
+            assert!(
+                matches!(
+                    error,
+                    ReplayError::UnsupportedLinkType { linktype: 105, .. }
+                ),
+                "{message}"
+            );
+            assert!(
+                message.contains("IEEE802_11") && message.contains("Ethernet (1)"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_record_reports_what_came_before_then_fails() {
+        let frame = null_scan_eth([10, 1, 0, 1]);
+        let mut packets: Vec<_> = (0..8).map(|i| whole(T0_NS + i * MS, &frame)).collect();
+        packets.push(whole(T0_NS + 9 * MS, &frame));
+        let mut capture = pcap(1, &packets);
+        capture.truncate(capture.len() - 10);
+        let (alerts, result) = run(&capture, &rules());
+        assert_eq!(
+            alerts.iter().map(|a| a.count).sum::<u64>(),
+            8,
+            "{:?}",
+            summary(&alerts)
+        );
+        let record_len = (16 + frame.len()) as u64;
+        match result {
+            Err(ReplayError::Corrupt {
+                packets_read,
+                offset,
+                ..
+            }) => {
+                assert_eq!((packets_read, offset), (8, 24 + 8 * record_len));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_pcapng_blocks_are_located() {
+        let frame = null_scan_eth([10, 1, 0, 1]);
+        let capture = pcapng(1, None, &[(0, 1, &frame), (3, 2, &frame)]);
+        let (alerts, result) = run(&capture, &rules());
+        assert_eq!(alerts.len(), 1);
+        let first_packet_block = 28 + 20 + pcapng_block(ENHANCED_PACKET_BLOCK, &[0; 20 + 54]).len();
+        let error = result.unwrap_err();
+        assert!(
+            matches!(&error, ReplayError::Corrupt { packets_read: 1, offset, .. } if *offset == first_packet_block as u64),
+            "{error}"
+        );
+        assert!(error.to_string().contains("interface 3"), "{error}");
+
+        let mut capture = pcapng(1, None, &[(0, 1, &frame)]);
+        let len = capture.len();
+        capture[len - 4] ^= 0xff; // trailer length no longer matches
+        let (_, result) = run(&capture, &rules());
+        assert!(
+            matches!(
+                result,
+                Err(ReplayError::Corrupt {
+                    packets_read: 0,
+                    offset: 48,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn output_errors_stop_the_replay() {
+        let frame = null_scan_eth([10, 1, 0, 1]);
+        let file = write_temp(&pcap(1, &[whole(T0_NS, &frame), whole(T0_NS + 1, &frame)]));
+        let mut calls = 0;
+        let result = replay(file.path(), &rules(), &mut |_| {
+            calls += 1;
+            Err(io::Error::new(ErrorKind::BrokenPipe, "closed"))
+        });
+        assert!(matches!(result, Err(ReplayError::Output(_))), "{result:?}");
+        assert_eq!(calls, 1);
+    }
+}

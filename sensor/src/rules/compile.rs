@@ -1,0 +1,656 @@
+//! [`RuleSet`] → [`CompiledRules`]: the table layout of
+//! `sensor_common::tables`, one bit per enabled rule.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+use sensor_common::packet::{AddrKey, event, tcp};
+use sensor_common::tables::{
+    ADDR_SCOPE_ENTRIES, ANY_BASE, DEVIATION_BASE, EVENT_BASE, FLAGS_BASE, MAX_RULES,
+    MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask, TINY_BASE, TTL_BASE,
+    action, any, kind, proto_class, syn_track,
+};
+
+use super::compiled::{AddrPrefix, CompiledRules, RuleMeta};
+use super::model::{Action, FragmentMatch, Match, Protocol, Rule, RuleSet, SynTrack, TtlMatch};
+
+/// A rule set the kernel tables cannot hold. [`super::load_path`] refuses
+/// such sets with file positions; [`try_compile`] guards sets built in code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{count} enabled rules, at most {MAX_RULES} fit")]
+    TooManyRules { count: usize },
+    #[error("{count} distinct {what}, at most {limit} fit")]
+    TooManyEntries {
+        what: &'static str,
+        count: usize,
+        limit: u32,
+    },
+}
+
+/// Fills the kernel tables for the enabled rules of `set`, in order: slot
+/// `i` is the `i`-th enabled rule. Drop rules without their own
+/// `block_seconds` block for `default_block_seconds`.
+///
+/// Sets from [`super::load_path`] always fit. For sets built in code,
+/// enabled rules beyond [`MAX_RULES`] are left out; [`try_compile`] reports
+/// them (and scope maps that would overflow) instead.
+pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
+    let mut out = CompiledRules::default();
+    let mut src: HashMap<IpNet, RuleMask> = HashMap::new();
+    let mut dst: HashMap<IpNet, RuleMask> = HashMap::new();
+
+    for (slot, rule) in set.enabled().take(MAX_RULES as usize).enumerate() {
+        let bit: RuleMask = 1 << slot;
+        let masks = &mut out.masks;
+        let mut mark = |index: u32| masks[index as usize] |= bit;
+
+        match_rows(&rule.matcher, &mut mark);
+        for class in protocol_classes(rule.scope.protocol) {
+            mark(PROTO_BASE + class);
+        }
+        mark(ANY_BASE + any::ENABLED);
+        if rule.action == Action::Drop {
+            mark(ANY_BASE + any::DROP);
+        }
+        let scope = &rule.scope;
+        if scope.src.is_empty() {
+            mark(ANY_BASE + any::SRC);
+        }
+        if scope.dst.is_empty() {
+            mark(ANY_BASE + any::DST);
+        }
+        if scope.dst_ports.is_empty() {
+            mark(ANY_BASE + any::PORT);
+        }
+        if scope.vlan.is_empty() {
+            mark(ANY_BASE + any::VLAN);
+        }
+        for net in &scope.src {
+            *src.entry(net.trunc()).or_default() |= bit;
+        }
+        for net in &scope.dst {
+            *dst.entry(net.trunc()).or_default() |= bit;
+        }
+        for port in &scope.dst_ports {
+            *out.ports.entry(*port).or_default() |= bit;
+        }
+        for vlan in &scope.vlan {
+            *out.vlans.entry(*vlan).or_default() |= bit;
+        }
+
+        out.rules.push(rule_info(rule, default_block_seconds));
+        out.meta.push(RuleMeta {
+            id: rule.id,
+            name: rule.name.clone(),
+            severity: rule.severity,
+            category: rule.matcher.category(),
+            drop: rule.action == Action::Drop,
+            origin: rule.origin.clone(),
+        });
+    }
+
+    out.src_prefixes = nested_prefixes(&src);
+    out.dst_prefixes = nested_prefixes(&dst);
+    out
+}
+
+/// [`compile`], refusing sets the kernel tables cannot hold.
+pub fn try_compile(
+    set: &RuleSet,
+    default_block_seconds: u32,
+) -> Result<CompiledRules, CompileError> {
+    let count = set.enabled().count();
+    if count > MAX_RULES as usize {
+        return Err(CompileError::TooManyRules { count });
+    }
+    let out = compile(set, default_block_seconds);
+    check_entries("src prefixes", out.src_prefixes.len(), ADDR_SCOPE_ENTRIES)?;
+    check_entries("dst prefixes", out.dst_prefixes.len(), ADDR_SCOPE_ENTRIES)?;
+    check_entries("dst ports", out.ports.len(), PORT_SCOPE_ENTRIES)?;
+    Ok(out)
+}
+
+fn check_entries(what: &'static str, count: usize, limit: u32) -> Result<(), CompileError> {
+    if count > limit as usize {
+        return Err(CompileError::TooManyEntries { what, count, limit });
+    }
+    Ok(())
+}
+
+/// Marks the mask-table rows where the rule's match condition holds.
+fn match_rows(matcher: &Match, mark: &mut impl FnMut(u32)) {
+    match *matcher {
+        Match::TcpFlags { set, clear } => {
+            for flags in 0..tcp::FLAG_VALUES {
+                let flags16 = flags as u16;
+                if flags16 & set == set && flags16 & clear == 0 {
+                    mark(FLAGS_BASE + flags);
+                }
+            }
+        }
+        Match::Ttl(TtlMatch::Below(n)) => (0..u32::from(n)).for_each(|ttl| mark(TTL_BASE + ttl)),
+        Match::Ttl(TtlMatch::Above(n)) => {
+            (u32::from(n) + 1..=255).for_each(|ttl| mark(TTL_BASE + ttl))
+        }
+        Match::Ttl(TtlMatch::Deviation(n)) => {
+            (u32::from(n) + 1..=255).for_each(|diff| mark(DEVIATION_BASE + diff));
+            mark(ANY_BASE + any::DEVIATION);
+        }
+        Match::Fragment(FragmentMatch::TinyFirstBelow(n)) => {
+            // Row 256 stands for "256 bytes or more", which no threshold reaches.
+            (0..u32::from(n).min(MAX_TINY_THRESHOLD)).for_each(|len| mark(TINY_BASE + len));
+        }
+        Match::Fragment(FragmentMatch::OffsetOne) => {
+            mark(EVENT_BASE + u32::from(event::FRAG_OFFSET_ONE))
+        }
+        Match::Fragment(FragmentMatch::Oversize) => {
+            mark(EVENT_BASE + u32::from(event::FRAG_OVERSIZE))
+        }
+        Match::Fragment(FragmentMatch::Atomic) => mark(EVENT_BASE + u32::from(event::FRAG_ATOMIC)),
+        Match::SynFlood(_) => mark(EVENT_BASE + u32::from(event::SYN_NO_ACK)),
+        Match::Header(check) => mark(EVENT_BASE + u32::from(check.event())),
+    }
+}
+
+fn protocol_classes(protocol: Protocol) -> Vec<u32> {
+    match protocol {
+        Protocol::Any => (0..proto_class::COUNT).collect(),
+        Protocol::Tcp => vec![proto_class::TCP],
+        Protocol::Udp => vec![proto_class::UDP],
+        Protocol::Icmp => vec![proto_class::ICMP],
+        Protocol::Icmpv6 => vec![proto_class::ICMPV6],
+    }
+}
+
+fn rule_info(rule: &Rule, default_block_seconds: u32) -> RuleInfo {
+    let mut info = RuleInfo {
+        sig_id: rule.id,
+        kind: match rule.matcher {
+            Match::TcpFlags { .. } => kind::TCP_FLAGS,
+            Match::Ttl(_) => kind::TTL,
+            Match::Fragment(_) => kind::FRAGMENT,
+            Match::SynFlood(_) => kind::SYN_FLOOD,
+            Match::Header(_) => kind::HEADER,
+        },
+        action: match rule.action {
+            Action::Alert => action::ALERT,
+            Action::Drop => action::DROP,
+        },
+        ..RuleInfo::default()
+    };
+    if let Match::SynFlood(syn) = rule.matcher {
+        info.syn_threshold = syn.threshold;
+        info.syn_window_ns = u64::from(syn.window_ms) * 1_000_000;
+        info.syn_track = match syn.track {
+            SynTrack::ByDst => syn_track::BY_DST,
+            SynTrack::BySrc => syn_track::BY_SRC,
+        };
+    }
+    if rule.action == Action::Drop {
+        let seconds = rule.block_seconds.unwrap_or(default_block_seconds);
+        info.block_ns = u64::from(seconds) * 1_000_000_000;
+    }
+    info
+}
+
+/// LPM entries whose masks also hold the rules of every shorter prefix
+/// containing them, so the longest match alone names every rule whose scope
+/// contains the address. Sorted by family, length, address.
+fn nested_prefixes(masks: &HashMap<IpNet, RuleMask>) -> Vec<(AddrPrefix, RuleMask)> {
+    let mut nets: Vec<&IpNet> = masks.keys().collect();
+    nets.sort_by_key(|net| (net.addr().is_ipv6(), net.prefix_len(), net.addr()));
+    nets.into_iter()
+        .map(|net| {
+            let mut mask = 0;
+            for len in 0..=net.prefix_len() {
+                if let Ok(shorter) = IpNet::new(net.addr(), len) {
+                    mask |= masks.get(&shorter.trunc()).copied().unwrap_or(0);
+                }
+            }
+            (addr_prefix(net), mask)
+        })
+        .collect()
+}
+
+/// The trie key of `net`: version byte, then the address (IPv4 in the first
+/// four bytes); the length counts the version byte's 8 bits.
+pub fn addr_prefix(net: &IpNet) -> AddrPrefix {
+    let net = net.trunc();
+    let mut key = AddrKey::default();
+    match net {
+        IpNet::V4(v4) => {
+            key.version = 4;
+            key.addr[..4].copy_from_slice(&v4.network().octets());
+        }
+        IpNet::V6(v6) => {
+            key.version = 6;
+            key.addr = v6.network().octets();
+        }
+    }
+    AddrPrefix {
+        prefix_len: 8 + u32::from(net.prefix_len()),
+        key,
+    }
+}
+
+/// What `sensor rules check` prints: counts, the drop rules, and one line
+/// per rule saying what it does.
+pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
+    let mut out = String::new();
+    let enabled = compiled.meta.len();
+    let disabled = set.rules.len() - set.enabled().count();
+    let _ = writeln!(
+        out,
+        "{} rules: {enabled} enabled ({enabled} of {MAX_RULES} slots), {disabled} disabled",
+        set.rules.len()
+    );
+
+    let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for meta in &compiled.meta {
+        *per_kind.entry(meta.category).or_default() += 1;
+    }
+    let kinds: Vec<String> = ["tcp_flags", "ttl", "fragment", "syn_flood", "header"]
+        .iter()
+        .map(|k| format!("{k} {}", per_kind.get(k).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(out, "by kind: {}", kinds.join(", "));
+
+    let drops: Vec<&Rule> = set.enabled().filter(|r| r.action == Action::Drop).collect();
+    let _ = writeln!(
+        out,
+        "by action: alert {}, drop {}",
+        enabled - drops.len(),
+        drops.len()
+    );
+    if drops.is_empty() {
+        let _ = writeln!(out, "drop rules: none");
+    } else {
+        let ids: Vec<String> = drops
+            .iter()
+            .zip(
+                compiled
+                    .rules
+                    .iter()
+                    .filter(|info| info.action == action::DROP),
+            )
+            .map(|(rule, info)| format!("{} ({} s block)", rule.id, info.block_ns / 1_000_000_000))
+            .collect();
+        let _ = writeln!(
+            out,
+            "drop rules (enforced only with --mode drop): {}",
+            ids.join(", ")
+        );
+    }
+
+    let _ = writeln!(out);
+    for (rule, info) in set.enabled().zip(&compiled.rules) {
+        let _ = write!(out, "{}", rule.describe());
+        if rule.action == Action::Drop {
+            match info.block_ns / 1_000_000_000 {
+                0 => out.push_str("; drop, no block"),
+                seconds => {
+                    let _ = write!(out, "; drop, block {seconds} s");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    let off: Vec<&Rule> = set.rules.iter().filter(|r| !r.enabled).collect();
+    if !off.is_empty() {
+        let _ = writeln!(out, "\ndisabled:");
+        for rule in off {
+            let _ = writeln!(
+                out,
+                "{}  ({}, action {})",
+                rule.describe(),
+                rule.origin,
+                rule.action.name()
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::compiled::{MemoryTables, Severity};
+    use crate::rules::load::load_str;
+    use crate::rules::model::{HeaderCheck, Scope, SynFlood};
+    use sensor_common::detect::RuleTables;
+    use sensor_common::packet::AddrKey;
+    use std::net::IpAddr;
+
+    fn rule(id: u32, matcher: Match) -> Rule {
+        Rule {
+            id,
+            name: format!("rule {id}"),
+            severity: Severity::Medium,
+            action: Action::Alert,
+            block_seconds: None,
+            enabled: true,
+            scope: Scope::default(),
+            matcher,
+            origin: format!("t.yaml:{id}"),
+        }
+    }
+
+    fn compiled(rules: Vec<Rule>) -> CompiledRules {
+        try_compile(&RuleSet { rules }, 300).unwrap()
+    }
+
+    fn rows(c: &CompiledRules, base: u32, len: u32, bit: RuleMask) -> Vec<u32> {
+        (0..len)
+            .filter(|i| c.masks[(base + i) as usize] & bit != 0)
+            .collect()
+    }
+
+    fn key(text: &str) -> AddrKey {
+        let mut key = AddrKey::default();
+        match text.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(a) => {
+                key.version = 4;
+                key.addr[..4].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                key.version = 6;
+                key.addr = a.octets();
+            }
+        }
+        key
+    }
+
+    #[test]
+    fn syn_fin_rule_marks_exactly_the_flag_values_with_both() {
+        let c = compiled(vec![rule(
+            1,
+            Match::TcpFlags {
+                set: tcp::SYN | tcp::FIN,
+                clear: 0,
+            },
+        )]);
+        let m = |f: u32| c.masks[(FLAGS_BASE + f) as usize];
+        assert_eq!(m(0x003), 1);
+        assert_eq!(m(0x013), 1);
+        assert_eq!(m(0x1ff), 1);
+        assert_eq!(m(0x002), 0);
+        assert_eq!(m(0x001), 0);
+        assert_eq!(m(0x000), 0);
+        assert_eq!(rows(&c, FLAGS_BASE, 512, 1).len(), 128);
+    }
+
+    #[test]
+    fn set_and_clear_combine() {
+        // FIN without ACK.
+        let c = compiled(vec![rule(
+            1,
+            Match::TcpFlags {
+                set: tcp::FIN,
+                clear: tcp::ACK,
+            },
+        )]);
+        let m = |f: u16| c.masks[(FLAGS_BASE + u32::from(f)) as usize];
+        assert_eq!(m(tcp::FIN), 1);
+        assert_eq!(m(tcp::FIN | tcp::PSH | tcp::URG), 1);
+        assert_eq!(m(tcp::FIN | tcp::ACK), 0);
+        assert_eq!(m(tcp::SYN), 0);
+    }
+
+    #[test]
+    fn null_scan_marks_zero_and_ns_only() {
+        let c = compiled(vec![rule(
+            1,
+            Match::TcpFlags {
+                set: 0,
+                clear: 0xff,
+            },
+        )]);
+        assert_eq!(rows(&c, FLAGS_BASE, 512, 1), vec![0x000, 0x100]);
+    }
+
+    #[test]
+    fn ttl_rows() {
+        let c = compiled(vec![
+            rule(1, Match::Ttl(TtlMatch::Below(2))),
+            rule(2, Match::Ttl(TtlMatch::Above(254))),
+            rule(3, Match::Ttl(TtlMatch::Deviation(8))),
+        ]);
+        assert_eq!(rows(&c, TTL_BASE, 256, 0b001), vec![0, 1]);
+        assert_eq!(rows(&c, TTL_BASE, 256, 0b010), vec![255]);
+        assert_eq!(rows(&c, TTL_BASE, 256, 0b100), Vec::<u32>::new());
+        assert_eq!(
+            rows(&c, DEVIATION_BASE, 256, 0b100),
+            (9..=255).collect::<Vec<_>>()
+        );
+        assert_eq!(c.masks[(ANY_BASE + any::DEVIATION) as usize], 0b100);
+    }
+
+    #[test]
+    fn tiny_rows_hold_lengths_below_the_threshold() {
+        let c = compiled(vec![
+            rule(1, Match::Fragment(FragmentMatch::TinyFirstBelow(64))),
+            rule(2, Match::Fragment(FragmentMatch::TinyFirstBelow(256))),
+        ]);
+        assert_eq!(rows(&c, TINY_BASE, 257, 0b01), (0..64).collect::<Vec<_>>());
+        assert_eq!(rows(&c, TINY_BASE, 257, 0b10), (0..256).collect::<Vec<_>>());
+        assert_eq!(c.masks[(TINY_BASE + 256) as usize], 0);
+    }
+
+    #[test]
+    fn event_rows_and_rule_info() {
+        let mut drop_rule = rule(
+            3,
+            Match::SynFlood(SynFlood {
+                track: SynTrack::BySrc,
+                threshold: 200,
+                window_ms: 1000,
+            }),
+        );
+        drop_rule.action = Action::Drop;
+        let mut own_block = rule(4, Match::Header(HeaderCheck::Land));
+        own_block.action = Action::Drop;
+        own_block.block_seconds = Some(0);
+        let c = compiled(vec![
+            rule(1, Match::Fragment(FragmentMatch::OffsetOne)),
+            rule(2, Match::Header(HeaderCheck::MartianSrc)),
+            drop_rule,
+            own_block,
+            rule(5, Match::Fragment(FragmentMatch::Atomic)),
+        ]);
+        let ev = |e: u8| c.masks[(EVENT_BASE + u32::from(e)) as usize];
+        assert_eq!(ev(event::FRAG_OFFSET_ONE), 0b00001);
+        assert_eq!(ev(event::MARTIAN_SRC), 0b00010);
+        assert_eq!(ev(event::SYN_NO_ACK), 0b00100);
+        assert_eq!(ev(event::LAND), 0b01000);
+        assert_eq!(ev(event::FRAG_ATOMIC), 0b10000);
+        assert_eq!(ev(event::FIRST_FRAGMENT), 0);
+        assert_eq!(c.masks[(ANY_BASE + any::DROP) as usize], 0b01100);
+        assert_eq!(c.masks[(ANY_BASE + any::ENABLED) as usize], 0b11111);
+
+        assert_eq!(
+            c.rules[2],
+            RuleInfo {
+                sig_id: 3,
+                syn_threshold: 200,
+                syn_window_ns: 1_000_000_000,
+                block_ns: 300_000_000_000,
+                kind: kind::SYN_FLOOD,
+                action: action::DROP,
+                syn_track: syn_track::BY_SRC,
+                _pad: [0; 5],
+            }
+        );
+        assert_eq!(c.rules[3].block_ns, 0);
+        assert_eq!(c.rules[0].block_ns, 0);
+        assert_eq!(c.rules[0].kind, kind::FRAGMENT);
+        assert_eq!(c.meta[1].category, "header");
+        assert_eq!(c.meta[2].origin, "t.yaml:3");
+        assert!(c.meta[2].drop);
+    }
+
+    #[test]
+    fn header_checks_map_to_their_events() {
+        let expected = [
+            (HeaderCheck::Land, event::LAND),
+            (HeaderCheck::BadIhl, event::BAD_IHL),
+            (HeaderCheck::BadTotalLength, event::BAD_TOTAL_LENGTH),
+            (HeaderCheck::BadTcpOffset, event::BAD_TCP_OFFSET),
+            (HeaderCheck::ZeroPort, event::ZERO_PORT),
+            (HeaderCheck::MartianSrc, event::MARTIAN_SRC),
+            (HeaderCheck::IpReservedBit, event::IP_RESERVED_BIT),
+            (HeaderCheck::DfWithFragment, event::DF_WITH_FRAGMENT),
+        ];
+        for (check, ev) in expected {
+            let c = compiled(vec![rule(1, Match::Header(check))]);
+            assert_eq!(
+                rows(&c, EVENT_BASE, event::COUNT, 1),
+                vec![u32::from(ev)],
+                "{check:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_rules_get_no_slot_and_scopes_fill_their_maps() {
+        let text = "\
+rules:
+  - {id: 1, name: a, severity: low, enabled: false, match: {ttl: {below: 2}}}
+  - {id: 2, name: b, severity: low, scope: {protocol: udp, dst_ports: [53, 123], vlan: [7]}, match: {ttl: {below: 2}}}
+  - {id: 3, name: c, severity: low, scope: {protocol: tcp, dst_ports: [53]}, match: {ttl: {below: 2}}}
+  - {id: 4, name: d, severity: low, match: {ttl: {below: 2}}}
+";
+        let c = compile(&load_str("t.yaml", text).unwrap(), 300);
+        assert_eq!(
+            c.rules.iter().map(|r| r.sig_id).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(c.ports, BTreeMap::from([(53, 0b011), (123, 0b001)]));
+        assert_eq!(c.vlans, BTreeMap::from([(7, 0b001)]));
+        let m = |i: u32| c.masks[i as usize];
+        assert_eq!(m(ANY_BASE + any::PORT), 0b100);
+        assert_eq!(m(ANY_BASE + any::VLAN), 0b110);
+        assert_eq!(m(ANY_BASE + any::SRC), 0b111);
+        assert_eq!(m(PROTO_BASE + proto_class::UDP), 0b101);
+        assert_eq!(m(PROTO_BASE + proto_class::TCP), 0b110);
+        assert_eq!(m(PROTO_BASE + proto_class::OTHER), 0b100);
+        assert_eq!(m(PROTO_BASE + proto_class::ICMPV6), 0b100);
+    }
+
+    #[test]
+    fn nested_prefixes_hold_every_containing_rule() {
+        let text = "\
+rules:
+  - {id: 1, name: a, severity: low, scope: {src: [10.0.0.0/8]}, match: {ttl: {below: 2}}}
+  - {id: 2, name: b, severity: low, scope: {src: [10.1.0.0/16, \"2001:db8::/32\"]}, match: {ttl: {below: 2}}}
+  - {id: 3, name: c, severity: low, scope: {src: [10.1.2.3, 10.0.0.0/8]}, match: {ttl: {below: 2}}}
+  - {id: 4, name: d, severity: low, scope: {src: [0.0.0.0/0], dst: [\"2001:db8:1::/48\"]}, match: {ttl: {below: 2}}}
+  - {id: 5, name: e, severity: low, scope: {src: [\"2001:db8:1::5/48\"]}, match: {ttl: {below: 2}}}
+";
+        let c = compile(&load_str("t.yaml", text).unwrap(), 300);
+        let entry = |net: &str| {
+            let prefix = addr_prefix(&net.parse().unwrap());
+            c.src_prefixes
+                .iter()
+                .find(|(p, _)| *p == prefix)
+                .map(|(_, m)| *m)
+        };
+        assert_eq!(entry("0.0.0.0/0"), Some(0b01000));
+        assert_eq!(entry("10.0.0.0/8"), Some(0b01101));
+        assert_eq!(entry("10.1.0.0/16"), Some(0b01111));
+        assert_eq!(entry("10.1.2.3/32"), Some(0b01111));
+        assert_eq!(entry("2001:db8::/32"), Some(0b00010));
+        assert_eq!(entry("2001:db8:1::/48"), Some(0b10010));
+        assert_eq!(c.src_prefixes.len(), 6);
+
+        let tables = MemoryTables {
+            rules: &c,
+            drop_mode: false,
+        };
+        assert_eq!(tables.src_scope(&key("10.1.2.3")), 0b01111);
+        assert_eq!(tables.src_scope(&key("10.1.9.9")), 0b01111);
+        assert_eq!(tables.src_scope(&key("10.2.0.1")), 0b01101);
+        assert_eq!(tables.src_scope(&key("192.0.2.1")), 0b01000);
+        assert_eq!(tables.src_scope(&key("2001:db8:1::77")), 0b10010);
+        assert_eq!(tables.src_scope(&key("2001:db8:2::1")), 0b00010);
+        assert_eq!(tables.src_scope(&key("::1")), 0);
+        assert_eq!(tables.dst_scope(&key("2001:db8:1::1")), 0b01000);
+        assert_eq!(tables.dst_scope(&key("2001:db8:2::1")), 0);
+    }
+
+    #[test]
+    fn addr_prefix_layout() {
+        let p = addr_prefix(&"192.0.2.77/24".parse().unwrap());
+        assert_eq!(p.prefix_len, 32);
+        assert_eq!(p.key.version, 4);
+        assert_eq!(
+            p.key.addr,
+            [192, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let p = addr_prefix(&"2001:db8::1/128".parse().unwrap());
+        assert_eq!(p.prefix_len, 136);
+        assert_eq!(p.key.version, 6);
+        assert_eq!(p.key.addr[..4], [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(p.key.addr[15], 1);
+    }
+
+    #[test]
+    fn too_many_rules_built_in_code_are_refused() {
+        let rules = (1..=65)
+            .map(|id| rule(id, Match::Ttl(TtlMatch::Below(2))))
+            .collect();
+        let set = RuleSet { rules };
+        assert_eq!(
+            try_compile(&set, 300),
+            Err(CompileError::TooManyRules { count: 65 })
+        );
+        let compiled = compile(&set, 300);
+        assert_eq!(compiled.rules.len(), 64);
+        assert_eq!(compiled.masks[(ANY_BASE + any::ENABLED) as usize], u64::MAX);
+    }
+
+    #[test]
+    fn summary_lists_counts_and_one_line_per_rule() {
+        let text = "\
+rules:
+  - id: 100001
+    name: TCP SYN and FIN set
+    severity: high
+    scope: {protocol: tcp, dst_ports: [22, 80]}
+    match: {tcp_flags: {set: [SYN, FIN]}}
+  - {id: 100002, name: SYN flood, severity: medium, action: drop, match: {syn_flood: {track: by_dst, threshold: 200, window_ms: 1000}}}
+  - {id: 100003, name: Old, severity: low, enabled: false, match: {header: {check: land}}}
+";
+        let set = load_str("t.yaml", text).unwrap();
+        let c = compile(&set, 300);
+        let s = summary(&set, &c);
+        assert!(
+            s.contains("3 rules: 2 enabled (2 of 64 slots), 1 disabled"),
+            "{s}"
+        );
+        assert!(
+            s.contains("by kind: tcp_flags 1, ttl 0, fragment 0, syn_flood 1, header 0"),
+            "{s}"
+        );
+        assert!(s.contains("by action: alert 1, drop 1"), "{s}");
+        assert!(
+            s.contains("drop rules (enforced only with --mode drop): 100002 (300 s block)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("100001  high     tcp_flags  TCP SYN and FIN set — FIN,SYN set; scope: tcp, dst ports 22,80\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("100002  medium   syn_flood  SYN flood — 200+ SYNs without ACK to one destination within 1000 ms; scope: any; drop, block 300 s\n"),
+            "{s}"
+        );
+        assert!(s.contains("100003  low      header     Old"), "{s}");
+        assert!(
+            s.contains("disabled:\n100003  low      header     Old — "),
+            "{s}"
+        );
+        assert!(s.contains("(t.yaml:8, action alert)"), "{s}");
+    }
+}

@@ -1,0 +1,287 @@
+//! [`DetectState`] in memory, for `replay` (and tests): the per-source maps
+//! the kernel keeps in BPF LRU hash maps, with the same entry limits.
+//!
+//! Eviction: when a map is full, the least recently used entry goes, like
+//! the kernel's `BPF_MAP_TYPE_LRU_HASH` (whose LRU is approximate and per
+//! CPU list; this one is exact, which keeps replay deterministic). The
+//! limits are the kernel's (`sensor_common::tables::*_ENTRIES`), so a
+//! capture with more sources than the kernel can track loses state the same
+//! way live traffic would.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use sensor_common::detect::DetectState;
+use sensor_common::packet::AddrKey;
+use sensor_common::tables::{
+    MAX_RULES, RATE_ENTRIES, RateKey, RateState, RuleStats, SYN_WINDOW_ENTRIES, SynKey, SynWindow,
+    TTL_BASELINE_ENTRIES,
+};
+
+/// A hash map of bounded size that evicts its least recently used entry.
+#[derive(Clone, Debug)]
+struct LruMap<K, V> {
+    entries: HashMap<K, (V, u64)>,
+    /// Last-use tick → key, oldest first.
+    by_age: BTreeMap<u64, K>,
+    next_tick: u64,
+    capacity: usize,
+}
+
+impl<K: Copy + Eq + Hash, V> LruMap<K, V> {
+    fn new(capacity: usize) -> Self {
+        LruMap {
+            entries: HashMap::new(),
+            by_age: BTreeMap::new(),
+            next_tick: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.next_tick += 1;
+        self.next_tick
+    }
+
+    /// The entry of `key`, now the most recently used.
+    fn touch(&mut self, key: &K) -> Option<&mut V> {
+        let tick = self.tick();
+        let (value, used) = self.entries.get_mut(key)?;
+        self.by_age.remove(used);
+        *used = tick;
+        self.by_age.insert(tick, *key);
+        Some(value)
+    }
+
+    fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
+        if self.entries.contains_key(key) {
+            return self.touch(key).expect("entry present");
+        }
+        if self.entries.len() >= self.capacity
+            && let Some((_, oldest)) = self.by_age.pop_first()
+        {
+            self.entries.remove(&oldest);
+        }
+        let tick = self.tick();
+        self.by_age.insert(tick, *key);
+        &mut self.entries.entry(*key).or_insert((make(), tick)).0
+    }
+
+    /// Entries, least recently used first.
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.by_age.values().map(|key| (key, &self.entries[key].0))
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// Entry limits of the three per-source maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateLimits {
+    pub ttl_baselines: usize,
+    pub syn_windows: usize,
+    pub rate_states: usize,
+}
+
+impl Default for StateLimits {
+    /// The kernel's map sizes.
+    fn default() -> Self {
+        StateLimits {
+            ttl_baselines: TTL_BASELINE_ENTRIES as usize,
+            syn_windows: SYN_WINDOW_ENTRIES as usize,
+            rate_states: RATE_ENTRIES as usize,
+        }
+    }
+}
+
+/// The kernel's per-source state and per-rule counters, in memory (one
+/// "CPU").
+#[derive(Clone, Debug)]
+pub struct MemoryState {
+    ttl_baselines: LruMap<AddrKey, u8>,
+    syn_windows: LruMap<SynKey, SynWindow>,
+    rate_states: LruMap<RateKey, RateState>,
+    rule_stats: Vec<RuleStats>,
+}
+
+impl Default for MemoryState {
+    fn default() -> Self {
+        Self::with_limits(StateLimits::default())
+    }
+}
+
+impl MemoryState {
+    /// With the kernel's map sizes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_limits(limits: StateLimits) -> Self {
+        MemoryState {
+            ttl_baselines: LruMap::new(limits.ttl_baselines),
+            syn_windows: LruMap::new(limits.syn_windows),
+            rate_states: LruMap::new(limits.rate_states),
+            rule_stats: vec![RuleStats::default(); MAX_RULES as usize],
+        }
+    }
+
+    /// The rate limiter of every (rule slot, source), least recently used
+    /// first: what the aggregator's sweep reads.
+    pub fn rate_states(&self) -> impl Iterator<Item = (&RateKey, &RateState)> {
+        self.rate_states.iter()
+    }
+
+    /// Per-slot counters (`RULE_STATS`), indexed by rule slot.
+    pub fn rule_stats(&self) -> &[RuleStats] {
+        &self.rule_stats
+    }
+
+    /// Entries held in the TTL baseline, syn window and rate maps.
+    pub fn entry_counts(&self) -> (usize, usize, usize) {
+        (
+            self.ttl_baselines.len(),
+            self.syn_windows.len(),
+            self.rate_states.len(),
+        )
+    }
+}
+
+impl DetectState for MemoryState {
+    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8) -> Option<u8> {
+        if let Some(learned) = self.ttl_baselines.touch(src) {
+            return Some(*learned);
+        }
+        self.ttl_baselines.get_or_insert_with(src, || hops);
+        None
+    }
+
+    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(
+        &mut self,
+        key: &SynKey,
+        step: F,
+    ) -> Option<R> {
+        Some(step(
+            self.syn_windows.get_or_insert_with(key, SynWindow::default),
+        ))
+    }
+
+    fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
+        &mut self,
+        key: &RateKey,
+        step: F,
+    ) -> Option<R> {
+        Some(step(
+            self.rate_states.get_or_insert_with(key, RateState::default),
+        ))
+    }
+
+    fn count_hit(&mut self, slot: u32) {
+        if let Some(stats) = self.rule_stats.get_mut(slot as usize) {
+            stats.hits += 1;
+        }
+    }
+
+    fn count_alert(&mut self, slot: u32) {
+        if let Some(stats) = self.rule_stats.get_mut(slot as usize) {
+            stats.alerts += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensor_common::detect::rate_step;
+
+    fn addr(n: u8) -> AddrKey {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[192, 0, 2, n]);
+        AddrKey { version: 4, addr }
+    }
+
+    fn rate_key(n: u8) -> RateKey {
+        RateKey {
+            slot: 0,
+            addr: addr(n),
+            _pad: [0; 3],
+        }
+    }
+
+    #[test]
+    fn default_limits_are_the_kernel_map_sizes() {
+        let limits = StateLimits::default();
+        assert_eq!(limits.ttl_baselines, TTL_BASELINE_ENTRIES as usize);
+        assert_eq!(limits.syn_windows, SYN_WINDOW_ENTRIES as usize);
+        assert_eq!(limits.rate_states, RATE_ENTRIES as usize);
+    }
+
+    #[test]
+    fn ttl_baseline_teaches_once_and_keeps_what_it_learned() {
+        let mut state = MemoryState::new();
+        assert_eq!(state.ttl_baseline(&addr(1), 10), None);
+        assert_eq!(state.ttl_baseline(&addr(1), 20), Some(10));
+        assert_eq!(state.ttl_baseline(&addr(1), 30), Some(10));
+        assert_eq!(state.ttl_baseline(&addr(2), 3), None);
+    }
+
+    #[test]
+    fn full_maps_evict_the_least_recently_used_entry() {
+        let mut state = MemoryState::with_limits(StateLimits {
+            ttl_baselines: 2,
+            syn_windows: 2,
+            rate_states: 2,
+        });
+        state.ttl_baseline(&addr(1), 1);
+        state.ttl_baseline(&addr(2), 2);
+        state.ttl_baseline(&addr(1), 9); // 1 is now the most recent
+        state.ttl_baseline(&addr(3), 3); // evicts 2
+        assert_eq!(state.entry_counts().0, 2);
+        assert_eq!(state.ttl_baseline(&addr(1), 9), Some(1));
+        assert_eq!(
+            state.ttl_baseline(&addr(2), 7),
+            None,
+            "2 was evicted and re-learns"
+        );
+
+        for n in 1..=3 {
+            state.rate_state(&rate_key(n), |r| rate_step(r, u64::from(n)));
+        }
+        let kept: Vec<_> = state.rate_states().map(|(k, _)| k.addr).collect();
+        assert_eq!(kept, vec![addr(2), addr(3)], "oldest first, 1 evicted");
+        let total = state
+            .rate_state(&rate_key(1), |r| rate_step(r, 10))
+            .unwrap();
+        assert_eq!(total, Some(1), "a recreated entry counts from zero");
+    }
+
+    #[test]
+    fn state_persists_between_steps() {
+        let mut state = MemoryState::new();
+        let key = SynKey {
+            slot: 3,
+            addr: addr(1),
+            _pad: [0; 3],
+        };
+        for _ in 0..4 {
+            state.syn_window(&key, |w| w.count += 1);
+        }
+        assert_eq!(state.syn_window(&key, |w| w.count), Some(4));
+        let totals: Vec<_> = (0..3)
+            .map(|t| state.rate_state(&rate_key(1), |r| rate_step(r, t)).unwrap())
+            .collect();
+        assert_eq!(totals, vec![Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn counts_hits_and_alerts_per_slot() {
+        let mut state = MemoryState::new();
+        state.count_hit(2);
+        state.count_hit(2);
+        state.count_alert(2);
+        state.count_hit(MAX_RULES); // out of range: ignored, like a failed map lookup
+        assert_eq!(state.rule_stats()[2], RuleStats { hits: 2, alerts: 1 });
+        assert_eq!(state.rule_stats().len(), MAX_RULES as usize);
+    }
+}

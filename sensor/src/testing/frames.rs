@@ -1,0 +1,213 @@
+//! A small frame builder for tests, benchmarks and the demo: Ethernet with
+//! optional VLAN tags, IPv4 (options, fragment fields), IPv6 with extension
+//! headers, TCP, UDP, ICMP. Lengths and the IPv4 header checksum are
+//! computed; everything else is what the caller says, so broken headers
+//! can be built on purpose.
+
+pub const ETH_IPV4: u16 = 0x0800;
+pub const ETH_IPV6: u16 = 0x86dd;
+pub const TPID_8021Q: u16 = 0x8100;
+pub const TPID_8021AD: u16 = 0x88a8;
+
+/// TCP flag bits.
+pub mod flags {
+    pub const FIN: u16 = 0x001;
+    pub const SYN: u16 = 0x002;
+    pub const RST: u16 = 0x004;
+    pub const PSH: u16 = 0x008;
+    pub const ACK: u16 = 0x010;
+    pub const URG: u16 = 0x020;
+}
+
+/// Ethernet header (fixed test MACs) with `tags` as (TPID, VLAN id), outermost first.
+pub fn ethernet(tags: &[(u16, u16)], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    for (tpid, vid) in tags {
+        frame.extend_from_slice(&tpid.to_be_bytes());
+        frame.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    }
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An IPv4 header; `build` prepends it to a payload.
+#[derive(Clone, Debug)]
+pub struct Ipv4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub proto: u8,
+    pub id: u16,
+    /// Flags and fragment offset field (RB 0x8000, DF 0x4000, MF 0x2000, offset in 8-byte units).
+    pub frag_field: u16,
+    /// Option bytes (padded to a multiple of 4).
+    pub options: Vec<u8>,
+    /// Overrides the computed IHL (header words) when set.
+    pub ihl: Option<u8>,
+    /// Overrides the computed total length when set.
+    pub total_len: Option<u16>,
+}
+
+impl Ipv4 {
+    pub fn new(src: [u8; 4], dst: [u8; 4], proto: u8) -> Ipv4 {
+        Ipv4 {
+            src,
+            dst,
+            ttl: 64,
+            proto,
+            id: 0x1234,
+            frag_field: 0,
+            options: Vec::new(),
+            ihl: None,
+            total_len: None,
+        }
+    }
+
+    pub fn ttl(mut self, ttl: u8) -> Ipv4 {
+        self.ttl = ttl;
+        self
+    }
+
+    pub fn frag(mut self, frag_field: u16) -> Ipv4 {
+        self.frag_field = frag_field;
+        self
+    }
+
+    pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        let mut options = self.options.clone();
+        while options.len() % 4 != 0 {
+            options.push(0);
+        }
+        let header_len = 20 + options.len();
+        let ihl = self.ihl.unwrap_or((header_len / 4) as u8);
+        let total = self
+            .total_len
+            .unwrap_or((header_len + payload.len()) as u16);
+        let mut h = Vec::with_capacity(header_len + payload.len());
+        h.push(0x40 | (ihl & 0x0f));
+        h.push(0);
+        h.extend_from_slice(&total.to_be_bytes());
+        h.extend_from_slice(&self.id.to_be_bytes());
+        h.extend_from_slice(&self.frag_field.to_be_bytes());
+        h.push(self.ttl);
+        h.push(self.proto);
+        h.extend_from_slice(&[0, 0]);
+        h.extend_from_slice(&self.src);
+        h.extend_from_slice(&self.dst);
+        h.extend_from_slice(&options);
+        let checksum = internet_checksum(&h);
+        h[10..12].copy_from_slice(&checksum.to_be_bytes());
+        h.extend_from_slice(payload);
+        h
+    }
+}
+
+/// An IPv6 header; `build` prepends it to the already-chained extension
+/// headers and upper-layer bytes in `payload`.
+pub fn ipv6(
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop_limit: u8,
+    next_header: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.push(next_header);
+    h.push(hop_limit);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IPv6 extension header of 8 bytes (hop-by-hop, routing, dest options) before `rest`.
+pub fn ipv6_ext(next_header: u8, rest: &[u8]) -> Vec<u8> {
+    let mut h = vec![next_header, 0, 1, 4, 0, 0, 0, 0];
+    h.extend_from_slice(rest);
+    h
+}
+
+/// An IPv6 fragment header before `rest`.
+pub fn ipv6_fragment(
+    next_header: u8,
+    offset_units: u16,
+    more: bool,
+    id: u32,
+    rest: &[u8],
+) -> Vec<u8> {
+    let mut h = vec![next_header, 0];
+    h.extend_from_slice(&((offset_units << 3) | more as u16).to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(rest);
+    h
+}
+
+/// A 20-byte TCP header with `flags` (9 bits), then `payload`.
+pub fn tcp(src_port: u16, dst_port: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(20 + payload.len());
+    h.extend_from_slice(&src_port.to_be_bytes());
+    h.extend_from_slice(&dst_port.to_be_bytes());
+    h.extend_from_slice(&seq.to_be_bytes());
+    h.extend_from_slice(&0u32.to_be_bytes());
+    let offset_and_flags: u16 = (5 << 12) | (flags & 0x01ff);
+    h.extend_from_slice(&offset_and_flags.to_be_bytes());
+    h.extend_from_slice(&64240u16.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
+pub fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(8 + payload.len());
+    h.extend_from_slice(&src_port.to_be_bytes());
+    h.extend_from_slice(&dst_port.to_be_bytes());
+    h.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An ICMP (or ICMPv6) echo request.
+pub fn icmp_echo(icmp_type: u8, id: u16, seq: u16) -> Vec<u8> {
+    let mut h = vec![icmp_type, 0, 0, 0];
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&seq.to_be_bytes());
+    h.extend_from_slice(b"sensor-test-echo");
+    h
+}
+
+/// Ethernet + IPv4 + TCP, the common case.
+pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], src_port: u16, dst_port: u16, flags: u16) -> Vec<u8> {
+    ethernet(
+        &[],
+        ETH_IPV4,
+        &Ipv4::new(src, dst, 6).build(&tcp(src_port, dst_port, flags, 1000, &[])),
+    )
+}
+
+/// RFC 1071 checksum.
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in bytes.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += word as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A 16-byte IPv6 address in 2001:db8::/32 ending in `last`.
+pub fn doc_v6(last: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    a[14..].copy_from_slice(&last.to_be_bytes());
+    a
+}

@@ -1,0 +1,161 @@
+//! Two network namespaces joined by a veth pair: an injector host and a
+//! sensor host whose interface models a span port (up, no address). No
+//! default route anywhere; everything is removed on drop (and stale copies
+//! of the same names before creation).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Testbed {
+    pub injector_ns: String,
+    pub sensor_ns: String,
+    pub injector_if: String,
+    pub sensor_if: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("run ip");
+    assert!(status.success(), "ip {} failed", args.join(" "));
+}
+
+fn in_ns(ns: &str, args: &[&str]) {
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ip netns exec");
+    assert!(status.success(), "in {ns}: {} failed", args.join(" "));
+}
+
+impl Testbed {
+    /// `tag` keeps concurrent tests apart (a few letters: interface names
+    /// are limited to 15 bytes).
+    pub fn new(tag: &str) -> Testbed {
+        let id = std::process::id() % 100_000;
+        let bed = Testbed {
+            injector_ns: format!("sen-{tag}-inj-{id}"),
+            sensor_ns: format!("sen-{tag}-sen-{id}"),
+            injector_if: format!("i{tag}{id}"),
+            sensor_if: format!("s{tag}{id}"),
+        };
+        bed.remove();
+        ip(&["netns", "add", &bed.injector_ns]);
+        ip(&["netns", "add", &bed.sensor_ns]);
+        ip(&[
+            "link",
+            "add",
+            &bed.injector_if,
+            "netns",
+            &bed.injector_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &bed.sensor_if,
+            "netns",
+            &bed.sensor_ns,
+        ]);
+        for (ns, ifname) in [
+            (&bed.injector_ns, &bed.injector_if),
+            (&bed.sensor_ns, &bed.sensor_if),
+        ] {
+            // No IPv6 autoconfiguration chatter: the test decides every frame.
+            in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            in_ns(
+                ns,
+                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+            );
+            in_ns(ns, &["ip", "link", "set", ifname, "up"]);
+            in_ns(ns, &["ip", "link", "set", "lo", "up"]);
+        }
+        bed
+    }
+
+    fn remove(&self) {
+        for ns in [&self.injector_ns, &self.sensor_ns] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Starts `program args...` inside the sensor namespace.
+    pub fn spawn_in_sensor_ns(&self, program: &Path, args: &[&str], stderr: &Path) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.sensor_ns])
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).expect("stderr file"))
+            .spawn()
+            .expect("start the sensor")
+    }
+
+    /// Sends the frames of `pcap` from the injector side, bounded in rate
+    /// and (by the file) in count.
+    pub fn inject(&self, pcap: &Path, pps: u32) {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.injector_ns, "tcpreplay", "-q"])
+            .arg(format!("--intf1={}", self.injector_if))
+            .arg(format!("--pps={pps}"))
+            .arg(pcap)
+            .output()
+            .expect("run tcpreplay (scripts/bootstrap.sh installs it)");
+        assert!(
+            output.status.success(),
+            "tcpreplay failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Polls `ready` every 50 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ready()
+}
+
+/// A child process we started: SIGTERM on drop if still running.
+pub struct Started(pub Child);
+
+impl Started {
+    /// SIGTERM, then wait up to `limit` for a clean exit (SIGKILL after).
+    pub fn stop(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: signalling a child we spawned, by its PID.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        None
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
