@@ -1,7 +1,7 @@
 //! `sensor`: wires the command line to the library. Exit codes: 0 ok,
 //! 1 runtime failure, 2 bad usage or invalid rules / configuration.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
                 .unwrap_or_else(|_| "info".into()),

@@ -239,17 +239,21 @@ pub fn addr_prefix(net: &IpNet) -> AddrPrefix {
 /// per rule saying what it does.
 pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
     let mut out = String::new();
-    let enabled = compiled.meta.len();
+    // Enabled rules paired with their slots (a set built in code may have
+    // more enabled rules than slots; `compile` leaves the extra ones out).
+    let slots: Vec<(&Rule, &RuleInfo)> = set.enabled().zip(&compiled.rules).collect();
     let disabled = set.rules.len() - set.enabled().count();
     let _ = writeln!(
         out,
-        "{} rules: {enabled} enabled ({enabled} of {MAX_RULES} slots), {disabled} disabled",
-        set.rules.len()
+        "{} rules: {} enabled ({} of {MAX_RULES} slots), {disabled} disabled",
+        set.rules.len(),
+        slots.len(),
+        slots.len()
     );
 
     let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for meta in &compiled.meta {
-        *per_kind.entry(meta.category).or_default() += 1;
+    for (rule, _) in &slots {
+        *per_kind.entry(rule.matcher.category()).or_default() += 1;
     }
     let kinds: Vec<String> = ["tcp_flags", "ttl", "fragment", "syn_flood", "header"]
         .iter()
@@ -257,35 +261,29 @@ pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
         .collect();
     let _ = writeln!(out, "by kind: {}", kinds.join(", "));
 
-    let drops: Vec<&Rule> = set.enabled().filter(|r| r.action == Action::Drop).collect();
+    let drops: Vec<String> = slots
+        .iter()
+        .filter(|(rule, _)| rule.action == Action::Drop)
+        .map(|(rule, info)| format!("{} ({} s block)", rule.id, info.block_ns / 1_000_000_000))
+        .collect();
     let _ = writeln!(
         out,
         "by action: alert {}, drop {}",
-        enabled - drops.len(),
+        slots.len() - drops.len(),
         drops.len()
     );
     if drops.is_empty() {
         let _ = writeln!(out, "drop rules: none");
     } else {
-        let ids: Vec<String> = drops
-            .iter()
-            .zip(
-                compiled
-                    .rules
-                    .iter()
-                    .filter(|info| info.action == action::DROP),
-            )
-            .map(|(rule, info)| format!("{} ({} s block)", rule.id, info.block_ns / 1_000_000_000))
-            .collect();
         let _ = writeln!(
             out,
             "drop rules (enforced only with --mode drop): {}",
-            ids.join(", ")
+            drops.join(", ")
         );
     }
 
     let _ = writeln!(out);
-    for (rule, info) in set.enabled().zip(&compiled.rules) {
+    for (rule, info) in &slots {
         let _ = write!(out, "{}", rule.describe());
         if rule.action == Action::Drop {
             match info.block_ns / 1_000_000_000 {
@@ -608,6 +606,7 @@ rules:
         let compiled = compile(&set, 300);
         assert_eq!(compiled.rules.len(), 64);
         assert_eq!(compiled.masks[(ANY_BASE + any::ENABLED) as usize], u64::MAX);
+        assert!(summary(&set, &compiled).starts_with("65 rules: 64 enabled"));
     }
 
     #[test]
