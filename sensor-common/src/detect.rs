@@ -23,7 +23,8 @@ pub trait RuleTables {
     fn port_scope(&self, port: u16) -> RuleMask;
     fn vlan_scope(&self, vlan: u16) -> RuleMask;
     fn rule(&self, slot: u32) -> Option<RuleInfo>;
-    /// Whether drop mode is on.
+    /// Whether `drop` rules are enforced on this packet: drop mode, not a
+    /// dry run, and a source outside the allowlist.
     fn drop_mode(&self) -> bool;
 
     /// Calls `f` with each slot set in `mask`, lowest first. The kernel
@@ -281,9 +282,12 @@ where
             return;
         };
         let blocks = drop_mode && rule.action == action::DROP && count >= threshold;
+        // by_src blocks the flooding source; by_dst only drops the SYNs over
+        // the threshold: their sources are usually spoofed, and blocking
+        // them would lock out whoever the attacker impersonates.
         if blocks {
             decision.drop = true;
-            if rule.block_ns > decision.block_ns {
+            if rule.syn_track == syn_track::BY_SRC && rule.block_ns > decision.block_ns {
                 decision.block_ns = rule.block_ns;
             }
         }

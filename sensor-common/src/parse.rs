@@ -65,6 +65,35 @@ pub fn parse_ip_at<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize
     meta
 }
 
+/// Only the source address (and IP version): what drop mode needs to
+/// drop a blocked source before paying for the rest of the parse.
+#[inline(always)]
+pub fn peek_source<B: PacketBytes + ?Sized>(bytes: &B) -> Option<crate::packet::AddrKey> {
+    let mut scratch = PacketMeta::default();
+    let (ethertype, l3) = walk_link(bytes, &mut scratch)?;
+    let mut key = crate::packet::AddrKey::default();
+    match ethertype {
+        ETH_P_IPV4 => {
+            let src = bytes.load::<[u8; 4]>(l3 + 12)?;
+            if bytes.u8_at(l3)? >> 4 != 4 {
+                return None;
+            }
+            key.version = 4;
+            key.addr[..4].copy_from_slice(&src);
+        }
+        ETH_P_IPV6 => {
+            let src = bytes.load::<[u8; 16]>(l3 + 8)?;
+            if bytes.u8_at(l3)? >> 4 != 6 {
+                return None;
+            }
+            key.version = 6;
+            key.addr = src;
+        }
+        _ => return None,
+    }
+    Some(key)
+}
+
 /// Ethernet header and VLAN tags: returns the inner ethertype and where the
 /// network header starts.
 #[inline(always)]

@@ -113,7 +113,21 @@ pub struct RuleInfo {
 pub struct SensorConfig {
     /// [`mode`] value.
     pub mode: u8,
-    pub _pad: [u8; 7],
+    /// 1: drop mode reports what it would drop and block, and drops nothing.
+    pub dry_run: u8,
+    pub _pad: [u8; 6],
+}
+
+/// A blocked source (the `BLOCKED` LRU map's value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// Kernel monotonic time the block ends; checked per packet, so expiry
+    /// does not wait for userspace's clean-up.
+    pub until_ns: u64,
+    /// The rule that blocked it.
+    pub sig_id: u32,
+    pub _pad: u32,
 }
 
 pub mod mode {
@@ -168,6 +182,11 @@ pub const RATE_ENTRIES: u32 = 65_536;
 pub const PORT_SCOPE_ENTRIES: u32 = 4_096;
 pub const VLAN_SCOPE_ENTRIES: u32 = 4_096;
 pub const ADDR_SCOPE_ENTRIES: u32 = 16_384;
+/// Sources blocked at once in drop mode; beyond it the least recently
+/// used block is forgotten (the source is then judged afresh).
+pub const BLOCKED_ENTRIES: u32 = 65_536;
+/// Prefixes in the drop-mode allowlist and static blocklist tries.
+pub const DROP_LIST_ENTRIES: u32 = 16_384;
 
 /// Per-rule counters (the per-CPU `RULE_STATS` array, one entry per slot).
 #[repr(C)]
@@ -188,7 +207,15 @@ pub mod counter {
     pub const NOT_IP: u32 = 3;
     /// Alert records the perf buffer refused (the kernel could not send).
     pub const ALERT_OUTPUT_ERRORS: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Drop mode: packets dropped because their source is blocked.
+    pub const DROPPED_BLOCKED_SOURCE: u32 = 5;
+    /// Drop mode: packets dropped by the static blocklist.
+    pub const DROPPED_STATIC_BLOCKLIST: u32 = 6;
+    /// Drop mode: packets dropped by a matching `drop` rule.
+    pub const DROPPED_BY_RULE: u32 = 7;
+    /// Dry run: packets that would have been dropped.
+    pub const WOULD_DROP: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 #[cfg(feature = "user")]
@@ -200,5 +227,6 @@ mod pod {
     unsafe impl aya::Pod for super::SynWindow {}
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::RuleStats {}
+    unsafe impl aya::Pod for super::BlockEntry {}
     unsafe impl aya::Pod for crate::packet::AddrKey {}
 }

@@ -20,15 +20,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    alert::AlertRecord,
+    alert::{AlertRecord, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     detect::{AlertHead, DetectState, RuleTables, process},
     packet::{AddrKey, IP_VERSION_NONE},
-    parse::parse_ethernet_into,
+    parse::{parse_ethernet_into, peek_source},
     tables::{
-        ADDR_SCOPE_ENTRIES, MASK_TABLE_LEN, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RateKey,
-        RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey,
-        SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode,
+        ADDR_SCOPE_ENTRIES, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
+        MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RateKey, RateState, RuleInfo, RuleMask,
+        RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
+        VLAN_SCOPE_ENTRIES, counter, mode,
     },
 };
 
@@ -48,6 +49,15 @@ static PORT_SCOPE: HashMap<u16, RuleMask> = HashMap::with_max_entries(PORT_SCOPE
 static VLAN_SCOPE: HashMap<u16, RuleMask> = HashMap::with_max_entries(VLAN_SCOPE_ENTRIES, 0);
 #[map]
 static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
+/// Drop mode: sources never dropped nor blocked.
+#[map]
+static ALLOWLIST: LpmTrie<AddrKey, u8> = LpmTrie::with_max_entries(DROP_LIST_ENTRIES, 0);
+/// Drop mode: sources always dropped.
+#[map]
+static STATIC_BLOCKLIST: LpmTrie<AddrKey, u8> = LpmTrie::with_max_entries(DROP_LIST_ENTRIES, 0);
+/// Drop mode: sources blocked by `drop` rules, until their time is up.
+#[map]
+static BLOCKED: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(BLOCKED_ENTRIES, 0);
 
 // ---- maps: state and counters ------------------------------------------------
 
@@ -80,8 +90,35 @@ const FULL_KEY_BITS: u32 = 8 + 128;
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    // Drop mode: a blocked source costs a peek at its address, no more.
+    let dry_run = config.dry_run != 0;
+    let mut judge_drops = false;
+    if config.mode == mode::DROP
+        && let Some(src) = peek_source(&XdpBytes(&ctx))
+    {
+        let allowed = ALLOWLIST.get(Key::new(FULL_KEY_BITS, src)).is_some();
+        if !allowed {
+            if STATIC_BLOCKLIST.get(Key::new(FULL_KEY_BITS, src)).is_some() {
+                if let Some(verdict) =
+                    drop_unless_dry_run(dry_run, counter::DROPPED_STATIC_BLOCKLIST)
+                {
+                    return verdict;
+                }
+            } else if unsafe { BLOCKED.get(src) }.is_some_and(|b| b.until_ns > now)
+                && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
+            {
+                return verdict;
+            }
+        }
+        // The allowlist is never dropped nor blocked, whatever the rules say.
+        judge_drops = !allowed;
+    }
+
     let Some(record) = SCRATCH.get_ptr_mut(0) else {
-        return xdp_action::XDP_PASS;
+        return pass();
     };
     // SAFETY (all derefs of `record`): a per-CPU slot, and XDP does not
     // re-enter on the same CPU. `process` borrows only the `packet` field;
@@ -90,33 +127,66 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     let packet = unsafe { &(*record).packet };
     if packet.ip_version == IP_VERSION_NONE {
         count(counter::NOT_IP);
-        count(counter::PASSED);
-        return xdp_action::XDP_PASS;
+        return pass();
     }
-    let now = unsafe { bpf_ktime_get_ns() };
     unsafe {
         (*record).timestamp_ns = now;
         (*record).cpu = bpf_get_smp_processor_id();
     }
+    let tables = KernelTables { judge_drops };
     let decision = process(
         packet,
         now,
-        &KernelTables,
+        &tables,
         &mut KernelState,
         &mut |head: &AlertHead| unsafe {
             (*record).sig_id = head.sig_id;
             (*record).kind = head.kind;
-            (*record).action = head.action;
+            // A dry run drops nothing, so every alert says "allowed".
+            (*record).action = if dry_run {
+                outcome::ALLOWED
+            } else {
+                head.action
+            };
             (*record).count = head.count;
             send_alert(&ctx, &*record);
         },
     );
-    if decision.drop {
+    if decision.drop && dry_run {
+        count(counter::WOULD_DROP);
+    } else if decision.drop {
+        if decision.block_ns > 0 {
+            let entry = BlockEntry {
+                until_ns: now + decision.block_ns,
+                sig_id: unsafe { (*record).sig_id },
+                _pad: 0,
+            };
+            let _ = BLOCKED.insert(packet.src_key(), entry, 0);
+        }
+        count(counter::DROPPED_BY_RULE);
         count(counter::DROPPED);
         return xdp_action::XDP_DROP;
     }
+    pass()
+}
+
+#[inline(always)]
+fn pass() -> u32 {
     count(counter::PASSED);
     xdp_action::XDP_PASS
+}
+
+/// Drops (and counts under `reason`), or in a dry run counts what would
+/// have been dropped and lets the packet on to the rules.
+#[inline(always)]
+fn drop_unless_dry_run(dry_run: bool, reason: u32) -> Option<u32> {
+    if dry_run {
+        count(counter::WOULD_DROP);
+        return None;
+    }
+    count(reason);
+    count(counter::DROPPED);
+    Some(xdp_action::XDP_DROP)
 }
 
 #[inline(always)]
@@ -170,7 +240,10 @@ impl PacketBytes for XdpBytes<'_> {
     }
 }
 
-struct KernelTables;
+struct KernelTables {
+    /// Drop mode, and the source is not allowlisted.
+    judge_drops: bool,
+}
 
 impl RuleTables for KernelTables {
     #[inline(always)]
@@ -211,7 +284,7 @@ impl RuleTables for KernelTables {
 
     #[inline(always)]
     fn drop_mode(&self) -> bool {
-        CONFIG.get(0).is_some_and(|c| c.mode == mode::DROP)
+        self.judge_drops
     }
 
     /// `bpf_loop`: the verifier checks the per-rule body once, whatever the

@@ -8,8 +8,8 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask, RuleStats, SensorConfig,
-    counter, mode,
+    BlockEntry, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask, RuleStats,
+    SensorConfig, SynKey, SynWindow, counter, mode,
 };
 
 use crate::rules::CompiledRules;
@@ -69,6 +69,14 @@ pub enum SensorMode {
     Drop,
 }
 
+/// Drop mode's safety settings (configuration `drop:` section).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropPolicy {
+    pub allowlist: Vec<ipnet::IpNet>,
+    pub blocklist: Vec<ipnet::IpNet>,
+    pub dry_run: bool,
+}
+
 /// Global packet counters summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -77,6 +85,10 @@ pub struct Counters {
     pub dropped: u64,
     pub not_ip: u64,
     pub alert_output_errors: u64,
+    pub dropped_blocked_source: u64,
+    pub dropped_static_blocklist: u64,
+    pub dropped_by_rule: u64,
+    pub would_drop: u64,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoaderError {
@@ -159,15 +171,86 @@ impl Kernel {
                 map.insert(key, mask, 0).map_err(map_err(name))?;
             }
         }
-        let mut config: Array<_, SensorConfig> = self.map_mut("CONFIG")?;
-        let value = SensorConfig {
-            mode: match sensor_mode {
+        self.update_config(|config| {
+            config.mode = match sensor_mode {
                 SensorMode::Ids => mode::IDS,
                 SensorMode::Drop => mode::DROP,
-            },
-            ..SensorConfig::default()
-        };
-        config.set(0, value, 0).map_err(map_err("CONFIG"))?;
+            }
+        })
+    }
+
+    /// Drop mode's safety settings: the allowlist (never dropped nor
+    /// blocked), the static blocklist (always dropped), and dry run.
+    pub fn write_drop_policy(&mut self, policy: &DropPolicy) -> Result<(), LoaderError> {
+        for (name, nets) in [
+            ("ALLOWLIST", &policy.allowlist),
+            ("STATIC_BLOCKLIST", &policy.blocklist),
+        ] {
+            let mut trie: LpmTrie<_, AddrKey, u8> = self.map_mut(name)?;
+            let stale: Vec<Key<AddrKey>> = trie.keys().filter_map(Result::ok).collect();
+            for key in stale {
+                trie.remove(&key).map_err(map_err(name))?;
+            }
+            for net in nets {
+                let prefix = crate::rules::compile::addr_prefix(net);
+                trie.insert(&Key::new(prefix.prefix_len, prefix.key), 1, 0)
+                    .map_err(map_err(name))?;
+            }
+        }
+        let dry_run = policy.dry_run;
+        self.update_config(|config| config.dry_run = dry_run as u8)
+    }
+
+    fn update_config(&mut self, change: impl FnOnce(&mut SensorConfig)) -> Result<(), LoaderError> {
+        let mut config: Array<_, SensorConfig> = self.map_mut("CONFIG")?;
+        let mut value = config.get(&0, 0).map_err(map_err("CONFIG"))?;
+        change(&mut value);
+        config.set(0, value, 0).map_err(map_err("CONFIG"))
+    }
+
+    /// Sources blocked now (drop mode), with the kernel-clock end of each block.
+    pub fn blocked_sources(&self) -> Result<Vec<(AddrKey, BlockEntry)>, LoaderError> {
+        let map = self
+            .ebpf
+            .map("BLOCKED")
+            .ok_or(LoaderError::MissingMap("BLOCKED"))?;
+        let hash: HashMap<_, AddrKey, BlockEntry> =
+            HashMap::try_from(map).map_err(map_err("BLOCKED"))?;
+        Ok(hash.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Removes blocks that ended before `now_ns` (the kernel already ignores
+    /// them); returns what was removed.
+    pub fn expire_blocks(
+        &mut self,
+        now_ns: u64,
+    ) -> Result<Vec<(AddrKey, BlockEntry)>, LoaderError> {
+        let expired: Vec<(AddrKey, BlockEntry)> = self
+            .blocked_sources()?
+            .into_iter()
+            .filter(|(_, entry)| entry.until_ns <= now_ns)
+            .collect();
+        let mut hash: HashMap<_, AddrKey, BlockEntry> = self.map_mut("BLOCKED")?;
+        for (key, _) in &expired {
+            // Gone already (LRU eviction, or a race with a new block): fine.
+            let _ = hash.remove(key);
+        }
+        Ok(expired)
+    }
+
+    /// Forgets per-rule state keyed by rule slot (rate limiters, SYN
+    /// windows): after a reload a slot may hold another rule.
+    pub fn clear_rule_state(&mut self) -> Result<(), LoaderError> {
+        let mut rate: PerCpuHashMap<_, RateKey, RateState> = self.map_mut("RATE")?;
+        let keys: Vec<RateKey> = rate.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let _ = rate.remove(&key);
+        }
+        let mut windows: HashMap<_, SynKey, SynWindow> = self.map_mut("SYN_WINDOWS")?;
+        let keys: Vec<SynKey> = windows.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let _ = windows.remove(&key);
+        }
         Ok(())
     }
 
@@ -265,6 +348,10 @@ impl Kernel {
             dropped: sum(counter::DROPPED)?,
             not_ip: sum(counter::NOT_IP)?,
             alert_output_errors: sum(counter::ALERT_OUTPUT_ERRORS)?,
+            dropped_blocked_source: sum(counter::DROPPED_BLOCKED_SOURCE)?,
+            dropped_static_blocklist: sum(counter::DROPPED_STATIC_BLOCKLIST)?,
+            dropped_by_rule: sum(counter::DROPPED_BY_RULE)?,
+            would_drop: sum(counter::WOULD_DROP)?,
         })
     }
 

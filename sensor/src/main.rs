@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
 use sensor::config::Config;
-use sensor::loader::{AttachMode, SensorMode};
+use sensor::loader::{AttachMode, DropPolicy, SensorMode};
 use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
 use sensor::sinks::{JsonSink, JsonTarget};
@@ -142,6 +142,11 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             .or(config.xdp_mode)
             .unwrap_or(AttachMode::Auto),
         json: Some(json),
+        drop_policy: DropPolicy {
+            allowlist: config.drop.allowlist.clone(),
+            blocklist: config.drop.blocklist.clone(),
+            dry_run: args.dry_run || config.drop.dry_run,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

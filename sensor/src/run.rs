@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sensor_common::alert::AlertRecord;
-use sensor_common::tables::{RATE_WINDOW_NS, kind};
+use sensor_common::packet::AddrKey;
+use sensor_common::tables::{BlockEntry, RATE_WINDOW_NS, kind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::aggregate::{Aggregator, RateEntry};
-use crate::alert::{Alert, unix_ns_to_datetime};
-use crate::loader::{AttachMode, Kernel, LoaderError, SensorMode};
+use crate::alert::{Alert, ip_addr, unix_ns_to_datetime};
+use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
 use crate::perf::{self, PerfError, PerfStats};
 use crate::rules::{CompiledRules, RuleMeta};
 use crate::sinks::JsonSink;
@@ -29,6 +30,8 @@ pub struct RunSettings {
     pub mode: SensorMode,
     pub attach: AttachMode,
     pub json: Option<JsonSink>,
+    /// Drop mode's allowlist, static blocklist and dry run.
+    pub drop_policy: DropPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,10 @@ struct Engine {
     /// Records whose rule id is unknown (should never happen; counted).
     unknown_rule: u64,
     lines: u64,
+    drop_mode: bool,
+    drop_policy: DropPolicy,
+    /// Blocked sources already reported, with the end of their block.
+    blocks: HashMap<AddrKey, BlockEntry>,
 }
 
 impl Engine {
@@ -103,8 +110,57 @@ impl Engine {
     }
 
     fn on_record(&mut self, record: &AlertRecord) {
+        if self.drop_mode && self.drop_policy.dry_run {
+            self.report_would_block(record);
+        }
         if let Some(count) = self.aggregator.on_record(record) {
             self.write(record, count);
+        }
+    }
+
+    /// Dry run: what a `drop` rule would have done (the kernel drops nothing).
+    fn report_would_block(&self, record: &AlertRecord) {
+        let Some(rule) = self.rules_by_id.get(&record.sig_id) else {
+            return;
+        };
+        let src = ip_addr(record.packet.ip_version, &record.packet.src_addr);
+        if rule.drop
+            && !self
+                .drop_policy
+                .allowlist
+                .iter()
+                .any(|net| net.contains(&src))
+        {
+            tracing::warn!(src = %src, rule = rule.id, "dry run: would drop, and block the source");
+        }
+    }
+
+    /// Logs new blocks and lifts ended ones (the kernel ignores ended
+    /// blocks already; this keeps the map small and the log complete).
+    fn track_blocks(&mut self, kernel: &mut Kernel) {
+        let now = Clock::monotonic_now();
+        match kernel.expire_blocks(now) {
+            Ok(expired) => {
+                for (key, entry) in expired {
+                    self.blocks.remove(&key);
+                    tracing::info!(src = %ip_addr(key.version, &key.addr), rule = entry.sig_id, "source unblocked");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot expire blocks"),
+        }
+        let Ok(current) = kernel.blocked_sources() else {
+            return;
+        };
+        for (key, entry) in current {
+            if self.blocks.insert(key, entry) != Some(entry) {
+                let seconds = entry.until_ns.saturating_sub(now) / 1_000_000_000;
+                tracing::warn!(
+                    src = %ip_addr(key.version, &key.addr),
+                    rule = entry.sig_id,
+                    seconds_left = seconds,
+                    "source blocked"
+                );
+            }
         }
     }
 
@@ -168,6 +224,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let mut kernel = Kernel::load()?;
     kernel.write_rules(&rules, settings.mode)?;
+    kernel.write_drop_policy(&settings.drop_policy)?;
     let mut events = kernel.take_events()?;
 
     let (tx, mut rx) = mpsc::channel(ALERT_QUEUE);
@@ -196,6 +253,9 @@ pub async fn run(
         json: settings.json,
         unknown_rule: 0,
         lines: 0,
+        drop_mode: settings.mode == SensorMode::Drop,
+        drop_policy: settings.drop_policy.clone(),
+        blocks: HashMap::new(),
     };
     engine.learn_rules(&rules);
 
@@ -213,17 +273,28 @@ pub async fn run(
             _ = sweep.tick() => {
                 engine.sweep(&kernel, &rules, false);
                 engine.flush();
+                if engine.drop_mode {
+                    engine.track_blocks(&mut kernel);
+                }
             }
             _ = sighup.recv() => {
                 match reload() {
-                    Ok(new_rules) => match kernel.write_rules(&new_rules, settings.mode) {
-                        Ok(()) => {
-                            engine.learn_rules(&new_rules);
-                            tracing::info!(rules = new_rules.meta.len(), "rules reloaded");
-                            rules = new_rules;
+                    Ok(new_rules) => {
+                        // Report what the old rules counted, then forget
+                        // state keyed by slot: a slot may now hold another rule.
+                        engine.sweep(&kernel, &rules, true);
+                        let written = kernel
+                            .clear_rule_state()
+                            .and_then(|()| kernel.write_rules(&new_rules, settings.mode));
+                        match written {
+                            Ok(()) => {
+                                engine.learn_rules(&new_rules);
+                                tracing::info!(rules = new_rules.meta.len(), "rules reloaded");
+                                rules = new_rules;
+                            }
+                            Err(err) => tracing::error!(error = %err, "rules reload failed while writing maps"),
                         }
-                        Err(err) => tracing::error!(error = %err, "rules reload failed while writing maps"),
-                    },
+                    }
                     Err(err) => tracing::error!("rules reload rejected, the old rules stay in force: {err}"),
                 }
                 if let Some(json) = engine.json.as_mut()
@@ -256,6 +327,12 @@ pub async fn run(
     let malformed = stats.malformed.load(Ordering::Relaxed);
     tracing::info!(
         packets = counters.packets,
+        passed = counters.passed,
+        dropped = counters.dropped,
+        dropped_blocked_source = counters.dropped_blocked_source,
+        dropped_static_blocklist = counters.dropped_static_blocklist,
+        dropped_by_rule = counters.dropped_by_rule,
+        would_drop = counters.would_drop,
         alert_lines = engine.lines,
         records = stats.received.load(Ordering::Relaxed),
         perf_lost = lost,

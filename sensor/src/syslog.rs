@@ -1,0 +1,1030 @@
+//! The SIEM feed (CONTRACT section 4): every alert line as a syslog message
+//! over UDP, TCP or a local datagram socket such as `/dev/log`.
+//!
+//! Messages are formatted here by hand rather than with the `syslog` crate:
+//! that crate stamps each message with the time of formatting (not the
+//! alert's own timestamp), only takes a number as RFC 5424 MSGID (we need the
+//! category), writes RFC 3164 times in local time, and its writers are
+//! blocking sockets with newline framing only.
+//!
+//! Delivery: [`SyslogSink::spawn`] starts a tokio task fed by a bounded queue.
+//! The engine's [`SyslogHandle::send`] never waits: when the queue is full the
+//! alert is dropped and counted. The task keeps a message until it is written;
+//! when the peer is gone it reconnects with exponential backoff and resends
+//! the message whose write failed, so nothing is lost silently: every alert
+//! ends up in `sent` or in one of the `dropped_*` counters of [`SyslogStats`].
+
+use std::fmt;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::alert::{Alert, rfc3339_micros};
+use crate::cli::SyslogFormat;
+use crate::rules::Severity;
+
+/// Messages waiting for the peer when no capacity is configured.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// APP-NAME (RFC 5424) and TAG (RFC 3164).
+pub const APP_NAME: &str = "sensor";
+/// First reconnection delay after a failure; doubled up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// Targets
+
+/// Where messages go: `--syslog URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyslogTarget {
+    /// `udp://HOST:PORT`: one message per datagram (RFC 5426).
+    Udp(HostPort),
+    /// `tcp://HOST:PORT`: a stream, framed as [`Framing`] says.
+    Tcp(HostPort),
+    /// `unix:///dev/log`: one message per datagram on a local socket.
+    Unix(PathBuf),
+}
+
+/// A host name or IP literal and a port. The name is resolved at each
+/// (re)connection, so a peer that moved is found again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    /// Without brackets for IPv6 literals.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for SyslogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyslogTarget::Udp(peer) => write!(f, "udp://{peer}"),
+            SyslogTarget::Tcp(peer) => write!(f, "tcp://{peer}"),
+            SyslogTarget::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// A `--syslog` value that is not one of the accepted URL forms.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid syslog URL `{url}`: {reason} (expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH)"
+)]
+pub struct SyslogUrlError {
+    pub url: String,
+    pub reason: String,
+}
+
+impl SyslogTarget {
+    pub fn parse(url: &str) -> Result<SyslogTarget, SyslogUrlError> {
+        let fail = |reason: &str| SyslogUrlError {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(fail("no scheme"));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "udp" => parse_host_port(rest).map(SyslogTarget::Udp).map_err(fail),
+            "tcp" => parse_host_port(rest).map(SyslogTarget::Tcp).map_err(fail),
+            "unix" => {
+                if !rest.starts_with('/') {
+                    return Err(fail("the socket path must be absolute (unix:///dev/log)"));
+                }
+                if rest.len() == 1 || rest.ends_with('/') {
+                    return Err(fail("the socket path names a directory"));
+                }
+                Ok(SyslogTarget::Unix(PathBuf::from(rest)))
+            }
+            _ => Err(fail(&format!(
+                "unknown scheme `{scheme}` (udp, tcp or unix)"
+            ))),
+        }
+    }
+}
+
+impl FromStr for SyslogTarget {
+    type Err = SyslogUrlError;
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        SyslogTarget::parse(url)
+    }
+}
+
+fn parse_host_port(authority: &str) -> Result<HostPort, &'static str> {
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err("only HOST:PORT may follow the scheme (no path, query or user)");
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or("unclosed `[` in an IPv6 address")?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("not an IPv6 address between `[` and `]`");
+        }
+        let port = after.strip_prefix(':').ok_or("missing port")?;
+        (host, port)
+    } else {
+        let (host, port) = authority.rsplit_once(':').ok_or("missing port")?;
+        if host.contains(':') {
+            return Err("an IPv6 address must be written in brackets: [ADDR]:PORT");
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err("missing host");
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| "the port must be a number from 1 to 65535")?;
+    if port == 0 {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    Ok(HostPort {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+/// A syslog facility (RFC 5424 section 6.2.1); `local0` unless configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facility(u8);
+
+const FACILITY_NAMES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+impl Facility {
+    pub const LOCAL0: Facility = Facility(16);
+
+    /// The usual names (`local0`..`local7`, `daemon`, `auth`, ...).
+    pub fn from_name(name: &str) -> Option<Facility> {
+        FACILITY_NAMES
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|&(_, code)| Facility(code))
+    }
+
+    pub fn code(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Facility {
+    fn default() -> Self {
+        Facility::LOCAL0
+    }
+}
+
+/// Syslog severity for an alert's JSON `severity` (1..4), through
+/// [`Severity::syslog`]: critical → 2, high → 3, medium → 4, low → 5.
+pub fn syslog_severity(json_severity: u8) -> u8 {
+    [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ]
+    .into_iter()
+    .find(|severity| severity.number() == json_severity)
+    .map_or(Severity::Low.syslog(), Severity::syslog)
+}
+
+/// Builds the syslog message (without transport framing) for an alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogFormatter {
+    pub format: SyslogFormat,
+    pub facility: Facility,
+    /// `None`: RFC 5424 writes the nil value `-`; RFC 3164 leaves the field
+    /// out, as syslog(3) does on `/dev/log` (local daemons add their own).
+    pub hostname: Option<String>,
+    pub pid: u32,
+}
+
+impl SyslogFormatter {
+    /// This machine's host name and this process's id.
+    pub fn for_this_host(format: SyslogFormat, facility: Facility) -> SyslogFormatter {
+        SyslogFormatter {
+            format,
+            facility,
+            hostname: machine_hostname(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// `<PRI>1 TIMESTAMP HOSTNAME sensor PID CATEGORY - JSON` (RFC 5424) or
+    /// `<PRI>Mmm dd hh:mm:ss HOSTNAME sensor[PID]: JSON` (RFC 3164).
+    /// Both times are the alert's own, in UTC.
+    pub fn format(&self, alert: &Alert) -> String {
+        let pri =
+            u16::from(self.facility.code()) * 8 + u16::from(syslog_severity(alert.alert.severity));
+        let json = alert.to_json_line();
+        match self.format {
+            SyslogFormat::Rfc5424 => format!(
+                "<{pri}>1 {time} {host} {APP_NAME} {pid} {msgid} - {json}",
+                time = rfc3339_micros::format(alert.timestamp),
+                host = self.hostname.as_deref().unwrap_or("-"),
+                pid = self.pid,
+                msgid = header_field(&alert.alert.category, 32),
+            ),
+            SyslogFormat::Rfc3164 => {
+                let host = match &self.hostname {
+                    Some(host) => format!("{host} "),
+                    None => String::new(),
+                };
+                format!(
+                    "<{pri}>{time} {host}{APP_NAME}[{pid}]: {json}",
+                    time = rfc3164_timestamp(alert.timestamp),
+                    pid = self.pid,
+                )
+            }
+        }
+    }
+}
+
+/// RFC 3164 `Mmm dd hh:mm:ss` (day padded with a space), in UTC: the format
+/// has no zone, and the JSON body carries the exact time anyway.
+pub fn rfc3164_timestamp(timestamp: OffsetDateTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let utc = timestamp.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[usize::from(u8::from(utc.month())) - 1],
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    )
+}
+
+/// An RFC 5424 header field: printable ASCII without spaces, at most
+/// `max_len` characters, `-` when nothing is left.
+fn header_field(value: &str, max_len: usize) -> String {
+    let field: String = value
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max_len)
+        .collect();
+    if field.is_empty() {
+        "-".to_owned()
+    } else {
+        field
+    }
+}
+
+/// gethostname(2), cleaned into a valid header field; `None` when unset.
+pub fn machine_hostname() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the pointer and length describe `buffer`.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if status != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    let name = header_field(&String::from_utf8_lossy(&buffer[..end]), 255);
+    (name != "-").then_some(name)
+}
+
+/// How messages are delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// One message per datagram (UDP, unix sockets).
+    Datagram,
+    /// RFC 6587 octet counting: `LEN SP MSG`. rsyslog's imtcp and
+    /// syslog-ng's `syslog()` source accept it by default; used for RFC 5424.
+    OctetCounting,
+    /// RFC 6587 non-transparent framing: `MSG LF`, what legacy RFC 3164
+    /// receivers expect. Safe here: a JSON line never holds a raw newline.
+    Newline,
+}
+
+impl Framing {
+    pub fn for_target(target: &SyslogTarget, format: SyslogFormat) -> Framing {
+        match (target, format) {
+            (SyslogTarget::Tcp(_), SyslogFormat::Rfc5424) => Framing::OctetCounting,
+            (SyslogTarget::Tcp(_), SyslogFormat::Rfc3164) => Framing::Newline,
+            (SyslogTarget::Udp(_) | SyslogTarget::Unix(_), _) => Framing::Datagram,
+        }
+    }
+
+    pub fn frame(self, message: &str) -> Vec<u8> {
+        match self {
+            Framing::Datagram => message.as_bytes().to_vec(),
+            Framing::OctetCounting => format!("{} {message}", message.len()).into_bytes(),
+            Framing::Newline => format!("{message}\n").into_bytes(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Delivery
+
+/// What the sink has done so far. Every alert given to [`SyslogHandle::send`]
+/// is, at any moment, in exactly one of `sent`, `queued` or a `dropped_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyslogStats {
+    /// Messages written to the peer (for TCP: accepted by the kernel on a
+    /// connection that was open just before the write).
+    pub sent: u64,
+    /// Refused by `send` because `capacity` messages were already waiting.
+    pub dropped_queue_full: u64,
+    /// Still waiting when `close` ran out of time.
+    pub dropped_on_close: u64,
+    /// The peer can never take them (a datagram larger than it accepts).
+    pub dropped_unsendable: u64,
+    /// Failed writes (the message is kept and sent again).
+    pub write_errors: u64,
+    /// Failed connection attempts (each followed by a backoff).
+    pub connect_errors: u64,
+    /// Connections opened again after one was lost or failed.
+    pub reconnects: u64,
+    /// Accepted and not yet written (including one being retried).
+    pub queued: u64,
+}
+
+impl SyslogStats {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_on_close + self.dropped_unsendable
+    }
+}
+
+/// Counters shared by the handle and the task.
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_on_close: AtomicU64,
+    dropped_unsendable: AtomicU64,
+    write_errors: AtomicU64,
+    connect_errors: AtomicU64,
+    reconnects: AtomicU64,
+    queued: AtomicU64,
+    /// Set while `send` is refusing messages, so the overflow is logged once
+    /// per episode instead of once per alert.
+    overflowing: AtomicBool,
+}
+
+impl Counters {
+    fn snapshot(&self) -> SyslogStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        SyslogStats {
+            sent: get(&self.sent),
+            dropped_queue_full: get(&self.dropped_queue_full),
+            dropped_on_close: get(&self.dropped_on_close),
+            dropped_unsendable: get(&self.dropped_unsendable),
+            write_errors: get(&self.write_errors),
+            connect_errors: get(&self.connect_errors),
+            reconnects: get(&self.reconnects),
+            queued: get(&self.queued),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::AcqRel);
+    }
+}
+
+/// Everything [`SyslogSink::spawn_with`] can be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogOptions {
+    pub format: SyslogFormat,
+    pub facility: Facility,
+    /// Most messages waiting for the peer (at least 1).
+    pub capacity: usize,
+}
+
+impl Default for SyslogOptions {
+    fn default() -> Self {
+        SyslogOptions {
+            format: SyslogFormat::Rfc5424,
+            facility: Facility::LOCAL0,
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// The engine's side of the syslog sink.
+pub struct SyslogHandle {
+    target: SyslogTarget,
+    formatter: SyslogFormatter,
+    framing: Framing,
+    capacity: u64,
+    queue: mpsc::Sender<Vec<u8>>,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+impl SyslogHandle {
+    /// Queues the alert without waiting; returns false when it was dropped
+    /// (and counted) because `capacity` messages are already waiting.
+    pub fn send(&self, alert: &Alert) -> bool {
+        // The `queued` counter is the bound (not the channel's own capacity),
+        // so the message the task holds for a retry counts too.
+        let reserved = self
+            .counters
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued < self.capacity).then_some(queued + 1)
+            })
+            .is_ok();
+        if !reserved {
+            Counters::add(&self.counters.dropped_queue_full, 1);
+            if !self.counters.overflowing.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    target_url = %self.target,
+                    capacity = self.capacity,
+                    "syslog queue full: dropping alerts until the peer catches up"
+                );
+            }
+            return false;
+        }
+        self.counters.overflowing.store(false, Ordering::Release);
+        let message = self.framing.frame(&self.formatter.format(alert));
+        if self.queue.try_send(message).is_err() {
+            // Only when the task has died (the channel never fills first).
+            self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+            Counters::add(&self.counters.dropped_on_close, 1);
+            tracing::error!(target_url = %self.target, "syslog sender task is gone; alert dropped");
+            return false;
+        }
+        true
+    }
+
+    pub fn stats(&self) -> SyslogStats {
+        self.counters.snapshot()
+    }
+
+    pub fn target(&self) -> &SyslogTarget {
+        &self.target
+    }
+
+    pub fn formatter(&self) -> &SyslogFormatter {
+        &self.formatter
+    }
+
+    /// Stops taking alerts and writes what is queued until `deadline` has
+    /// passed; what is still waiting then is counted in `dropped_on_close`.
+    pub async fn close(self, deadline: Duration) -> SyslogStats {
+        let SyslogHandle {
+            target,
+            queue,
+            counters,
+            mut task,
+            ..
+        } = self;
+        // Closing the channel lets the task finish once it is empty.
+        drop(queue);
+        if tokio::time::timeout(deadline, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
+        let left = counters.queued.swap(0, Ordering::AcqRel);
+        if left > 0 {
+            Counters::add(&counters.dropped_on_close, left);
+            tracing::error!(
+                target_url = %target,
+                dropped = left,
+                "syslog peer did not take every alert before shutdown; the rest are dropped"
+            );
+        }
+        let stats = counters.snapshot();
+        tracing::info!(
+            target_url = %target,
+            sent = stats.sent,
+            dropped = stats.dropped(),
+            write_errors = stats.write_errors,
+            reconnects = stats.reconnects,
+            "syslog sink closed"
+        );
+        stats
+    }
+}
+
+/// The sender task: owns the connection and retries until each message is
+/// written.
+pub struct SyslogSink {
+    target: SyslogTarget,
+    queue: mpsc::Receiver<Vec<u8>>,
+    counters: Arc<Counters>,
+    connection: Option<Connection>,
+    /// A connection was open once (so the next one is a reconnect).
+    connected_before: bool,
+    /// Failures since the last successful write: sets the backoff.
+    failures_in_a_row: u32,
+}
+
+impl SyslogSink {
+    /// Starts the sender task (on the current tokio runtime) with local0.
+    pub fn spawn(target: SyslogTarget, format: SyslogFormat, capacity: usize) -> SyslogHandle {
+        SyslogSink::spawn_with(
+            target,
+            SyslogOptions {
+                format,
+                capacity,
+                ..SyslogOptions::default()
+            },
+        )
+    }
+
+    pub fn spawn_with(target: SyslogTarget, options: SyslogOptions) -> SyslogHandle {
+        let mut formatter = SyslogFormatter::for_this_host(options.format, options.facility);
+        if matches!(target, SyslogTarget::Unix(_)) && options.format == SyslogFormat::Rfc3164 {
+            // syslog(3)'s local form: daemons on /dev/log read the word after
+            // the time as the tag and add the host name themselves.
+            formatter.hostname = None;
+        }
+        let capacity = options.capacity.max(1);
+        let (queue_tx, queue_rx) = mpsc::channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let sink = SyslogSink {
+            target: target.clone(),
+            queue: queue_rx,
+            counters: counters.clone(),
+            connection: None,
+            connected_before: false,
+            failures_in_a_row: 0,
+        };
+        let task = tokio::spawn(sink.run());
+        SyslogHandle {
+            framing: Framing::for_target(&target, options.format),
+            target,
+            formatter,
+            capacity: capacity as u64,
+            queue: queue_tx,
+            counters,
+            task,
+        }
+    }
+
+    async fn run(mut self) {
+        while let Some(message) = self.queue.recv().await {
+            self.deliver(&message).await;
+        }
+        if let Some(Connection::Tcp(stream)) = self.connection.as_mut() {
+            // A clean FIN, so the peer reads everything before the close.
+            let _ = stream.shutdown().await;
+        }
+    }
+
+    /// Returns once the message is written or known to be unsendable.
+    async fn deliver(&mut self, message: &[u8]) {
+        loop {
+            if self
+                .connection
+                .as_ref()
+                .is_some_and(|c| !c.peer_still_open())
+            {
+                tracing::warn!(target_url = %self.target, "syslog peer closed the connection; reconnecting");
+                self.connection = None;
+            }
+            if self.connection.is_none() {
+                self.wait_backoff().await;
+                match Connection::open(&self.target).await {
+                    Ok(connection) => {
+                        if self.connected_before {
+                            Counters::add(&self.counters.reconnects, 1);
+                            tracing::info!(target_url = %self.target, "syslog peer reconnected");
+                        }
+                        self.connected_before = true;
+                        self.connection = Some(connection);
+                    }
+                    Err(err) => {
+                        Counters::add(&self.counters.connect_errors, 1);
+                        self.note_failure("cannot connect to the syslog peer", &err);
+                        continue;
+                    }
+                }
+            }
+            let connection = self.connection.as_mut().expect("connected above");
+            match connection.send(message).await {
+                Ok(()) => {
+                    Counters::add(&self.counters.sent, 1);
+                    self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.failures_in_a_row = 0;
+                    return;
+                }
+                Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    // Retrying would block every later message behind it.
+                    Counters::add(&self.counters.dropped_unsendable, 1);
+                    self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+                    tracing::error!(target_url = %self.target, bytes = message.len(), error = %err, "syslog message too large for the peer; dropped");
+                    return;
+                }
+                Err(err) => {
+                    Counters::add(&self.counters.write_errors, 1);
+                    self.connection = None;
+                    self.note_failure("cannot write to the syslog peer", &err);
+                }
+            }
+        }
+    }
+
+    fn note_failure(&mut self, what: &str, err: &io::Error) {
+        // Log the first failure of an outage, then only now and then.
+        if self.failures_in_a_row == 0 || self.failures_in_a_row.is_power_of_two() {
+            tracing::warn!(
+                target_url = %self.target,
+                error = %err,
+                failures = self.failures_in_a_row + 1,
+                queued = self.counters.queued.load(Ordering::Acquire),
+                "{what}; alerts stay queued and are retried"
+            );
+        }
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+    }
+
+    async fn wait_backoff(&self) {
+        if self.failures_in_a_row > 0 {
+            tokio::time::sleep(backoff_delay(self.failures_in_a_row)).await;
+        }
+    }
+}
+
+/// Delay before the next attempt after `failures` failures in a row:
+/// 100 ms, 200 ms, 400 ms, ... up to 5 s.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    INITIAL_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
+enum Connection {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+    Unix(UnixDatagram),
+}
+
+impl Connection {
+    async fn open(target: &SyslogTarget) -> io::Result<Connection> {
+        match target {
+            SyslogTarget::Udp(peer) => {
+                let mut last_err = no_address(peer);
+                for addr in tokio::net::lookup_host((peer.host.as_str(), peer.port)).await? {
+                    let local = if addr.is_ipv4() {
+                        "0.0.0.0:0"
+                    } else {
+                        "[::]:0"
+                    };
+                    let socket = UdpSocket::bind(local).await?;
+                    match socket.connect(addr).await {
+                        Ok(()) => return Ok(Connection::Udp(socket)),
+                        Err(err) => last_err = err,
+                    }
+                }
+                Err(last_err)
+            }
+            SyslogTarget::Tcp(peer) => {
+                let mut last_err = no_address(peer);
+                for addr in tokio::net::lookup_host((peer.host.as_str(), peer.port)).await? {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => return Ok(Connection::Tcp(stream)),
+                        Err(err) => last_err = err,
+                    }
+                }
+                Err(last_err)
+            }
+            SyslogTarget::Unix(path) => {
+                let socket = UnixDatagram::unbound()?;
+                socket.connect(path)?;
+                Ok(Connection::Unix(socket))
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        match self {
+            Connection::Udp(socket) => socket.send(message).await.map(drop),
+            Connection::Unix(socket) => socket.send(message).await.map(drop),
+            Connection::Tcp(stream) => stream.write_all(message).await,
+        }
+    }
+
+    /// For TCP: whether the peer has not closed or reset the connection.
+    /// A write into a connection the peer already closed still succeeds
+    /// locally and is lost, so this is checked before each write. Syslog
+    /// receivers never send, so anything readable means the end.
+    fn peer_still_open(&self) -> bool {
+        let Connection::Tcp(stream) = self else {
+            return true;
+        };
+        let mut byte = 0u8;
+        // SAFETY: a valid socket and a one-byte buffer; MSG_PEEK leaves the
+        // data in place and MSG_DONTWAIT never blocks.
+        let read = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&raw mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        read < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+}
+
+fn no_address(peer: &HostPort) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} resolves to no address", peer.host),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::unix_ns_to_datetime;
+    use crate::rules::RuleMeta;
+    use sensor_common::AlertRecord;
+    use sensor_common::packet::{PROTO_TCP, PacketMeta, flag, tcp};
+    use sensor_common::tables::kind;
+
+    fn alert(severity: Severity) -> Alert {
+        let rule = RuleMeta {
+            id: 100001,
+            name: "TCP SYN and FIN set".to_owned(),
+            severity,
+            category: "tcp_flags",
+            drop: false,
+            origin: "test.yaml:3".to_owned(),
+        };
+        let mut packet = PacketMeta {
+            frame_len: 60,
+            ip_id: 1234,
+            src_port: 4242,
+            dst_port: 80,
+            tcp_flags: tcp::SYN | tcp::FIN,
+            flags: flag::HAS_PORTS | flag::HAS_TCP_FLAGS,
+            ip_version: 4,
+            ttl: 64,
+            proto: PROTO_TCP,
+            ..PacketMeta::default()
+        };
+        packet.src_addr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        packet.dst_addr[..4].copy_from_slice(&[192, 0, 2, 10]);
+        let record = AlertRecord {
+            sig_id: 100001,
+            kind: kind::TCP_FLAGS,
+            packet,
+            ..AlertRecord::default()
+        };
+        // 2026-11-06T03:07:51.123456Z: a one-digit day shows the padding.
+        let timestamp = unix_ns_to_datetime(1_793_934_471_123_456_789);
+        Alert::new(&record, &rule, 1, timestamp).with_iface("eth0")
+    }
+
+    const JSON: &str = concat!(
+        r#"{"timestamp":"2026-11-06T03:07:51.123456Z","event_type":"alert","iface":"eth0","#,
+        r#""src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"proto":"TCP","#,
+        r#""alert":{"signature_id":100001,"signature":"TCP SYN and FIN set","category":"tcp_flags","#,
+        r#""severity":2,"action":"allowed"},"#,
+        r#""packet":{"ip_version":4,"length":60,"ttl":64,"ip_id":1234,"frag_offset":0,"#,
+        r#""more_fragments":false,"tcp_flags":"FS"},"count":1}"#
+    );
+
+    fn formatter(format: SyslogFormat) -> SyslogFormatter {
+        SyslogFormatter {
+            format,
+            facility: Facility::LOCAL0,
+            hostname: Some("sensor-1".to_owned()),
+            pid: 4321,
+        }
+    }
+
+    #[test]
+    fn rfc5424_message_exact_bytes() {
+        let message = formatter(SyslogFormat::Rfc5424).format(&alert(Severity::High));
+        // local0 (16) * 8 + err (3) = 131.
+        let expected =
+            format!("<131>1 2026-11-06T03:07:51.123456Z sensor-1 sensor 4321 tcp_flags - {JSON}");
+        assert_eq!(message, expected);
+        assert_eq!(
+            Framing::OctetCounting.frame(&message),
+            format!("{} {expected}", expected.len()).into_bytes()
+        );
+    }
+
+    #[test]
+    fn rfc3164_message_exact_bytes() {
+        let message = formatter(SyslogFormat::Rfc3164).format(&alert(Severity::High));
+        assert_eq!(
+            message,
+            format!("<131>Nov  6 03:07:51 sensor-1 sensor[4321]: {JSON}")
+        );
+        let local = SyslogFormatter {
+            hostname: None,
+            ..formatter(SyslogFormat::Rfc3164)
+        };
+        assert_eq!(
+            local.format(&alert(Severity::High)),
+            format!("<131>Nov  6 03:07:51 sensor[4321]: {JSON}")
+        );
+        assert_eq!(Framing::Newline.frame("x"), b"x\n");
+        assert_eq!(Framing::Datagram.frame("x"), b"x");
+    }
+
+    #[test]
+    fn severity_and_facility_set_the_priority() {
+        let pri = |severity, facility| {
+            let mut formatter = formatter(SyslogFormat::Rfc5424);
+            formatter.facility = facility;
+            let message = formatter.format(&alert(severity));
+            message[1..message.find('>').unwrap()].to_owned()
+        };
+        assert_eq!(pri(Severity::Critical, Facility::LOCAL0), "130");
+        assert_eq!(pri(Severity::High, Facility::LOCAL0), "131");
+        assert_eq!(pri(Severity::Medium, Facility::LOCAL0), "132");
+        assert_eq!(pri(Severity::Low, Facility::LOCAL0), "133");
+        let local7 = Facility::from_name("LOCAL7").unwrap();
+        assert_eq!(pri(Severity::Low, local7), "189");
+        assert_eq!(Facility::from_name("daemon").unwrap().code(), 3);
+        assert_eq!(Facility::from_name("local8"), None);
+    }
+
+    #[test]
+    fn nil_hostname_and_header_field_cleaning() {
+        let formatter = SyslogFormatter {
+            hostname: None,
+            ..formatter(SyslogFormat::Rfc5424)
+        };
+        assert!(
+            formatter
+                .format(&alert(Severity::Low))
+                .starts_with("<133>1 2026-11-06T03:07:51.123456Z - sensor 4321 tcp_flags - {")
+        );
+        assert_eq!(header_field("a b\tc", 32), "abc");
+        assert_eq!(header_field(" ", 32), "-");
+        assert_eq!(header_field(&"x".repeat(40), 32).len(), 32);
+        let host = machine_hostname().expect("this machine has a host name");
+        assert!(!host.is_empty() && host.chars().all(|c| c.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn parses_good_urls() {
+        let tcp = |host: &str, port| {
+            SyslogTarget::Tcp(HostPort {
+                host: host.to_owned(),
+                port,
+            })
+        };
+        assert_eq!(
+            SyslogTarget::parse("tcp://127.0.0.1:514").unwrap(),
+            tcp("127.0.0.1", 514)
+        );
+        assert_eq!(
+            SyslogTarget::parse("TCP://siem.example.net:6514").unwrap(),
+            tcp("siem.example.net", 6514)
+        );
+        assert_eq!(
+            SyslogTarget::parse("udp://[::1]:5514").unwrap(),
+            SyslogTarget::Udp(HostPort {
+                host: "::1".to_owned(),
+                port: 5514
+            })
+        );
+        assert_eq!(
+            SyslogTarget::parse("unix:///dev/log").unwrap(),
+            SyslogTarget::Unix(PathBuf::from("/dev/log"))
+        );
+        assert_eq!(
+            "unix:///run/systemd/journal/syslog"
+                .parse::<SyslogTarget>()
+                .unwrap(),
+            SyslogTarget::Unix(PathBuf::from("/run/systemd/journal/syslog"))
+        );
+        for url in ["udp://[::1]:5514", "tcp://10.0.0.1:514", "unix:///dev/log"] {
+            assert_eq!(SyslogTarget::parse(url).unwrap().to_string(), url);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls_with_a_reason() {
+        for (url, reason) in [
+            ("127.0.0.1:514", "no scheme"),
+            ("http://host:514", "unknown scheme `http`"),
+            ("tcp://host", "missing port"),
+            ("udp://:514", "missing host"),
+            ("tcp://host:0", "port must be a number"),
+            ("tcp://host:65536", "port must be a number"),
+            ("tcp://host:syslog", "port must be a number"),
+            ("tcp://host:514/path", "only HOST:PORT"),
+            ("udp://::1:514", "in brackets"),
+            ("udp://[::1:514", "unclosed"),
+            ("udp://[nope]:514", "not an IPv6 address"),
+            ("udp://[::1]", "missing port"),
+            ("unix://dev/log", "absolute"),
+            ("unix:///", "directory"),
+        ] {
+            let err = SyslogTarget::parse(url).expect_err(url);
+            assert_eq!(err.url, url);
+            assert!(err.reason.contains(reason), "{url}: {}", err.reason);
+            assert!(err.to_string().contains("expected udp://HOST:PORT"));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_100ms_to_5s() {
+        let delays: Vec<u128> = (1..=9).map(|n| backoff_delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(backoff_delay(u32::MAX), MAX_BACKOFF);
+    }
+
+    /// A TCP port on loopback with nothing listening (bound, then freed).
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_and_counts_then_close_counts_the_rest() {
+        let target = SyslogTarget::Tcp(HostPort {
+            host: "127.0.0.1".to_owned(),
+            port: closed_port(),
+        });
+        let handle = SyslogSink::spawn(target, SyslogFormat::Rfc5424, 3);
+        let accepted: Vec<bool> = (0..5)
+            .map(|_| handle.send(&alert(Severity::High)))
+            .collect();
+        assert_eq!(accepted, [true, true, true, false, false]);
+        // Give the task time to fail at least once: the bound still holds.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!handle.send(&alert(Severity::High)));
+        let stats = handle.stats();
+        assert_eq!(
+            (stats.queued, stats.dropped_queue_full, stats.sent),
+            (3, 3, 0)
+        );
+        assert!(stats.connect_errors >= 1, "{stats:?}");
+
+        let stats = handle.close(Duration::from_millis(50)).await;
+        assert_eq!(stats.dropped_on_close, 3);
+        assert_eq!(stats.queued, 0);
+        assert_eq!(stats.dropped(), 6);
+    }
+
+    #[tokio::test]
+    async fn delivers_over_udp_and_drains_on_close() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let target = SyslogTarget::Udp(HostPort {
+            host: "127.0.0.1".to_owned(),
+            port: receiver.local_addr().unwrap().port(),
+        });
+        let handle = SyslogSink::spawn(target, SyslogFormat::Rfc5424, 10);
+        for _ in 0..3 {
+            assert!(handle.send(&alert(Severity::Medium)));
+        }
+        let expected = handle.formatter().format(&alert(Severity::Medium));
+        let stats = handle.close(Duration::from_secs(5)).await;
+        assert_eq!((stats.sent, stats.dropped(), stats.queued), (3, 0, 0));
+        let mut buffer = [0u8; 2048];
+        for _ in 0..3 {
+            let len = tokio::time::timeout(Duration::from_secs(5), receiver.recv(&mut buffer))
+                .await
+                .expect("datagram within 5 s")
+                .unwrap();
+            assert_eq!(std::str::from_utf8(&buffer[..len]).unwrap(), expected);
+        }
+    }
+}
