@@ -16,6 +16,7 @@
 pub mod alert;
 pub mod bytes;
 pub mod detect;
+pub mod filter;
 pub mod packet;
 pub mod parse;
 pub mod tables;

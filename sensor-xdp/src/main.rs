@@ -23,7 +23,11 @@ use sensor_common::{
     alert::{AlertRecord, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     detect::{AlertHead, DetectState, RuleTables, process},
-    packet::{AddrKey, IP_VERSION_NONE},
+    filter::{
+        FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
+        TalkerStats, inspect_budget_step, inspect_counter, summary,
+    },
+    packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
     parse::{parse_ethernet_into, peek_source},
     tables::{
         ADDR_SCOPE_ENTRIES, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
@@ -84,6 +88,33 @@ static EVENTS: PerfEventArray<AlertRecord> = PerfEventArray::new(0);
 #[map]
 static SCRATCH: PerCpuArray<AlertRecord> = PerCpuArray::with_max_entries(1, 0);
 
+// ---- maps: `sensor inspect` ------------------------------------------------------
+
+#[map]
+static INSPECT_CONFIG: Array<InspectConfig> = Array::with_max_entries(1, 0);
+#[map]
+static INSPECT_FILTER: Array<FilterProgram> = Array::with_max_entries(1, 0);
+#[map]
+static INSPECT_BUDGET: PerCpuArray<InspectBudget> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static INSPECT_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(inspect_counter::COUNT, 0);
+#[map]
+static INSPECT_EVENTS: PerfEventArray<InspectRecord> = PerfEventArray::new(0);
+#[map]
+static INSPECT_SCRATCH: PerCpuArray<InspectRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static FILTER_VM: PerCpuArray<FilterVm> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static SUMMARY_TALKERS: LruPerCpuHashMap<AddrKey, TalkerStats> =
+    LruPerCpuHashMap::with_max_entries(summary::TALKER_ENTRIES, 0);
+#[map]
+static SUMMARY_PROTO: PerCpuArray<u64> = PerCpuArray::with_max_entries(summary::PROTO_SLOTS, 0);
+#[map]
+static SUMMARY_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(summary::FLAG_SLOTS, 0);
+#[map]
+static SUMMARY_TTL: PerCpuArray<u64> = PerCpuArray::with_max_entries(summary::TTL_SLOTS, 0);
+
 /// Prefix length of an [`AddrKey`] lookup: the version byte and all 128 bits.
 const FULL_KEY_BITS: u32 = 8 + 128;
 
@@ -133,6 +164,11 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         (*record).timestamp_ns = now;
         (*record).cpu = bpf_get_smp_processor_id();
     }
+    if let Some(inspect) = INSPECT_CONFIG.get(0)
+        && inspect.enabled != 0
+    {
+        inspect_packet(&ctx, packet, now, inspect);
+    }
     let tables = KernelTables { judge_drops };
     let decision = process(
         packet,
@@ -168,6 +204,123 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     pass()
+}
+
+/// `sensor inspect`: filter, count, summarise, and send within the budget.
+#[inline(always)]
+fn inspect_packet(ctx: &XdpContext, packet: &PacketMeta, now: u64, config: &InspectConfig) {
+    let Some(program) = INSPECT_FILTER.get(0) else {
+        return;
+    };
+    let Some(vm) = FILTER_VM.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU slot; XDP does not re-enter on the same CPU.
+    unsafe { *vm = FilterVm::default() };
+    let mut walk = FilterWalk {
+        vm,
+        program,
+        packet,
+    };
+    let len = if program.len as usize > MAX_FILTER_OPS {
+        MAX_FILTER_OPS as u32
+    } else {
+        program.len
+    };
+    if len > 0 {
+        unsafe {
+            bpf_loop(
+                len,
+                filter_step as *mut c_void,
+                core::ptr::from_mut(&mut walk).cast(),
+                0,
+            );
+        }
+    }
+    if !unsafe { (*vm).verdict(len) } {
+        return;
+    }
+    count_inspect(inspect_counter::MATCHED);
+    if config.summary != 0 {
+        summarise(packet);
+    }
+    let Some(budget) = INSPECT_BUDGET.get_ptr_mut(0) else {
+        return;
+    };
+    if !inspect_budget_step(unsafe { &mut *budget }, now, config.max_per_sec) {
+        count_inspect(inspect_counter::SKIPPED_RATE);
+        return;
+    }
+    let Some(out) = INSPECT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let ret = unsafe {
+        (*out).timestamp_ns = now;
+        (*out).packet = *packet;
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            core::ptr::addr_of!(INSPECT_EVENTS).cast_mut().cast(),
+            BPF_F_CURRENT_CPU,
+            out.cast(),
+            core::mem::size_of::<InspectRecord>() as u64,
+        )
+    };
+    count_inspect(if ret == 0 {
+        inspect_counter::SENT
+    } else {
+        inspect_counter::OUTPUT_ERRORS
+    });
+}
+
+/// The state one `bpf_loop` over the filter program carries.
+struct FilterWalk<'a> {
+    vm: *mut FilterVm,
+    program: &'a FilterProgram,
+    packet: &'a PacketMeta,
+}
+
+extern "C" fn filter_step(index: u64, walk: *mut c_void) -> i64 {
+    let walk = unsafe { &mut *walk.cast::<FilterWalk>() };
+    let Some(op) = walk.program.ops.get(index as usize) else {
+        return 1;
+    };
+    unsafe { (*walk.vm).step(op, walk.packet) };
+    0
+}
+
+#[inline(always)]
+fn summarise(packet: &PacketMeta) {
+    bump(&SUMMARY_PROTO, packet.proto as u32);
+    bump(&SUMMARY_TTL, packet.ttl as u32);
+    if packet.has(flag::HAS_TCP_FLAGS) {
+        bump(&SUMMARY_FLAGS, packet.tcp_flags as u32 & 0x1ff);
+    }
+    let key = packet.src_key();
+    match SUMMARY_TALKERS.get_ptr_mut(key) {
+        Some(stats) => unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += packet.frame_len as u64;
+        },
+        None => {
+            let stats = TalkerStats {
+                packets: 1,
+                bytes: packet.frame_len as u64,
+            };
+            let _ = SUMMARY_TALKERS.insert(key, stats, 0);
+        }
+    }
+}
+
+#[inline(always)]
+fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(value) = map.get_ptr_mut(index) {
+        unsafe { *value += 1 };
+    }
+}
+
+#[inline(always)]
+fn count_inspect(index: u32) {
+    bump(&INSPECT_COUNTERS, index);
 }
 
 #[inline(always)]

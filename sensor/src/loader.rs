@@ -6,6 +6,7 @@ use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, P
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
+use sensor_common::filter::{FilterProgram, InspectConfig, TalkerStats, inspect_counter, summary};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask, RuleStats,
@@ -75,6 +76,32 @@ pub struct DropPolicy {
     pub allowlist: Vec<ipnet::IpNet>,
     pub blocklist: Vec<ipnet::IpNet>,
     pub dry_run: bool,
+}
+
+/// An inspect session's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InspectCounters {
+    /// Packets the filter matched.
+    pub matched: u64,
+    /// Records sent to userspace.
+    pub sent: u64,
+    /// Matched but not sent: over the per-second budget.
+    pub skipped_rate: u64,
+    /// Records the perf buffer refused.
+    pub output_errors: u64,
+}
+
+/// The inspect summary maps, summed over CPUs (cumulative since the
+/// session started).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InspectSummary {
+    pub talkers: Vec<(AddrKey, TalkerStats)>,
+    /// Packets by IP protocol number (256 entries).
+    pub protocols: Vec<u64>,
+    /// Packets by TCP flags value (512 entries).
+    pub tcp_flags: Vec<u64>,
+    /// Packets by TTL / hop limit (256 entries).
+    pub ttl: Vec<u64>,
 }
 
 /// Global packet counters summed over CPUs.
@@ -236,6 +263,93 @@ impl Kernel {
             let _ = hash.remove(key);
         }
         Ok(expired)
+    }
+
+    /// Starts (or changes) an inspect session: the filter, the per-CPU
+    /// record budget per second, and whether to count the summary maps.
+    pub fn start_inspect(
+        &mut self,
+        filter: &FilterProgram,
+        max_per_sec: u32,
+        summary: bool,
+    ) -> Result<(), LoaderError> {
+        let mut program: Array<_, FilterProgram> = self.map_mut("INSPECT_FILTER")?;
+        program
+            .set(0, filter, 0)
+            .map_err(map_err("INSPECT_FILTER"))?;
+        self.set_inspect_config(InspectConfig {
+            enabled: 1,
+            max_per_sec,
+            summary: summary as u32,
+            _pad: 0,
+        })
+    }
+
+    /// Ends the inspect session: the program stops filtering and sending.
+    pub fn stop_inspect(&mut self) -> Result<(), LoaderError> {
+        self.set_inspect_config(InspectConfig::default())
+    }
+
+    fn set_inspect_config(&mut self, config: InspectConfig) -> Result<(), LoaderError> {
+        let mut array: Array<_, InspectConfig> = self.map_mut("INSPECT_CONFIG")?;
+        array.set(0, config, 0).map_err(map_err("INSPECT_CONFIG"))
+    }
+
+    /// Takes the perf event array inspect records arrive on.
+    pub fn take_inspect_events(&mut self) -> Result<PerfEventArray<MapData>, LoaderError> {
+        let map = self
+            .ebpf
+            .take_map("INSPECT_EVENTS")
+            .ok_or(LoaderError::MissingMap("INSPECT_EVENTS"))?;
+        PerfEventArray::try_from(map).map_err(map_err("INSPECT_EVENTS"))
+    }
+
+    /// The session's counters, summed over CPUs.
+    pub fn inspect_counters(&self) -> Result<InspectCounters, LoaderError> {
+        let sums = self.per_cpu_sums("INSPECT_COUNTERS", inspect_counter::COUNT)?;
+        Ok(InspectCounters {
+            matched: sums[inspect_counter::MATCHED as usize],
+            sent: sums[inspect_counter::SENT as usize],
+            skipped_rate: sums[inspect_counter::SKIPPED_RATE as usize],
+            output_errors: sums[inspect_counter::OUTPUT_ERRORS as usize],
+        })
+    }
+
+    /// What the summary maps hold now, summed over CPUs.
+    pub fn inspect_summary(&self) -> Result<InspectSummary, LoaderError> {
+        let map = self
+            .ebpf
+            .map("SUMMARY_TALKERS")
+            .ok_or(LoaderError::MissingMap("SUMMARY_TALKERS"))?;
+        let talkers: PerCpuHashMap<_, AddrKey, TalkerStats> =
+            PerCpuHashMap::try_from(map).map_err(map_err("SUMMARY_TALKERS"))?;
+        let talkers = talkers
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, values)| {
+                let total = values
+                    .iter()
+                    .fold(TalkerStats::default(), |acc, v| TalkerStats {
+                        packets: acc.packets + v.packets,
+                        bytes: acc.bytes + v.bytes,
+                    });
+                (key, total)
+            })
+            .collect();
+        Ok(InspectSummary {
+            talkers,
+            protocols: self.per_cpu_sums("SUMMARY_PROTO", summary::PROTO_SLOTS)?,
+            tcp_flags: self.per_cpu_sums("SUMMARY_FLAGS", summary::FLAG_SLOTS)?,
+            ttl: self.per_cpu_sums("SUMMARY_TTL", summary::TTL_SLOTS)?,
+        })
+    }
+
+    fn per_cpu_sums(&self, name: &'static str, len: u32) -> Result<Vec<u64>, LoaderError> {
+        let map = self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        (0..len)
+            .map(|index| Ok(array.get(&index, 0).map_err(map_err(name))?.iter().sum()))
+            .collect()
     }
 
     /// Forgets per-rule state keyed by rule slot (rate limiters, SYN
