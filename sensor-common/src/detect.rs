@@ -176,12 +176,7 @@ fn deviation_matches<T: RuleTables + ?Sized, S: DetectState>(
     let hops = hop_count(meta.ttl);
     match state.ttl_baseline(&meta.src_key(), hops) {
         Some(learned) => {
-            let diff = if hops > learned {
-                hops - learned
-            } else {
-                learned - hops
-            };
-            tables.mask(DEVIATION_BASE + diff as u32)
+            tables.mask(DEVIATION_BASE + hops.abs_diff(learned) as u32)
         }
         None => 0,
     }
