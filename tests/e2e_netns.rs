@@ -246,3 +246,136 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     let live: Vec<Value> = live.iter().map(essence).collect();
     assert_eq!(replayed, live);
 }
+
+fn xdp_prog_id(bed: &Testbed) -> Option<String> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            "ip",
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &bed.sensor_if,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let at = text.find("prog/xdp id ")?;
+    Some(text[at..].split_whitespace().nth(2)?.to_string())
+}
+
+/// SIGHUP reloads the rules without detaching the program; an invalid set
+/// is reported with its position and the old set stays in force; SIGTERM
+/// flushes every line before exit.
+#[test]
+fn sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid() {
+    if !sensor::testing::bpf_available(
+        "sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    let alerts_path = dir.path().join("alerts.json");
+    let stderr = dir.path().join("sensor.stderr");
+    let syn_fin_only = "rules:\n  - id: 1\n    name: SYN FIN\n    severity: high\n    match: { tcp_flags: { set: [SYN, FIN] } }\n";
+    let null_only = "rules:\n  - id: 2\n    name: NULL scan\n    severity: low\n    match: { tcp_flags: { clear: [FIN, SYN, RST, PSH, ACK, URG, ECE, CWR] } }\n";
+    std::fs::write(&rules, syn_fin_only).unwrap();
+
+    let bed = Testbed::new("rld");
+    let mut sensor = Started(bed.spawn_in_sensor_ns(
+        Path::new(SENSOR),
+        &[
+            "run",
+            "--iface",
+            &bed.sensor_if,
+            "--rules",
+            rules.to_str().unwrap(),
+            "--json",
+            alerts_path.to_str().unwrap(),
+        ],
+        &stderr,
+    ));
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(30), || log()
+            .contains("sensor attached")),
+        "{}",
+        log()
+    );
+    let prog_before = xdp_prog_id(&bed).expect("XDP attached");
+
+    let probes = dir.path().join("probes.pcap");
+    let syn_fin = frames::ipv4_tcp(ATTACKER, SERVER, 1, 80, flags::SYN | flags::FIN);
+    let null = frames::ipv4_tcp(CLIENT, SERVER, 2, 80, 0);
+    let send_probes = |name: &str| {
+        let path = dir.path().join(name);
+        write_pcap(&path, &[syn_fin.clone(), null.clone()]);
+        bed.inject(&path, 100);
+    };
+    let sids = || -> Vec<u64> {
+        read_lines(&alerts_path)
+            .iter()
+            .map(|a| a["alert"]["signature_id"].as_u64().unwrap())
+            .collect()
+    };
+
+    send_probes("probe1.pcap");
+    assert!(
+        wait_for(Duration::from_secs(10), || sids() == [1]),
+        "before reload: {:?}",
+        sids()
+    );
+
+    // A valid new set: only the NULL rule.
+    std::fs::write(&rules, null_only).unwrap();
+    unsafe { libc::kill(sensor.0.id() as i32, libc::SIGHUP) };
+    assert!(
+        wait_for(Duration::from_secs(10), || log().contains("rules reloaded")),
+        "{}",
+        log()
+    );
+    send_probes("probe2.pcap");
+    assert!(
+        wait_for(Duration::from_secs(10), || sids() == [1, 2]),
+        "after reload: {:?}",
+        sids()
+    );
+
+    // An invalid set: reported with its position; the NULL rule stays.
+    std::fs::write(&rules, "rules:\n  - id: 3\n    name: bad\n    severity: high\n    match: { tcp_flags: { set: [SYNN] } }\n").unwrap();
+    unsafe { libc::kill(sensor.0.id() as i32, libc::SIGHUP) };
+    assert!(
+        wait_for(Duration::from_secs(10), || log()
+            .contains("rules reload rejected")),
+        "{}",
+        log()
+    );
+    assert!(
+        log().contains("rules.yaml:5:"),
+        "error without file:line: {}",
+        log()
+    );
+    send_probes("probe3.pcap");
+    assert!(
+        wait_for(Duration::from_secs(10), || sids() == [1, 2, 2]),
+        "after bad reload: {:?}",
+        sids()
+    );
+    drop(probes);
+
+    assert_eq!(
+        xdp_prog_id(&bed).as_deref(),
+        Some(prog_before.as_str()),
+        "program replaced or detached"
+    );
+    let status = sensor
+        .stop(Duration::from_secs(15))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{}", log());
+    assert_eq!(xdp_prog_id(&bed), None, "still attached after exit");
+    assert_eq!(sids(), [1, 2, 2], "lines lost at shutdown");
+}

@@ -175,9 +175,7 @@ fn deviation_matches<T: RuleTables + ?Sized, S: DetectState>(
     }
     let hops = hop_count(meta.ttl);
     match state.ttl_baseline(&meta.src_key(), hops) {
-        Some(learned) => {
-            tables.mask(DEVIATION_BASE + hops.abs_diff(learned) as u32)
-        }
+        Some(learned) => tables.mask(DEVIATION_BASE + hops.abs_diff(learned) as u32),
         None => 0,
     }
 }

@@ -2,7 +2,9 @@
 //! counters. The one place that talks to aya about the kernel program.
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerfEventArray};
+use aya::maps::{
+    Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, PerfEventArray,
+};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
@@ -488,6 +490,33 @@ impl Kernel {
                     }))
             })
             .collect()
+    }
+
+    /// Zeroes the per-slot counters (after their values were banked under
+    /// the rule ids they belonged to, before a reload reassigns slots).
+    pub fn reset_rule_stats(&mut self) -> Result<(), LoaderError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, err)| LoaderError::Map {
+            name: "RULE_STATS",
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: err,
+            }),
+        })?;
+        let mut array: PerCpuArray<_, RuleStats> = self.map_mut("RULE_STATS")?;
+        for slot in 0..MAX_RULES {
+            let zeros =
+                PerCpuValues::try_from(vec![RuleStats::default(); cpus]).map_err(|err| {
+                    LoaderError::Map {
+                        name: "RULE_STATS",
+                        source: MapError::SyscallError(aya::sys::SyscallError {
+                            call: "PerCpuValues",
+                            io_error: err,
+                        }),
+                    }
+                })?;
+            array.set(slot, zeros, 0).map_err(map_err("RULE_STATS"))?;
+        }
+        Ok(())
     }
 
     /// Every (rule slot, source, cpu) rate-limiter entry, for the aggregator's sweep.

@@ -12,6 +12,7 @@ use sensor::loader::{AttachMode, DropPolicy, SensorMode};
 use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
 use sensor::sinks::{JsonSink, JsonTarget};
+use sensor::syslog::SyslogTarget;
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_INVALID: u8 = 2;
@@ -122,17 +123,29 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
     let block_seconds = config.drop.block_seconds;
     let compiled = load_rules(&rules_path, block_seconds).map_err(Failure::invalid)?;
 
-    if args.syslog.is_some() || config.syslog.is_some() {
-        return Err(Failure::invalid(
-            "the syslog sink is not available in this build yet",
-        ));
-    }
+    let syslog = match args.syslog.or(config.syslog.clone()) {
+        Some(url) => {
+            let target = SyslogTarget::parse(&url).map_err(Failure::invalid)?;
+            let format = args
+                .syslog_format
+                .or(config.syslog_format)
+                .unwrap_or_default();
+            Some((target, format))
+        }
+        None => None,
+    };
+    // JSON to stdout is the default only when no other sink is given.
     let json_spec = args
         .json
         .or(config.json.clone())
-        .unwrap_or_else(|| "-".to_string());
-    let json = JsonSink::open(JsonTarget::parse(&json_spec))
-        .map_err(|err| Failure::runtime(format!("cannot open {json_spec}: {err}")))?;
+        .or_else(|| syslog.is_none().then(|| "-".to_string()));
+    let json = match json_spec {
+        Some(spec) => Some(
+            JsonSink::open(JsonTarget::parse(&spec))
+                .map_err(|err| Failure::runtime(format!("cannot open {spec}: {err}")))?,
+        ),
+        None => None,
+    };
 
     let settings = RunSettings {
         iface,
@@ -141,7 +154,9 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             .xdp_mode
             .or(config.xdp_mode)
             .unwrap_or(AttachMode::Auto),
-        json: Some(json),
+        json,
+        syslog,
+        metrics: args.metrics.or(config.metrics),
         drop_policy: DropPolicy {
             allowlist: config.drop.allowlist.clone(),
             blocklist: config.drop.blocklist.clone(),

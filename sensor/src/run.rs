@@ -3,8 +3,9 @@
 //! SIGTERM with every sink flushed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sensor_common::alert::AlertRecord;
@@ -15,10 +16,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::aggregate::{Aggregator, RateEntry};
 use crate::alert::{Alert, ip_addr, unix_ns_to_datetime};
+use crate::cli::SyslogFormat;
 use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
+use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::perf::{self, PerfError, PerfStats};
 use crate::rules::{CompiledRules, RuleMeta};
 use crate::sinks::JsonSink;
+use crate::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
 
 /// Records waiting between the perf readers and the engine. When full the
 /// readers wait and the kernel's rings absorb the burst (then count losses).
@@ -32,7 +36,13 @@ pub struct RunSettings {
     pub json: Option<JsonSink>,
     /// Drop mode's allowlist, static blocklist and dry run.
     pub drop_policy: DropPolicy,
+    pub syslog: Option<(SyslogTarget, SyslogFormat)>,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
 }
+
+/// How long shutdown waits for the syslog peer to take queued alerts.
+const SYSLOG_CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -42,6 +52,12 @@ pub enum RunError {
     Perf(#[from] PerfError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Kernel monotonic time (what `bpf_ktime_get_ns` returns) to wall-clock.
@@ -93,6 +109,14 @@ struct Engine {
     /// keep their rule's name.
     rules_by_id: HashMap<u32, RuleMeta>,
     json: Option<JsonSink>,
+    syslog: Option<SyslogHandle>,
+    /// Alert lines written, by rule id.
+    lines_by_rule: HashMap<u32, u64>,
+    /// Kernel hit counts of earlier rule sets, by rule id (a reload reuses
+    /// the kernel's per-slot counters).
+    banked_hits: HashMap<u32, u64>,
+    reloads_ok: u64,
+    reloads_failed: u64,
     /// Records whose rule id is unknown (should never happen; counted).
     unknown_rule: u64,
     lines: u64,
@@ -171,13 +195,89 @@ impl Engine {
             return;
         };
         let timestamp = unix_ns_to_datetime(self.clock.to_unix_ns(record.timestamp_ns));
-        let line = Alert::new(record, rule, count, timestamp)
-            .with_iface(self.iface.clone())
-            .to_json_line();
+        let alert = Alert::new(record, rule, count, timestamp).with_iface(self.iface.clone());
         if let Some(json) = self.json.as_mut() {
-            json.write_line(&line);
+            json.write_line(&alert.to_json_line());
+        }
+        if let Some(syslog) = self.syslog.as_ref() {
+            // Never waits: a full queue is counted in the sink's stats.
+            syslog.send(&alert);
         }
         self.lines += 1;
+        *self.lines_by_rule.entry(record.sig_id).or_default() += 1;
+    }
+
+    /// Banks the per-slot hit counts under their rule ids and zeroes them,
+    /// before a reload gives the slots to other rules.
+    fn bank_rule_hits(&mut self, kernel: &mut Kernel, rules: &CompiledRules) {
+        match kernel.rule_stats() {
+            Ok(stats) => {
+                for (info, stat) in rules.rules.iter().zip(stats) {
+                    *self.banked_hits.entry(info.sig_id).or_default() += stat.hits;
+                }
+                if let Err(err) = kernel.reset_rule_stats() {
+                    tracing::error!(error = %err, "cannot reset per-rule counters");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot read per-rule counters"),
+        }
+    }
+
+    fn metrics(&self, kernel: &Kernel, rules: &CompiledRules, perf: &PerfStats) -> MetricsSnapshot {
+        let counters = kernel.counters().unwrap_or_default();
+        let stats = kernel.rule_stats().unwrap_or_default();
+        let mut per_rule: Vec<RuleMetrics> = rules
+            .meta
+            .iter()
+            .zip(&stats)
+            .map(|(meta, stat)| RuleMetrics {
+                sig_id: meta.id,
+                name: meta.name.clone(),
+                hits: stat.hits + self.banked_hits.get(&meta.id).copied().unwrap_or(0),
+                alerts: self.lines_by_rule.get(&meta.id).copied().unwrap_or(0),
+            })
+            .collect();
+        per_rule.sort_by_key(|r| r.sig_id);
+        let now = Clock::monotonic_now();
+        MetricsSnapshot {
+            packets_seen: counters.packets,
+            packets_passed: counters.passed,
+            packets_dropped: counters.dropped,
+            packets_not_ip: counters.not_ip,
+            rules: per_rule,
+            json: self
+                .json
+                .as_ref()
+                .map(|j| SinkCounters {
+                    lines: j.lines,
+                    errors: j.errors,
+                })
+                .unwrap_or_default(),
+            syslog: self
+                .syslog
+                .as_ref()
+                .map(SyslogHandle::stats)
+                .unwrap_or_default(),
+            perf_lost_samples: perf.lost.load(Ordering::Relaxed),
+            kernel_alert_output_errors: counters.alert_output_errors,
+            rules_loaded: rules.meta.len() as u64,
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+            dropped_blocked_source: counters.dropped_blocked_source,
+            dropped_static_blocklist: counters.dropped_static_blocklist,
+            dropped_by_rule: counters.dropped_by_rule,
+            would_drop: counters.would_drop,
+            blocked: self
+                .blocks
+                .iter()
+                .filter(|(_, entry)| entry.until_ns > now)
+                .map(|(key, entry)| BlockedSource {
+                    src: ip_addr(key.version, &key.addr).to_string(),
+                    sig_id: entry.sig_id,
+                    seconds_left: (entry.until_ns - now).div_ceil(1_000_000_000),
+                })
+                .collect(),
+        }
     }
 
     fn flush(&mut self) {
@@ -236,6 +336,20 @@ pub async fn run(
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
+    let metrics = Arc::new(RwLock::new(MetricsSnapshot::default()));
+    let metrics_server = match settings.metrics {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, metrics.clone())
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?
+                .1,
+        ),
+        None => None,
+    };
+    let syslog = settings
+        .syslog
+        .map(|(target, format)| SyslogSink::spawn(target, format, crate::syslog::DEFAULT_CAPACITY));
+
     let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
     tracing::info!(
         iface = settings.iface,
@@ -251,6 +365,11 @@ pub async fn run(
         aggregator: Aggregator::new(),
         rules_by_id: HashMap::new(),
         json: settings.json,
+        syslog,
+        lines_by_rule: HashMap::new(),
+        banked_hits: HashMap::new(),
+        reloads_ok: 0,
+        reloads_failed: 0,
         unknown_rule: 0,
         lines: 0,
         drop_mode: settings.mode == SensorMode::Drop,
@@ -276,6 +395,10 @@ pub async fn run(
                 if engine.drop_mode {
                     engine.track_blocks(&mut kernel);
                 }
+                if metrics_server.is_some() {
+                    let snapshot = engine.metrics(&kernel, &rules, &stats);
+                    *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
+                }
             }
             _ = sighup.recv() => {
                 match reload() {
@@ -283,19 +406,27 @@ pub async fn run(
                         // Report what the old rules counted, then forget
                         // state keyed by slot: a slot may now hold another rule.
                         engine.sweep(&kernel, &rules, true);
+                        engine.bank_rule_hits(&mut kernel, &rules);
                         let written = kernel
                             .clear_rule_state()
                             .and_then(|()| kernel.write_rules(&new_rules, settings.mode));
                         match written {
                             Ok(()) => {
                                 engine.learn_rules(&new_rules);
+                                engine.reloads_ok += 1;
                                 tracing::info!(rules = new_rules.meta.len(), "rules reloaded");
                                 rules = new_rules;
                             }
-                            Err(err) => tracing::error!(error = %err, "rules reload failed while writing maps"),
+                            Err(err) => {
+                                engine.reloads_failed += 1;
+                                tracing::error!(error = %err, "rules reload failed while writing maps");
+                            }
                         }
                     }
-                    Err(err) => tracing::error!("rules reload rejected, the old rules stay in force: {err}"),
+                    Err(err) => {
+                        engine.reloads_failed += 1;
+                        tracing::error!("rules reload rejected, the old rules stay in force: {err}");
+                    }
                 }
                 if let Some(json) = engine.json.as_mut()
                     && let Err(err) = json.reopen()
@@ -321,6 +452,13 @@ pub async fn run(
     }
     engine.sweep(&kernel, &rules, true);
     engine.flush();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    let syslog_stats = match engine.syslog.take() {
+        Some(handle) => Some(handle.close(SYSLOG_CLOSE_DEADLINE).await),
+        None => None,
+    };
 
     let counters = kernel.counters().unwrap_or_default();
     let lost = stats.lost.load(Ordering::Relaxed);
@@ -339,6 +477,18 @@ pub async fn run(
         kernel_output_errors = counters.alert_output_errors,
         "sensor stopped"
     );
+    if let Some(syslog) = syslog_stats {
+        tracing::info!(
+            sent = syslog.sent,
+            dropped_queue_full = syslog.dropped_queue_full,
+            dropped_on_close = syslog.dropped_on_close,
+            dropped_unsendable = syslog.dropped_unsendable,
+            "syslog sink closed"
+        );
+        if syslog.dropped() > 0 {
+            eprintln!("sensor: syslog alerts dropped: {}", syslog.dropped());
+        }
+    }
     if lost > 0 || malformed > 0 || counters.alert_output_errors > 0 || engine.unknown_rule > 0 {
         eprintln!(
             "sensor: alert records lost: {lost} (perf ring full), {} (kernel output errors), {malformed} malformed, {} unknown rule",

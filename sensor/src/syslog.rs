@@ -40,6 +40,9 @@ pub const APP_NAME: &str = "sensor";
 /// First reconnection delay after a failure; doubled up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A TCP peer that does not answer (packets dropped on the way) would
+/// otherwise hold a connection attempt for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------
 // Targets
@@ -370,7 +373,8 @@ pub struct SyslogStats {
     pub sent: u64,
     /// Refused by `send` because `capacity` messages were already waiting.
     pub dropped_queue_full: u64,
-    /// Still waiting when `close` ran out of time.
+    /// Still waiting when `close` ran out of time (or given to `send` after
+    /// the sender task had died).
     pub dropped_on_close: u64,
     /// The peer can never take them (a datagram larger than it accepts).
     pub dropped_unsendable: u64,
@@ -480,13 +484,18 @@ impl SyslogHandle {
             }
             return false;
         }
-        self.counters.overflowing.store(false, Ordering::Release);
+        if self.counters.overflowing.load(Ordering::Acquire) {
+            self.counters.overflowing.store(false, Ordering::Release);
+        }
         let message = self.framing.frame(&self.formatter.format(alert));
         if self.queue.try_send(message).is_err() {
             // Only when the task has died (the channel never fills first).
             self.counters.queued.fetch_sub(1, Ordering::AcqRel);
             Counters::add(&self.counters.dropped_on_close, 1);
-            tracing::error!(target_url = %self.target, "syslog sender task is gone; alert dropped");
+            tracing::error!(
+                target_url = %self.target,
+                "syslog sender task is gone; alert dropped"
+            );
             return false;
         }
         true
@@ -616,7 +625,10 @@ impl SyslogSink {
                 .as_ref()
                 .is_some_and(|c| !c.peer_still_open())
             {
-                tracing::warn!(target_url = %self.target, "syslog peer closed the connection; reconnecting");
+                tracing::warn!(
+                    target_url = %self.target,
+                    "syslog peer closed the connection; reconnecting"
+                );
                 self.connection = None;
             }
             if self.connection.is_none() {
@@ -649,7 +661,12 @@ impl SyslogSink {
                     // Retrying would block every later message behind it.
                     Counters::add(&self.counters.dropped_unsendable, 1);
                     self.counters.queued.fetch_sub(1, Ordering::AcqRel);
-                    tracing::error!(target_url = %self.target, bytes = message.len(), error = %err, "syslog message too large for the peer; dropped");
+                    tracing::error!(
+                        target_url = %self.target,
+                        bytes = message.len(),
+                        error = %err,
+                        "syslog message too large for the peer; dropped"
+                    );
                     return;
                 }
                 Err(err) => {
@@ -719,9 +736,15 @@ impl Connection {
             SyslogTarget::Tcp(peer) => {
                 let mut last_err = no_address(peer);
                 for addr in tokio::net::lookup_host((peer.host.as_str(), peer.port)).await? {
-                    match TcpStream::connect(addr).await {
-                        Ok(stream) => return Ok(Connection::Tcp(stream)),
-                        Err(err) => last_err = err,
+                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                        Ok(Ok(stream)) => return Ok(Connection::Tcp(stream)),
+                        Ok(Err(err)) => last_err = err,
+                        Err(_) => {
+                            last_err = io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"),
+                            );
+                        }
                     }
                 }
                 Err(last_err)
@@ -988,15 +1011,20 @@ mod tests {
             .map(|_| handle.send(&alert(Severity::High)))
             .collect();
         assert_eq!(accepted, [true, true, true, false, false]);
-        // Give the task time to fail at least once: the bound still holds.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Once the task holds a message for a retry, the bound still holds.
+        for _ in 0..500 {
+            if handle.stats().connect_errors >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(!handle.send(&alert(Severity::High)));
         let stats = handle.stats();
         assert_eq!(
             (stats.queued, stats.dropped_queue_full, stats.sent),
             (3, 3, 0)
         );
-        assert!(stats.connect_errors >= 1, "{stats:?}");
+        assert!(stats.connect_errors >= 2, "{stats:?}");
 
         let stats = handle.close(Duration::from_millis(50)).await;
         assert_eq!(stats.dropped_on_close, 3);

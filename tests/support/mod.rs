@@ -4,8 +4,11 @@
 //! evaluation that `replay` uses.
 #![allow(dead_code)]
 
+pub mod kinds;
+pub mod live;
 pub mod netns;
 pub mod pcap;
+pub mod rsyslog;
 
 use aya::maps::MapData;
 use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};

@@ -211,3 +211,154 @@ pub fn doc_v6(last: u16) -> [u8; 16] {
     a[14..].copy_from_slice(&last.to_be_bytes());
     a
 }
+
+// ---- added for the per-kind detection tests (issue #3) ----------------------
+
+/// ECE and CWR, and the NS bit (the ninth flag bit), for [`tcp`] and friends.
+pub mod more_flags {
+    pub const ECE: u16 = 0x040;
+    pub const CWR: u16 = 0x080;
+    pub const NS: u16 = 0x100;
+}
+
+/// A TCP header of 20 bytes + `options` (padded to a multiple of 4) whose
+/// data offset field says `data_offset_words` (4-byte words), then
+/// `payload`: a wrong offset can be built on purpose.
+pub fn tcp_raw(
+    src_port: u16,
+    dst_port: u16,
+    flags: u16,
+    data_offset_words: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = tcp(src_port, dst_port, flags, 1000, &[]);
+    let field: u16 = (u16::from(data_offset_words & 0x0f) << 12) | (flags & 0x01ff);
+    h[12..14].copy_from_slice(&field.to_be_bytes());
+    let mut options = options.to_vec();
+    while options.len() % 4 != 0 {
+        options.push(1); // NOP
+    }
+    h.extend_from_slice(&options);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// A TCP header with the options a Linux SYN (or SYN+ACK) carries: MSS,
+/// SACK permitted, timestamps, window scale (data offset 10, 40 bytes).
+pub fn tcp_with_options(
+    src_port: u16,
+    dst_port: u16,
+    flags: u16,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let options = [
+        2, 4, 0x05, 0xb4, // MSS 1460
+        4, 2, // SACK permitted
+        8, 10, 0, 0, 0, 1, 0, 0, 0, 0, // timestamps
+        1, // NOP
+        3, 3, 7, // window scale 7
+    ];
+    let mut h = tcp_raw(src_port, dst_port, flags, 10, &options, payload);
+    h[4..8].copy_from_slice(&seq.to_be_bytes());
+    h
+}
+
+/// An IPv6 extension header (hop-by-hop, routing, dest options) whose
+/// length field is `len_field` (the header is `(len_field + 1) * 8` bytes:
+/// PadN fills it), before `rest`.
+pub fn ipv6_ext_sized(next_header: u8, len_field: u8, rest: &[u8]) -> Vec<u8> {
+    let size = (usize::from(len_field) + 1) * 8;
+    let mut h = vec![next_header, len_field, 1, (size - 4) as u8];
+    h.resize(size, 0);
+    h.extend_from_slice(rest);
+    h
+}
+
+/// An ARP request (`op` 1) or reply (`op` 2) for IPv4 over Ethernet, as an
+/// Ethernet frame.
+pub fn arp(op: u16, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+    let mut p = vec![0, 1, 0x08, 0x00, 6, 4];
+    p.extend_from_slice(&op.to_be_bytes());
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    p.extend_from_slice(&sender_ip);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&target_ip);
+    ethernet(&[], 0x0806, &p)
+}
+
+/// `frame` with zero bytes appended up to `len` (Ethernet's 60-byte minimum
+/// pads short packets on real links).
+pub fn pad_to(mut frame: Vec<u8>, len: usize) -> Vec<u8> {
+    if frame.len() < len {
+        frame.resize(len, 0);
+    }
+    frame
+}
+
+/// Splits `payload` (the IPv4 payload: transport header and data) into
+/// fragments of at most `chunk` bytes (a multiple of 8) as a router does:
+/// each an IPv4 packet with `header`'s fields, MF on all but the last.
+pub fn ipv4_fragments(header: &Ipv4, payload: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    assert!(
+        chunk > 0 && chunk % 8 == 0,
+        "fragment size must be a multiple of 8"
+    );
+    let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let more = if i + 1 < pieces.len() { 0x2000 } else { 0 };
+            let offset = ((i * chunk) / 8) as u16;
+            header
+                .clone()
+                .frag((header.frag_field & 0x8000) | more | offset)
+                .build(piece)
+        })
+        .collect()
+}
+
+/// Splits an IPv6 upper-layer `payload` (next header `next_header`) into
+/// fragments of at most `chunk` bytes (a multiple of 8): each an IPv6
+/// packet with a fragment header of identification `id`.
+pub fn ipv6_fragments(
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop_limit: u8,
+    next_header: u8,
+    payload: &[u8],
+    chunk: usize,
+    id: u32,
+) -> Vec<Vec<u8>> {
+    assert!(
+        chunk > 0 && chunk % 8 == 0,
+        "fragment size must be a multiple of 8"
+    );
+    let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let more = i + 1 < pieces.len();
+            let offset = ((i * chunk) / 8) as u16;
+            ipv6(
+                src,
+                dst,
+                hop_limit,
+                44,
+                &ipv6_fragment(next_header, offset, more, id, piece),
+            )
+        })
+        .collect()
+}
+
+/// A 16-byte IPv6 address from its eight 16-bit groups.
+pub fn v6(groups: [u16; 8]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    for (i, g) in groups.iter().enumerate() {
+        a[2 * i..2 * i + 2].copy_from_slice(&g.to_be_bytes());
+    }
+    a
+}

@@ -1,0 +1,156 @@
+//! For the end-to-end detection tests: pcaps with a chosen packet spacing,
+//! one live run of `sensor run` on a veth testbed, `sensor replay` through
+//! the command line, and the parts of alert lines that live and replay
+//! must share.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use serde_json::Value;
+
+use super::netns::{Started, Testbed, wait_for};
+
+pub const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
+
+/// Writes `frames` as an Ethernet pcap, `spacing` apart, so that `sensor
+/// replay` sees the times a live injection at `1 / spacing` packets per
+/// second has.
+pub fn write_pcap_spaced(path: &Path, frames: &[Vec<u8>], spacing: Duration) {
+    let file = std::fs::File::create(path).expect("create pcap");
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    let mut writer = PcapWriter::with_header(file, header).expect("pcap header");
+    let start = Duration::from_secs(1_790_000_000);
+    for (i, frame) in frames.iter().enumerate() {
+        let packet = PcapPacket::new(start + spacing * i as u32, frame.len() as u32, frame);
+        writer.write_packet(&packet).expect("write packet");
+    }
+}
+
+/// Every line of a JSON-lines file (missing file: none).
+pub fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// What live and replay must agree on: the line without its time,
+/// interface and packet number.
+pub fn essence(alert: &Value) -> Value {
+    let mut a = alert.clone();
+    let obj = a.as_object_mut().expect("an alert line is an object");
+    obj.remove("timestamp");
+    obj.remove("iface");
+    obj.remove("pcap_cnt");
+    a
+}
+
+/// `sensor replay --pcap PCAP --rules RULES --json -`, parsed.
+pub fn replay_cli(pcap: &Path, rules: &Path) -> Vec<Value> {
+    let output = Command::new(SENSOR)
+        .args(["replay", "--pcap"])
+        .arg(pcap)
+        .arg("--rules")
+        .arg(rules)
+        .args(["--json", "-"])
+        .output()
+        .expect("run sensor replay");
+    assert!(
+        output.status.success(),
+        "sensor replay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// What one live run produced.
+pub struct Live {
+    pub lines: Vec<Value>,
+    /// The sensor's log (stderr).
+    pub log: String,
+    /// How long tcpreplay took, start to end.
+    pub inject_time: Duration,
+}
+
+impl Live {
+    /// `packets=N` of the sensor's "sensor stopped" log line.
+    pub fn packets_seen(&self) -> Option<u64> {
+        let line = self.log.lines().find(|l| l.contains("sensor stopped"))?;
+        let at = line.find(" packets=")? + " packets=".len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+/// Starts `sensor run --xdp-mode native` with `rules` on the sensor side
+/// of a fresh testbed, sends `pcap` at `pps`, waits until `done` holds for
+/// the lines so far (at most `limit`), then `settle` more, stops it with
+/// SIGTERM and returns every line (the final flush included).
+pub fn run_live(
+    tag: &str,
+    rules: &Path,
+    pcap: &Path,
+    pps: u32,
+    limit: Duration,
+    settle: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Live {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.json");
+    let stderr = dir.path().join("sensor.stderr");
+    let bed = Testbed::new(tag);
+    let mut sensor = Started(bed.spawn_in_sensor_ns(
+        Path::new(SENSOR),
+        &[
+            "run",
+            "--iface",
+            &bed.sensor_if,
+            "--rules",
+            rules.to_str().unwrap(),
+            "--xdp-mode",
+            "native",
+            "--json",
+            alerts.to_str().unwrap(),
+        ],
+        &stderr,
+    ));
+    let attached = wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .contains("sensor attached")
+    });
+    assert!(
+        attached,
+        "sensor did not attach:\n{}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    let start = Instant::now();
+    bed.inject(pcap, pps);
+    let inject_time = start.elapsed();
+    wait_for(limit, || done(&read_lines(&alerts)));
+    std::thread::sleep(settle);
+    let status = sensor
+        .stop(Duration::from_secs(15))
+        .expect("sensor exits on SIGTERM");
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(status.success(), "sensor exit {status:?}:\n{log}");
+    Live {
+        lines: read_lines(&alerts),
+        log,
+        inject_time,
+    }
+}
