@@ -263,3 +263,53 @@ fn kernel_alert_record_carries_the_packet_fields() {
     let slot = rules.meta.iter().position(|m| m.id == 1004).unwrap();
     assert_eq!((stats[slot].hits, stats[slot].alerts), (1, 1));
 }
+
+/// A reload writes the rule tables not in force, then switches: the first
+/// frame after `write_rules` sees only the new set, and each generation
+/// keeps its own per-slot counters.
+#[test]
+fn reload_switches_rule_generations() {
+    if !sensor::testing::bpf_available("reload_switches_rule_generations") {
+        return;
+    }
+    let syn_fin = "rules:\n  - id: 11\n    name: a\n    severity: low\n    match: { tcp_flags: { set: [SYN, FIN] } }\n";
+    let also_null = "rules:\n  - id: 22\n    name: b\n    severity: low\n    match: { tcp_flags: { clear: [FIN, SYN, RST, PSH, ACK, URG, ECE, CWR] } }\n  - id: 11\n    name: a\n    severity: low\n    match: { tcp_flags: { set: [SYN, FIN] } }\n";
+    let mut kernel = Kernel::load().expect("XDP program loads");
+    let mut alerts = KernelAlerts::open(&mut kernel);
+    let frame_syn_fin = frames::ipv4_tcp(
+        [198, 51, 100, 1],
+        [192, 0, 2, 1],
+        1,
+        2,
+        flags::SYN | flags::FIN,
+    );
+    let frame_null = frames::ipv4_tcp([198, 51, 100, 2], [192, 0, 2, 1], 1, 2, 0);
+
+    let first = kernel
+        .write_rules(&compile_yaml(syn_fin), SensorMode::Ids)
+        .unwrap();
+    assert_eq!(kernel.generation().unwrap(), first);
+    kernel.test_run(&frame_syn_fin).unwrap();
+    kernel.test_run(&frame_null).unwrap();
+    assert_eq!(
+        alerts.drain().iter().map(|r| r.sig_id).collect::<Vec<_>>(),
+        [11]
+    );
+
+    let second = kernel
+        .write_rules(&compile_yaml(also_null), SensorMode::Ids)
+        .unwrap();
+    assert_ne!(first, second, "a reload uses the other generation");
+    kernel.test_run(&frame_syn_fin).unwrap();
+    kernel.test_run(&frame_null).unwrap();
+    let mut got: Vec<u32> = alerts.drain().iter().map(|r| r.sig_id).collect();
+    got.sort();
+    assert_eq!(got, [11, 22]);
+
+    // Rule 11 sits in slot 0 of the first generation and slot 1 of the second.
+    let all = kernel.rule_stats_all().unwrap();
+    let base = |generation: u8| generation as usize * sensor_common::tables::MAX_RULES as usize;
+    assert_eq!(all[base(first)].hits, 1, "first generation, rule 11");
+    assert_eq!(all[base(second)].hits, 1, "second generation, rule 22");
+    assert_eq!(all[base(second) + 1].hits, 1, "second generation, rule 11");
+}

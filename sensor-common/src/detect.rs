@@ -23,6 +23,15 @@ pub trait RuleTables {
     fn port_scope(&self, port: u16) -> RuleMask;
     fn vlan_scope(&self, vlan: u16) -> RuleMask;
     fn rule(&self, slot: u32) -> Option<RuleInfo>;
+    /// The first slot of the rule set in force. The kernel keeps two
+    /// generations of the rule tables so a reload switches atomically; state
+    /// and counters are keyed by `slot_base() + slot` so the generations
+    /// never share them.
+    #[inline(always)]
+    fn slot_base(&self) -> u32 {
+        0
+    }
+
     /// Whether `drop` rules are enforced on this packet: drop mode, not a
     /// dry run, and a source outside the allowlist.
     fn drop_mode(&self) -> bool;
@@ -56,8 +65,9 @@ pub trait DetectState {
         key: &RateKey,
         step: F,
     ) -> Option<R>;
-    fn count_hit(&mut self, slot: u32);
-    fn count_alert(&mut self, slot: u32);
+    /// Counts a match of the rule in `global_slot` (`slot_base() + slot`).
+    fn count_hit(&mut self, global_slot: u32);
+    fn count_alert(&mut self, global_slot: u32);
 }
 
 /// One alert to send: the caller pairs it with the packet's fields.
@@ -257,14 +267,15 @@ where
         let Some(rule) = tables.rule(slot) else {
             return;
         };
-        state.count_hit(slot);
+        let global_slot = tables.slot_base() + slot;
+        state.count_hit(global_slot);
         let addr = if rule.syn_track == syn_track::BY_SRC {
             meta.src_key()
         } else {
             meta.dst_key()
         };
         let key = SynKey {
-            slot,
+            slot: global_slot,
             addr,
             _pad: [0; 3],
         };
@@ -296,7 +307,7 @@ where
                 count: count as u64,
             };
             emit(&head);
-            state.count_alert(slot);
+            state.count_alert(global_slot);
         }
     });
 
@@ -308,12 +319,13 @@ where
         let Some(rule) = tables.rule(slot) else {
             return;
         };
-        state.count_hit(slot);
+        let global_slot = tables.slot_base() + slot;
+        state.count_hit(global_slot);
         if drop_mode && rule.action == action::DROP && rule.block_ns > decision.block_ns {
             decision.block_ns = rule.block_ns;
         }
         let key = RateKey {
-            slot,
+            slot: global_slot,
             addr: meta.src_key(),
             _pad: [0; 3],
         };
@@ -334,7 +346,7 @@ where
                 count: total,
             };
             emit(&head);
-            state.count_alert(slot);
+            state.count_alert(global_slot);
         }
     });
     decision

@@ -115,7 +115,28 @@ pub struct SensorConfig {
     pub mode: u8,
     /// 1: drop mode reports what it would drop and block, and drops nothing.
     pub dry_run: u8,
-    pub _pad: [u8; 6],
+    /// Which of the [`RULE_GENERATIONS`] rule tables is in force.
+    pub generation: u8,
+    pub _pad: [u8; 5],
+}
+
+/// Rule tables the kernel holds: userspace fills the one not in force,
+/// then flips [`SensorConfig::generation`], so a reload is atomic for every
+/// packet. Generation `g` uses `MASKS[g * MASK_TABLE_LEN ..]`,
+/// `RULES[g * MAX_RULES ..]`, scope trie keys whose version byte carries
+/// `g` in its top bit, and port / VLAN keys `g << 16 | value`.
+pub const RULE_GENERATIONS: u32 = 2;
+
+/// The version byte of a scope trie key in generation `generation`.
+#[inline(always)]
+pub const fn scope_key_version(ip_version: u8, generation: u8) -> u8 {
+    ip_version | (generation << 7)
+}
+
+/// The key of a port or VLAN scope entry in generation `generation`.
+#[inline(always)]
+pub const fn scope_value_key(generation: u8, value: u16) -> u32 {
+    ((generation as u32) << 16) | value as u32
 }
 
 /// A blocked source (the `BLOCKED` LRU map's value).

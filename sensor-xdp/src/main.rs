@@ -31,26 +31,31 @@ use sensor_common::{
     parse::{parse_ethernet_into, peek_source},
     tables::{
         ADDR_SCOPE_ENTRIES, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
-        MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RateKey, RateState, RuleInfo, RuleMask,
-        RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
-        VLAN_SCOPE_ENTRIES, counter, mode,
+        MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS, RateKey, RateState,
+        RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow,
+        TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
+        scope_value_key,
     },
 };
 
 // ---- maps: the compiled rule set (written by userspace) --------------------
 
 #[map]
-static MASKS: Array<RuleMask> = Array::with_max_entries(MASK_TABLE_LEN, 0);
+static MASKS: Array<RuleMask> = Array::with_max_entries(MASK_TABLE_LEN * RULE_GENERATIONS, 0);
 #[map]
-static RULES: Array<RuleInfo> = Array::with_max_entries(MAX_RULES, 0);
+static RULES: Array<RuleInfo> = Array::with_max_entries(MAX_RULES * RULE_GENERATIONS, 0);
 #[map]
-static SRC_SCOPE: LpmTrie<AddrKey, RuleMask> = LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES, 0);
+static SRC_SCOPE: LpmTrie<AddrKey, RuleMask> =
+    LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
 #[map]
-static DST_SCOPE: LpmTrie<AddrKey, RuleMask> = LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES, 0);
+static DST_SCOPE: LpmTrie<AddrKey, RuleMask> =
+    LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
 #[map]
-static PORT_SCOPE: HashMap<u16, RuleMask> = HashMap::with_max_entries(PORT_SCOPE_ENTRIES, 0);
+static PORT_SCOPE: HashMap<u32, RuleMask> =
+    HashMap::with_max_entries(PORT_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
 #[map]
-static VLAN_SCOPE: HashMap<u16, RuleMask> = HashMap::with_max_entries(VLAN_SCOPE_ENTRIES, 0);
+static VLAN_SCOPE: HashMap<u32, RuleMask> =
+    HashMap::with_max_entries(VLAN_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
 #[map]
 static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
 /// Drop mode: sources never dropped nor blocked.
@@ -75,7 +80,8 @@ static SYN_WINDOWS: LruHashMap<SynKey, SynWindow> =
 static RATE: LruPerCpuHashMap<RateKey, RateState> =
     LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
 #[map]
-static RULE_STATS: PerCpuArray<RuleStats> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+static RULE_STATS: PerCpuArray<RuleStats> =
+    PerCpuArray::with_max_entries(MAX_RULES * RULE_GENERATIONS, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -169,7 +175,11 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     {
         inspect_packet(&ctx, packet, now, inspect);
     }
-    let tables = KernelTables { judge_drops };
+    let tables = KernelTables {
+        judge_drops,
+        // Read once: the whole packet sees one rule set, even mid-reload.
+        generation: config.generation & 1,
+    };
     let decision = process(
         packet,
         now,
@@ -396,43 +406,60 @@ impl PacketBytes for XdpBytes<'_> {
 struct KernelTables {
     /// Drop mode, and the source is not allowlisted.
     judge_drops: bool,
+    /// The rule tables in force (0 or 1).
+    generation: u8,
+}
+
+impl KernelTables {
+    #[inline(always)]
+    fn scope_key(&self, addr: &AddrKey) -> Key<AddrKey> {
+        let mut key = *addr;
+        key.version = scope_key_version(addr.version, self.generation);
+        Key::new(FULL_KEY_BITS, key)
+    }
 }
 
 impl RuleTables for KernelTables {
     #[inline(always)]
     fn mask(&self, index: u32) -> RuleMask {
-        MASKS.get(index).copied().unwrap_or(0)
+        MASKS
+            .get(self.generation as u32 * MASK_TABLE_LEN + index)
+            .copied()
+            .unwrap_or(0)
     }
 
     #[inline(always)]
     fn src_scope(&self, addr: &AddrKey) -> RuleMask {
-        SRC_SCOPE
-            .get(Key::new(FULL_KEY_BITS, *addr))
-            .copied()
-            .unwrap_or(0)
+        SRC_SCOPE.get(self.scope_key(addr)).copied().unwrap_or(0)
     }
 
     #[inline(always)]
     fn dst_scope(&self, addr: &AddrKey) -> RuleMask {
-        DST_SCOPE
-            .get(Key::new(FULL_KEY_BITS, *addr))
+        DST_SCOPE.get(self.scope_key(addr)).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn port_scope(&self, port: u16) -> RuleMask {
+        unsafe { PORT_SCOPE.get(scope_value_key(self.generation, port)) }
             .copied()
             .unwrap_or(0)
     }
 
     #[inline(always)]
-    fn port_scope(&self, port: u16) -> RuleMask {
-        unsafe { PORT_SCOPE.get(port) }.copied().unwrap_or(0)
-    }
-
-    #[inline(always)]
     fn vlan_scope(&self, vlan: u16) -> RuleMask {
-        unsafe { VLAN_SCOPE.get(vlan) }.copied().unwrap_or(0)
+        unsafe { VLAN_SCOPE.get(scope_value_key(self.generation, vlan)) }
+            .copied()
+            .unwrap_or(0)
     }
 
     #[inline(always)]
     fn rule(&self, slot: u32) -> Option<RuleInfo> {
-        RULES.get(slot).copied()
+        RULES.get(self.slot_base() + slot).copied()
+    }
+
+    #[inline(always)]
+    fn slot_base(&self) -> u32 {
+        self.generation as u32 * MAX_RULES
     }
 
     #[inline(always)]

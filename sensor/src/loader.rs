@@ -11,8 +11,9 @@ use aya::{Ebpf, EbpfError};
 use sensor_common::filter::{FilterProgram, InspectConfig, TalkerStats, inspect_counter, summary};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    BlockEntry, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask, RuleStats,
-    SensorConfig, SynKey, SynWindow, counter, mode,
+    BlockEntry, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState, RuleInfo,
+    RuleMask, RuleStats, SensorConfig, SynKey, SynWindow, counter, mode, scope_key_version,
+    scope_value_key,
 };
 
 use crate::rules::CompiledRules;
@@ -160,52 +161,85 @@ impl Kernel {
         })
     }
 
-    /// Replaces the rule maps' contents with `rules` and sets the mode.
+    /// Installs `rules` and the mode. The rules go into the generation of
+    /// the tables not in force, which then replaces the other in one write:
+    /// no packet ever sees half of a rule set. Returns that generation.
     pub fn write_rules(
         &mut self,
         rules: &CompiledRules,
         sensor_mode: SensorMode,
-    ) -> Result<(), LoaderError> {
+    ) -> Result<u8, LoaderError> {
+        let generation = 1 - self.generation()?;
+        let mask_base = generation as u32 * MASK_TABLE_LEN;
         let mut masks: Array<_, RuleMask> = self.map_mut("MASKS")?;
         for index in 0..MASK_TABLE_LEN {
             let value = rules.masks.get(index as usize).copied().unwrap_or(0);
-            masks.set(index, value, 0).map_err(map_err("MASKS"))?;
+            masks
+                .set(mask_base + index, value, 0)
+                .map_err(map_err("MASKS"))?;
         }
+        let slot_base = generation as u32 * MAX_RULES;
         let mut infos: Array<_, RuleInfo> = self.map_mut("RULES")?;
         for slot in 0..MAX_RULES {
             let info = rules.rules.get(slot as usize).copied().unwrap_or_default();
-            infos.set(slot, info, 0).map_err(map_err("RULES"))?;
+            infos
+                .set(slot_base + slot, info, 0)
+                .map_err(map_err("RULES"))?;
         }
         for (name, prefixes) in [
             ("SRC_SCOPE", &rules.src_prefixes),
             ("DST_SCOPE", &rules.dst_prefixes),
         ] {
             let mut trie: LpmTrie<_, AddrKey, RuleMask> = self.map_mut(name)?;
-            let stale: Vec<Key<AddrKey>> = trie.keys().filter_map(Result::ok).collect();
+            let stale: Vec<Key<AddrKey>> = trie
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| key.data().version >> 7 == generation)
+                .collect();
             for key in stale {
                 trie.remove(&key).map_err(map_err(name))?;
             }
             for (prefix, mask) in prefixes.iter() {
-                trie.insert(&Key::new(prefix.prefix_len, prefix.key), mask, 0)
+                let mut key = prefix.key;
+                key.version = scope_key_version(key.version, generation);
+                trie.insert(&Key::new(prefix.prefix_len, key), mask, 0)
                     .map_err(map_err(name))?;
             }
         }
         for (name, entries) in [("PORT_SCOPE", &rules.ports), ("VLAN_SCOPE", &rules.vlans)] {
-            let mut map: HashMap<_, u16, RuleMask> = self.map_mut(name)?;
-            let stale: Vec<u16> = map.keys().filter_map(Result::ok).collect();
+            let mut map: HashMap<_, u32, RuleMask> = self.map_mut(name)?;
+            let stale: Vec<u32> = map
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| key >> 16 == generation as u32)
+                .collect();
             for key in stale {
                 map.remove(&key).map_err(map_err(name))?;
             }
-            for (key, mask) in entries {
-                map.insert(key, mask, 0).map_err(map_err(name))?;
+            for (value, mask) in entries {
+                map.insert(scope_value_key(generation, *value), mask, 0)
+                    .map_err(map_err(name))?;
             }
         }
+        // The switch: one write of the config entry.
         self.update_config(|config| {
+            config.generation = generation;
             config.mode = match sensor_mode {
                 SensorMode::Ids => mode::IDS,
                 SensorMode::Drop => mode::DROP,
             }
-        })
+        })?;
+        Ok(generation)
+    }
+
+    /// The rule tables in force.
+    pub fn generation(&self) -> Result<u8, LoaderError> {
+        let map = self
+            .ebpf
+            .map("CONFIG")
+            .ok_or(LoaderError::MissingMap("CONFIG"))?;
+        let config: Array<_, SensorConfig> = Array::try_from(map).map_err(map_err("CONFIG"))?;
+        Ok(config.get(&0, 0).map_err(map_err("CONFIG"))?.generation & 1)
     }
 
     /// Drop mode's safety settings: the allowlist (never dropped nor
@@ -354,22 +388,6 @@ impl Kernel {
             .collect()
     }
 
-    /// Forgets per-rule state keyed by rule slot (rate limiters, SYN
-    /// windows): after a reload a slot may hold another rule.
-    pub fn clear_rule_state(&mut self) -> Result<(), LoaderError> {
-        let mut rate: PerCpuHashMap<_, RateKey, RateState> = self.map_mut("RATE")?;
-        let keys: Vec<RateKey> = rate.keys().filter_map(Result::ok).collect();
-        for key in keys {
-            let _ = rate.remove(&key);
-        }
-        let mut windows: HashMap<_, SynKey, SynWindow> = self.map_mut("SYN_WINDOWS")?;
-        let keys: Vec<SynKey> = windows.keys().filter_map(Result::ok).collect();
-        for key in keys {
-            let _ = windows.remove(&key);
-        }
-        Ok(())
-    }
-
     /// Attaches to `iface`. Returns the mode actually used.
     pub fn attach(&mut self, iface: &str, how: AttachMode) -> Result<&'static str, LoaderError> {
         let attempts: &[(XdpMode, &'static str)] = match how {
@@ -471,15 +489,24 @@ impl Kernel {
         })
     }
 
-    /// Per-slot hit and alert counters, summed over CPUs.
+    /// Per-slot hit and alert counters of the rule set in force, summed
+    /// over CPUs (index = slot, as in `CompiledRules::rules`).
     pub fn rule_stats(&self) -> Result<Vec<RuleStats>, LoaderError> {
+        let base = (self.generation()? as u32 * MAX_RULES) as usize;
+        let all = self.rule_stats_all()?;
+        Ok(all[base..base + MAX_RULES as usize].to_vec())
+    }
+
+    /// Per-slot counters of both rule generations, by global slot
+    /// (`generation * MAX_RULES + slot`), summed over CPUs.
+    pub fn rule_stats_all(&self) -> Result<Vec<RuleStats>, LoaderError> {
         let map = self
             .ebpf
             .map("RULE_STATS")
             .ok_or(LoaderError::MissingMap("RULE_STATS"))?;
         let array: PerCpuArray<_, RuleStats> =
             PerCpuArray::try_from(map).map_err(map_err("RULE_STATS"))?;
-        (0..MAX_RULES)
+        (0..MAX_RULES * RULE_GENERATIONS)
             .map(|slot| {
                 let values = array.get(&slot, 0).map_err(map_err("RULE_STATS"))?;
                 Ok(values
@@ -492,18 +519,21 @@ impl Kernel {
             .collect()
     }
 
-    /// Zeroes the per-slot counters (after their values were banked under
-    /// the rule ids they belonged to, before a reload reassigns slots).
-    pub fn reset_rule_stats(&mut self) -> Result<(), LoaderError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, err)| LoaderError::Map {
+    /// Readies the generation not in force for a new rule set: returns its
+    /// slots' final counters, zeroes them, and forgets the rate-limit and
+    /// SYN-window state keyed by its slots.
+    pub fn recycle_generation(&mut self, generation: u8) -> Result<Vec<RuleStats>, LoaderError> {
+        let base = generation as u32 * MAX_RULES;
+        let finals = self.rule_stats_all()?[base as usize..(base + MAX_RULES) as usize].to_vec();
+        let cpus = aya::util::nr_cpus().map_err(|(what, err)| LoaderError::Map {
             name: "RULE_STATS",
             source: MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
+                call: what,
                 io_error: err,
             }),
         })?;
         let mut array: PerCpuArray<_, RuleStats> = self.map_mut("RULE_STATS")?;
-        for slot in 0..MAX_RULES {
+        for slot in base..base + MAX_RULES {
             let zeros =
                 PerCpuValues::try_from(vec![RuleStats::default(); cpus]).map_err(|err| {
                     LoaderError::Map {
@@ -516,7 +546,26 @@ impl Kernel {
                 })?;
             array.set(slot, zeros, 0).map_err(map_err("RULE_STATS"))?;
         }
-        Ok(())
+        let in_generation = |slot: u32| slot / MAX_RULES == generation as u32;
+        let mut rate: PerCpuHashMap<_, RateKey, RateState> = self.map_mut("RATE")?;
+        let keys: Vec<RateKey> = rate
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| in_generation(k.slot))
+            .collect();
+        for key in keys {
+            let _ = rate.remove(&key);
+        }
+        let mut windows: HashMap<_, SynKey, SynWindow> = self.map_mut("SYN_WINDOWS")?;
+        let keys: Vec<SynKey> = windows
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| in_generation(k.slot))
+            .collect();
+        for key in keys {
+            let _ = windows.remove(&key);
+        }
+        Ok(finals)
     }
 
     /// Every (rule slot, source, cpu) rate-limiter entry, for the aggregator's sweep.

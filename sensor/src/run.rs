@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sensor_common::alert::AlertRecord;
 use sensor_common::packet::AddrKey;
-use sensor_common::tables::{BlockEntry, RATE_WINDOW_NS, kind};
+use sensor_common::tables::{BlockEntry, MAX_RULES, RATE_WINDOW_NS, kind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
@@ -115,6 +115,9 @@ struct Engine {
     /// Kernel hit counts of earlier rule sets, by rule id (a reload reuses
     /// the kernel's per-slot counters).
     banked_hits: HashMap<u32, u64>,
+    /// Rule id of each global slot (`generation * MAX_RULES + slot`) of the
+    /// kernel's two rule generations.
+    slot_ids: HashMap<u32, u32>,
     reloads_ok: u64,
     reloads_failed: u64,
     /// Records whose rule id is unknown (should never happen; counted).
@@ -207,33 +210,49 @@ impl Engine {
         *self.lines_by_rule.entry(record.sig_id).or_default() += 1;
     }
 
-    /// Banks the per-slot hit counts under their rule ids and zeroes them,
-    /// before a reload gives the slots to other rules.
-    fn bank_rule_hits(&mut self, kernel: &mut Kernel, rules: &CompiledRules) {
-        match kernel.rule_stats() {
-            Ok(stats) => {
-                for (info, stat) in rules.rules.iter().zip(stats) {
-                    *self.banked_hits.entry(info.sig_id).or_default() += stat.hits;
-                }
-                if let Err(err) = kernel.reset_rule_stats() {
-                    tracing::error!(error = %err, "cannot reset per-rule counters");
-                }
+    /// Installs a rule set in the kernel's free generation: first banks
+    /// that generation's last counts under the ids of the rules that had its
+    /// slots and forgets their state, then writes and switches.
+    fn install(
+        &mut self,
+        kernel: &mut Kernel,
+        rules: &CompiledRules,
+        mode: SensorMode,
+    ) -> Result<(), LoaderError> {
+        let free = 1 - kernel.generation()?;
+        let base = free as u32 * MAX_RULES;
+        let finals = kernel.recycle_generation(free)?;
+        for (slot, stat) in (base..).zip(finals) {
+            if let Some(id) = self.slot_ids.remove(&slot) {
+                *self.banked_hits.entry(id).or_default() += stat.hits;
             }
-            Err(err) => tracing::error!(error = %err, "cannot read per-rule counters"),
         }
+        let generation = kernel.write_rules(rules, mode)?;
+        debug_assert_eq!(generation, free);
+        for (slot, info) in (base..).zip(&rules.rules) {
+            self.slot_ids.insert(slot, info.sig_id);
+        }
+        self.learn_rules(rules);
+        Ok(())
     }
 
     fn metrics(&self, kernel: &Kernel, rules: &CompiledRules, perf: &PerfStats) -> MetricsSnapshot {
         let counters = kernel.counters().unwrap_or_default();
-        let stats = kernel.rule_stats().unwrap_or_default();
+        // Hits by rule id: banked counts plus both generations' slots (the
+        // old one may still see packets that started before a reload).
+        let mut hits = self.banked_hits.clone();
+        for (slot, stat) in (0u32..).zip(kernel.rule_stats_all().unwrap_or_default()) {
+            if let Some(id) = self.slot_ids.get(&slot) {
+                *hits.entry(*id).or_default() += stat.hits;
+            }
+        }
         let mut per_rule: Vec<RuleMetrics> = rules
             .meta
             .iter()
-            .zip(&stats)
-            .map(|(meta, stat)| RuleMetrics {
+            .map(|meta| RuleMetrics {
                 sig_id: meta.id,
                 name: meta.name.clone(),
-                hits: stat.hits + self.banked_hits.get(&meta.id).copied().unwrap_or(0),
+                hits: hits.get(&meta.id).copied().unwrap_or(0),
                 alerts: self.lines_by_rule.get(&meta.id).copied().unwrap_or(0),
             })
             .collect();
@@ -287,7 +306,7 @@ impl Engine {
     }
 
     /// Lines for matches the kernel counted but did not send (rate limit).
-    fn sweep(&mut self, kernel: &Kernel, rules: &CompiledRules, final_flush: bool) {
+    fn sweep(&mut self, kernel: &Kernel, final_flush: bool) {
         let entries = match kernel.rate_entries() {
             Ok(entries) => entries,
             Err(err) => {
@@ -295,10 +314,10 @@ impl Engine {
                 return;
             }
         };
+        let slot_ids = &self.slot_ids;
         let entries = entries.into_iter().filter_map(|(key, cpu, state)| {
-            let rule = rules.rules.get(key.slot as usize)?;
             Some(RateEntry {
-                sig_id: rule.sig_id,
+                sig_id: *slot_ids.get(&key.slot)?,
                 src: key.addr,
                 cpu,
                 state,
@@ -323,7 +342,6 @@ pub async fn run(
     reload: impl Fn() -> Result<CompiledRules, String>,
 ) -> Result<(), RunError> {
     let mut kernel = Kernel::load()?;
-    kernel.write_rules(&rules, settings.mode)?;
     kernel.write_drop_policy(&settings.drop_policy)?;
     let mut events = kernel.take_events()?;
 
@@ -350,15 +368,6 @@ pub async fn run(
         .syslog
         .map(|(target, format)| SyslogSink::spawn(target, format, crate::syslog::DEFAULT_CAPACITY));
 
-    let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
-    tracing::info!(
-        iface = settings.iface,
-        xdp_mode = attached_mode,
-        rules = rules.meta.len(),
-        mode = ?settings.mode,
-        "sensor attached"
-    );
-
     let mut engine = Engine {
         iface: settings.iface.clone(),
         clock: Clock::new(),
@@ -368,6 +377,7 @@ pub async fn run(
         syslog,
         lines_by_rule: HashMap::new(),
         banked_hits: HashMap::new(),
+        slot_ids: HashMap::new(),
         reloads_ok: 0,
         reloads_failed: 0,
         unknown_rule: 0,
@@ -376,7 +386,16 @@ pub async fn run(
         drop_policy: settings.drop_policy.clone(),
         blocks: HashMap::new(),
     };
-    engine.learn_rules(&rules);
+    engine.install(&mut kernel, &rules, settings.mode)?;
+
+    let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
+    tracing::info!(
+        iface = settings.iface,
+        xdp_mode = attached_mode,
+        rules = rules.meta.len(),
+        mode = ?settings.mode,
+        "sensor attached"
+    );
 
     let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
     loop {
@@ -390,7 +409,7 @@ pub async fn run(
                 engine.flush();
             }
             _ = sweep.tick() => {
-                engine.sweep(&kernel, &rules, false);
+                engine.sweep(&kernel, false);
                 engine.flush();
                 if engine.drop_mode {
                     engine.track_blocks(&mut kernel);
@@ -403,16 +422,10 @@ pub async fn run(
             _ = sighup.recv() => {
                 match reload() {
                     Ok(new_rules) => {
-                        // Report what the old rules counted, then forget
-                        // state keyed by slot: a slot may now hold another rule.
-                        engine.sweep(&kernel, &rules, true);
-                        engine.bank_rule_hits(&mut kernel, &rules);
-                        let written = kernel
-                            .clear_rule_state()
-                            .and_then(|()| kernel.write_rules(&new_rules, settings.mode));
-                        match written {
+                        // Report everything counted so far, then switch.
+                        engine.sweep(&kernel, true);
+                        match engine.install(&mut kernel, &new_rules, settings.mode) {
                             Ok(()) => {
-                                engine.learn_rules(&new_rules);
                                 engine.reloads_ok += 1;
                                 tracing::info!(rules = new_rules.meta.len(), "rules reloaded");
                                 rules = new_rules;
@@ -450,7 +463,7 @@ pub async fn run(
     for reader in readers {
         let _ = reader.await;
     }
-    engine.sweep(&kernel, &rules, true);
+    engine.sweep(&kernel, true);
     engine.flush();
     if let Some(server) = metrics_server {
         server.abort();
