@@ -441,6 +441,22 @@ impl Kernel {
         Ok(())
     }
 
+    /// Runs the program `repeat` times on `frame` in the kernel
+    /// (BPF_PROG_TEST_RUN); returns the verdict and the kernel's average
+    /// time per run. For benchmarks.
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<(u32, std::time::Duration), LoaderError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(LoaderError::Verifier("program missing".into()))?
+            .try_into()?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        let result = program.test_run(opts)?;
+        Ok((result.return_value, result.duration))
+    }
+
     /// Runs the program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP verdict.
     pub fn test_run(&self, frame: &[u8]) -> Result<u32, LoaderError> {
         let program: &Xdp = self

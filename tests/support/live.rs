@@ -52,6 +52,27 @@ pub fn essence(alert: &Value) -> Value {
     a
 }
 
+/// `value` as JSON text with every object's keys sorted: equal values give
+/// equal text whatever order their keys were written or removed in.
+pub fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// `sensor replay --pcap PCAP --rules RULES --json -`, parsed.
 pub fn replay_cli(pcap: &Path, rules: &Path) -> Vec<Value> {
     let output = Command::new(SENSOR)
