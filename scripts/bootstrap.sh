@@ -6,9 +6,11 @@
 #
 # What it installs and why:
 #   - Debian packages: iproute2 (netns/veth tests), tcpreplay (frame injection),
-#     rsyslog (real syslog peer for the SIEM tests), python3-scapy (frame crafting),
-#     tcpdump (debugging), libpcap-dev is NOT needed (pure-Rust pcap reader).
-#   - rust-src for the nightly toolchain (aya-build compiles core for bpfel).
+#     rsyslog (real syslog peer for the SIEM tests), tcpdump (what arrives
+#     behind a drop-mode sensor), python3-scapy (the demo's traffic; the
+#     tests build their frames in Rust), ethtool (debugging).
+#   - rust-src and clippy for the nightly toolchain (aya-build compiles core
+#     for bpfel; the kernel program is linted for its own target).
 #   - bpf-linker 0.13 built against the nightly's own libLLVM, so the bitcode
 #     rustc emits and the linker that reads it agree on the LLVM version.
 set -euo pipefail
@@ -40,10 +42,19 @@ if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
   log "installing the ${NIGHTLY} toolchain"
   rustup toolchain install "$NIGHTLY" --profile minimal
 fi
-if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src'; then
-  log "adding rust-src to ${NIGHTLY}"
-  rustup component add rust-src --toolchain "$NIGHTLY"
-fi
+installed=$(rustup component list --toolchain "$NIGHTLY" --installed)
+for component in rust-src clippy; do
+  if ! grep -q "^${component}" <<<"$installed"; then
+    log "adding ${component} to ${NIGHTLY}"
+    rustup component add "$component" --toolchain "$NIGHTLY"
+  fi
+done
+for component in clippy rustfmt; do
+  if ! rustup component list --installed | grep -q "^${component}"; then
+    log "adding ${component} to the default toolchain"
+    rustup component add "$component"
+  fi
+done
 
 # ---- bpf-linker against the nightly's libLLVM ---------------------------
 if bpf-linker --version 2>/dev/null | grep -q "bpf-linker ${BPF_LINKER_VERSION}"; then
