@@ -13,6 +13,12 @@
 //!
 //! The test thread is pinned to one CPU: BPF_PROG_TEST_RUN runs the program
 //! on the caller's CPU and the rate limiter is per CPU.
+//!
+//! Three tests state contract requirements the parser does not meet yet and
+//! fail until it does (issue #3 findings, see their doc comments):
+//! `ipv6_first_fragment_with_a_cut_header_chain_is_tiny`,
+//! `ipv6_headers_beyond_the_walk_limit_still_expose_the_transport_header`,
+//! `tcp_header_cut_short_by_the_ip_length_is_a_bad_tcp_offset`.
 
 mod support;
 
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags};
 use sensor_common::packet::{AddrKey, flag};
-use sensor_common::tables::RATE_BURST;
+use sensor_common::tables::{MAX_RULES, RATE_BURST};
 use support::kinds::{Bench, addr_key_v4, heads, sig_ids};
 
 // ---- frames -------------------------------------------------------------------
@@ -32,6 +38,7 @@ const PROTO_ICMPV6: u8 = 58;
 const V6_FRAGMENT: u8 = 44;
 const V6_DEST_OPTS: u8 = 60;
 const V6_HOP_BY_HOP: u8 = 0;
+const V6_ROUTING: u8 = 43;
 
 const DST4: [u8; 4] = [192, 0, 2, 10];
 
@@ -611,14 +618,6 @@ fn ipv6_first_fragment_with_a_cut_header_chain_is_tiny() {
     // Destination options claiming 16 bytes, 8 present: the TCP header and
     // the rest of the option are in the next fragment.
     let cut_option = frames::ipv6_ext_sized(PROTO_TCP, 1, &[])[..8].to_vec();
-    // Six 8-byte destination options headers after the fragment header,
-    // then 8 bytes of TCP: the chain is whole but longer than the parser
-    // walks (MAX_IPV6_EXT_HEADERS = 6 including the fragment header).
-    let mut long_chain = frames::tcp(1234, 80, flags::SYN, 1, &[])[..8].to_vec();
-    for i in 0..6 {
-        let next = if i == 0 { PROTO_TCP } else { V6_DEST_OPTS };
-        long_chain = frames::ipv6_ext(next, &long_chain);
-    }
     let cases = vec![
         case(
             "IPv6 first fragment: dest options cut after 8 of its 16 bytes",
@@ -628,11 +627,6 @@ fn ipv6_first_fragment_with_a_cut_header_chain_is_tiny() {
         case(
             "IPv6 first fragment: nothing after the fragment header, next = dest options",
             first_fragment(0x32, V6_DEST_OPTS, &[]),
-            &[2201],
-        ),
-        case(
-            "IPv6 first fragment: 6 dest options headers then 8 bytes of TCP",
-            first_fragment(0x33, V6_DEST_OPTS, &long_chain),
             &[2201],
         ),
     ];
@@ -685,6 +679,359 @@ fn tcp_header_cut_short_by_the_ip_length_is_a_bad_tcp_offset() {
     assert_no_failures(&failures);
 }
 
+// ---- tcp_flags ------------------------------------------------------------------------
+
+/// Flag bits of the contract's names.
+const FLAG_BITS: &[(&str, u16)] = &[
+    ("FIN", 0x001),
+    ("SYN", 0x002),
+    ("RST", 0x004),
+    ("PSH", 0x008),
+    ("ACK", 0x010),
+    ("URG", 0x020),
+    ("ECE", 0x040),
+    ("CWR", 0x080),
+    ("NS", 0x100),
+];
+
+fn flag_mask(names: &[&str]) -> u16 {
+    names
+        .iter()
+        .map(|n| {
+            FLAG_BITS
+                .iter()
+                .find(|(name, _)| name == n)
+                .expect("flag name")
+                .1
+        })
+        .fold(0, |a, b| a | b)
+}
+
+#[test]
+fn tcp_flags_set_and_clear_over_all_512_flag_values() {
+    if !sensor::testing::bpf_available("tcp_flags_set_and_clear_over_all_512_flag_values") {
+        return;
+    }
+    // (id, set, clear): the default rules' shapes and the NS / ECE / CWR names.
+    let rules: &[(u32, &[&str], &[&str])] = &[
+        (2801, &["SYN", "FIN"], &[]),
+        (
+            2802,
+            &[],
+            &["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"],
+        ),
+        (2803, &["FIN", "PSH", "URG"], &[]),
+        (2804, &["FIN"], &["ACK"]),
+        (2805, &["NS"], &[]),
+        (2806, &["ECE", "CWR"], &["SYN"]),
+        (2807, &[], &["ACK"]),
+        (2808, &["SYN", "RST"], &[]),
+    ];
+    let matchers: Vec<String> = rules
+        .iter()
+        .map(|(_, set, clear)| {
+            format!(
+                "{{ tcp_flags: {{ set: [{}], clear: [{}] }} }}",
+                set.join(", "),
+                clear.join(", ")
+            )
+        })
+        .collect();
+    let yaml_rules: Vec<(u32, &str, &str)> = rules
+        .iter()
+        .zip(&matchers)
+        .map(|((id, _, _), m)| (*id, "", m.as_str()))
+        .collect();
+    let mut bench = Bench::new(&rules_yaml(&yaml_rules));
+    // The contract's meaning of set / clear, independent of the compiler.
+    let oracle = |value: u16| -> Vec<u32> {
+        rules
+            .iter()
+            .filter(|(_, set, clear)| {
+                let (set, clear) = (flag_mask(set), flag_mask(clear));
+                value & set == set && value & clear == 0
+            })
+            .map(|(id, _, _)| *id)
+            .collect()
+    };
+    let mut cases = Vec::new();
+    for value in 0..512u16 {
+        // One source per value: every alert is the first of its (rule, source).
+        let src = if value < 256 {
+            net1(value as u8)
+        } else {
+            net3((value - 256) as u8)
+        };
+        cases.push(case(
+            format!("IPv4 flags {value:#05x}"),
+            tcp4(src, DST4, 64, 40000, 80, value),
+            &oracle(value),
+        ));
+    }
+    for (i, value) in [0u16, 0x003, 0x029, 0x100, 0x0c2, 0x0c0, 0x1ff, 0x014]
+        .iter()
+        .enumerate()
+    {
+        cases.push(case(
+            format!("IPv6 flags {value:#05x}"),
+            tcp6(
+                frames::doc_v6(0x800 + i as u16),
+                frames::doc_v6(1),
+                64,
+                1,
+                2,
+                *value,
+            ),
+            &oracle(*value),
+        ));
+    }
+    let syn_fin = frames::tcp(1234, 80, flags::SYN | flags::FIN, 1, &[]);
+    cases.push(case(
+        "first fragment with 8 bytes of a SYN+FIN header: no flags to judge",
+        eth4(
+            &Ipv4::new([192, 0, 2, 201], DST4, PROTO_TCP)
+                .frag(MF)
+                .build(&syn_fin[..8]),
+        ),
+        &[],
+    ));
+    cases.push(case(
+        "first fragment with the whole SYN+FIN header",
+        eth4(
+            &Ipv4::new([192, 0, 2, 202], DST4, PROTO_TCP)
+                .frag(MF)
+                .build(&syn_fin),
+        ),
+        &[2801, 2804, 2807],
+    ));
+    cases.push(case(
+        "a later fragment starting with SYN+FIN-looking bytes",
+        eth4(
+            &Ipv4::new([192, 0, 2, 203], DST4, PROTO_TCP)
+                .frag(3)
+                .build(&syn_fin),
+        ),
+        &[],
+    ));
+    cases.push(case(
+        "UDP carrying SYN+FIN-looking bytes",
+        eth4(&Ipv4::new([192, 0, 2, 204], DST4, PROTO_UDP).build(&syn_fin)),
+        &[],
+    ));
+    let failures = run_cases(&mut bench, &cases, true);
+    assert_no_failures(&failures);
+    stats_agree(&bench);
+}
+
+// ---- IPv6 extension headers --------------------------------------------------------------
+
+const NULL_SCAN: &str = "{ tcp_flags: { clear: [FIN, SYN, RST, PSH, ACK, URG, ECE, CWR] } }";
+
+/// `tcp` behind the extension headers `chain` (next-header values, first
+/// to last, the IPv6 header naming the first), each 8 bytes.
+fn behind(chain: &[u8], last: u16, tcp: &[u8]) -> Vec<u8> {
+    let mut payload = tcp.to_vec();
+    let mut next = PROTO_TCP;
+    for header in chain.iter().rev() {
+        payload = frames::ipv6_ext(next, &payload);
+        next = *header;
+    }
+    eth6(&frames::ipv6(
+        frames::doc_v6(last),
+        frames::doc_v6(1),
+        64,
+        next,
+        &payload,
+    ))
+}
+
+#[test]
+fn ipv6_extension_headers_do_not_hide_the_transport_header() {
+    if !sensor::testing::bpf_available("ipv6_extension_headers_do_not_hide_the_transport_header") {
+        return;
+    }
+    let mut bench = Bench::new(&rules_yaml(&[
+        (2901, "", NULL_SCAN),
+        (2902, "", "{ header: { check: zero_port } }"),
+    ]));
+    let null = frames::tcp(40000, 443, 0, 1, &[]);
+    let ah = |next: u8, rest: &[u8]| {
+        // Authentication header: length field 4 means (4 + 2) * 4 = 24 bytes.
+        let mut h = vec![next, 4, 0, 0];
+        h.resize(24, 0x11);
+        h.extend_from_slice(rest);
+        h
+    };
+    let cases = vec![
+        case(
+            "NULL, no extension header",
+            behind(&[], 0x901, &null),
+            &[2901],
+        ),
+        case(
+            "NULL behind hop-by-hop",
+            behind(&[V6_HOP_BY_HOP], 0x902, &null),
+            &[2901],
+        ),
+        case(
+            "NULL behind hop-by-hop, routing, dest options",
+            behind(&[V6_HOP_BY_HOP, V6_ROUTING, V6_DEST_OPTS], 0x903, &null),
+            &[2901],
+        ),
+        case(
+            "NULL behind six extension headers (the walk limit)",
+            behind(
+                &[
+                    V6_HOP_BY_HOP,
+                    V6_DEST_OPTS,
+                    V6_ROUTING,
+                    V6_DEST_OPTS,
+                    V6_DEST_OPTS,
+                    V6_DEST_OPTS,
+                ],
+                0x904,
+                &null,
+            ),
+            &[2901],
+        ),
+        case(
+            "NULL behind a 2040-byte dest options header",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x905),
+                frames::doc_v6(1),
+                64,
+                V6_DEST_OPTS,
+                &frames::ipv6_ext_sized(PROTO_TCP, 254, &null),
+            )),
+            &[2901],
+        ),
+        case(
+            "NULL behind an authentication header",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x906),
+                frames::doc_v6(1),
+                64,
+                51,
+                &ah(PROTO_TCP, &null),
+            )),
+            &[2901],
+        ),
+        case(
+            "NULL behind hop-by-hop, an atomic fragment header, dest options",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x907),
+                frames::doc_v6(1),
+                64,
+                V6_HOP_BY_HOP,
+                &frames::ipv6_ext(
+                    V6_FRAGMENT,
+                    &frames::ipv6_fragment(
+                        V6_DEST_OPTS,
+                        0,
+                        false,
+                        5,
+                        &frames::ipv6_ext(PROTO_TCP, &null),
+                    ),
+                ),
+            )),
+            &[2901],
+        ),
+        case(
+            "UDP port 0 behind routing and dest options",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x908),
+                frames::doc_v6(1),
+                64,
+                V6_ROUTING,
+                &frames::ipv6_ext(
+                    V6_DEST_OPTS,
+                    &frames::ipv6_ext(PROTO_UDP, &frames::udp(0, 53, b"x")),
+                ),
+            )),
+            &[2902],
+        ),
+        case(
+            "NULL cut by the payload length behind dest options: no flags",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x909),
+                frames::doc_v6(1),
+                64,
+                V6_DEST_OPTS,
+                &frames::ipv6_ext(PROTO_TCP, &null[..12]),
+            )),
+            &[],
+        ),
+        case(
+            "no next header (59) after dest options",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x90a),
+                frames::doc_v6(1),
+                64,
+                V6_DEST_OPTS,
+                &frames::ipv6_ext(59, &null),
+            )),
+            &[],
+        ),
+    ];
+    let failures = run_cases(&mut bench, &cases, true);
+    assert_no_failures(&failures);
+}
+
+/// Contract: "A field is present whenever its bytes are in the packet" and
+/// `proto` is "the upper-layer protocol (after any IPv6 extension
+/// headers)". The parser stops after MAX_IPV6_EXT_HEADERS (6) headers, so
+/// a seventh hides the transport header: a NULL scan behind seven 8-byte
+/// headers (legal IPv6, accepted by Linux) raises no tcp_flags rule, and a
+/// tiny first fragment whose chain is that long raises no tiny_first_below.
+#[test]
+fn ipv6_headers_beyond_the_walk_limit_still_expose_the_transport_header() {
+    if !sensor::testing::bpf_available(
+        "ipv6_headers_beyond_the_walk_limit_still_expose_the_transport_header",
+    ) {
+        return;
+    }
+    let mut rules = FRAGMENT_RULES.to_vec();
+    rules.push((2901, "", NULL_SCAN));
+    let mut bench = Bench::new(&rules_yaml(&rules));
+    let null = frames::tcp(40000, 443, 0, 1, &[]);
+    let seven = [
+        V6_HOP_BY_HOP,
+        V6_DEST_OPTS,
+        V6_ROUTING,
+        V6_DEST_OPTS,
+        V6_DEST_OPTS,
+        V6_DEST_OPTS,
+        V6_DEST_OPTS,
+    ];
+    // Fragment header (first fragment), then six dest options headers,
+    // then 8 bytes of TCP.
+    let mut long_chain = frames::tcp(1234, 80, flags::SYN, 1, &[])[..8].to_vec();
+    for i in 0..6 {
+        let next = if i == 0 { PROTO_TCP } else { V6_DEST_OPTS };
+        long_chain = frames::ipv6_ext(next, &long_chain);
+    }
+    let cases = vec![
+        case(
+            "NULL behind seven extension headers",
+            behind(&seven, 0x950, &null),
+            &[2901],
+        ),
+        case(
+            "first fragment: fragment header + six dest options + 8 bytes of TCP",
+            eth6(&frames::ipv6(
+                frames::doc_v6(0x951),
+                frames::doc_v6(1),
+                64,
+                V6_FRAGMENT,
+                &frames::ipv6_fragment(V6_DEST_OPTS, 0, true, 98, &long_chain),
+            )),
+            &[2201],
+        ),
+    ];
+    let failures = run_cases(&mut bench, &cases, true);
+    assert_no_failures(&failures);
+}
+
 // ---- syn_flood --------------------------------------------------------------------
 
 #[test]
@@ -692,11 +1039,11 @@ fn syn_flood_by_dst_counts_syns_to_one_victim_per_window() {
     if !sensor::testing::bpf_available("syn_flood_by_dst_counts_syns_to_one_victim_per_window") {
         return;
     }
-    const WINDOW_MS: u64 = 400;
+    const WINDOW_MS: u64 = 1000;
     let yaml = rules_yaml(&[(
         2301,
         "",
-        "{ syn_flood: { track: by_dst, threshold: 5, window_ms: 400 } }",
+        "{ syn_flood: { track: by_dst, threshold: 5, window_ms: 1000 } }",
     )]);
     let mut bench = Bench::new(&yaml);
     let victim = [192, 0, 2, 80];
@@ -771,7 +1118,7 @@ fn syn_flood_by_dst_counts_syns_to_one_victim_per_window() {
         );
     }
 
-    std::thread::sleep(Duration::from_millis(WINDOW_MS + 150));
+    std::thread::sleep(Duration::from_millis(WINDOW_MS + 200));
     for i in 1..=4u8 {
         expect(
             &mut bench,
@@ -842,11 +1189,11 @@ fn syn_flood_by_src_counts_syns_from_one_scanner_per_window() {
     if !sensor::testing::bpf_available("syn_flood_by_src_counts_syns_from_one_scanner_per_window") {
         return;
     }
-    const WINDOW_MS: u64 = 400;
+    const WINDOW_MS: u64 = 1000;
     let yaml = rules_yaml(&[(
         2311,
         "",
-        "{ syn_flood: { track: by_src, threshold: 4, window_ms: 400 } }",
+        "{ syn_flood: { track: by_src, threshold: 4, window_ms: 1000 } }",
     )]);
     let mut bench = Bench::new(&yaml);
     let scanner = net1(66);
@@ -921,7 +1268,7 @@ fn syn_flood_by_src_counts_syns_from_one_scanner_per_window() {
         &[(2311, 4)],
     );
 
-    std::thread::sleep(Duration::from_millis(WINDOW_MS + 150));
+    std::thread::sleep(Duration::from_millis(WINDOW_MS + 200));
     for i in 1..=3u8 {
         expect(
             &mut bench,
@@ -1524,6 +1871,16 @@ fn scope_conditions_apply_to_every_kind() {
             &[],
         ),
         case(
+            "land under four tags, outer 100",
+            tagged(&[(ad, 100), (q, 1), (q, 2), (q, 3)], &land_ip(net1(45))),
+            &[2507],
+        ),
+        case(
+            "land under four tags, innermost 100",
+            tagged(&[(ad, 1), (q, 2), (q, 3), (q, 100)], &land_ip(net1(46))),
+            &[],
+        ),
+        case(
             "offset one on VLAN 200",
             tagged(&[(q, 200)], &offset_one_ip(net1(50))),
             &[2510],
@@ -1869,7 +2226,9 @@ fn rate_limit_sends_a_burst_per_rule_and_source_and_counts_every_match() {
         let find = |key: &AddrKey| {
             entries
                 .iter()
-                .filter(|(k, _, _)| k.slot == slot && k.addr == *key)
+                // State is keyed by the global slot (rule generation * MAX_RULES
+                // + slot) since the double-buffered rule tables.
+                .filter(|(k, _, _)| k.slot % MAX_RULES == slot && k.addr == *key)
                 .map(|(_, cpu, state)| (*cpu, state.matched_total, state.emitted_in_window))
                 .collect::<Vec<_>>()
         };

@@ -16,6 +16,17 @@ pub trait PacketBytes {
     /// it does not lie wholly inside the frame or beyond [`MAX_PARSE_OFFSET`].
     fn load<T: Copy>(&self, offset: usize) -> Option<T>;
 
+    /// Returns `value` unchanged, but in the kernel forgets what the
+    /// verifier knows of it (by a round trip through map memory). The
+    /// parser calls it on the running offset at the end of each IPv6
+    /// extension header, so that every path through one header reaches the
+    /// next with the same verifier state and is checked once, not once per
+    /// combination of header lengths.
+    #[inline(always)]
+    fn opaque(&self, value: usize) -> usize {
+        value
+    }
+
     #[inline(always)]
     fn u8_at(&self, offset: usize) -> Option<u8> {
         self.load::<u8>(offset)

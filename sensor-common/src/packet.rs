@@ -3,8 +3,11 @@
 /// VLAN tags (802.1Q, 802.1ad, 0x9100) walked and recorded, outermost first.
 /// A frame with more tags is not parsed further (no IP fields, no alerts).
 pub const MAX_VLAN_TAGS: usize = 4;
-/// IPv6 extension headers walked before the upper-layer header.
-pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// IPv6 extension headers walked before the upper-layer header: twice what
+/// an RFC 8200 packet can carry (each header at most once, destination
+/// options twice), so only a chain padded on purpose goes past it; its
+/// transport header is then not read (documented in docs/rules.md).
+pub const MAX_IPV6_EXT_HEADERS: usize = 16;
 
 pub const IP_VERSION_NONE: u8 = 0;
 

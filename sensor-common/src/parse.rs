@@ -22,6 +22,8 @@ pub const ETH_P_QINQ_9100: u16 = 0x9100;
 const IPV4_MIN_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const TCP_MIN_HEADER: usize = 20;
+/// Where the data offset sits in the TCP header.
+const TCP_DATA_OFFSET_BYTE: usize = 12;
 
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
@@ -209,8 +211,12 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     }
     let ip_end = l3 + IPV6_HEADER + payload_len;
     let mut offset = l3 + IPV6_HEADER;
-    let mut frag_offset: u16 = 0;
+    // Where the fragment header is (0: none). Its fields are judged after
+    // the walk, which keeps the loop body small for the verifier.
+    let mut fragment_at = 0;
+    let mut later_fragment = false;
     let mut walked_all = false;
+    let mut cut_short = false;
     // One turn more than the headers allowed: the last turn can only find
     // the upper-layer header.
     for walked in 0..=MAX_IPV6_EXT_HEADERS {
@@ -220,58 +226,70 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
         }
         if walked == MAX_IPV6_EXT_HEADERS || offset + 2 > ip_end {
             // Too many headers, or one cut off by the payload length.
-            meta.proto = next;
-            return;
+            cut_short = true;
+            break;
         }
         let (Some(following), Some(len_field)) = (bytes.u8_at(offset), bytes.u8_at(offset + 1))
         else {
-            return;
+            cut_short = true;
+            break;
         };
         let header_len = match next {
             IPV6_FRAGMENT => 8,
             IPV6_AH => (len_field as usize + 2) * 4,
             _ => (len_field as usize + 1) * 8,
         };
-        if offset + header_len > ip_end {
-            // An extension header running past the packet: stop here.
-            meta.proto = next;
-            return;
+        // An extension header running past the packet, or a second
+        // fragment header (RFC 8200 allows one): stop here.
+        if offset + header_len > ip_end || (next == IPV6_FRAGMENT && fragment_at != 0) {
+            cut_short = true;
+            break;
         }
         if next == IPV6_FRAGMENT {
-            let (Some(field), Some(id)) = (bytes.be16_at(offset + 2), bytes.be32_at(offset + 4))
-            else {
-                return;
-            };
-            frag_offset = field >> 3;
-            let more = field & 1 != 0;
-            meta.frag_offset = frag_offset;
-            meta.ip_id = id;
-            meta.flags |= flag::FRAGMENT | flag::IPV6_FRAG_HEADER;
-            if more {
-                meta.flags |= flag::MORE_FRAGMENTS;
-            } else if frag_offset == 0 {
-                meta.events |= event::bit(event::FRAG_ATOMIC);
-            }
-            next = following;
-            offset += header_len;
-            if frag_offset != 0 {
-                // A later fragment: what follows is the middle of the
-                // datagram, not headers.
-                walked_all = true;
-                break;
-            }
-            continue;
+            fragment_at = offset;
+            // A later fragment: what follows is the middle of the datagram,
+            // not headers.
+            later_fragment = bytes
+                .be16_at(offset + 2)
+                .is_some_and(|field| field >> 3 != 0);
         }
         next = following;
-        offset += header_len;
+        offset = bytes.opaque(offset + header_len);
+        if later_fragment {
+            walked_all = true;
+            break;
+        }
+    }
+    if fragment_at != 0 {
+        let (Some(field), Some(id)) = (
+            bytes.be16_at(fragment_at + 2),
+            bytes.be32_at(fragment_at + 4),
+        ) else {
+            return;
+        };
+        let frag_offset = field >> 3;
+        let more = field & 1 != 0;
+        meta.frag_offset = frag_offset;
+        meta.ip_id = id;
+        meta.flags |= flag::FRAGMENT | flag::IPV6_FRAG_HEADER;
+        if more {
+            meta.flags |= flag::MORE_FRAGMENTS;
+        } else if frag_offset == 0 {
+            meta.events |= event::bit(event::FRAG_ATOMIC);
+        }
+        // Judged on the bytes after the fragment header, so that a first
+        // fragment whose header chain is cut short (the RFC 7112 evasion)
+        // is still a first fragment; it then carries 0 bytes after its
+        // headers (`l3_payload_len` stays 0).
+        fragment_checks(meta, frag_offset, more, (ip_end - (fragment_at + 8)) as u32);
+    }
+    if cut_short {
+        meta.proto = next;
+        return;
     }
     meta.proto = next;
-    let payload = (ip_end - offset) as u32;
-    meta.l3_payload_len = payload;
-    if meta.has(flag::IPV6_FRAG_HEADER) {
-        fragment_checks(meta, frag_offset, meta.has(flag::MORE_FRAGMENTS), payload);
-    }
-    if walked_all && frag_offset == 0 {
+    meta.l3_payload_len = (ip_end - offset) as u32;
+    if walked_all && !later_fragment {
         parse_l4(bytes, offset, ip_end, meta);
     }
 }
@@ -345,6 +363,12 @@ fn parse_tcp<B: PacketBytes + ?Sized>(
 ) {
     parse_ports(bytes, l4, available, meta);
     if available < TCP_MIN_HEADER {
+        // An unfragmented packet whose TCP header is cut short, with its
+        // data offset byte present: that offset points beyond the packet.
+        // (In a first fragment the header may go on in the next one.)
+        if available > TCP_DATA_OFFSET_BYTE && !meta.has(flag::MORE_FRAGMENTS) {
+            meta.events |= event::bit(event::BAD_TCP_OFFSET);
+        }
         return;
     }
     let Some(hdr) = bytes.load::<[u8; TCP_MIN_HEADER]>(l4) else {

@@ -378,7 +378,23 @@ fn count(index: u32) {
 /// Bounded access to the frame between `data` and `data_end`.
 struct XdpBytes<'a>(&'a XdpContext);
 
+/// Per-CPU word for [`PacketBytes::opaque`]'s round trip.
+#[map]
+static OPAQUE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 impl PacketBytes for XdpBytes<'_> {
+    #[inline(always)]
+    fn opaque(&self, value: usize) -> usize {
+        match OPAQUE.get_ptr_mut(0) {
+            // SAFETY: a per-CPU slot; volatile so LLVM keeps the round trip.
+            Some(slot) => unsafe {
+                core::ptr::write_volatile(slot, value as u64);
+                core::ptr::read_volatile(slot) as usize
+            },
+            None => value,
+        }
+    }
+
     #[inline(always)]
     fn frame_len(&self) -> usize {
         self.0.data_end() - self.0.data()

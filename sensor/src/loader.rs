@@ -444,7 +444,11 @@ impl Kernel {
     /// Runs the program `repeat` times on `frame` in the kernel
     /// (BPF_PROG_TEST_RUN); returns the verdict and the kernel's average
     /// time per run. For benchmarks.
-    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<(u32, std::time::Duration), LoaderError> {
+    pub fn test_run_repeat(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), LoaderError> {
         let program: &Xdp = self
             .ebpf
             .program(PROGRAM)

@@ -33,9 +33,10 @@ fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::Check { path },
         } => cmd_rules_check(&path),
-        Command::Inspect(_) => Err(Failure::runtime(
-            "sensor inspect is not available in this build yet",
-        )),
+        Command::Inspect(args) => sensor::inspect::main(args).map_err(|err| Failure {
+            code: err.exit_code(),
+            message: err.to_string(),
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,9 +10,9 @@ use sensor::state::MemoryState;
 use sensor_common::alert::AlertRecord;
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::parse::parse_ethernet;
-use sensor_common::tables::{RateState, RuleStats};
+use sensor_common::tables::{MAX_RULES, RateState, RuleStats};
 
-use super::{KernelAlerts, compile_yaml, memory_alerts};
+use super::{KernelAlerts, compile_yaml};
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
@@ -54,8 +54,6 @@ pub struct Outcome {
     pub kernel: Vec<AlertRecord>,
     /// The in-memory records with state carried over from earlier frames.
     pub memory: Vec<AlertRecord>,
-    /// The in-memory records with fresh state (`support::memory_alerts`).
-    pub fresh: Vec<AlertRecord>,
 }
 
 /// (signature id, count) of each record, in order.
@@ -115,12 +113,10 @@ impl Bench {
             &mut self.memory,
             &mut |head: &AlertHead| memory.push(head.record(&meta, now, self.cpu)),
         );
-        let fresh = memory_alerts(&self.rules, frame);
         Outcome {
             verdict,
             kernel,
             memory,
-            fresh,
         }
     }
 
@@ -186,7 +182,7 @@ impl Bench {
         let slot = self.slot(id) as u32;
         self.memory
             .rate_states()
-            .find(|(key, _)| key.slot == slot && key.addr == *src)
+            .find(|(key, _)| key.slot % MAX_RULES == slot && key.addr == *src)
             .map(|(_, state)| *state)
     }
 }

@@ -161,7 +161,11 @@ pub fn describe_op(test: &FilterOp) -> String {
             other => format!("proto {other}"),
         },
         op::SRC_NET | op::DST_NET => {
-            let dir = if test.code == op::SRC_NET { "src" } else { "dst" };
+            let dir = if test.code == op::SRC_NET {
+                "src"
+            } else {
+                "dst"
+            };
             let addr = crate::alert::ip_addr(test.addr.version, &test.addr.addr);
             let bits: u32 = test.net_mask.iter().map(|b| b.count_ones()).sum();
             format!("{dir} net {addr}/{bits}")
@@ -530,14 +534,14 @@ fn directed(dir: Dir, src: Expr, dst: Expr) -> Expr {
 /// pcap-filter words this first version does not have, with a hint.
 fn unsupported(word: &str) -> Option<&'static str> {
     Some(match word {
-        "ether" | "fddi" | "tr" | "wlan" | "arp" | "rarp" | "decnet" | "atalk" | "aarp"
-        | "ipx" | "iso" | "stp" | "netbeui" | "lat" | "moprc" | "mopdl" | "sca" | "llc"
-        | "mpls" | "pppoed" | "pppoes" | "geneve" | "vxlan" | "ifname" | "on" | "rnr"
-        | "rulenum" | "reason" | "rset" | "srnr" | "subrulenum" | "action" | "type"
-        | "subtype" | "dir" | "ra" | "ta" | "addr1" | "addr2" | "addr3" | "addr4" | "inbound"
-        | "outbound" | "iso-proto" | "esis" | "isis" | "clnp" | "l1" | "l2" | "iih" | "lsp"
-        | "snp" | "csnp" | "psnp" | "es-is" | "is-is" | "ah" | "esp" | "pim" | "vrrp"
-        | "carp" | "igmp" | "igrp" | "sctp" | "ip6protochain" | "protochain" => {
+        "ether" | "fddi" | "tr" | "wlan" | "arp" | "rarp" | "decnet" | "atalk" | "aarp" | "ipx"
+        | "iso" | "stp" | "netbeui" | "lat" | "moprc" | "mopdl" | "sca" | "llc" | "mpls"
+        | "pppoed" | "pppoes" | "geneve" | "vxlan" | "ifname" | "on" | "rnr" | "rulenum"
+        | "reason" | "rset" | "srnr" | "subrulenum" | "action" | "type" | "subtype" | "dir"
+        | "ra" | "ta" | "addr1" | "addr2" | "addr3" | "addr4" | "inbound" | "outbound"
+        | "iso-proto" | "esis" | "isis" | "clnp" | "l1" | "l2" | "iih" | "lsp" | "snp" | "csnp"
+        | "psnp" | "es-is" | "is-is" | "ah" | "esp" | "pim" | "vrrp" | "carp" | "igmp" | "igrp"
+        | "sctp" | "ip6protochain" | "protochain" => {
             "the kernel filter tests IPv4/IPv6 fields only (use `proto N` for another IP protocol)"
         }
         "portrange" => "port ranges are not supported: combine `port N` tests with `or`",
@@ -570,14 +574,6 @@ impl Parser {
 
     fn peek_keyword(&self) -> Option<String> {
         self.peek().and_then(Token::keyword)
-    }
-
-    fn next(&mut self) -> Option<Token> {
-        let token = self.tokens.get(self.pos).cloned();
-        if token.is_some() {
-            self.pos += 1;
-        }
-        token
     }
 
     fn column(&self) -> usize {
@@ -627,7 +623,10 @@ impl Parser {
             ),
             _ => FilterError::at(
                 token.column,
-                format!("unexpected `{}` (expected `and`, `or` or the end)", token.text()),
+                format!(
+                    "unexpected `{}` (expected `and`, `or` or the end)",
+                    token.text()
+                ),
             ),
         }
     }
@@ -687,10 +686,7 @@ impl Parser {
                 }
                 None => Err(FilterError::at(
                     self.end_column,
-                    format!(
-                        "missing `)` to close the `(` at column {}",
-                        token.column
-                    ),
+                    format!("missing `)` to close the `(` at column {}", token.column),
                 )),
                 Some(t) => Err(self.unexpected_after_expression(&t.clone())),
             };
@@ -782,7 +778,9 @@ impl Parser {
                     return Err(FilterError::at(column, "a protocol number is 0-255"));
                 }
                 None => {
-                    return Err(self.error_here("a protocol number (0-255) or tcp, udp, icmp, icmp6"));
+                    return Err(
+                        self.error_here("a protocol number (0-255) or tcp, udp, icmp, icmp6")
+                    );
                 }
             },
         };
@@ -864,7 +862,9 @@ impl Parser {
                 None => {
                     return Err(FilterError::at(
                         value.column,
-                        format!("`{text}` is not an IP address or network (names are not resolved)"),
+                        format!(
+                            "`{text}` is not an IP address or network (names are not resolved)"
+                        ),
                     ));
                 }
             },
@@ -889,7 +889,9 @@ impl Parser {
             (None, None) if parse_number(&text).is_some() => {
                 return Err(FilterError::at(
                     token.column,
-                    format!("a bare number needs a qualifier: `port {text}`, `vlan {text}` or `proto {text}`"),
+                    format!(
+                        "a bare number needs a qualifier: `port {text}`, `vlan {text}` or `proto {text}`"
+                    ),
                 ));
             }
             (None, None) => {
@@ -1102,7 +1104,10 @@ fn flag_letters(text: &str, column: usize, empty_ok: bool) -> Result<u16, Filter
         return Ok(0);
     }
     if text.is_empty() {
-        return Err(FilterError::at(column, "expected flag letters (F S R P A U E C N)"));
+        return Err(FilterError::at(
+            column,
+            "expected flag letters (F S R P A U E C N)",
+        ));
     }
     let mut bits = 0u16;
     for (i, c) in text.chars().enumerate() {
@@ -1122,8 +1127,23 @@ fn flag_letters(text: &str, column: usize, empty_ok: bool) -> Result<u16, Filter
 fn is_reserved(word: &str) -> bool {
     matches!(
         word,
-        "and" | "or" | "not" | "host" | "net" | "port" | "src" | "dst" | "tcp" | "udp" | "icmp"
-            | "icmp6" | "ip" | "ip6" | "vlan" | "proto" | "flags"
+        "and"
+            | "or"
+            | "not"
+            | "host"
+            | "net"
+            | "port"
+            | "src"
+            | "dst"
+            | "tcp"
+            | "udp"
+            | "icmp"
+            | "icmp6"
+            | "ip"
+            | "ip6"
+            | "vlan"
+            | "proto"
+            | "flags"
     )
 }
 
@@ -1131,9 +1151,10 @@ fn is_reserved(word: &str) -> bool {
 fn classify(text: &str) -> Option<Kind> {
     if text.parse::<IpAddr>().is_ok() {
         Some(Kind::Host)
-    } else if text.split_once('/').is_some_and(|(a, p)| {
-        a.parse::<IpAddr>().is_ok() && p.parse::<u8>().is_ok()
-    }) {
+    } else if text
+        .split_once('/')
+        .is_some_and(|(a, p)| a.parse::<IpAddr>().is_ok() && p.parse::<u8>().is_ok())
+    {
         Some(Kind::Net)
     } else {
         None
@@ -1244,7 +1265,10 @@ fn parse_net(text: &str, column: usize) -> Result<(IpAddr, u8), FilterError> {
                 let prefix_column = column + addr_text.chars().count() + 1;
                 return Err(FilterError::at(
                     prefix_column,
-                    format!("the prefix length of an IPv{} network is 0-{max}", if max == 32 { 4 } else { 6 }),
+                    format!(
+                        "the prefix length of an IPv{} network is 0-{max}",
+                        if max == 32 { 4 } else { 6 }
+                    ),
                 ));
             }
         },
@@ -1354,7 +1378,9 @@ mod tests {
         let frame = frames::ethernet(
             &[(frames::TPID_8021Q, 100)],
             frames::ETH_IPV4,
-            &Ipv4::new(A, B, 17).ttl(128).build(&frames::udp(53000, 53, b"q")),
+            &Ipv4::new(A, B, 17)
+                .ttl(128)
+                .build(&frames::udp(53000, 53, b"q")),
         );
         parse_ethernet(&frame[..])
     }
@@ -1422,7 +1448,10 @@ mod tests {
             ops("src host 198.51.100.7"),
             [net_op(op::SRC_NET, "198.51.100.7", 32)]
         );
-        assert_eq!(ops("dst 192.0.2.10"), [net_op(op::DST_NET, "192.0.2.10", 32)]);
+        assert_eq!(
+            ops("dst 192.0.2.10"),
+            [net_op(op::DST_NET, "192.0.2.10", 32)]
+        );
         assert!(matches("host 198.51.100.7", &syn()));
         assert!(matches("host 198.51.100.7", &synack_back()));
         assert!(matches("src host 198.51.100.7", &syn()));
@@ -1430,7 +1459,7 @@ mod tests {
         assert!(matches("dst host 198.51.100.7", &synack_back()));
         assert!(matches("198.51.100.7", &syn()), "a bare address is a host");
         assert!(!matches("host 198.51.100.8", &syn()));
-        assert!(matches("src and dst host 198.51.100.7", &syn()) == false);
+        assert!(!matches("src and dst host 198.51.100.7", &syn()));
         assert!(matches("src or dst host 192.0.2.10", &synack_back()));
         let v6 = "host 2001:db8::2";
         assert_eq!(ops(v6)[0], net_op(op::SRC_NET, "2001:db8::2", 128));
@@ -1442,7 +1471,10 @@ mod tests {
 
     #[test]
     fn nets_with_prefixes_short_forms_and_inheritance() {
-        assert_eq!(ops("src net 10.0.0.0/8"), [net_op(op::SRC_NET, "10.0.0.0", 8)]);
+        assert_eq!(
+            ops("src net 10.0.0.0/8"),
+            [net_op(op::SRC_NET, "10.0.0.0", 8)]
+        );
         assert_eq!(ops("net 10"), ops("net 10.0.0.0/8"));
         assert_eq!(ops("net 192.168"), ops("net 192.168.0.0/16"));
         assert_eq!(ops("net 192.0.2"), ops("net 192.0.2.0/24"));
@@ -1452,7 +1484,10 @@ mod tests {
         assert!(matches("src net 198.51.100.0/24", &syn()));
         assert!(!matches("dst net 198.51.100.0/24", &syn()));
         assert!(matches("dst net 0.0.0.0/0", &syn()));
-        assert!(!matches("dst net 0.0.0.0/0", &ping6()), "v4 nets never match v6");
+        assert!(
+            !matches("dst net 0.0.0.0/0", &ping6()),
+            "v4 nets never match v6"
+        );
         assert!(matches("src net 2001:db8::/32", &ping6()));
         assert!(!matches("src net 2001:db9::/32", &ping6()));
         // pcap: "host A or B" is "host A or host B".
@@ -1551,8 +1586,18 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("column 5"), "{}", warnings[0]);
         assert!(warnings[0].contains("(udp or (tcp and dst port 443))"));
-        assert!(compile("(udp or tcp) and port 1").unwrap().warnings.is_empty());
-        assert!(compile("udp or (tcp and port 1)").unwrap().warnings.is_empty());
+        assert!(
+            compile("(udp or tcp) and port 1")
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+        assert!(
+            compile("udp or (tcp and port 1)")
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
         // not binds tighter than and.
         assert_eq!(ops("not tcp and udp"), ops("(not tcp) and udp"));
         assert_eq!(
@@ -1563,10 +1608,7 @@ mod tests {
         assert_eq!(ops("((tcp))"), ops("tcp"));
         assert!(matches("not (tcp or udp)", &ping6()));
         assert!(!matches("not (tcp or udp)", &syn()));
-        assert_eq!(
-            ops("not tcp"),
-            [test_op(op::PROTO, 6), logic(op::NOT)]
-        );
+        assert_eq!(ops("not tcp"), [test_op(op::PROTO, 6), logic(op::NOT)]);
     }
 
     #[test]
@@ -1584,7 +1626,11 @@ mod tests {
         assert_eq!(column("tcp and"), Some(8));
         assert!(err("tcp and").message.contains("the end of the filter"));
         assert_eq!(column("tcp udp"), Some(5));
-        assert!(err("tcp udp").message.contains("join primitives with `and` or `or`"));
+        assert!(
+            err("tcp udp")
+                .message
+                .contains("join primitives with `and` or `or`")
+        );
         assert_eq!(column("host 10.0.0.300"), Some(6));
         assert_eq!(column("host example.com"), Some(6));
         assert!(err("host example.com").message.contains("not resolved"));
@@ -1644,14 +1690,20 @@ mod tests {
         assert_eq!(e.column, None);
         assert!(e.message.contains("35 ops (at most 32)"), "{}", e.message);
         assert!(e.message.contains("Supported:"));
-        assert!(e.render(&hosts(9)).starts_with("invalid filter: the filter is too complex"));
+        assert!(
+            e.render(&hosts(9))
+                .starts_with("invalid filter: the filter is too complex")
+        );
     }
 
     #[test]
     fn stack_depth_is_computed() {
         assert_eq!(compile("tcp").unwrap().stack_depth, 1);
         assert_eq!(compile("tcp or udp or icmp").unwrap().stack_depth, 2);
-        assert_eq!(compile("tcp or (udp or (icmp or ip))").unwrap().stack_depth, 4);
+        assert_eq!(
+            compile("tcp or (udp or (icmp or ip))").unwrap().stack_depth,
+            4
+        );
     }
 
     #[test]

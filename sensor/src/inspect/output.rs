@@ -135,11 +135,7 @@ pub fn text_line(meta: &PacketMeta, time: &str) -> String {
     let src = ip_addr(meta.ip_version, &meta.src_addr);
     let dst = ip_addr(meta.ip_version, &meta.dst_addr);
     if meta.has(flag::HAS_PORTS) {
-        let _ = write!(
-            line,
-            " {src}.{} > {dst}.{}:",
-            meta.src_port, meta.dst_port
-        );
+        let _ = write!(line, " {src}.{} > {dst}.{}:", meta.src_port, meta.dst_port);
     } else {
         let _ = write!(line, " {src} > {dst}:");
     }
@@ -229,7 +225,10 @@ mod tests {
     #[test]
     fn fragments_icmp_ipv6_and_qinq() {
         let udp = frames::udp(53000, 53, &[0u8; 40]);
-        let pieces = frames::ipv4_fragments(&Ipv4::new(A, B, 17), &udp, 24);
+        let pieces: Vec<Vec<u8>> = frames::ipv4_fragments(&Ipv4::new(A, B, 17), &udp, 24)
+            .iter()
+            .map(|p| frames::ethernet(&[], frames::ETH_IPV4, p))
+            .collect();
         assert_eq!(
             text_line(&meta(&pieces[0]), "T"),
             "T IPv4 198.51.100.7.53000 > 192.0.2.10.53: UDP ttl 64 id 4660 off 0 MF len 58"
@@ -241,12 +240,15 @@ mod tests {
         let df = frames::ethernet(
             &[(frames::TPID_8021AD, 10), (frames::TPID_8021Q, 20)],
             frames::ETH_IPV4,
-            &Ipv4::new(A, B, 1).frag(0x4000).ttl(3).build(&frames::icmp_echo(8, 1, 1)),
+            &Ipv4::new(A, B, 1)
+                .frag(0x4000)
+                .ttl(3)
+                .build(&frames::icmp_echo(8, 1, 1)),
         );
         assert_eq!(
             text_line(&meta(&df), "T"),
             "T vlan 10,20 IPv4 198.51.100.7 > 192.0.2.10: ICMP type 8 code 0 ttl 3 id 4660 \
-             off 0 DF len 60"
+             off 0 DF len 66"
         );
         let v6 = frames::ethernet(
             &[],
@@ -320,7 +322,10 @@ mod tests {
             "tcp_seq",
             "tcp_window",
         ] {
-            assert!(!line.contains(&format!("\"{absent}\":")), "{absent} in {line}");
+            assert!(
+                !line.contains(&format!("\"{absent}\":")),
+                "{absent} in {line}"
+            );
         }
         assert!(line.contains(r#""proto":"IPv6-ICMP""#), "{line}");
         assert!(line.contains(r#""icmp_type":128,"icmp_code":0"#), "{line}");

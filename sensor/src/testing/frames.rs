@@ -236,7 +236,7 @@ pub fn tcp_raw(
     let field: u16 = (u16::from(data_offset_words & 0x0f) << 12) | (flags & 0x01ff);
     h[12..14].copy_from_slice(&field.to_be_bytes());
     let mut options = options.to_vec();
-    while options.len() % 4 != 0 {
+    while !options.len().is_multiple_of(4) {
         options.push(1); // NOP
     }
     h.extend_from_slice(&options);
@@ -302,7 +302,7 @@ pub fn pad_to(mut frame: Vec<u8>, len: usize) -> Vec<u8> {
 /// each an IPv4 packet with `header`'s fields, MF on all but the last.
 pub fn ipv4_fragments(header: &Ipv4, payload: &[u8], chunk: usize) -> Vec<Vec<u8>> {
     assert!(
-        chunk > 0 && chunk % 8 == 0,
+        chunk > 0 && chunk.is_multiple_of(8),
         "fragment size must be a multiple of 8"
     );
     let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
@@ -333,7 +333,7 @@ pub fn ipv6_fragments(
     id: u32,
 ) -> Vec<Vec<u8>> {
     assert!(
-        chunk > 0 && chunk % 8 == 0,
+        chunk > 0 && chunk.is_multiple_of(8),
         "fragment size must be a multiple of 8"
     );
     let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
