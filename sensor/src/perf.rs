@@ -1,21 +1,23 @@
-//! Drains the kernel's alert perf buffers: one tokio task per online CPU,
-//! woken by the buffer's fd (`AsyncFd`). Records go to a bounded channel;
-//! when it is full the reader waits, the ring fills, and the kernel counts
-//! what it cannot write (reported to us as lost samples, never hidden).
+//! Drains the kernel's perf buffers (alert records, inspect records): one
+//! tokio task per online CPU, woken by the buffer's fd (`AsyncFd`). Records
+//! go to a bounded channel; when it is full the reader waits, the ring
+//! fills, and the kernel counts what it cannot write (reported to us as
+//! lost samples, never hidden).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aya::Pod;
 use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
 use aya::maps::{MapData, PerfEventArray};
-use sensor_common::alert::AlertRecord;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Pages per CPU ring (a power of two): 256 KiB with 4 KiB pages, about
-/// 2,300 alert records of burst per CPU before the kernel starts losing them.
+/// 2,300 alert records (or 2,500 inspect records) of burst per CPU before
+/// the kernel starts losing them.
 pub const PAGES_PER_CPU: usize = 64;
 
 /// Counters shared by every reader.
@@ -23,7 +25,7 @@ pub const PAGES_PER_CPU: usize = 64;
 pub struct PerfStats {
     /// Samples the kernel could not write because a ring was full.
     pub lost: AtomicU64,
-    /// Samples read whose size did not match [`AlertRecord`].
+    /// Samples read whose size did not match the record type.
     pub malformed: AtomicU64,
     /// Records read.
     pub received: AtomicU64,
@@ -49,9 +51,9 @@ pub enum PerfError {
 
 /// Starts one reader task per online CPU. When `shutdown` turns true each
 /// reader drains what its ring still holds, forwards it, and ends.
-pub fn spawn_readers(
+pub fn spawn_readers<T: Pod + Send + 'static>(
     events: &mut PerfEventArray<MapData>,
-    tx: mpsc::Sender<AlertRecord>,
+    tx: mpsc::Sender<T>,
     stats: Arc<PerfStats>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, PerfError> {
@@ -78,13 +80,13 @@ pub fn spawn_readers(
     Ok(tasks)
 }
 
-struct CpuReader {
+struct CpuReader<T> {
     buffer: AsyncFd<PerfEventArrayBuffer<MapData>>,
-    tx: mpsc::Sender<AlertRecord>,
+    tx: mpsc::Sender<T>,
     stats: Arc<PerfStats>,
 }
 
-impl CpuReader {
+impl<T: Pod + Send> CpuReader<T> {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
@@ -107,7 +109,7 @@ impl CpuReader {
     }
 
     /// Everything the ring holds now.
-    fn take(&mut self) -> Vec<AlertRecord> {
+    fn take(&mut self) -> Vec<T> {
         let mut batch = Vec::new();
         let stats = &self.stats;
         self.buffer.get_mut().for_each(|event| match event {
@@ -132,7 +134,7 @@ impl CpuReader {
     }
 
     /// Sends a batch on; false when the engine is gone.
-    async fn forward(&self, batch: Vec<AlertRecord>) -> bool {
+    async fn forward(&self, batch: Vec<T>) -> bool {
         for record in batch {
             if self.tx.send(record).await.is_err() {
                 return false;
@@ -143,22 +145,22 @@ impl CpuReader {
 }
 
 /// One sample's bytes (possibly wrapped around the ring) as a record.
-pub fn decode(head: &[u8], tail: &[u8]) -> Option<AlertRecord> {
-    let size = std::mem::size_of::<AlertRecord>();
+pub fn decode<T: Pod>(head: &[u8], tail: &[u8]) -> Option<T> {
+    let size = std::mem::size_of::<T>();
     if head.len() + tail.len() < size {
         return None;
     }
-    let mut bytes = [0u8; std::mem::size_of::<AlertRecord>()];
-    let from_head = head.len().min(size);
-    bytes[..from_head].copy_from_slice(&head[..from_head]);
-    bytes[from_head..].copy_from_slice(&tail[..size - from_head]);
-    // SAFETY: AlertRecord is plain #[repr(C)] data; every bit pattern is valid.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<AlertRecord>()) })
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&head[..head.len().min(size)]);
+    bytes.extend_from_slice(&tail[..size - bytes.len()]);
+    // SAFETY: T is Pod: plain #[repr(C)] data for which every bit pattern is valid.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sensor_common::alert::AlertRecord;
 
     #[test]
     fn decode_joins_a_sample_wrapped_around_the_ring() {
@@ -175,6 +177,6 @@ mod tests {
             let (head, tail) = bytes.split_at(split);
             assert_eq!(decode(head, tail), Some(record), "split at {split}");
         }
-        assert_eq!(decode(&bytes[..size - 1], &[]), None);
+        assert_eq!(decode::<AlertRecord>(&bytes[..size - 1], &[]), None);
     }
 }

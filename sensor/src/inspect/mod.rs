@@ -12,7 +12,6 @@
 
 pub mod filter;
 pub mod output;
-pub mod reader;
 pub mod summary;
 
 use std::fmt;
@@ -36,8 +35,8 @@ use crate::run::Clock;
 
 use self::filter::CompiledFilter;
 use self::output::{PacketLine, text_line, time_of_day};
-use self::reader::ReaderStats;
 use self::summary::{Report, Scope};
+use crate::perf::{PerfStats, spawn_readers};
 
 /// `--max-rate` when not given: packet records per second, per CPU.
 pub const DEFAULT_MAX_RATE: u32 = 1_000;
@@ -283,7 +282,7 @@ pub async fn run(settings: Settings) -> Result<(), InspectError> {
         .map_err(runtime)?;
 
     let (tx, mut rx) = mpsc::channel::<InspectRecord>(QUEUE);
-    let stats = Arc::new(ReaderStats::default());
+    let stats = Arc::new(PerfStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Kept alive for as long as its buffers are read.
     let mut events = None;
@@ -292,7 +291,7 @@ pub async fn run(settings: Settings) -> Result<(), InspectError> {
         Vec::new()
     } else {
         let events = events.insert(kernel.take_inspect_events().map_err(runtime)?);
-        reader::spawn_readers(events, tx, stats.clone(), stop_rx).map_err(runtime)?
+        spawn_readers(events, tx, stats.clone(), stop_rx).map_err(runtime)?
     };
 
     let mut sigint = signal(SignalKind::interrupt())
