@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 use sensor::testing::frames::{self, flags};
-use serde_json::Value;
+use support::live::read_lines;
 use support::netns::{Started, Testbed, wait_for};
 use support::pcap::write_pcap;
 
@@ -155,26 +155,8 @@ fn start_sensor(bed: &Testbed, dir: &Path, extra: &[&str]) -> (Started, PathBuf,
         alerts.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let sensor = Started(bed.spawn_in_sensor_ns(Path::new(SENSOR), &args, &stderr));
-    let attached = wait_for(Duration::from_secs(30), || {
-        std::fs::read_to_string(&stderr)
-            .unwrap_or_default()
-            .contains("sensor attached")
-    });
-    assert!(
-        attached,
-        "sensor did not attach:\n{}",
-        std::fs::read_to_string(&stderr).unwrap_or_default()
-    );
+    let sensor = bed.start_sensor(Path::new(SENSOR), &args, &stderr);
     (sensor, alerts, stderr)
-}
-
-fn read_alerts(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -239,7 +221,7 @@ fn drop_mode_blocks_flagged_sources_and_fails_open() {
         "unblock event not logged:\n{log}"
     );
 
-    let alerts = read_alerts(&alerts_path);
+    let alerts = read_lines(&alerts_path);
     let action_of = |src: &str| -> Vec<String> {
         alerts
             .iter()
@@ -281,7 +263,7 @@ fn dry_run_drops_nothing_and_a_killed_sensor_leaves_nothing_attached() {
     traffic.extend(benign(ATTACKER, 5));
     send(&bed, dir, "dry", &traffic);
     let alerted = wait_for(Duration::from_secs(10), || {
-        !read_alerts(&alerts_path).is_empty()
+        !read_lines(&alerts_path).is_empty()
     });
     let arrived = receiver.arrived();
     assert_eq!(
@@ -290,7 +272,7 @@ fn dry_run_drops_nothing_and_a_killed_sensor_leaves_nothing_attached() {
         "a dry run dropped traffic: {arrived:?}"
     );
     assert!(alerted, "no alert in dry run");
-    let alerts = read_alerts(&alerts_path);
+    let alerts = read_lines(&alerts_path);
     assert_eq!(alerts[0]["alert"]["action"], "allowed");
     let log_ready = wait_for(Duration::from_secs(5), || {
         std::fs::read_to_string(&stderr)

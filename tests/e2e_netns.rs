@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, Ipv4, flags};
 use serde_json::Value;
-use support::netns::{Started, Testbed, wait_for};
+use support::live::{essence, read_lines};
+use support::netns::{Testbed, wait_for};
 use support::pcap::write_pcap;
 
 const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
@@ -99,24 +100,6 @@ fn benign() -> Vec<Vec<u8>> {
     ]
 }
 
-fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// What must match between live and replay (not time, not iface).
-fn essence(alert: &Value) -> Value {
-    let mut a = alert.clone();
-    let obj = a.as_object_mut().unwrap();
-    obj.remove("timestamp");
-    obj.remove("iface");
-    obj.remove("pcap_cnt");
-    a
-}
-
 #[test]
 fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     if !sensor::testing::bpf_available(
@@ -138,7 +121,7 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     write_pcap(&pcap, &traffic);
 
     let bed = Testbed::new("e2e");
-    let mut sensor = Started(bed.spawn_in_sensor_ns(
+    let mut sensor = bed.start_sensor(
         Path::new(SENSOR),
         &[
             "run",
@@ -152,16 +135,6 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
             alerts_path.to_str().unwrap(),
         ],
         &stderr,
-    ));
-    let attached = wait_for(Duration::from_secs(30), || {
-        std::fs::read_to_string(&stderr)
-            .unwrap_or_default()
-            .contains("sensor attached")
-    });
-    assert!(
-        attached,
-        "sensor did not attach:\n{}",
-        std::fs::read_to_string(&stderr).unwrap_or_default()
     );
 
     bed.inject(&pcap, 200);
@@ -286,7 +259,7 @@ fn sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid() {
     std::fs::write(&rules, syn_fin_only).unwrap();
 
     let bed = Testbed::new("rld");
-    let mut sensor = Started(bed.spawn_in_sensor_ns(
+    let mut sensor = bed.start_sensor(
         Path::new(SENSOR),
         &[
             "run",
@@ -298,14 +271,8 @@ fn sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid() {
             alerts_path.to_str().unwrap(),
         ],
         &stderr,
-    ));
-    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    assert!(
-        wait_for(Duration::from_secs(30), || log()
-            .contains("sensor attached")),
-        "{}",
-        log()
     );
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
     let prog_before = xdp_prog_id(&bed).expect("XDP attached");
 
     let probes = dir.path().join("probes.pcap");

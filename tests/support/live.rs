@@ -11,7 +11,7 @@ use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use serde_json::Value;
 
-use super::netns::{Started, Testbed, wait_for};
+use super::netns::{Testbed, wait_for};
 
 pub const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 
@@ -134,7 +134,7 @@ pub fn run_live(
     let alerts = dir.path().join("alerts.json");
     let stderr = dir.path().join("sensor.stderr");
     let bed = Testbed::new(tag);
-    let mut sensor = Started(bed.spawn_in_sensor_ns(
+    let mut sensor = bed.start_sensor(
         Path::new(SENSOR),
         &[
             "run",
@@ -148,16 +148,6 @@ pub fn run_live(
             alerts.to_str().unwrap(),
         ],
         &stderr,
-    ));
-    let attached = wait_for(Duration::from_secs(30), || {
-        std::fs::read_to_string(&stderr)
-            .unwrap_or_default()
-            .contains("sensor attached")
-    });
-    assert!(
-        attached,
-        "sensor did not attach:\n{}",
-        std::fs::read_to_string(&stderr).unwrap_or_default()
     );
     let start = Instant::now();
     bed.inject(pcap, pps);

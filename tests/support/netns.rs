@@ -94,6 +94,23 @@ impl Testbed {
             .expect("start the sensor")
     }
 
+    /// Starts `sensor args...` inside the sensor namespace (stderr to
+    /// `stderr`) and waits until it reports "sensor attached".
+    pub fn start_sensor(&self, sensor: &Path, args: &[&str], stderr: &Path) -> Started {
+        let started = Started(self.spawn_in_sensor_ns(sensor, args, stderr));
+        let log = || std::fs::read_to_string(stderr).unwrap_or_default();
+        let attached = wait_for(Duration::from_secs(30), || {
+            log().contains("sensor attached")
+        });
+        assert!(
+            attached,
+            "sensor did not attach:
+{}",
+            log()
+        );
+        started
+    }
+
     /// Sends the frames of `pcap` from the injector side, bounded in rate
     /// and (by the file) in count.
     pub fn inject(&self, pcap: &Path, pps: u32) {
