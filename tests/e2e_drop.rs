@@ -17,11 +17,13 @@ use std::time::Duration;
 use pcap_file::pcap::PcapReader;
 use sensor::testing::frames::{self, flags};
 use support::live::read_lines;
-use support::netns::{Started, Testbed, wait_for};
+use support::netns::{Started, Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 
 const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const BLOCK_SECONDS: u64 = 3;
+/// Inside the sensor's namespace.
+const METRICS: &str = "127.0.0.1:9464";
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 7];
 const ALLOWED: [u8; 4] = [203, 0, 113, 5];
@@ -153,6 +155,8 @@ fn start_sensor(bed: &Testbed, dir: &Path, extra: &[&str]) -> (Started, PathBuf,
         "native",
         "--json",
         alerts.to_str().unwrap(),
+        "--metrics",
+        METRICS,
     ];
     args.extend_from_slice(extra);
     let sensor = bed.start_sensor(Path::new(SENSOR), &args, &stderr);
@@ -193,6 +197,27 @@ fn drop_mode_blocks_flagged_sources_and_fails_open() {
         arrived.get(&BYSTANDER).copied().unwrap_or(0),
         5,
         "bystander was dropped: {arrived:?}"
+    );
+
+    // The blocklist as the metrics endpoint lists it (refreshed each second).
+    let series = "sensor_blocked_source_seconds_left{src=\"198.51.100.7\",sig_id=\"500001\"}";
+    let mut text = String::new();
+    let listed = wait_for(Duration::from_secs(3), || {
+        text = scrape(&bed, METRICS);
+        metric(&text, series).is_some_and(|left| left <= BLOCK_SECONDS)
+    });
+    assert!(listed, "blocked source not listed:\n{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "sensor_drop_mode_dropped_total{reason=\"blocked_source\"}"
+        ),
+        Some(5),
+        "{text}"
+    );
+    assert!(
+        !text.contains("203.0.113.5"),
+        "the allowlisted source is not blocked:\n{text}"
     );
 
     // Phase 2: after the block ends, the attacker's benign traffic passes.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, flags};
 use serde_json::Value;
-use support::netns::{Testbed, wait_for};
+use support::netns::{Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 use support::rsyslog::{Rsyslog, read_received, rsyslogd};
 
@@ -44,24 +44,6 @@ fn attacks() -> Vec<Vec<u8>> {
         frames::ipv4_tcp([198, 51, 100, 8], [192, 0, 2, 10], 41001, 443, 0),
         frames::ipv4_tcp([203, 0, 113, 5], [192, 0, 2, 10], 50000, 80, flags::SYN),
     ]
-}
-
-/// GET /metrics from inside the sensor's namespace.
-fn scrape(bed: &Testbed) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &bed.sensor_ns, "/usr/bin/python3", "-c"])
-        .arg(format!(
-            "import urllib.request; print(urllib.request.urlopen('http://{METRICS}/metrics', timeout=5).read().decode())"
-        ))
-        .output()
-        .expect("python3");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn metric(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn run_case(format: &str) {
@@ -120,7 +102,7 @@ fn run_case(format: &str) {
     // The metrics snapshot is refreshed once a second.
     let mut text = String::new();
     let counted = wait_for(Duration::from_secs(10), || {
-        text = scrape(&bed);
+        text = scrape(&bed, METRICS);
         metric(&text, "sensor_alert_lines_total{sink=\"syslog\"}") == Some(2)
     });
     assert!(counted, "metrics:\n{text}");

@@ -135,6 +135,26 @@ impl Drop for Testbed {
     }
 }
 
+/// GET http://`addr`/metrics from inside the sensor's namespace (its
+/// loopback is not the test's).
+pub fn scrape(bed: &Testbed, addr: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &bed.sensor_ns, "/usr/bin/python3", "-c"])
+        .arg(format!(
+            "import urllib.request; print(urllib.request.urlopen('http://{addr}/metrics', timeout=5).read().decode())"
+        ))
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The value of the sample `series` (name and labels, exactly) in a scrape.
+pub fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// Polls `ready` every 50 ms until it holds or `limit` passes.
 pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
