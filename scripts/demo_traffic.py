@@ -33,7 +33,7 @@ attacks = [
     eth() / IP(src=ATTACKER, dst=SERVER) / TCP(sport=41002, dport=22, flags="FPU"),     # XMAS scan
     eth() / Dot1Q(vlan=100) / IP(src=ATTACKER, dst=SERVER) / TCP(sport=41003, dport=23, flags="SR"),  # SYN+RST, tagged
     eth() / IP(src=SERVER, dst=SERVER) / TCP(sport=139, dport=139, flags="S"),          # land
-    eth() / IP(src=ATTACKER, dst=SERVER, flags="MF", frag=0) / Raw(b"\x00" * 8),        # tiny first fragment
+    eth() / IP(src=ATTACKER, dst=SERVER, proto=17, flags="MF", frag=0) / Raw(b"\x00" * 8),  # tiny first fragment
     eth() / IP(src=ATTACKER, dst=SERVER, proto=6, frag=1) / Raw(b"\x00" * 16),          # overlap at offset 1
 ]
 
