@@ -15,9 +15,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// Pages per CPU ring (a power of two): 256 KiB with 4 KiB pages, about
-/// 2,300 alert records (or 2,500 inspect records) of burst per CPU before
-/// the kernel starts losing them.
+/// Pages per CPU ring (a power of two): 256 KiB with 4 KiB pages, room for
+/// about 2,000 alert records (128 bytes each with the sample header) or
+/// 2,500 inspect records of burst per CPU before the kernel loses any.
 pub const PAGES_PER_CPU: usize = 64;
 
 /// Counters shared by every reader.
