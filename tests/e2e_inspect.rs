@@ -5,16 +5,23 @@
 //! limit must hold under a bounded flood with an exact footer; the summary
 //! view must count the right talkers and protocols. Bad filters are refused
 //! (exit 2, with the column) before anything is loaded.
+//!
+//! Alongside `sensor run`: inspect sessions run in the program `sensor run`
+//! attached, through its control socket, while alerts keep flowing; one
+//! session at a time; each session's counters start from zero; stopping
+//! `sensor run` ends the session it hosts.
 
 mod support;
 
 use std::fs::File;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use sensor::testing::frames::{self, Ipv4, flags};
 use serde_json::{Value, json};
+use support::live::read_lines;
 use support::netns::{Started, Testbed, wait_for};
 use support::pcap::write_pcap;
 
@@ -528,7 +535,12 @@ fn an_interface_with_an_xdp_program_is_refused_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("already has an XDP program") && stderr.contains("stop `sensor run`"),
+        stderr.contains("already has an XDP program")
+            && stderr.contains(&format!(
+                "no `sensor run` answers on /run/sensor/{}.sock",
+                bed.sensor_if
+            ))
+            && stderr.contains("xdp off"),
         "{stderr}"
     );
     first.stop();
@@ -572,4 +584,323 @@ fn bad_filters_are_refused_with_the_column_before_anything_is_loaded() {
             && stderr.contains("Supported:"),
         "{stderr}"
     );
+}
+
+// ---- alongside `sensor run` ---------------------------------------------------
+
+const RUN_RULES: &str = "rules:\n  - id: 100001\n    name: TCP SYN and FIN set\n    severity: high\n    match: { tcp_flags: { set: [SYN, FIN] } }\n";
+
+/// `sensor run` on the sensor side, alert lines to a file.
+struct Run {
+    process: Started,
+    alerts: PathBuf,
+    log: PathBuf,
+}
+
+impl Run {
+    fn start(bed: &Testbed, dir: &Path) -> Run {
+        let rules = dir.join("rules.yaml");
+        std::fs::write(&rules, RUN_RULES).unwrap();
+        let alerts = dir.join("alerts.json");
+        let log = dir.join("run.stderr");
+        let process = bed.start_sensor(
+            Path::new(SENSOR),
+            &[
+                "run",
+                "--iface",
+                &bed.sensor_if,
+                "--rules",
+                rules.to_str().unwrap(),
+                "--json",
+                alerts.to_str().unwrap(),
+            ],
+            &log,
+        );
+        Run {
+            process,
+            alerts,
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// (source address, source port) of every alert line so far.
+    fn alerts(&self) -> Vec<(String, u64)> {
+        read_lines(&self.alerts)
+            .iter()
+            .map(|a| {
+                assert_eq!(a["alert"]["signature_id"], 100001, "{a}");
+                (
+                    a["src_ip"].as_str().unwrap().to_owned(),
+                    a["src_port"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_alert(&self, src: &str, port: u64) {
+        let seen = wait_for(Duration::from_secs(10), || {
+            self.alerts().contains(&(src.to_owned(), port))
+        });
+        assert!(
+            seen,
+            "no alert for {src}.{port}: {:?}\n{}",
+            self.alerts(),
+            self.log_text()
+        );
+    }
+}
+
+fn socket_path(bed: &Testbed) -> PathBuf {
+    PathBuf::from(format!("/run/sensor/{}.sock", bed.sensor_if))
+}
+
+/// The id of the XDP program on the sensor interface.
+fn xdp_prog_id(bed: &Testbed) -> Option<String> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            "ip",
+            "-d",
+            "link",
+            "show",
+            "dev",
+        ])
+        .arg(&bed.sensor_if)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let at = text.find("prog/xdp id ")?;
+    Some(text[at..].split_whitespace().nth(2)?.to_string())
+}
+
+/// `sensor inspect` run to its end (for refusals).
+fn inspect_output(bed: &Testbed, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            SENSOR,
+            "inspect",
+            "--iface",
+        ])
+        .arg(&bed.sensor_if)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn send(bed: &Testbed, dir: &Path, name: &str, frames: &[Vec<u8>]) {
+    let pcap = dir.join(name);
+    write_pcap(&pcap, frames);
+    bed.inject(&pcap, 200);
+}
+
+#[test]
+fn inspect_runs_alongside_sensor_run_in_its_program() {
+    if !sensor::testing::bpf_available("inspect_runs_alongside_sensor_run_in_its_program") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bed = Testbed::new("ial");
+    let mut run = Run::start(&bed, dir.path());
+    let program = xdp_prog_id(&bed).expect("sensor run attached");
+
+    // The control socket: root's only.
+    let socket = socket_path(&bed);
+    let meta = std::fs::metadata(&socket).expect("control socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let dir_mode = std::fs::metadata("/run/sensor")
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+
+    // Session 1: packet lines, in sensor run's program, while it alerts.
+    let traffic = traffic();
+    let mut first = Inspect::start(
+        &bed,
+        dir.path(),
+        "first",
+        &["--filter", FILTER, "--json", "--count", "4"],
+    );
+    assert!(
+        first
+            .stderr_text()
+            .contains("XDP, shared with `sensor run`, pid "),
+        "{}",
+        first.stderr_text()
+    );
+    // One session at a time.
+    let (code, stderr) = inspect_output(&bed, &["--filter", "udp"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("an inspect session is already running on")
+            && stderr.contains("one session at a time"),
+        "{stderr}"
+    );
+    send(&bed, dir.path(), "traffic.pcap", &traffic.frames);
+    let status = first.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}:\n{}", first.stderr_text());
+    let got: Vec<Value> = first
+        .json_lines()
+        .iter()
+        .map(|l| essence(l, &bed.sensor_if))
+        .collect();
+    assert_eq!(sorted(got), sorted(traffic.expected.clone()));
+    let footer = first.footer();
+    assert_eq!((footer.matched, footer.shown, footer.skipped), (4, 4, 0));
+    // ... and the same frames raised the alert: both roles at once.
+    run.wait_alert("198.51.100.7", 41000);
+    assert_eq!(xdp_prog_id(&bed), Some(program.clone()), "program replaced");
+
+    // After the session, alerts still flow.
+    let syn_fin = |src, sport| frames::ipv4_tcp(src, SERVER, sport, 80, flags::SYN | flags::FIN);
+    send(&bed, dir.path(), "after.pcap", &[syn_fin(CLIENT, 42000)]);
+    run.wait_alert("203.0.113.5", 42000);
+
+    // Session 2: a summary; its counters start from zero.
+    let mut second = Inspect::start(
+        &bed,
+        dir.path(),
+        "second",
+        &[
+            "--filter",
+            "dst net 192.0.2.0/24",
+            "--summary",
+            "1",
+            "--json",
+        ],
+    );
+    let mut mix: Vec<Vec<u8>> = (0..6)
+        .map(|i| udp_frame(&[], CLIENT, SERVER, 6000 + i, 53))
+        .collect();
+    mix.push(syn_fin(ELSEWHERE, 43000));
+    send(&bed, dir.path(), "mix.pcap", &mix);
+    run.wait_alert("203.0.113.99", 43000);
+    std::thread::sleep(Duration::from_millis(1_500));
+    second.stop();
+    let reports = second.json_lines();
+    let total = reports.last().expect("reports");
+    assert_eq!(total["scope"], "total", "{reports:#?}");
+    assert_eq!(total["packets"], 7, "{reports:#?}");
+    assert_eq!(
+        total["protocols"],
+        json!([{"proto":"UDP","packets":6}, {"proto":"TCP","packets":1}])
+    );
+    assert!(
+        reports[..reports.len() - 1]
+            .iter()
+            .all(|r| r["scope"] == "interval"),
+        "{reports:#?}"
+    );
+    let footer = second.footer();
+    assert_eq!((footer.matched, footer.shown, footer.skipped), (7, 0, 7));
+
+    // Session 3: packet lines again, counted from zero; then sensor run
+    // stops, which ends the session (exit 1, with the footer).
+    let mut third = Inspect::start(&bed, dir.path(), "third", &["--filter", "udp"]);
+    send(&bed, dir.path(), "udp.pcap", &mix[..3]);
+    assert!(
+        wait_for(Duration::from_secs(10), || third
+            .stdout_text()
+            .lines()
+            .count()
+            == 3),
+        "{}",
+        third.stdout_text()
+    );
+    let status = run
+        .process
+        .stop(Duration::from_secs(15))
+        .expect("sensor run exits on SIGTERM");
+    assert!(status.success(), "{status:?}:\n{}", run.log_text());
+    let status = third.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(1), "{}", third.stderr_text());
+    assert!(
+        third
+            .stderr_text()
+            .contains("is stopping, which ended this session"),
+        "{}",
+        third.stderr_text()
+    );
+    let footer = third.footer();
+    assert_eq!((footer.matched, footer.shown, footer.skipped), (3, 3, 0));
+    for line in third.stdout_text().lines() {
+        assert!(line.contains(" IPv4 203.0.113.5.600"), "{line}");
+    }
+
+    let log = run.log_text();
+    assert_eq!(log.matches("inspect session started").count(), 3, "{log}");
+    assert_eq!(log.matches("inspect session ended").count(), 3, "{log}");
+    assert!(!socket.exists(), "the socket outlived sensor run");
+    assert_eq!(xdp_prog_id(&bed), None, "still attached");
+    assert_eq!(run.alerts().len(), 3, "{:?}", run.alerts());
+}
+
+#[test]
+fn a_stale_socket_is_ignored_by_inspect_and_replaced_by_run() {
+    if !sensor::testing::bpf_available("a_stale_socket_is_ignored_by_inspect_and_replaced_by_run") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bed = Testbed::new("ist");
+    let socket = socket_path(&bed);
+    std::fs::create_dir_all("/run/sensor").unwrap();
+    // What a crashed run leaves: a socket file nobody listens on.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+
+    // No sensor run: inspect attaches its own program.
+    let mut own = Inspect::start(&bed, dir.path(), "own", &[]);
+    assert!(
+        !own.stderr_text().contains("shared with"),
+        "{}",
+        own.stderr_text()
+    );
+    own.stop();
+
+    let mut run = Run::start(&bed, dir.path());
+    assert!(
+        run.log_text().contains("replaced a stale control socket"),
+        "{}",
+        run.log_text()
+    );
+    let mut joined = Inspect::start(&bed, dir.path(), "joined", &["--count", "1"]);
+    assert!(
+        joined.stderr_text().contains("shared with `sensor run`"),
+        "{}",
+        joined.stderr_text()
+    );
+    send(
+        &bed,
+        dir.path(),
+        "one.pcap",
+        &[frames::ipv4_tcp(
+            ATTACKER,
+            SERVER,
+            41000,
+            80,
+            flags::SYN | flags::FIN,
+        )],
+    );
+    let status = joined.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{}", joined.stderr_text());
+    assert_eq!(joined.stdout_text().lines().count(), 1);
+    run.wait_alert("198.51.100.7", 41000);
+    let status = run.process.stop(Duration::from_secs(15)).expect("exits");
+    assert!(status.success(), "{}", run.log_text());
+    assert!(!socket.exists());
 }

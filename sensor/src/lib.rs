@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod inspect;
 pub mod loader;
 pub mod metrics;

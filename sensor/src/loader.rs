@@ -8,7 +8,9 @@ use aya::maps::{
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
-use sensor_common::filter::{FilterProgram, InspectConfig, TalkerStats, inspect_counter, summary};
+use sensor_common::filter::{
+    FilterProgram, InspectBudget, InspectConfig, TalkerStats, inspect_counter, summary,
+};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState, RuleInfo,
@@ -301,14 +303,19 @@ impl Kernel {
         Ok(expired)
     }
 
-    /// Starts (or changes) an inspect session: the filter, the per-CPU
-    /// record budget per second, and whether to count the summary maps.
+    /// Starts an inspect session: the filter, the per-CPU record budget per
+    /// second, and whether to count the summary maps. The session's
+    /// counters, rate budget and summary maps start from zero, so a
+    /// long-lived program (`sensor run`) can host one session after another.
     pub fn start_inspect(
         &mut self,
         filter: &FilterProgram,
         max_per_sec: u32,
         summary: bool,
     ) -> Result<(), LoaderError> {
+        // Off while the maps are reset (a no-op for a fresh program).
+        self.stop_inspect()?;
+        self.reset_inspect_maps()?;
         let mut program: Array<_, FilterProgram> = self.map_mut("INSPECT_FILTER")?;
         program
             .set(0, filter, 0)
@@ -324,6 +331,37 @@ impl Kernel {
     /// Ends the inspect session: the program stops filtering and sending.
     pub fn stop_inspect(&mut self) -> Result<(), LoaderError> {
         self.set_inspect_config(InspectConfig::default())
+    }
+
+    /// Zeroes what an inspect session counts: its counters, the per-CPU
+    /// rate budget, and the summary maps.
+    fn reset_inspect_maps(&mut self) -> Result<(), LoaderError> {
+        let cpus = possible_cpus("INSPECT_COUNTERS")?;
+        for (name, len) in [
+            ("INSPECT_COUNTERS", inspect_counter::COUNT),
+            ("SUMMARY_PROTO", summary::PROTO_SLOTS),
+            ("SUMMARY_FLAGS", summary::FLAG_SLOTS),
+            ("SUMMARY_TTL", summary::TTL_SLOTS),
+        ] {
+            let mut array: PerCpuArray<_, u64> = self.map_mut(name)?;
+            for index in 0..len {
+                array
+                    .set(index, per_cpu_zeros(name, cpus)?, 0)
+                    .map_err(map_err(name))?;
+            }
+        }
+        let mut budget: PerCpuArray<_, InspectBudget> = self.map_mut("INSPECT_BUDGET")?;
+        budget
+            .set(0, per_cpu_zeros("INSPECT_BUDGET", cpus)?, 0)
+            .map_err(map_err("INSPECT_BUDGET"))?;
+        let mut talkers: PerCpuHashMap<_, AddrKey, TalkerStats> =
+            self.map_mut("SUMMARY_TALKERS")?;
+        let keys: Vec<AddrKey> = talkers.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            // Gone already (LRU eviction): fine.
+            let _ = talkers.remove(&key);
+        }
+        Ok(())
     }
 
     fn set_inspect_config(&mut self, config: InspectConfig) -> Result<(), LoaderError> {
@@ -620,6 +658,32 @@ impl Kernel {
     }
 }
 
+/// The number of possible CPUs: the length of every per-CPU value.
+fn possible_cpus(name: &'static str) -> Result<usize, LoaderError> {
+    aya::util::nr_cpus().map_err(|(what, err)| LoaderError::Map {
+        name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: what,
+            io_error: err,
+        }),
+    })
+}
+
+/// A zero value for every CPU.
+fn per_cpu_zeros<V: aya::Pod + Default>(
+    name: &'static str,
+    cpus: usize,
+) -> Result<PerCpuValues<V>, LoaderError> {
+    let zeros: Vec<V> = (0..cpus).map(|_| V::default()).collect();
+    PerCpuValues::try_from(zeros).map_err(|err| LoaderError::Map {
+        name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: "PerCpuValues",
+            io_error: err,
+        }),
+    })
+}
+
 /// The end of a verifier log: where it gave up, and its statistics.
 fn log_tail(log: &str) -> String {
     const LINES: usize = 40;
@@ -652,5 +716,52 @@ mod tests {
         let kernel = Kernel::load().expect("XDP program loads");
         let counters = kernel.counters().expect("counters readable");
         assert_eq!(counters.packets, 0);
+    }
+
+    /// `sensor run` hosts one inspect session after another in the same
+    /// program: each starts with zero counters, summary maps and budget.
+    #[test]
+    fn inspect_sessions_start_from_zero() {
+        if !crate::testing::bpf_available("inspect_sessions_start_from_zero") {
+            return;
+        }
+        use crate::testing::frames::{self, flags};
+        let mut kernel = Kernel::load().expect("XDP program loads");
+        kernel
+            .write_rules(&CompiledRules::default(), SensorMode::Ids)
+            .unwrap();
+        let frame = frames::ipv4_tcp([198, 51, 100, 7], [192, 0, 2, 10], 41000, 80, flags::SYN);
+        let all = FilterProgram::default();
+
+        kernel.start_inspect(&all, 1, true).unwrap();
+        for _ in 0..3 {
+            kernel.test_run(&frame).unwrap();
+        }
+        let counters = kernel.inspect_counters().unwrap();
+        assert_eq!(counters.matched, 3, "{counters:?}");
+        assert_eq!(counters.skipped_rate, 2, "a budget of 1: {counters:?}");
+        let summary = kernel.inspect_summary().unwrap();
+        assert_eq!((summary.protocols[6], summary.talkers.len()), (3, 1));
+        kernel.stop_inspect().unwrap();
+        kernel.test_run(&frame).unwrap();
+        assert_eq!(kernel.inspect_counters().unwrap().matched, 3, "off");
+
+        kernel.start_inspect(&all, 1, true).unwrap();
+        assert_eq!(
+            kernel.inspect_counters().unwrap(),
+            InspectCounters::default()
+        );
+        let summary = kernel.inspect_summary().unwrap();
+        assert!(summary.talkers.is_empty(), "{summary:?}");
+        assert!(
+            [&summary.protocols, &summary.tcp_flags, &summary.ttl]
+                .iter()
+                .all(|counts| counts.iter().all(|&n| n == 0))
+        );
+        kernel.test_run(&frame).unwrap();
+        let counters = kernel.inspect_counters().unwrap();
+        assert_eq!(counters.matched, 1, "{counters:?}");
+        assert_eq!(counters.skipped_rate, 0, "a fresh budget: {counters:?}");
+        assert_eq!(counters.sent + counters.output_errors, 1, "{counters:?}");
     }
 }

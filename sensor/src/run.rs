@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::aggregate::{Aggregator, RateEntry};
 use crate::alert::{Alert, ip_addr, unix_ns_to_datetime};
 use crate::cli::SyslogFormat;
+use crate::control::ControlHost;
 use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::perf::{self, PerfError, PerfStats};
@@ -396,6 +397,8 @@ pub async fn run(
         mode = ?settings.mode,
         "sensor attached"
     );
+    // `sensor inspect` sessions in this program (docs/inspect.md).
+    let mut control = ControlHost::serve(&settings.iface, attached_mode);
 
     let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
     loop {
@@ -447,12 +450,15 @@ pub async fn run(
                     tracing::error!(error = %err, "cannot reopen the JSON file");
                 }
             }
+            request = control.request() => control.handle(&mut kernel, request),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
 
-    // Stop the source first, then drain every record already produced.
+    // End the inspect session (if any), then stop the source and drain
+    // every record already produced.
+    control.close(&mut kernel).await;
     if let Err(err) = kernel.detach() {
         tracing::error!(error = %err, "detaching XDP");
     }

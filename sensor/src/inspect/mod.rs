@@ -4,14 +4,20 @@
 //! program the XDP program runs on every packet before it emits anything;
 //! matching packets are counted, summarised in per-CPU maps when asked
 //! ([`summary`]), and sent to userspace within a per-CPU records-per-second
-//! budget. Here we read those records ([`reader`]), print one line per
-//! packet ([`output`]) until `--count` or SIGINT/SIGTERM, detach, and print
-//! a footer on stderr: how many packets matched, were shown, were skipped.
+//! budget. We print one line per packet ([`output`]) until `--count` or
+//! SIGINT/SIGTERM, and a footer on stderr: how many packets matched, were
+//! shown, were skipped.
+//!
+//! The program is the one `sensor run` uses (it has both roles). When
+//! `sensor run` watches the interface, the session runs in its program,
+//! through its control socket ([`crate::control`], client side in
+//! [`remote`]); otherwise we load and attach our own copy, without rules.
 //!
 //! User documentation (and the comparison with tcpdump): `docs/inspect.md`.
 
 pub mod filter;
 pub mod output;
+mod remote;
 pub mod summary;
 
 use std::fmt;
@@ -154,7 +160,12 @@ pub struct Footer {
 }
 
 impl Footer {
-    fn new(counters: InspectCounters, lost: u64, shown: u64, summary_mode: bool) -> Footer {
+    pub(crate) fn new(
+        counters: InspectCounters,
+        lost: u64,
+        shown: u64,
+        summary_mode: bool,
+    ) -> Footer {
         Footer {
             matched: counters.matched,
             shown,
@@ -204,6 +215,17 @@ struct Printer {
 }
 
 impl Printer {
+    fn new(json: bool, iface: &str) -> Printer {
+        Printer {
+            out: BufWriter::new(std::io::stdout()),
+            json,
+            iface: iface.to_owned(),
+            clock: Clock::new(),
+            shown: 0,
+            failed: false,
+        }
+    }
+
     fn packet(&mut self, record: &InspectRecord) {
         let unix_ns = self.clock.to_unix_ns(record.timestamp_ns);
         let line = if self.json {
@@ -217,6 +239,19 @@ impl Printer {
         } else {
             self.failed = true;
         }
+    }
+
+    /// Prints the report of what `current` counted beyond `previous`.
+    fn summary(
+        &mut self,
+        previous: Option<&InspectSummary>,
+        current: &InspectSummary,
+        scope: Scope,
+        seconds: u64,
+    ) {
+        let now = unix_ns_to_datetime(self.clock.to_unix_ns(Clock::monotonic_now()));
+        let report = Report::new(previous, current, scope, seconds, &self.iface, now);
+        self.report(&report);
     }
 
     fn report(&mut self, report: &Report) {
@@ -240,7 +275,7 @@ impl Printer {
 }
 
 /// The attach error, with a clear message when another XDP program holds
-/// the interface.
+/// the interface (and no `sensor run` answered on its control socket).
 fn attach_error(iface: &str, err: LoaderError) -> InspectError {
     if let LoaderError::Attach { source, .. } = &err {
         let errno = match source {
@@ -249,18 +284,22 @@ fn attach_error(iface: &str, err: LoaderError) -> InspectError {
             _ => None,
         };
         if matches!(errno, Some(libc::EBUSY | libc::EEXIST)) {
+            let socket = crate::control::socket_path(iface)
+                .map(|path| path.display().to_string())
+                .unwrap_or_else(|| "its control socket".to_owned());
             return InspectError::Runtime(format!(
-                "{iface} already has an XDP program attached (is `sensor run` watching it?). \
-                 This version of `sensor inspect` attaches its own program: stop `sensor run` \
-                 on {iface} (or detach the other program, e.g. `ip link set dev {iface} xdp off`) \
-                 and try again"
+                "{iface} already has an XDP program attached, and no `sensor run` answers on \
+                 {socket} to share it. It may be another `sensor inspect`, a `sensor run` \
+                 without its control socket (see its log), or another tool: stop it (or detach \
+                 the program, e.g. `ip link set dev {iface} xdp off`) and try again"
             ));
         }
     }
     runtime(err)
 }
 
-async fn tick(interval: &mut Option<Interval>) {
+/// The next tick, or never.
+pub(crate) async fn tick(interval: &mut Option<Interval>) {
     match interval {
         Some(interval) => {
             interval.tick().await;
@@ -269,8 +308,36 @@ async fn tick(interval: &mut Option<Interval>) {
     }
 }
 
-/// Runs one session: load, filter, attach, print, detach, footer.
+/// The "listening" line's filter and output descriptions.
+fn describe(settings: &Settings) -> (String, String) {
+    let filter_desc = if settings.filter_text.trim().is_empty() {
+        "none (every IPv4/IPv6 packet)".to_owned()
+    } else {
+        format!(
+            "\"{}\" ({} kernel ops)",
+            settings.filter_text.trim(),
+            settings.filter.ops()
+        )
+    };
+    let what = match settings.summary {
+        Some(secs) => format!("a summary every {secs} s"),
+        None => format!("at most {} packet lines/s per CPU", settings.max_rate),
+    };
+    (filter_desc, what)
+}
+
+/// Runs one session: in the program of the `sensor run` that watches the
+/// interface if there is one, else in our own.
 pub async fn run(settings: Settings) -> Result<(), InspectError> {
+    match remote::join(&settings).await? {
+        Some(joined) => remote::run(settings, joined).await,
+        None => run_local(settings).await,
+    }
+}
+
+/// Runs one session in a program of our own: load, filter, attach, print,
+/// detach, footer.
+async fn run_local(settings: Settings) -> Result<(), InspectError> {
     let summary_mode = settings.summary.is_some();
     let mut kernel = Kernel::load().map_err(runtime)?;
     // No rules: the program only inspects, it never alerts nor drops.
@@ -302,33 +369,14 @@ pub async fn run(settings: Settings) -> Result<(), InspectError> {
     let mode = kernel
         .attach(&settings.iface, AttachMode::Auto)
         .map_err(|err| attach_error(&settings.iface, err))?;
-    let filter_desc = if settings.filter_text.trim().is_empty() {
-        "none (every IPv4/IPv6 packet)".to_owned()
-    } else {
-        format!(
-            "\"{}\" ({} kernel ops)",
-            settings.filter_text.trim(),
-            settings.filter.ops()
-        )
-    };
-    let what = match settings.summary {
-        Some(secs) => format!("a summary every {secs} s"),
-        None => format!("at most {} packet lines/s per CPU", settings.max_rate),
-    };
+    let (filter_desc, what) = describe(&settings);
     eprintln!(
         "sensor inspect: listening on {} ({mode} XDP), filter: {filter_desc}; {what}",
         settings.iface
     );
 
     let started = Instant::now();
-    let mut printer = Printer {
-        out: BufWriter::new(std::io::stdout()),
-        json: settings.json,
-        iface: settings.iface.clone(),
-        clock: Clock::new(),
-        shown: 0,
-        failed: false,
-    };
+    let mut printer = Printer::new(settings.json, &settings.iface);
     let mut ticker = settings.summary.map(|secs| {
         let period = Duration::from_secs(secs);
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -365,15 +413,12 @@ pub async fn run(settings: Settings) -> Result<(), InspectError> {
             _ = tick(&mut ticker) => {
                 match kernel.inspect_summary() {
                     Ok(current) => {
-                        let report = Report::new(
+                        printer.summary(
                             previous.as_ref(),
                             &current,
                             Scope::Interval,
                             settings.summary.unwrap_or(0),
-                            &settings.iface,
-                            unix_ns_to_datetime(printer.clock.to_unix_ns(Clock::monotonic_now())),
                         );
-                        printer.report(&report);
                         previous = Some(current);
                     }
                     Err(err) => eprintln!("sensor inspect: reading the summary maps: {err}"),
@@ -409,15 +454,7 @@ pub async fn run(settings: Settings) -> Result<(), InspectError> {
     if summary_mode {
         match kernel.inspect_summary() {
             Ok(current) => {
-                let report = Report::new(
-                    None,
-                    &current,
-                    Scope::Total,
-                    started.elapsed().as_secs(),
-                    &settings.iface,
-                    unix_ns_to_datetime(printer.clock.to_unix_ns(Clock::monotonic_now())),
-                );
-                printer.report(&report);
+                printer.summary(None, &current, Scope::Total, started.elapsed().as_secs());
             }
             Err(err) => eprintln!("sensor inspect: reading the summary maps: {err}"),
         }
