@@ -164,7 +164,8 @@ impl Alert {
 }
 
 impl PacketInfo {
-    fn from_meta(packet: &PacketMeta) -> PacketInfo {
+    /// The fields of `packet` that the contract's `packet` object carries.
+    pub fn from_meta(packet: &PacketMeta) -> PacketInfo {
         // IPv6 has identification / offset / MF only in a fragment header.
         let has_fragment_fields = packet.ip_version == 4 || packet.has(flag::IPV6_FRAG_HEADER);
         let vlan_count = (packet.vlan_count as usize).min(MAX_VLAN_TAGS);

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use sensor_common::packet::{MAX_VLAN_TAGS, PacketMeta, flag};
 
-use crate::alert::{ip_addr, proto_name, rfc3339_micros, tcp_flag_letters};
+use crate::alert::{PacketInfo, ip_addr, proto_name, rfc3339_micros, tcp_flag_letters};
 
 /// A packet line in JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,30 +32,12 @@ pub struct PacketLine {
     pub packet: PacketFields,
 }
 
-/// The `packet` object: the alert's fields first (same names and
-/// meanings), then what only inspect shows.
+/// The `packet` object: the alert's fields first (the same struct, so the
+/// same names and meanings), then what only inspect shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PacketFields {
-    pub ip_version: u8,
-    /// Frame length as received.
-    pub length: u32,
-    /// IPv4 TTL or IPv6 hop limit.
-    pub ttl: u8,
-    /// IPv4 identification, or the IPv6 fragment header's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_id: Option<u32>,
-    /// In bytes (the header field × 8).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frag_offset: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub more_fragments: Option<bool>,
-    /// Letters F S R P A U E C N in that order; `""` when none is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp_flags: Option<String>,
-    /// VLAN ids, outermost first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vlan: Option<Vec<u16>>,
+    #[serde(flatten)]
+    pub alert_fields: PacketInfo,
     /// IPv4 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dont_fragment: Option<bool>,
@@ -84,8 +66,6 @@ impl PacketLine {
         let has_ports = meta.has(flag::HAS_PORTS);
         let has_tcp = meta.has(flag::HAS_TCP_FLAGS);
         let has_icmp = meta.has(flag::HAS_ICMP);
-        let fragment_fields = has_fragment_fields(meta);
-        let vlan = vlans(meta);
         PacketLine {
             timestamp,
             event_type: "packet".to_owned(),
@@ -96,14 +76,7 @@ impl PacketLine {
             dest_port: has_ports.then_some(meta.dst_port),
             proto: proto_name(meta.proto),
             packet: PacketFields {
-                ip_version: meta.ip_version,
-                length: meta.frame_len,
-                ttl: meta.ttl,
-                ip_id: fragment_fields.then_some(meta.ip_id),
-                frag_offset: fragment_fields.then_some(u32::from(meta.frag_offset) * 8),
-                more_fragments: fragment_fields.then_some(meta.has(flag::MORE_FRAGMENTS)),
-                tcp_flags: has_tcp.then(|| tcp_flag_letters(meta.tcp_flags)),
-                vlan: (!vlan.is_empty()).then(|| vlan.to_vec()),
+                alert_fields: PacketInfo::from_meta(meta),
                 dont_fragment: (meta.ip_version == 4).then_some(meta.has(flag::DONT_FRAGMENT)),
                 tcp_seq: has_tcp.then_some(meta.tcp_seq),
                 tcp_window: has_tcp.then_some(meta.tcp_window),
