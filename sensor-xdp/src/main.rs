@@ -128,7 +128,6 @@ const FULL_KEY_BITS: u32 = 8 + 128;
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
     let config = CONFIG.get(0).copied().unwrap_or_default();
-    let now = unsafe { bpf_ktime_get_ns() };
 
     // Drop mode: a blocked source costs a peek at its address, no more.
     let dry_run = config.dry_run != 0;
@@ -144,7 +143,8 @@ pub fn sensor(ctx: XdpContext) -> u32 {
                 {
                     return verdict;
                 }
-            } else if unsafe { BLOCKED.get(src) }.is_some_and(|b| b.until_ns > now)
+            } else if unsafe { BLOCKED.get(src) }
+                .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_ns() })
                 && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
             {
                 return verdict;
@@ -166,6 +166,8 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         count(counter::NOT_IP);
         return pass();
     }
+    // Read the clock only for IP packets: it is one of the dearer helpers.
+    let now = unsafe { bpf_ktime_get_ns() };
     unsafe {
         (*record).timestamp_ns = now;
         (*record).cpu = bpf_get_smp_processor_id();
