@@ -49,7 +49,7 @@ pub fn shared_dir(test: &str) -> Option<PathBuf> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{message}; CI=true, so it must be there");
     }
-    eprintln!("SKIP {message}");
+    sensor::testing::skip(&message);
     None
 }
 

@@ -10,8 +10,18 @@ pub fn bpf_available(test: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: CI=true but not running as root: BPF tests must run in CI");
     }
-    eprintln!("SKIP {test}: needs root (CAP_BPF, CAP_NET_ADMIN); runs in CI");
+    skip(&format!(
+        "{test}: needs root (CAP_BPF, CAP_NET_ADMIN); runs in CI"
+    ));
     false
+}
+
+/// Prints `SKIP reason` where a person running the tests sees it: straight
+/// to the process's stderr, which the test harness does not capture (it
+/// only captures `print!`/`eprint!`).
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {reason}");
 }
 
 pub mod frames;
