@@ -130,13 +130,8 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoaderError {
 /// The loaded (verified) kernel program and its maps.
 pub struct Kernel {
     ebpf: Ebpf,
-    attached: Option<Attachment>,
-}
-
-struct Attachment {
-    iface: String,
-    mode: &'static str,
-    link: XdpLinkId,
+    /// The XDP link while attached.
+    link: Option<XdpLinkId>,
 }
 
 impl Kernel {
@@ -157,10 +152,7 @@ impl Kernel {
             )),
             other => LoaderError::Program(other),
         })?;
-        Ok(Kernel {
-            ebpf,
-            attached: None,
-        })
+        Ok(Kernel { ebpf, link: None })
     }
 
     /// Installs `rules` and the mode. The rules go into the generation of
@@ -438,11 +430,7 @@ impl Kernel {
         for (xdp_mode, name) in attempts {
             match program.attach(iface, *xdp_mode) {
                 Ok(link) => {
-                    self.attached = Some(Attachment {
-                        iface: iface.to_string(),
-                        mode: name,
-                        link,
-                    });
+                    self.link = Some(link);
                     return Ok(name);
                 }
                 Err(err @ ProgramError::UnknownInterface { .. }) => {
@@ -466,15 +454,10 @@ impl Kernel {
         })
     }
 
-    /// Where the program is attached, and in which mode.
-    pub fn attached(&self) -> Option<(&str, &'static str)> {
-        self.attached.as_ref().map(|a| (a.iface.as_str(), a.mode))
-    }
-
     /// Detaches from the interface (dropping the `Kernel` does too).
     pub fn detach(&mut self) -> Result<(), LoaderError> {
-        if let Some(attachment) = self.attached.take() {
-            program_mut(&mut self.ebpf)?.detach(attachment.link)?;
+        if let Some(link) = self.link.take() {
+            program_mut(&mut self.ebpf)?.detach(link)?;
         }
         Ok(())
     }
