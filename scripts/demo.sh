@@ -71,7 +71,7 @@ for line in open(sys.argv[1]):
     port = lambda p: f":{a[p]}" if p in a else ""
     print(f"  [{a['alert']['severity']}] {a['alert']['signature_id']} {a['alert']['signature']:<40} "
           f"{a['src_ip']}{port('src_port')} -> {a['dest_ip']}{port('dest_port')} {a['proto']} "
-          f"flags={a['packet'].get('tcp_flags','-')} count={a['count']}")
+          f"flags={a['sensor'].get('tcp_flags','-')} count={a['sensor']['count']}")
 PY
 echo "== the first alert line as the SIEM receives it"
 head -n1 "$WORK/alerts.json"

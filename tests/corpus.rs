@@ -64,7 +64,7 @@ fn group(alerts: &[Alert]) -> BTreeMap<Pair, Vec<(u64, u64)>> {
         pairs
             .entry((alert.alert.signature_id, alert.src_ip))
             .or_default()
-            .push((index, alert.count));
+            .push((index, alert.count()));
     }
     pairs
 }
@@ -188,8 +188,8 @@ fn corpus_raises_exactly_the_expected_alerts() {
                 "replay failed".to_owned()
             }
         };
-        if alerts.iter().any(|a| a.iface.is_some()) {
-            problems.push("a replay line has `iface`".to_owned());
+        if alerts.iter().any(|a| a.in_iface.is_some()) {
+            problems.push("a replay line has `in_iface`".to_owned());
         }
         let verdict = if problems.is_empty() { "ok  " } else { "FAIL" };
         writeln!(report, "{verdict} {name} ({stats})").unwrap();
@@ -282,7 +282,7 @@ fn check_reports_every_kind_of_difference() {
     };
     let line = |sig_id: u32, ip: IpAddr, index: u64, count: u64| {
         let json = format!(
-            r#"{{"timestamp":"2026-11-26T13:07:51.000000Z","event_type":"alert","src_ip":"{ip}","dest_ip":"192.0.2.1","proto":"TCP","alert":{{"signature_id":{sig_id},"signature":"s","category":"header","severity":3,"action":"allowed"}},"packet":{{"ip_version":4,"length":60,"ttl":64}},"count":{count},"pcap_cnt":{}}}"#,
+            r#"{{"timestamp":"2026-11-26T13:07:51.000000+0000","pcap_cnt":{},"event_type":"alert","src_ip":"{ip}","dest_ip":"192.0.2.1","proto":"TCP","ip_v":4,"alert":{{"action":"allowed","gid":1,"signature_id":{sig_id},"rev":1,"signature":"s","category":"header","severity":3}},"sensor":{{"count":{count},"length":60,"ttl":64}}}}"#,
             index + 1
         );
         Alert::from_json(&json).unwrap()

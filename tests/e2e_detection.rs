@@ -22,8 +22,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sensor::alert::TcpInfo;
 use sensor::rules::CompiledRules;
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags, more_flags};
+use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
+use sensor_common::packet::tcp;
 use serde_json::{Value, json};
 use support::live::{Live, canonical, essence, replay_cli, run_live, write_pcap_spaced};
 
@@ -76,7 +81,7 @@ fn counts_by_sig_src(
     let mut out = BTreeMap::new();
     for line in lines.iter().filter(|l| keep(l)) {
         let key = (sig(line), line["src_ip"].as_str().unwrap().to_owned());
-        *out.entry(key).or_default() += line["count"].as_u64().expect("count");
+        *out.entry(key).or_default() += line["sensor"]["count"].as_u64().expect("count");
     }
     out
 }
@@ -211,7 +216,7 @@ fn syn_flood_of_100k_spoofed_syns_gives_a_handful_of_lines_and_counts_add_up() {
                     l["dest_ip"].as_str().unwrap().to_owned(),
                     l["dest_port"].as_u64().unwrap(),
                     l["proto"].as_str().unwrap().to_owned(),
-                    l["count"].as_u64().unwrap(),
+                    l["sensor"]["count"].as_u64().unwrap(),
                 )
             })
             .collect()
@@ -262,9 +267,12 @@ fn check_flood_lines(
         assert_eq!(line["dest_ip"], ip4(victim), "{what}: {line}");
         assert_eq!(line["dest_port"], 80, "{what}: {line}");
         assert_eq!(line["proto"], "TCP");
-        assert!(line["count"].as_u64().unwrap() >= 200, "{what}: {line}");
+        assert!(
+            line["sensor"]["count"].as_u64().unwrap() >= 200,
+            "{what}: {line}"
+        );
         assert_eq!(line["alert"]["action"], "allowed");
-        let flags = line["packet"]["tcp_flags"].as_str().unwrap();
+        let flags = line["sensor"]["tcp_flags"].as_str().unwrap();
         assert!(
             flags == "S" || flags == "FS",
             "{what}: the crossing packet is a SYN: {line}"
@@ -283,8 +291,13 @@ fn check_flood_lines(
             ip4(syn_fin_flooder),
             "{what}: spoofed sources stay under 100/s: {line}"
         );
-        assert!(line["count"].as_u64().unwrap() >= 100, "{what}: {line}");
-        assert_eq!(line["packet"]["tcp_flags"], "FS");
+        assert!(
+            line["sensor"]["count"].as_u64().unwrap() >= 100,
+            "{what}: {line}"
+        );
+        assert_eq!(line["sensor"]["tcp_flags"], "FS");
+        assert_eq!(line["tcp"]["syn"], true, "{line}");
+        assert_eq!(line["tcp"]["fin"], true, "{line}");
     }
     // Rate-limited kinds: nothing matched goes uncounted.
     let totals = counts_by_sig_src(lines, |l| category(l) != "syn_flood");
@@ -340,37 +353,47 @@ impl Attack {
                 let meta = rules
                     .by_id(id as u32)
                     .unwrap_or_else(|| panic!("default rule {id}"));
-                let mut packet = json!({
-                    "ip_version": self.ip_version,
+                let mut facts = json!({
+                    "count": 1,
                     "length": self.frame.len(),
                     "ttl": self.ttl,
                 });
                 if let Some((id, offset, more)) = self.frag {
-                    packet["ip_id"] = json!(id);
-                    packet["frag_offset"] = json!(offset);
-                    packet["more_fragments"] = json!(more);
+                    facts["ip_id"] = json!(id);
+                    facts["frag_offset"] = json!(offset);
+                    facts["more_fragments"] = json!(more);
                 }
-                if let Some(f) = self.tcp_flags {
-                    packet["tcp_flags"] = json!(f);
-                }
-                if let Some(v) = &self.vlan {
-                    packet["vlan"] = json!(v);
-                }
+                let shown = self.frame.len().min(DEFAULT_ALERT_PACKET_BYTES.into());
                 let mut line = json!({
                     "event_type": "alert",
                     "src_ip": self.src,
                     "dest_ip": self.dst,
                     "proto": self.proto,
+                    "ip_v": self.ip_version,
                     "alert": {
+                        "action": "allowed",
+                        "gid": 1,
                         "signature_id": id,
+                        "rev": 1,
                         "signature": meta.name,
                         "category": meta.category,
                         "severity": meta.severity.number(),
-                        "action": "allowed",
                     },
-                    "packet": packet,
-                    "count": 1,
+                    "packet": BASE64.encode(&self.frame[..shown]),
+                    "packet_info": { "linktype": 1 },
                 });
+                if let Some(letters) = self.tcp_flags {
+                    facts["tcp_flags"] = json!(letters);
+                    let bits = tcp::LETTERS
+                        .iter()
+                        .filter(|(_, letter)| letters.contains(*letter))
+                        .fold(0, |bits, (bit, _)| bits | bit);
+                    line["tcp"] = serde_json::to_value(TcpInfo::from_flags(bits)).unwrap();
+                }
+                if let Some(v) = &self.vlan {
+                    line["vlan"] = json!(v);
+                }
+                line["sensor"] = facts;
                 if let Some((s, d)) = self.ports {
                     line["src_port"] = json!(s);
                     line["dest_port"] = json!(d);
@@ -780,18 +803,18 @@ fn attacks_raise_exactly_their_default_rules_live_and_in_replay() {
 
     for line in &live.lines {
         assert_eq!(
-            line["iface"].as_str().map(|s| s.starts_with("satk")),
+            line["in_iface"].as_str().map(|s| s.starts_with("satk")),
             Some(true),
             "{line}"
         );
         let ts = line["timestamp"].as_str().unwrap();
         assert!(
-            ts.ends_with('Z') && ts.len() >= "2026-11-26T13:07:51.123456Z".len(),
+            ts.ends_with("+0000") && ts.len() == "2026-11-26T13:07:51.123456+0000".len(),
             "{ts}"
         );
     }
     for line in &replayed {
-        assert!(line.get("iface").is_none(), "{line}");
+        assert!(line.get("in_iface").is_none(), "{line}");
     }
     let want = multiset(&expected);
     let explain = |lines: &[Value]| {
@@ -819,9 +842,9 @@ fn attacks_raise_exactly_their_default_rules_live_and_in_replay() {
             .lines
             .iter()
             .filter(|l| {
-                l["packet"]["length"] == attack.frame.len()
+                l["sensor"]["length"] == attack.frame.len()
                     && l["src_ip"] == attack.src.as_str()
-                    && l["packet"]["ttl"] == attack.ttl
+                    && l["sensor"]["ttl"] == attack.ttl
             })
             .map(sig)
             .collect();

@@ -86,7 +86,12 @@ impl Inspect {
     fn json_lines(&self) -> Vec<Value> {
         self.stdout_text()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .map(|l| {
+                let line =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                support::eve::check_alert_line(&line);
+                line
+            })
             .collect()
     }
 

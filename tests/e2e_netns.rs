@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use sensor::testing::frames::{self, Ipv4, flags};
 use serde_json::Value;
 use support::live::{essence, read_lines};
@@ -158,7 +160,7 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     );
     for ((frame, sid, letters), alert) in attacks.iter().zip(&live) {
         assert_eq!(alert["event_type"], "alert");
-        assert_eq!(alert["iface"], bed.sensor_if.as_str());
+        assert_eq!(alert["in_iface"], bed.sensor_if.as_str());
         assert_eq!(alert["src_ip"], "198.51.100.7");
         assert_eq!(alert["dest_ip"], "192.0.2.10");
         assert_eq!(alert["proto"], "TCP");
@@ -167,18 +169,26 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
         assert_eq!(alert["alert"]["action"], "allowed");
         let severity = if *sid == 100001 { 2 } else { 3 };
         assert_eq!(alert["alert"]["severity"], severity);
-        assert_eq!(alert["packet"]["ip_version"], 4);
-        assert_eq!(alert["packet"]["length"], frame.len());
-        assert_eq!(alert["packet"]["ttl"], 64);
-        assert_eq!(alert["packet"]["ip_id"], 0x1234);
-        assert_eq!(alert["packet"]["frag_offset"], 0);
-        assert_eq!(alert["packet"]["more_fragments"], false);
-        assert_eq!(alert["packet"]["tcp_flags"], *letters);
-        assert!(alert["packet"].get("vlan").is_none(), "untagged");
-        assert_eq!(alert["count"], 1);
+        assert_eq!(alert["alert"]["gid"], 1);
+        assert_eq!(alert["alert"]["rev"], 1);
+        assert_eq!(alert["ip_v"], 4);
+        assert_eq!(alert["sensor"]["length"], frame.len());
+        assert_eq!(alert["sensor"]["ttl"], 64);
+        assert_eq!(alert["sensor"]["ip_id"], 0x1234);
+        assert_eq!(alert["sensor"]["frag_offset"], 0);
+        assert_eq!(alert["sensor"]["more_fragments"], false);
+        assert_eq!(alert["sensor"]["tcp_flags"], *letters);
+        assert!(alert.get("vlan").is_none(), "untagged");
+        assert_eq!(alert["sensor"]["count"], 1);
+        // The frame itself, as it arrived, from the kernel.
+        let packet = BASE64
+            .decode(alert["packet"].as_str().expect("packet"))
+            .expect("base64");
+        assert_eq!(packet, *frame, "the frame as sent (shorter than the cap)");
+        assert_eq!(alert["packet_info"]["linktype"], 1);
         let ts = alert["timestamp"].as_str().unwrap();
         assert!(
-            ts.ends_with('Z') && ts.len() >= "2026-11-26T13:07:51.123456Z".len(),
+            ts.ends_with("+0000") && ts.len() == "2026-11-26T13:07:51.123456+0000".len(),
             "{ts}"
         );
     }
@@ -214,10 +224,31 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     let replayed: Vec<Value> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
-        .map(|l| essence(&serde_json::from_str(l).unwrap()))
+        .map(|l| {
+            support::eve::check_alert_text(l);
+            essence(&serde_json::from_str(l).unwrap())
+        })
         .collect();
     let live: Vec<Value> = live.iter().map(essence).collect();
     assert_eq!(replayed, live);
+
+    // `--packet-bytes` caps `packet` (0: no `packet` at all).
+    for (cap, shown) in [("16", Some(16)), ("0", None)] {
+        let output = Command::new(SENSOR)
+            .args(["replay", "--pcap", pcap.to_str().unwrap()])
+            .args(["--rules", rules.to_str().unwrap(), "--packet-bytes", cap])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let lines = support::live::parse_lines(&String::from_utf8(output.stdout).unwrap());
+        assert_eq!(lines.len(), attacks.len());
+        for line in &lines {
+            let packet = line.get("packet").and_then(Value::as_str);
+            let len = packet.map(|p| BASE64.decode(p).unwrap().len());
+            assert_eq!(len, shown, "--packet-bytes {cap}: {line}");
+            assert_eq!(line.get("packet_info").is_some(), shown.is_some());
+        }
+    }
 }
 
 fn xdp_prog_id(bed: &Testbed) -> Option<String> {

@@ -133,16 +133,13 @@ fn run_case(format: &str) {
         .expect("exits on SIGTERM");
     assert!(status.success(), "{}", log());
 
-    let lines: Vec<Value> = std::fs::read_to_string(&json)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = support::live::read_lines(&json);
     let messages = read_received(&received);
     assert_eq!(messages.len(), 2, "{messages:#?}");
     for (message, line) in messages.iter().zip(&lines) {
         let body: Value =
             serde_json::from_str(&message.msg).unwrap_or_else(|e| panic!("{e}: {}", message.msg));
+        support::eve::check_alert_line(&body);
         assert_eq!(&body, line, "the syslog body is the alert line");
         assert_eq!(message.app_name, "sensor");
         assert_eq!(message.facility, 16, "local0");

@@ -14,7 +14,7 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use sensor::alert::{Alert, unix_ns_to_datetime};
+use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
 use sensor::cli::SyslogFormat;
 use sensor::rules::{RuleMeta, Severity};
 use sensor::syslog::{
@@ -47,6 +47,8 @@ fn alerts(first_count: u64, count: usize) -> Vec<Alert> {
         .map(|i| {
             let rule = RuleMeta {
                 id: 100_000 + i as u32,
+                gid: 1,
+                rev: 1 + i as u32 % 3,
                 name: match i % 3 {
                     0 => "TCP SYN and FIN set".to_owned(),
                     1 => r#"pipe | "quoted" \ back"#.to_owned(),
@@ -96,7 +98,8 @@ fn alerts(first_count: u64, count: usize) -> Vec<Alert> {
             };
             // The JSON carries microseconds; so must the alert to compare.
             let timestamp = unix_ns_to_datetime(now_ns / 1_000 * 1_000 + i as u64 * 1_000);
-            Alert::new(&record, &rule, first_count + i as u64, timestamp).with_iface("eth0")
+            let frame = CapturedPacket::ethernet(&[i as u8; 60]);
+            Alert::new(&record, &frame, &rule, first_count + i as u64, timestamp).with_iface("eth0")
         })
         .collect()
 }
@@ -124,6 +127,7 @@ fn assert_received_exactly(received: &[Received], sent: &[Alert], expected: &Exp
 
     let pid = std::process::id().to_string();
     for line in received {
+        support::eve::check_alert_text(&line.msg);
         let alert = Alert::from_json(&line.msg)
             .unwrap_or_else(|err| panic!("MSG is not an alert line ({err}): {}", line.msg));
         assert!(sent.contains(&alert), "{alert:?} was never sent");

@@ -264,6 +264,51 @@ fn kernel_alert_record_carries_the_packet_fields() {
     assert_eq!((stats[slot].hits, stats[slot].alerts), (1, 1));
 }
 
+/// Each alert record carries the frame's first bytes (EVE `packet`): as
+/// many as the cap, or the whole frame when it is shorter; none at 0.
+#[test]
+fn kernel_alert_records_carry_the_frame_up_to_the_cap() {
+    if !sensor::testing::bpf_available("kernel_alert_records_carry_the_frame_up_to_the_cap") {
+        return;
+    }
+    let rules = compile_yaml(RULES);
+    let mut kernel = Kernel::load().expect("XDP program loads");
+    kernel
+        .write_rules(&rules, SensorMode::Ids)
+        .expect("rule maps written");
+    let mut alerts = KernelAlerts::open(&mut kernel);
+    // SYN+FIN with 300 bytes of payload: rule 1001. A new source per run
+    // keeps the rate limiter out of the way.
+    let frame = |last: u8| {
+        frames::ethernet(
+            &[],
+            frames::ETH_IPV4,
+            &Ipv4::new([198, 51, 100, last], [192, 0, 2, 10], 6).build(&frames::tcp(
+                40000,
+                80,
+                flags::SYN | flags::FIN,
+                1,
+                &[0x5a; 300],
+            )),
+        )
+    };
+    let cases = [(None, 128), (Some(16), 16), (Some(1024), 354), (Some(0), 0)];
+    for (last, (cap, shown)) in (1..).zip(cases) {
+        if let Some(cap) = cap {
+            kernel
+                .write_alert_packet_bytes(cap)
+                .expect("config written");
+        }
+        let frame = frame(last);
+        assert_eq!(frame.len(), 354);
+        assert_eq!(kernel.test_run(&frame).unwrap(), XDP_PASS);
+        let samples = alerts.drain_samples();
+        assert_eq!(samples.len(), 1, "cap {cap:?}: {samples:?}");
+        assert_eq!(usize::from(samples[0].record.captured_len), shown);
+        assert_eq!(samples[0].frame, &frame[..shown], "cap {cap:?}");
+    }
+}
+
 /// A reload writes the rule tables not in force, then switches: the first
 /// frame after `write_rules` sees only the new set, and each generation
 /// keeps its own per-slot counters.

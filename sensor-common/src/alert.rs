@@ -28,9 +28,39 @@ pub struct AlertRecord {
     pub kind: u8,
     /// [`outcome`].
     pub action: u8,
-    pub _pad: [u8; 6],
+    /// Bytes of the frame that follow this record in its perf sample (the
+    /// frame's first bytes, Suricata EVE's `packet`): at most
+    /// [`MAX_ALERT_PACKET_BYTES`], 0 when capture is off.
+    pub captured_len: u16,
+    pub _pad: [u8; 4],
     pub packet: PacketMeta,
 }
+
+/// Upper bound of `alert_packet_bytes`: what one alert may carry of its frame.
+pub const MAX_ALERT_PACKET_BYTES: u16 = 1024;
+/// The default: Ethernet, VLAN tags, IP and transport headers with room to spare.
+pub const DEFAULT_ALERT_PACKET_BYTES: u16 = 128;
+
+/// How many of a `frame_len`-byte frame's bytes an alert carries when the
+/// configured cap is `cap`.
+#[inline(always)]
+pub const fn captured_len(frame_len: u32, cap: u16) -> u16 {
+    let cap = if cap > MAX_ALERT_PACKET_BYTES {
+        MAX_ALERT_PACKET_BYTES
+    } else {
+        cap
+    };
+    if frame_len < cap as u32 {
+        frame_len as u16
+    } else {
+        cap
+    }
+}
+
+// The kernel and userspace share this layout: no implicit padding.
+const _: () =
+    assert!(core::mem::size_of::<AlertRecord>() == 32 + core::mem::size_of::<PacketMeta>());
+const _: () = assert!(core::mem::align_of::<AlertRecord>() == 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain #[repr(C)] data with explicit padding.

@@ -92,7 +92,8 @@ impl AlertHead {
             cpu,
             kind: self.kind,
             action: self.action,
-            _pad: [0; 6],
+            captured_len: 0,
+            _pad: [0; 4],
             packet: *meta,
         }
     }

@@ -117,8 +117,14 @@ pub struct SensorConfig {
     pub dry_run: u8,
     /// Which of the [`RULE_GENERATIONS`] rule tables is in force.
     pub generation: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// Bytes of the frame each alert record carries (capped at
+    /// [`crate::alert::MAX_ALERT_PACKET_BYTES`]); 0: none.
+    pub alert_packet_bytes: u16,
+    pub _pad2: [u8; 2],
 }
+
+const _: () = assert!(core::mem::size_of::<SensorConfig>() == 8);
 
 /// Rule tables the kernel holds: userspace fills the one not in force,
 /// then flips [`SensorConfig::generation`], so a reload is atomic for every

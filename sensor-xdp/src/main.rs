@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    alert::{AlertRecord, outcome},
+    alert::{AlertRecord, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     detect::{AlertHead, DetectState, RuleTables, process},
     filter::{
@@ -197,7 +197,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
                 head.action
             };
             (*record).count = head.count;
-            send_alert(&ctx, &*record);
+            send_alert(&ctx, &mut *record, config.alert_packet_bytes);
         },
     );
     if decision.drop && dry_run {
@@ -354,14 +354,24 @@ fn drop_unless_dry_run(dry_run: bool, reason: u32) -> Option<u32> {
     Some(xdp_action::XDP_DROP)
 }
 
+/// Sends `record` with the frame's first `captured_len` bytes behind it:
+/// the helper copies them from the XDP buffer itself (the length rides in
+/// the flags' upper 32 bits), so no packet bytes pass through the stack.
 #[inline(always)]
-fn send_alert(ctx: &XdpContext, record: &AlertRecord) {
+fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
+    let frame_len = (ctx.data_end() - ctx.data()) as u32;
+    let captured = captured_len(frame_len, packet_bytes);
+    record.captured_len = captured;
+    let flags = BPF_F_CURRENT_CPU | (u64::from(captured) << 32);
+    // SAFETY: `record` is a valid AlertRecord for the whole call; the
+    // helper reads `size_of::<AlertRecord>()` bytes of it, and at most the
+    // frame's length from the context (checked by the helper too).
     let ret = unsafe {
         bpf_perf_event_output(
             ctx.as_ptr(),
             core::ptr::addr_of!(EVENTS).cast_mut().cast(),
-            BPF_F_CURRENT_CPU,
-            core::ptr::from_ref(record).cast_mut().cast(),
+            flags,
+            core::ptr::from_mut(record).cast(),
             core::mem::size_of::<AlertRecord>() as u64,
         )
     };

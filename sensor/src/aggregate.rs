@@ -65,8 +65,8 @@ pub struct RateEntry {
 
 /// A line the sweep produced: `record` describes the packet shown, `count`
 /// the suppressed matches it stands for. `tag` is what the caller attached
-/// to that record (replay: its packet number).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// to that record (its frame bytes; in replay also its packet number).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AggregatedLine<T = ()> {
     pub record: AlertRecord,
     pub count: u64,
@@ -90,7 +90,7 @@ impl Key {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Tracked<T> {
     last_reported: u64,
     last_record: AlertRecord,
@@ -101,12 +101,12 @@ struct Tracked<T> {
     swept_at_ns: Option<u64>,
 }
 
-impl<T: Copy> Tracked<T> {
+impl<T: Clone> Tracked<T> {
     fn line(&self, count: u64) -> AggregatedLine<T> {
         AggregatedLine {
             record: self.last_record,
             count,
-            tag: self.last_tag,
+            tag: self.last_tag.clone(),
         }
     }
 }
@@ -136,7 +136,7 @@ impl Aggregator<()> {
     }
 }
 
-impl<T: Copy> Aggregator<T> {
+impl<T: Clone> Aggregator<T> {
     /// [`Aggregator::on_record`], remembering `tag` with the record so that
     /// aggregated lines built from it carry it too.
     pub fn on_tagged_record(&mut self, record: &AlertRecord, tag: T) -> Option<u64> {

@@ -1,13 +1,19 @@
-//! Alert lines: the JSON object of CONTRACT.md section 3, built from a
-//! kernel [`AlertRecord`] and what userspace knows about its rule.
+//! Alert lines: the EVE JSON object of CONTRACT.md section 3 (v2), built
+//! from a kernel [`AlertRecord`], the frame bytes that came with it, and
+//! what userspace knows about its rule.
 //!
-//! [`Alert`] is the typed line. Its field order is the contract's, and
-//! serde writes fields in declaration order, so `to_json_line` yields the
-//! contract's layout. Optional fields are left out (not `null`) when the
-//! packet does not have them.
+//! Every field Suricata's EVE defines has Suricata's name, type and
+//! meaning (`packet` is the frame itself, base64; `timestamp` has a numeric
+//! offset; `in_iface`; `alert.gid`/`rev`; `tcp` booleans); the sensor's own
+//! facts sit in the `sensor` object. [`Alert`]'s field order is the line's
+//! (serde writes fields in declaration order). Optional fields are left out
+//! (not `null`) when the packet does not have them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -19,17 +25,45 @@ use sensor_common::packet::{
 
 use crate::rules::RuleMeta;
 
+/// pcap's LINKTYPE_ETHERNET: what the XDP program's frames start with.
+pub const LINKTYPE_ETHERNET: u32 = 1;
+
+/// The first bytes of the frame an alert is about, as received (live) or
+/// as captured (replay), and the link type they start with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapturedPacket {
+    pub linktype: u32,
+    /// Shared: aggregated lines reuse the bytes of the record they show.
+    pub bytes: Arc<[u8]>,
+}
+
+impl CapturedPacket {
+    pub fn ethernet(bytes: &[u8]) -> CapturedPacket {
+        CapturedPacket {
+            linktype: LINKTYPE_ETHERNET,
+            bytes: bytes.into(),
+        }
+    }
+}
+
 /// One alert line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Alert {
     /// Wall-clock time of the packet (the capture's time in `replay`).
-    #[serde(with = "rfc3339_micros")]
+    #[serde(with = "eve_timestamp")]
     pub timestamp: OffsetDateTime,
-    pub event_type: EventType,
     /// Interface the packet arrived on; absent in `replay` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iface: Option<String>,
+    pub in_iface: Option<String>,
+    /// `replay` only: 1-based number of the packet in the capture. For an
+    /// aggregated line, the packet the line describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcap_cnt: Option<u64>,
+    pub event_type: EventType,
+    /// VLAN ids, outermost first; absent when untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<Vec<u16>>,
     pub src_ip: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
@@ -38,14 +72,24 @@ pub struct Alert {
     pub dest_port: Option<u16>,
     /// `TCP`, `UDP`, `ICMP`, `IPv6-ICMP`, or the protocol number.
     pub proto: String,
-    pub alert: AlertInfo,
-    pub packet: PacketInfo,
-    /// Matching packets this line stands for (see `crate::aggregate`).
-    pub count: u64,
-    /// `replay` only: 1-based number of the packet in the capture (Suricata
-    /// EVE's name). For an aggregated line, the packet the line describes.
+    /// 4 or 6.
+    pub ip_v: u8,
+    /// ICMP and ICMPv6 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pcap_cnt: Option<u64>,
+    pub icmp_type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+    pub alert: AlertInfo,
+    /// TCP segments whose whole 20-byte header was present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpInfo>,
+    /// The frame's first bytes, base64 (absent when capture is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_info: Option<PacketInfo>,
+    /// The sensor's own fields (Suricata defines none of them).
+    pub sensor: SensorFields,
 }
 
 /// `event_type`: always `alert` for these lines.
@@ -55,17 +99,21 @@ pub enum EventType {
     Alert,
 }
 
-/// The `alert` object.
+/// The `alert` object, in Suricata's field order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertInfo {
+    pub action: AlertAction,
+    /// The rule's `gid` (default 1).
+    pub gid: u32,
     pub signature_id: u32,
+    /// The rule's `rev` (default 1).
+    pub rev: u32,
     pub signature: String,
     /// The rule's match kind: `tcp_flags`, `ttl`, `fragment`, `syn_flood`, `header`.
     pub category: String,
     /// 1 (critical) to 4 (low).
     pub severity: u8,
-    pub action: AlertAction,
 }
 
 /// `alert.action`.
@@ -76,11 +124,54 @@ pub enum AlertAction {
     Blocked,
 }
 
-/// The `packet` object.
+/// The `tcp` object as Suricata writes it: the flags byte in hex, and one
+/// `true` per flag that is set (flags that are clear are left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpInfo {
+    /// The low 8 flag bits (CWR..FIN) as two lowercase hex digits.
+    pub tcp_flags: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fin: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rst: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psh: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urg: Option<bool>,
+    /// ECE (Suricata's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecn: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwr: Option<bool>,
+}
+
+/// `packet_info`: what `packet` starts with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PacketInfo {
-    pub ip_version: u8,
+    /// pcap link type: 1 (Ethernet) live; the capture's in replay.
+    pub linktype: u32,
+}
+
+/// The `sensor` object: matching packets the line stands for, then the
+/// header facts of the packet it shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorFields {
+    /// Matching packets this line stands for (see `crate::aggregate`).
+    pub count: u64,
+    #[serde(flatten)]
+    pub header: HeaderFacts,
+}
+
+/// Header facts Suricata's EVE has no field for; `sensor inspect --json`
+/// shows the same ones under the same names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderFacts {
     /// Frame length as received.
     pub length: u32,
     /// IPv4 TTL or IPv6 hop limit.
@@ -98,58 +189,88 @@ pub struct PacketInfo {
     /// Letters F S R P A U E C N in that order; `""` when no flag is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_flags: Option<String>,
-    /// VLAN ids, outermost first; absent when untagged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vlan: Option<Vec<u16>>,
 }
 
 impl Alert {
     /// The line for `record`, standing for `count` packets, stamped with
-    /// `timestamp` (the packet's wall-clock time). `iface` and `pcap_cnt`
-    /// start absent: see [`Alert::with_iface`], [`Alert::with_pcap_cnt`].
+    /// `timestamp` (the packet's wall-clock time), showing `packet` (the
+    /// frame's first bytes; empty: no `packet` field). `in_iface` and
+    /// `pcap_cnt` start absent: see [`Alert::with_iface`],
+    /// [`Alert::with_pcap_cnt`].
     pub fn new(
         record: &AlertRecord,
+        packet: &CapturedPacket,
         rule: &RuleMeta,
         count: u64,
         timestamp: OffsetDateTime,
     ) -> Alert {
         debug_assert_eq!(record.sig_id, rule.id, "alert record and rule disagree");
-        let packet = &record.packet;
-        let has_ports = packet.has(flag::HAS_PORTS);
+        let meta = &record.packet;
+        let has_ports = meta.has(flag::HAS_PORTS);
+        let has_icmp = meta.has(flag::HAS_ICMP);
+        let captured = !packet.bytes.is_empty();
         Alert {
             timestamp,
+            in_iface: None,
+            pcap_cnt: None,
             event_type: EventType::Alert,
-            iface: None,
-            src_ip: ip_addr(packet.ip_version, &packet.src_addr),
-            src_port: has_ports.then_some(packet.src_port),
-            dest_ip: ip_addr(packet.ip_version, &packet.dst_addr),
-            dest_port: has_ports.then_some(packet.dst_port),
-            proto: proto_name(packet.proto),
+            vlan: vlan_ids(meta),
+            src_ip: ip_addr(meta.ip_version, &meta.src_addr),
+            src_port: has_ports.then_some(meta.src_port),
+            dest_ip: ip_addr(meta.ip_version, &meta.dst_addr),
+            dest_port: has_ports.then_some(meta.dst_port),
+            proto: proto_name(meta.proto),
+            ip_v: meta.ip_version,
+            icmp_type: has_icmp.then_some(meta.icmp_type),
+            icmp_code: has_icmp.then_some(meta.icmp_code),
             alert: AlertInfo {
-                signature_id: record.sig_id,
-                signature: rule.name.clone(),
-                category: rule.category.to_owned(),
-                severity: rule.severity.number(),
                 action: if record.action == outcome::BLOCKED {
                     AlertAction::Blocked
                 } else {
                     AlertAction::Allowed
                 },
+                gid: rule.gid,
+                signature_id: record.sig_id,
+                rev: rule.rev,
+                signature: rule.name.clone(),
+                category: rule.category.to_owned(),
+                severity: rule.severity.number(),
             },
-            packet: PacketInfo::from_meta(packet),
-            count,
-            pcap_cnt: None,
+            tcp: meta
+                .has(flag::HAS_TCP_FLAGS)
+                .then(|| TcpInfo::from_flags(meta.tcp_flags)),
+            packet: captured.then(|| BASE64.encode(&packet.bytes)),
+            packet_info: captured.then_some(PacketInfo {
+                linktype: packet.linktype,
+            }),
+            sensor: SensorFields {
+                count,
+                header: HeaderFacts::from_meta(meta),
+            },
         }
     }
 
     pub fn with_iface(mut self, iface: impl Into<String>) -> Alert {
-        self.iface = Some(iface.into());
+        self.in_iface = Some(iface.into());
         self
     }
 
     pub fn with_pcap_cnt(mut self, pcap_cnt: u64) -> Alert {
         self.pcap_cnt = Some(pcap_cnt);
         self
+    }
+
+    /// Matching packets this line stands for.
+    pub fn count(&self) -> u64 {
+        self.sensor.count
+    }
+
+    /// The bytes of `packet`, decoded (empty when absent or not base64).
+    pub fn packet_bytes(&self) -> Vec<u8> {
+        self.packet
+            .as_deref()
+            .and_then(|text| BASE64.decode(text).ok())
+            .unwrap_or_default()
     }
 
     /// The line as JSON, without the trailing newline.
@@ -163,14 +284,30 @@ impl Alert {
     }
 }
 
-impl PacketInfo {
-    /// The fields of `packet` that the contract's `packet` object carries.
-    pub fn from_meta(packet: &PacketMeta) -> PacketInfo {
+impl TcpInfo {
+    /// Suricata's `tcp` object for a 9-bit flags field (NS has no place in
+    /// it: the `sensor.tcp_flags` letters carry it).
+    pub fn from_flags(flags: u16) -> TcpInfo {
+        let set = |bit: u16| (flags & bit != 0).then_some(true);
+        TcpInfo {
+            tcp_flags: format!("{:02x}", flags & 0xff),
+            syn: set(tcp::SYN),
+            fin: set(tcp::FIN),
+            rst: set(tcp::RST),
+            psh: set(tcp::PSH),
+            ack: set(tcp::ACK),
+            urg: set(tcp::URG),
+            ecn: set(tcp::ECE),
+            cwr: set(tcp::CWR),
+        }
+    }
+}
+
+impl HeaderFacts {
+    pub fn from_meta(packet: &PacketMeta) -> HeaderFacts {
         // IPv6 has identification / offset / MF only in a fragment header.
         let has_fragment_fields = packet.ip_version == 4 || packet.has(flag::IPV6_FRAG_HEADER);
-        let vlan_count = (packet.vlan_count as usize).min(MAX_VLAN_TAGS);
-        PacketInfo {
-            ip_version: packet.ip_version,
+        HeaderFacts {
             length: packet.frame_len,
             ttl: packet.ttl,
             ip_id: has_fragment_fields.then_some(packet.ip_id),
@@ -179,9 +316,14 @@ impl PacketInfo {
             tcp_flags: packet
                 .has(flag::HAS_TCP_FLAGS)
                 .then(|| tcp_flag_letters(packet.tcp_flags)),
-            vlan: (vlan_count > 0).then(|| packet.vlan[..vlan_count].to_vec()),
         }
     }
+}
+
+/// The VLAN ids of `packet`, outermost first; `None` when untagged.
+pub fn vlan_ids(packet: &PacketMeta) -> Option<Vec<u16>> {
+    let vlan_count = (packet.vlan_count as usize).min(MAX_VLAN_TAGS);
+    (vlan_count > 0).then(|| packet.vlan[..vlan_count].to_vec())
 }
 
 /// The line as JSON, without the trailing newline.
@@ -227,8 +369,44 @@ pub fn unix_ns_to_datetime(unix_ns: u64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// `timestamp`: RFC 3339 in UTC with exactly six fractional digits
-/// ("2026-11-26T13:07:51.123456Z"), as in the contract's example.
+/// `timestamp` as Suricata's EVE writes it: UTC with six fractional digits
+/// and a numeric offset, "2026-11-26T13:07:51.123456+0000".
+pub mod eve_timestamp {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+
+    pub fn format(timestamp: OffsetDateTime) -> String {
+        let mut text = super::rfc3339_micros::format(timestamp);
+        text.pop(); // the 'Z'
+        text.push_str("+0000");
+        text
+    }
+
+    pub fn serialize<S: Serializer>(
+        timestamp: &OffsetDateTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*timestamp))
+    }
+
+    /// Accepts Suricata's form with any offset, and RFC 3339.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<OffsetDateTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let eve = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond][offset_hour sign:mandatory][offset_minute]"
+        );
+        OffsetDateTime::parse(&text, eve)
+            .or_else(|_| OffsetDateTime::parse(&text, &Rfc3339))
+            .map_err(D::Error::custom)
+    }
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits
+/// ("2026-11-26T13:07:51.123456Z"): syslog headers and `sensor inspect`.
 pub mod rfc3339_micros {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
     use time::OffsetDateTime;
@@ -274,6 +452,8 @@ mod tests {
     fn rule() -> RuleMeta {
         RuleMeta {
             id: 100001,
+            gid: 1,
+            rev: 1,
             name: "TCP SYN and FIN set".to_owned(),
             severity: Severity::High,
             category: "tcp_flags",
@@ -309,6 +489,15 @@ mod tests {
         }
     }
 
+    /// Eight bytes stand for the frame: enough to check the encoding.
+    fn frame() -> CapturedPacket {
+        CapturedPacket::ethernet(b"\x00\x11\x22\x33\x44\x55\x66\x77")
+    }
+
+    fn no_frame() -> CapturedPacket {
+        CapturedPacket::default()
+    }
+
     fn contract_time() -> OffsetDateTime {
         // 2026-11-26T13:07:51.123456Z
         unix_ns_to_datetime(1_795_698_471_123_456_000)
@@ -316,45 +505,59 @@ mod tests {
 
     #[test]
     fn matches_the_contract_example_byte_for_byte() {
-        let line = Alert::new(&syn_fin_record(), &rule(), 1, contract_time())
+        let line = Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time())
             .with_iface("eth0")
             .to_json_line();
         let expected = concat!(
-            r#"{"timestamp":"2026-11-26T13:07:51.123456Z","event_type":"alert","iface":"eth0","#,
-            r#""src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"proto":"TCP","#,
-            r#""alert":{"signature_id":100001,"signature":"TCP SYN and FIN set","category":"tcp_flags","#,
-            r#""severity":2,"action":"allowed"},"#,
-            r#""packet":{"ip_version":4,"length":60,"ttl":64,"ip_id":1234,"frag_offset":0,"#,
-            r#""more_fragments":false,"tcp_flags":"FS","vlan":[100]},"#,
-            r#""count":1}"#
+            r#"{"timestamp":"2026-11-26T13:07:51.123456+0000","in_iface":"eth0","event_type":"alert","#,
+            r#""vlan":[100],"src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"#,
+            r#""proto":"TCP","ip_v":4,"#,
+            r#""alert":{"action":"allowed","gid":1,"signature_id":100001,"rev":1,"#,
+            r#""signature":"TCP SYN and FIN set","category":"tcp_flags","severity":2},"#,
+            r#""tcp":{"tcp_flags":"03","syn":true,"fin":true},"#,
+            r#""packet":"ABEiM0RVZnc=","packet_info":{"linktype":1},"#,
+            r#""sensor":{"count":1,"length":60,"ttl":64,"ip_id":1234,"frag_offset":0,"#,
+            r#""more_fragments":false,"tcp_flags":"FS"}}"#
         );
         assert_eq!(line, expected);
     }
 
     #[test]
     fn round_trips_through_json() {
-        let alert = Alert::new(&syn_fin_record(), &rule(), 7, contract_time()).with_pcap_cnt(3);
-        let parsed = Alert::from_json(&alert.to_json_line()).unwrap();
+        let alert =
+            Alert::new(&syn_fin_record(), &frame(), &rule(), 7, contract_time()).with_pcap_cnt(3);
+        let line = alert.to_json_line();
+        let parsed = Alert::from_json(&line).unwrap();
         assert_eq!(parsed, alert);
-        assert!(alert.to_json_line().ends_with(r#""count":7,"pcap_cnt":3}"#));
+        assert_eq!(parsed.count(), 7);
+        assert_eq!(parsed.packet_bytes(), &*frame().bytes);
+        assert!(
+            line.contains(r#""pcap_cnt":3,"event_type":"alert""#),
+            "{line}"
+        );
     }
 
     #[test]
     fn leaves_out_what_the_packet_does_not_have() {
-        // A non-first IPv4 fragment of UDP: no ports, no flags; untagged; replay.
+        // A non-first IPv4 fragment of UDP: no ports, no flags; untagged;
+        // replay; frame capture off.
         let mut record = syn_fin_record();
         record.packet.flags = flag::FRAGMENT | flag::MORE_FRAGMENTS;
         record.packet.frag_offset = 185;
         record.packet.proto = PROTO_UDP;
         record.packet.vlan_count = 0;
-        let line = Alert::new(&record, &rule(), 1, contract_time()).to_json_line();
+        let line = Alert::new(&record, &no_frame(), &rule(), 1, contract_time()).to_json_line();
         for absent in [
-            "iface",
+            "in_iface",
             "src_port",
             "dest_port",
+            "tcp",
             "tcp_flags",
             "vlan",
             "pcap_cnt",
+            "icmp_type",
+            "packet",
+            "packet_info",
         ] {
             assert!(
                 !line.contains(&format!("\"{absent}\":")),
@@ -369,77 +572,102 @@ mod tests {
     }
 
     #[test]
-    fn null_scan_has_empty_flag_letters_and_all_letters_keep_order() {
+    fn tcp_object_is_suricatas_and_letters_keep_order() {
         let mut record = syn_fin_record();
         record.packet.tcp_flags = 0;
-        let alert = Alert::new(&record, &rule(), 1, contract_time());
-        assert_eq!(alert.packet.tcp_flags.as_deref(), Some(""));
-        assert!(alert.to_json_line().contains(r#""tcp_flags":"""#));
+        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time());
+        assert_eq!(alert.sensor.header.tcp_flags.as_deref(), Some(""));
+        let line = alert.to_json_line();
+        assert!(line.contains(r#""tcp":{"tcp_flags":"00"}"#), "{line}");
+        assert!(line.contains(r#""tcp_flags":"""#), "{line}");
         assert_eq!(tcp_flag_letters(0x1ff), "FSRPAUECN");
         assert_eq!(tcp_flag_letters(tcp::ACK | tcp::PSH), "PA");
+        let all = TcpInfo::from_flags(0x1ff);
+        assert_eq!(all.tcp_flags, "ff", "NS has no place in the byte");
+        assert_eq!(
+            serde_json::to_string(&all).unwrap(),
+            r#"{"tcp_flags":"ff","syn":true,"fin":true,"rst":true,"psh":true,"ack":true,"urg":true,"ecn":true,"cwr":true}"#
+        );
+        assert_eq!(TcpInfo::from_flags(tcp::SYN | tcp::ACK).tcp_flags, "12");
     }
 
     #[test]
-    fn ipv6_addresses_protocol_names_and_fragment_fields() {
+    fn ipv6_icmp_and_fragment_fields() {
         let mut record = syn_fin_record();
         record.packet.ip_version = 6;
         record.packet.src_addr = "2001:db8:1::2".parse::<Ipv6Addr>().unwrap().octets();
         record.packet.dst_addr = "2001:db8:1::1".parse::<Ipv6Addr>().unwrap().octets();
         record.packet.proto = PROTO_ICMPV6;
         record.packet.flags = flag::HAS_ICMP;
-        let alert = Alert::new(&record, &rule(), 1, contract_time());
+        record.packet.icmp_type = 128;
+        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time());
         let line = alert.to_json_line();
         assert!(
             line.contains(
-                r#""src_ip":"2001:db8:1::2","dest_ip":"2001:db8:1::1","proto":"IPv6-ICMP""#
-            )
+                r#""src_ip":"2001:db8:1::2","dest_ip":"2001:db8:1::1","proto":"IPv6-ICMP","ip_v":6,"icmp_type":128,"icmp_code":0"#
+            ),
+            "{line}"
         );
         // No fragment header: no identification, offset or MF to report.
-        assert_eq!((alert.packet.ip_id, alert.packet.frag_offset), (None, None));
+        assert_eq!(
+            (alert.sensor.header.ip_id, alert.sensor.header.frag_offset),
+            (None, None)
+        );
 
         record.packet.flags |= flag::IPV6_FRAG_HEADER | flag::FRAGMENT;
         record.packet.events = event::bit(event::FRAG_ATOMIC);
-        let alert = Alert::new(&record, &rule(), 1, contract_time());
-        assert_eq!(alert.packet.ip_id, Some(1234));
-        assert_eq!(alert.packet.more_fragments, Some(false));
+        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time());
+        assert_eq!(alert.sensor.header.ip_id, Some(1234));
+        assert_eq!(alert.sensor.header.more_fragments, Some(false));
 
         assert_eq!(proto_name(PROTO_ICMP), "ICMP");
         assert_eq!(proto_name(132), "132");
     }
 
     #[test]
-    fn blocked_action_and_severity_number() {
+    fn blocked_action_severity_gid_and_rev() {
         let mut record = syn_fin_record();
         record.action = outcome::BLOCKED;
         let mut meta = rule();
         meta.severity = Severity::Critical;
-        let alert = Alert::new(&record, &meta, 1, contract_time());
+        meta.gid = 3;
+        meta.rev = 7;
+        let alert = Alert::new(&record, &frame(), &meta, 1, contract_time());
+        let line = alert.to_json_line();
         assert!(
-            alert
-                .to_json_line()
-                .contains(r#""severity":1,"action":"blocked""#)
+            line.contains(r#""alert":{"action":"blocked","gid":3,"signature_id":100001,"rev":7,"#),
+            "{line}"
         );
+        assert!(line.contains(r#""severity":1}"#), "{line}");
     }
 
     #[test]
-    fn timestamp_is_utc_with_microseconds_and_parses_other_offsets() {
+    fn timestamp_is_suricatas_and_parses_other_offsets() {
         assert_eq!(
-            rfc3339_micros::format(unix_ns_to_datetime(0)),
-            "1970-01-01T00:00:00.000000Z"
+            eve_timestamp::format(unix_ns_to_datetime(0)),
+            "1970-01-01T00:00:00.000000+0000"
         );
-        let line = Alert::new(&syn_fin_record(), &rule(), 1, contract_time())
-            .to_json_line()
-            .replace(
-                "2026-11-26T13:07:51.123456Z",
-                "2026-11-26T14:07:51.123456+01:00",
+        let line =
+            Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time()).to_json_line();
+        for other in [
+            "2026-11-26T14:07:51.123456+0100",
+            "2026-11-26T14:07:51.123456+01:00",
+            "2026-11-26T13:07:51.123456Z",
+        ] {
+            let line = line.replace("2026-11-26T13:07:51.123456+0000", other);
+            assert_eq!(
+                Alert::from_json(&line).unwrap().timestamp,
+                contract_time(),
+                "{other}"
             );
-        assert_eq!(Alert::from_json(&line).unwrap().timestamp, contract_time());
+        }
     }
 
     #[test]
     fn rejects_unknown_fields_and_wrong_event_types() {
-        let line = Alert::new(&syn_fin_record(), &rule(), 1, contract_time()).to_json_line();
-        assert!(Alert::from_json(&line.replace(r#""count":1"#, r#""count":1,"extra":2"#)).is_err());
+        let line =
+            Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time()).to_json_line();
+        assert!(Alert::from_json(&line.replace(r#""ip_v":4"#, r#""ip_v":4,"extra":2"#)).is_err());
         assert!(
             Alert::from_json(&line.replace(r#""event_type":"alert""#, r#""event_type":"flow""#))
                 .is_err()

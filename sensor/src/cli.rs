@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 
 use crate::loader::{AttachMode, SensorMode};
 
@@ -61,6 +62,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Frame bytes each alert carries in `packet` (0 leaves the field out;
+    /// default 128, at most 1024).
+    #[arg(long, value_name = "N", value_parser = packet_bytes)]
+    pub packet_bytes: Option<u16>,
     /// YAML configuration file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -77,6 +82,17 @@ pub struct ReplayArgs {
     /// Write alert lines to PATH, or `-` for stdout (default).
     #[arg(long, value_name = "PATH|-", default_value = "-")]
     pub json: String,
+    /// Frame bytes each alert carries in `packet` (0 leaves the field out).
+    #[arg(long, value_name = "N", value_parser = packet_bytes, default_value_t = DEFAULT_ALERT_PACKET_BYTES)]
+    pub packet_bytes: u16,
+}
+
+/// `--packet-bytes`: 0 to [`MAX_ALERT_PACKET_BYTES`].
+fn packet_bytes(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|n| *n <= MAX_ALERT_PACKET_BYTES)
+        .ok_or_else(|| format!("must be a whole number from 0 to {MAX_ALERT_PACKET_BYTES}"))
 }
 
 #[derive(Debug, Subcommand)]

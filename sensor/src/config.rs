@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
+use sensor_common::alert::MAX_ALERT_PACKET_BYTES;
+
 use crate::cli::SyslogFormat;
 use crate::loader::{AttachMode, SensorMode};
 use crate::rules::SourceError;
@@ -34,6 +36,8 @@ pub struct Config {
     pub syslog_format: Option<SyslogFormat>,
     /// Where to serve `/metrics`.
     pub metrics: Option<SocketAddr>,
+    /// Frame bytes each alert carries in `packet` (0: none).
+    pub packet_bytes: Option<u16>,
     pub drop: DropConfig,
 }
 
@@ -88,6 +92,7 @@ const TOP_KEYS: &[&str] = &[
     "syslog",
     "syslog_format",
     "metrics",
+    "packet_bytes",
     "drop",
 ];
 const DROP_KEYS: &[&str] = &["block_seconds", "allowlist", "blocklist", "dry_run"];
@@ -163,6 +168,10 @@ fn parse_document(text: &str) -> Result<Config, Located> {
                     ))
                 })?;
                 config.metrics = Some(addr);
+            }
+            "packet_bytes" => {
+                let max = MAX_ALERT_PACKET_BYTES.into();
+                config.packet_bytes = Some(node.as_int("packet_bytes", 0..=max)? as u16);
             }
             _ => config.drop = parse_drop(node)?,
         }
@@ -285,6 +294,7 @@ json: /var/log/sensor/alerts.json
 syslog: tcp://127.0.0.1:514
 syslog_format: rfc3164
 metrics: 127.0.0.1:9464
+packet_bytes: 256
 drop:
   block_seconds: 600
   allowlist: [10.0.0.0/8, \"2001:db8::1\"]
@@ -306,6 +316,7 @@ drop:
                 syslog: Some("tcp://127.0.0.1:514".into()),
                 syslog_format: Some(SyslogFormat::Rfc3164),
                 metrics: Some("127.0.0.1:9464".parse().unwrap()),
+                packet_bytes: Some(256),
                 drop: DropConfig {
                     block_seconds: 600,
                     allowlist: vec![
@@ -356,6 +367,8 @@ drop:
             "unknown mode \"block\" (expected one of ids, drop)",
         );
         assert_error("xdp_mode: hw\n", 1, 11, "unknown xdp_mode \"hw\"");
+        assert_error("packet_bytes: 1025\n", 1, 15, "packet_bytes");
+        assert_error("packet_bytes: -1\n", 1, 15, "packet_bytes");
         assert_error(
             "syslog_format: json\n",
             1,

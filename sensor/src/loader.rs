@@ -8,6 +8,7 @@ use aya::maps::{
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
+use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 use sensor_common::filter::{
     FilterProgram, InspectBudget, InspectConfig, TalkerStats, inspect_counter, summary,
 };
@@ -152,7 +153,16 @@ impl Kernel {
             )),
             other => LoaderError::Program(other),
         })?;
-        Ok(Kernel { ebpf, link: None })
+        let mut kernel = Kernel { ebpf, link: None };
+        kernel.write_alert_packet_bytes(DEFAULT_ALERT_PACKET_BYTES)?;
+        Ok(kernel)
+    }
+
+    /// How many of each alerting frame's first bytes the alert records
+    /// carry (EVE's `packet`); 0 turns the capture off.
+    pub fn write_alert_packet_bytes(&mut self, bytes: u16) -> Result<(), LoaderError> {
+        let bytes = bytes.min(MAX_ALERT_PACKET_BYTES);
+        self.update_config(|config| config.alert_packet_bytes = bytes)
     }
 
     /// Installs `rules` and the mode. The rules go into the generation of

@@ -9,10 +9,12 @@ use clap::Parser;
 use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
 use sensor::config::Config;
 use sensor::loader::{AttachMode, DropPolicy, SensorMode};
+use sensor::replay::ReplayOptions;
 use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
 use sensor::sinks::{JsonSink, JsonTarget};
 use sensor::syslog::SyslogTarget;
+use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_INVALID: u8 = 2;
@@ -86,7 +88,10 @@ fn cmd_replay(args: ReplayArgs) -> Result<(), Failure> {
         load_rules(&args.rules, Config::DEFAULT_BLOCK_SECONDS).map_err(Failure::invalid)?;
     let mut sink = JsonSink::open(JsonTarget::parse(&args.json))
         .map_err(|err| Failure::runtime(format!("cannot open {}: {err}", args.json)))?;
-    let result = sensor::replay::replay(&args.pcap, &compiled, &mut |alert| {
+    let options = ReplayOptions {
+        packet_bytes: args.packet_bytes,
+    };
+    let result = sensor::replay::replay_with(&args.pcap, &compiled, options, &mut |alert| {
         sink.write_line(&alert.to_json_line());
         Ok(())
     });
@@ -158,6 +163,10 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
         json,
         syslog,
         metrics: args.metrics.or(config.metrics),
+        packet_bytes: args
+            .packet_bytes
+            .or(config.packet_bytes)
+            .unwrap_or(DEFAULT_ALERT_PACKET_BYTES),
         drop_policy: DropPolicy {
             allowlist: config.drop.allowlist.clone(),
             blocklist: config.drop.blocklist.clone(),

@@ -1,8 +1,8 @@
-//! Drains the kernel's perf buffers (alert records, inspect records): one
-//! tokio task per online CPU, woken by the buffer's fd (`AsyncFd`). Records
-//! go to a bounded channel; when it is full the reader waits, the ring
-//! fills, and the kernel counts what it cannot write (reported to us as
-//! lost samples, never hidden).
+//! Drains the kernel's perf buffers (alert records with their frame bytes,
+//! inspect records): one tokio task per online CPU, woken by the buffer's
+//! fd (`AsyncFd`). Records go to a bounded channel; when it is full the
+//! reader waits, the ring fills, and the kernel counts what it cannot write
+//! (reported to us as lost samples, never hidden).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,15 +10,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aya::Pod;
 use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
 use aya::maps::{MapData, PerfEventArray};
+use sensor_common::alert::{AlertRecord, MAX_ALERT_PACKET_BYTES};
+use sensor_common::filter::InspectRecord;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// Pages per CPU ring (a power of two): 256 KiB with 4 KiB pages, room for
-/// about 2,000 alert records (128 bytes each with the sample header) or
-/// 2,500 inspect records of burst per CPU before the kernel loses any.
-pub const PAGES_PER_CPU: usize = 64;
+/// Pages per CPU ring (a power of two): 512 KiB with 4 KiB pages, room for
+/// about 2,000 alert records (256 bytes each with the sample header and the
+/// default 128 frame bytes) or 5,000 inspect records of burst per CPU
+/// before the kernel loses any.
+pub const PAGES_PER_CPU: usize = 128;
 
 /// Counters shared by every reader.
 #[derive(Debug, Default)]
@@ -49,9 +52,52 @@ pub enum PerfError {
     },
 }
 
+/// What one perf sample decodes to.
+pub trait Sample: Sized + Send + 'static {
+    /// The sample's bytes, possibly wrapped around the ring; `None` when
+    /// they do not hold a well-formed sample.
+    fn decode(head: &[u8], tail: &[u8]) -> Option<Self>;
+}
+
+impl Sample for InspectRecord {
+    fn decode(head: &[u8], tail: &[u8]) -> Option<Self> {
+        decode(head, tail)
+    }
+}
+
+/// An alert record and the frame bytes the kernel appended to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertSample {
+    pub record: AlertRecord,
+    /// The frame's first `record.captured_len` bytes.
+    pub frame: Vec<u8>,
+}
+
+impl Sample for AlertSample {
+    fn decode(head: &[u8], tail: &[u8]) -> Option<Self> {
+        let record: AlertRecord = decode(head, tail)?;
+        let captured = usize::from(record.captured_len);
+        let start = std::mem::size_of::<AlertRecord>();
+        // The sample is padded to 8 bytes after the frame: it may be longer.
+        if record.captured_len > MAX_ALERT_PACKET_BYTES
+            || head.len() + tail.len() < start + captured
+        {
+            return None;
+        }
+        let frame = head
+            .iter()
+            .chain(tail)
+            .skip(start)
+            .take(captured)
+            .copied()
+            .collect();
+        Some(AlertSample { record, frame })
+    }
+}
+
 /// Starts one reader task per online CPU. When `shutdown` turns true each
 /// reader drains what its ring still holds, forwards it, and ends.
-pub fn spawn_readers<T: Pod + Send + 'static>(
+pub fn spawn_readers<T: Sample>(
     events: &mut PerfEventArray<MapData>,
     tx: mpsc::Sender<T>,
     stats: Arc<PerfStats>,
@@ -86,7 +132,7 @@ struct CpuReader<T> {
     stats: Arc<PerfStats>,
 }
 
-impl<T: Pod + Send> CpuReader<T> {
+impl<T: Sample> CpuReader<T> {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
@@ -113,7 +159,7 @@ impl<T: Pod + Send> CpuReader<T> {
         let mut batch = Vec::new();
         let stats = &self.stats;
         self.buffer.get_mut().for_each(|event| match event {
-            PerfEvent::Sample { head, tail } => match decode(head, tail) {
+            PerfEvent::Sample { head, tail } => match T::decode(head, tail) {
                 Some(record) => batch.push(record),
                 None => {
                     stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -160,7 +206,6 @@ pub fn decode<T: Pod>(head: &[u8], tail: &[u8]) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sensor_common::alert::AlertRecord;
 
     #[test]
     fn decode_joins_a_sample_wrapped_around_the_ring() {
@@ -178,5 +223,28 @@ mod tests {
             assert_eq!(decode(head, tail), Some(record), "split at {split}");
         }
         assert_eq!(decode::<AlertRecord>(&bytes[..size - 1], &[]), None);
+    }
+
+    #[test]
+    fn alert_samples_carry_their_frame_bytes_wrapped_or_not() {
+        let record = AlertRecord {
+            sig_id: 100001,
+            captured_len: 5,
+            ..AlertRecord::default()
+        };
+        let size = std::mem::size_of::<AlertRecord>();
+        let mut bytes = unsafe {
+            std::slice::from_raw_parts((&record as *const AlertRecord).cast::<u8>(), size)
+        }
+        .to_vec();
+        bytes.extend_from_slice(&[1, 2, 3, 4, 5, 0, 0, 0]); // frame, then perf's padding
+        for split in 0..=bytes.len() {
+            let (head, tail) = bytes.split_at(split);
+            let sample = AlertSample::decode(head, tail).expect("well-formed");
+            assert_eq!(sample.record, record);
+            assert_eq!(sample.frame, [1, 2, 3, 4, 5], "split at {split}");
+        }
+        // Fewer bytes than the record says: malformed, not invented.
+        assert_eq!(AlertSample::decode(&bytes[..size + 4], &[]), None);
     }
 }

@@ -41,13 +41,14 @@ use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 
 use sensor_common::AlertRecord;
 use sensor_common::PacketBytes;
+use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::packet::{IP_VERSION_NONE, PacketMeta};
 use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at};
 use sensor_common::tables::RATE_WINDOW_NS;
 
 use crate::aggregate::{Aggregator, RateEntry};
-use crate::alert::{Alert, unix_ns_to_datetime};
+use crate::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
 use crate::rules::{CompiledRules, MemoryTables, RuleMeta};
 use crate::state::MemoryState;
 
@@ -119,11 +120,37 @@ pub enum ReplayError {
     Output(#[source] io::Error),
 }
 
-/// Replays `pcap` against `rules`, handing each alert line to `out` in
-/// order. See the module docs for time, partial results and errors.
+/// How to replay (the CLI's flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Captured bytes of each alerting frame shown in `packet` (0: none).
+    pub packet_bytes: u16,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            packet_bytes: DEFAULT_ALERT_PACKET_BYTES,
+        }
+    }
+}
+
+/// Replays `pcap` against `rules` with the default options, handing each
+/// alert line to `out` in order. See the module docs for time, partial
+/// results and errors.
 pub fn replay(
     pcap: &Path,
     rules: &CompiledRules,
+    out: &mut dyn FnMut(&Alert) -> io::Result<()>,
+) -> Result<ReplayStats, ReplayError> {
+    replay_with(pcap, rules, ReplayOptions::default(), out)
+}
+
+/// [`replay`] with `options`.
+pub fn replay_with(
+    pcap: &Path,
+    rules: &CompiledRules,
+    options: ReplayOptions,
     out: &mut dyn FnMut(&Alert) -> io::Result<()>,
 ) -> Result<ReplayStats, ReplayError> {
     let mut file = File::open(pcap).map_err(|source| ReplayError::Open {
@@ -140,7 +167,7 @@ pub fn replay(
     })?;
     let input = Cursor::new(prefix.clone()).chain(file);
 
-    let mut detector = Detector::new(rules, out);
+    let mut detector = Detector::new(rules, options, out);
     let mut capture = CaptureFile {
         path: pcap,
         packets_read: 0,
@@ -233,12 +260,16 @@ impl Link {
     }
 }
 
-fn link_for(path: &Path, linktype: u32) -> Result<Link, ReplayError> {
-    Link::from_linktype(linktype).ok_or_else(|| ReplayError::UnsupportedLinkType {
-        path: path.to_owned(),
-        linktype,
-        name: format!("{:?}", DataLink::from(linktype)),
-    })
+/// The link type's parser, and the number itself (for `packet_info`).
+fn link_for(path: &Path, linktype: u32) -> Result<(Link, u32), ReplayError> {
+    match Link::from_linktype(linktype) {
+        Some(link) => Ok((link, linktype)),
+        None => Err(ReplayError::UnsupportedLinkType {
+            path: path.to_owned(),
+            linktype,
+            name: format!("{:?}", DataLink::from(linktype)),
+        }),
+    }
 }
 
 /// A frame as captured: `bytes` may stop short of the frame's length on the
@@ -265,8 +296,9 @@ struct Detector<'r, 'o> {
     tables: MemoryTables<'r>,
     rules_by_id: HashMap<u32, &'r RuleMeta>,
     state: MemoryState,
-    /// Tagged with the packet number of each record.
-    aggregator: Aggregator<u64>,
+    options: ReplayOptions,
+    /// Tagged with the packet number and the captured bytes of each record.
+    aggregator: Aggregator<(u64, CapturedPacket)>,
     last_sweep_ns: Option<u64>,
     records: Vec<AlertRecord>,
     stats: ReplayStats,
@@ -274,7 +306,11 @@ struct Detector<'r, 'o> {
 }
 
 impl<'r, 'o> Detector<'r, 'o> {
-    fn new(rules: &'r CompiledRules, out: &'o mut dyn FnMut(&Alert) -> io::Result<()>) -> Self {
+    fn new(
+        rules: &'r CompiledRules,
+        options: ReplayOptions,
+        out: &'o mut dyn FnMut(&Alert) -> io::Result<()>,
+    ) -> Self {
         Detector {
             tables: MemoryTables {
                 rules,
@@ -282,6 +318,7 @@ impl<'r, 'o> Detector<'r, 'o> {
             },
             rules_by_id: rules.meta.iter().map(|meta| (meta.id, meta)).collect(),
             state: MemoryState::new(),
+            options,
             aggregator: Aggregator::default(),
             last_sweep_ns: None,
             records: Vec::new(),
@@ -294,7 +331,7 @@ impl<'r, 'o> Detector<'r, 'o> {
         &mut self,
         pcap_cnt: u64,
         now_ns: u64,
-        link: Link,
+        (link, linktype): (Link, u32),
         frame: &CapturedFrame,
     ) -> Result<(), ReplayError> {
         self.stats.packets += 1;
@@ -318,9 +355,22 @@ impl<'r, 'o> Detector<'r, 'o> {
                 records.push(head.record(&meta, now_ns, REPLAY_CPU));
             },
         );
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        // The first bytes as captured, as the kernel sends a received frame's.
+        let shown = frame
+            .bytes
+            .len()
+            .min(usize::from(self.options.packet_bytes));
+        let packet = CapturedPacket {
+            linktype,
+            bytes: frame.bytes[..shown].into(),
+        };
         for record in std::mem::take(&mut self.records) {
-            if let Some(count) = self.aggregator.on_tagged_record(&record, pcap_cnt) {
-                self.emit(&record, count, pcap_cnt)?;
+            let tag = (pcap_cnt, packet.clone());
+            if let Some(count) = self.aggregator.on_tagged_record(&record, tag) {
+                self.emit(&record, count, (pcap_cnt, packet.clone()))?;
             }
         }
         Ok(())
@@ -364,13 +414,19 @@ impl<'r, 'o> Detector<'r, 'o> {
             .collect()
     }
 
-    fn emit(&mut self, record: &AlertRecord, count: u64, pcap_cnt: u64) -> Result<(), ReplayError> {
+    fn emit(
+        &mut self,
+        record: &AlertRecord,
+        count: u64,
+        (pcap_cnt, packet): (u64, CapturedPacket),
+    ) -> Result<(), ReplayError> {
         let rule = self
             .rules_by_id
             .get(&record.sig_id)
             .ok_or(ReplayError::UnknownRule(record.sig_id))?;
         let alert = Alert::new(
             record,
+            &packet,
             rule,
             count,
             unix_ns_to_datetime(record.timestamp_ns),
@@ -707,6 +763,8 @@ mod tests {
             });
             compiled.meta.push(RuleMeta {
                 id: sig_id,
+                gid: 1,
+                rev: 1,
                 name: format!("rule {sig_id}"),
                 severity: Severity::Medium,
                 category,
@@ -823,7 +881,7 @@ mod tests {
     fn summary(alerts: &[Alert]) -> Vec<(u32, Option<u64>, u64)> {
         alerts
             .iter()
-            .map(|a| (a.alert.signature_id, a.pcap_cnt, a.count))
+            .map(|a| (a.alert.signature_id, a.pcap_cnt, a.count()))
             .collect()
     }
 
@@ -849,8 +907,11 @@ mod tests {
             vec![(NULL_SCAN, Some(2), 1), (NULL_SCAN, Some(3), 1)]
         );
         let line = alerts[0].to_json_line();
-        assert!(line.starts_with(r#"{"timestamp":"2026-11-26T13:07:51.123456Z","event_type":"alert","src_ip":"10.1.0.1","src_port":1234,"#), "{line}");
-        assert!(line.ends_with(r#""count":1,"pcap_cnt":2}"#), "{line}");
+        assert!(line.starts_with(r#"{"timestamp":"2026-11-26T13:07:51.123456+0000","pcap_cnt":2,"event_type":"alert","src_ip":"10.1.0.1","src_port":1234,"#), "{line}");
+        assert!(line.contains(r#""sensor":{"count":1,"#), "{line}");
+        // `packet` is the captured frame (shorter than the default cap).
+        assert_eq!(alerts[0].packet_bytes(), packets[1]);
+        assert_eq!(alerts[0].packet_info.as_ref().map(|p| p.linktype), Some(1));
         assert_eq!(
             stats,
             ReplayStats {
@@ -904,6 +965,10 @@ mod tests {
                 "link type {linktype}"
             );
             assert_eq!(alerts[0].src_ip.to_string(), src, "link type {linktype}");
+            // `packet` starts where the capture's frames start.
+            assert_eq!(alerts[0].packet_bytes(), frame, "link type {linktype}");
+            let info = alerts[0].packet_info.as_ref().map(|p| p.linktype);
+            assert_eq!(info, Some(linktype));
         }
     }
 
@@ -918,7 +983,7 @@ mod tests {
             assert_eq!(summary(&alerts), vec![(NULL_SCAN, Some(1), 1)]);
             let line = alerts[0].to_json_line();
             assert!(
-                line.contains("2026-11-26T13:07:51.123456Z"),
+                line.contains("2026-11-26T13:07:51.123456+0000"),
                 "if_tsresol {tsresol:?}: {line}"
             );
         }
@@ -952,6 +1017,30 @@ mod tests {
     }
 
     #[test]
+    fn packet_shows_the_first_packet_bytes_or_nothing() {
+        let ip =
+            Ipv4::new([10, 1, 0, 1], [192, 0, 2, 1], 6).build(&tcp(1234, 80, 0, 1, &[0xab; 300]));
+        let frame = ethernet(&[], ETH_IPV4, &ip);
+        let file = write_temp(&pcap(1, &[whole(T0_NS, &frame)]));
+        for (packet_bytes, shown) in [(128, 128), (16, 16), (1024, frame.len()), (0, 0)] {
+            let mut alerts = Vec::new();
+            let options = ReplayOptions { packet_bytes };
+            replay_with(file.path(), &rules(), options, &mut |alert| {
+                alerts.push(alert.clone());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(alerts.len(), 1);
+            assert_eq!(
+                alerts[0].packet_bytes(),
+                &frame[..shown],
+                "cap {packet_bytes}"
+            );
+            assert_eq!(alerts[0].packet_info.is_some(), shown > 0);
+        }
+    }
+
+    #[test]
     fn snapped_frames_are_judged_by_their_wire_length() {
         let ip =
             Ipv4::new([10, 1, 0, 1], [192, 0, 2, 1], 6).build(&tcp(1234, 80, 0, 1, &[0xab; 100]));
@@ -964,7 +1053,8 @@ mod tests {
             vec![(NULL_SCAN, Some(1), 1)],
             "no bad_total_length from the snap"
         );
-        assert_eq!(alerts[0].packet.length, frame.len() as u32);
+        assert_eq!(alerts[0].sensor.header.length, frame.len() as u32);
+        assert_eq!(alerts[0].packet_bytes(), &frame[..54], "what was captured");
 
         // Cut inside the TCP header: ports are there, flags are not.
         let (alerts, _) = run(
@@ -1032,7 +1122,7 @@ mod tests {
         capture.truncate(capture.len() - 10);
         let (alerts, result) = run(&capture, &rules());
         assert_eq!(
-            alerts.iter().map(|a| a.count).sum::<u64>(),
+            alerts.iter().map(|a| a.count()).sum::<u64>(),
             8,
             "{:?}",
             summary(&alerts)

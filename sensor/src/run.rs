@@ -15,12 +15,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::aggregate::{Aggregator, RateEntry};
-use crate::alert::{Alert, ip_addr, unix_ns_to_datetime};
+use crate::alert::{Alert, CapturedPacket, ip_addr, unix_ns_to_datetime};
 use crate::cli::SyslogFormat;
 use crate::control::ControlHost;
 use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
-use crate::perf::{self, PerfError, PerfStats};
+use crate::perf::{self, AlertSample, PerfError, PerfStats};
 use crate::rules::{CompiledRules, RuleMeta};
 use crate::sinks::JsonSink;
 use crate::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
@@ -40,6 +40,8 @@ pub struct RunSettings {
     pub syslog: Option<(SyslogTarget, SyslogFormat)>,
     /// Serve Prometheus metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Frame bytes each alert carries (EVE `packet`).
+    pub packet_bytes: u16,
 }
 
 /// How long shutdown waits for the syslog peer to take queued alerts.
@@ -105,7 +107,8 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 struct Engine {
     iface: String,
     clock: Clock,
-    aggregator: Aggregator,
+    /// Tagged with each record's frame bytes, for the lines it shows.
+    aggregator: Aggregator<CapturedPacket>,
     /// Every rule ever loaded, by id: records still in flight after a reload
     /// keep their rule's name.
     rules_by_id: HashMap<u32, RuleMeta>,
@@ -137,12 +140,14 @@ impl Engine {
         }
     }
 
-    fn on_record(&mut self, record: &AlertRecord) {
+    fn on_record(&mut self, sample: AlertSample) {
+        let record = &sample.record;
         if self.drop_mode && self.drop_policy.dry_run {
             self.report_would_block(record);
         }
-        if let Some(count) = self.aggregator.on_record(record) {
-            self.write(record, count);
+        let packet = CapturedPacket::ethernet(&sample.frame);
+        if let Some(count) = self.aggregator.on_tagged_record(record, packet.clone()) {
+            self.write(record, &packet, count);
         }
     }
 
@@ -192,14 +197,15 @@ impl Engine {
         }
     }
 
-    fn write(&mut self, record: &AlertRecord, count: u64) {
+    fn write(&mut self, record: &AlertRecord, packet: &CapturedPacket, count: u64) {
         let Some(rule) = self.rules_by_id.get(&record.sig_id) else {
             self.unknown_rule += 1;
             tracing::error!(sig_id = record.sig_id, "alert for an unknown rule id");
             return;
         };
         let timestamp = unix_ns_to_datetime(self.clock.to_unix_ns(record.timestamp_ns));
-        let alert = Alert::new(record, rule, count, timestamp).with_iface(self.iface.clone());
+        let alert =
+            Alert::new(record, packet, rule, count, timestamp).with_iface(self.iface.clone());
         if let Some(json) = self.json.as_mut() {
             json.write_line(&alert.to_json_line());
         }
@@ -331,7 +337,7 @@ impl Engine {
         };
         for line in lines {
             debug_assert_ne!(line.record.kind, kind::SYN_FLOOD);
-            self.write(&line.record, line.count);
+            self.write(&line.record, &line.tag, line.count);
         }
     }
 }
@@ -344,6 +350,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let mut kernel = Kernel::load()?;
     kernel.write_drop_policy(&settings.drop_policy)?;
+    kernel.write_alert_packet_bytes(settings.packet_bytes)?;
     let mut events = kernel.take_events()?;
 
     let (tx, mut rx) = mpsc::channel(ALERT_QUEUE);
@@ -372,7 +379,7 @@ pub async fn run(
     let mut engine = Engine {
         iface: settings.iface.clone(),
         clock: Clock::new(),
-        aggregator: Aggregator::new(),
+        aggregator: Aggregator::default(),
         rules_by_id: HashMap::new(),
         json: settings.json,
         syslog,
@@ -403,11 +410,11 @@ pub async fn run(
     let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
     loop {
         tokio::select! {
-            Some(record) = rx.recv() => {
-                engine.on_record(&record);
+            Some(sample) = rx.recv() => {
+                engine.on_record(sample);
                 // Take whatever else is queued before flushing once.
-                while let Ok(record) = rx.try_recv() {
-                    engine.on_record(&record);
+                while let Ok(sample) = rx.try_recv() {
+                    engine.on_record(sample);
                 }
                 engine.flush();
             }
@@ -463,8 +470,8 @@ pub async fn run(
         tracing::error!(error = %err, "detaching XDP");
     }
     let _ = stop_tx.send(true);
-    while let Some(record) = rx.recv().await {
-        engine.on_record(&record);
+    while let Some(sample) = rx.recv().await {
+        engine.on_record(sample);
     }
     for reader in readers {
         let _ = reader.await;

@@ -798,7 +798,7 @@ fn no_address(peer: &HostPort) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::unix_ns_to_datetime;
+    use crate::alert::{CapturedPacket, unix_ns_to_datetime};
     use crate::rules::RuleMeta;
     use sensor_common::AlertRecord;
     use sensor_common::packet::{PROTO_TCP, PacketMeta, flag, tcp};
@@ -807,6 +807,8 @@ mod tests {
     fn alert(severity: Severity) -> Alert {
         let rule = RuleMeta {
             id: 100001,
+            gid: 1,
+            rev: 1,
             name: "TCP SYN and FIN set".to_owned(),
             severity,
             category: "tcp_flags",
@@ -835,16 +837,18 @@ mod tests {
         };
         // 2026-11-06T03:07:51.123456Z: a one-digit day shows the padding.
         let timestamp = unix_ns_to_datetime(1_793_934_471_123_456_789);
-        Alert::new(&record, &rule, 1, timestamp).with_iface("eth0")
+        let frame = CapturedPacket::ethernet(&[0xff; 6]);
+        Alert::new(&record, &frame, &rule, 1, timestamp).with_iface("eth0")
     }
 
     const JSON: &str = concat!(
-        r#"{"timestamp":"2026-11-06T03:07:51.123456Z","event_type":"alert","iface":"eth0","#,
-        r#""src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"proto":"TCP","#,
-        r#""alert":{"signature_id":100001,"signature":"TCP SYN and FIN set","category":"tcp_flags","#,
-        r#""severity":2,"action":"allowed"},"#,
-        r#""packet":{"ip_version":4,"length":60,"ttl":64,"ip_id":1234,"frag_offset":0,"#,
-        r#""more_fragments":false,"tcp_flags":"FS"},"count":1}"#
+        r#"{"timestamp":"2026-11-06T03:07:51.123456+0000","in_iface":"eth0","event_type":"alert","#,
+        r#""src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"proto":"TCP","ip_v":4,"#,
+        r#""alert":{"action":"allowed","gid":1,"signature_id":100001,"rev":1,"signature":"TCP SYN and FIN set","#,
+        r#""category":"tcp_flags","severity":2},"tcp":{"tcp_flags":"03","syn":true,"fin":true},"#,
+        r#""packet":"////////","packet_info":{"linktype":1},"#,
+        r#""sensor":{"count":1,"length":60,"ttl":64,"ip_id":1234,"frag_offset":0,"#,
+        r#""more_fragments":false,"tcp_flags":"FS"}}"#
     );
 
     fn formatter(format: SyslogFormat) -> SyslogFormatter {

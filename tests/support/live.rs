@@ -32,12 +32,20 @@ pub fn write_pcap_spaced(path: &Path, frames: &[Vec<u8>], spacing: Duration) {
     }
 }
 
-/// Every line of a JSON-lines file (missing file: none).
+/// Every line of a JSON-lines file (missing file: none); every alert line
+/// is checked against Suricata's EVE schema.
 pub fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+    parse_lines(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// JSON lines, each alert line checked against Suricata's EVE schema.
+pub fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| {
+            let line = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            super::eve::check_alert_line(&line);
+            line
+        })
         .collect()
 }
 
@@ -47,7 +55,7 @@ pub fn essence(alert: &Value) -> Value {
     let mut a = alert.clone();
     let obj = a.as_object_mut().expect("an alert line is an object");
     obj.remove("timestamp");
-    obj.remove("iface");
+    obj.remove("in_iface");
     obj.remove("pcap_cnt");
     a
 }
@@ -88,11 +96,7 @@ pub fn replay_cli(pcap: &Path, rules: &Path) -> Vec<Value> {
         "sensor replay failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout)
-        .expect("UTF-8 output")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+    parse_lines(&String::from_utf8(output.stdout).expect("UTF-8 output"))
 }
 
 /// What one live run produced.

@@ -4,6 +4,7 @@
 //! evaluation that `replay` uses.
 #![allow(dead_code)]
 
+pub mod eve;
 pub mod kinds;
 pub mod live;
 pub mod netns;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sensor::alert::Alert;
 use sensor::loader::Kernel;
+use sensor::perf::{AlertSample, Sample as _};
 use sensor::replay::{ReplayError, ReplayStats, replay};
 use sensor::rules::{CompiledRules, MemoryTables};
 use sensor::state::MemoryState;
@@ -69,6 +71,7 @@ pub fn replay_lines(
     let mut alerts = Vec::new();
     let result = replay(pcap, rules, &mut |alert| {
         let line = alert.to_json_line();
+        eve::check_alert_text(&line);
         let parsed =
             Alert::from_json(&line).unwrap_or_else(|err| panic!("unparsable line {line}: {err}"));
         assert_eq!(&parsed, alert, "line does not round-trip: {line}");
@@ -111,11 +114,19 @@ impl KernelAlerts {
 
     /// Every record the program has sent since the last call.
     pub fn drain(&mut self) -> Vec<AlertRecord> {
+        self.drain_samples()
+            .into_iter()
+            .map(|sample| sample.record)
+            .collect()
+    }
+
+    /// [`KernelAlerts::drain`], with the frame bytes behind each record.
+    pub fn drain_samples(&mut self) -> Vec<AlertSample> {
         let mut out = Vec::new();
         for buffer in &mut self.buffers {
             buffer.for_each(|event| match event {
                 PerfEvent::Sample { head, tail } => {
-                    out.push(sensor::perf::decode(head, tail).expect("well-formed record"))
+                    out.push(AlertSample::decode(head, tail).expect("well-formed sample"))
                 }
                 PerfEvent::Lost { count } => panic!("{count} alert records lost"),
             });

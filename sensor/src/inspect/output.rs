@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use sensor_common::packet::{MAX_VLAN_TAGS, PacketMeta, flag};
 
-use crate::alert::{PacketInfo, ip_addr, proto_name, rfc3339_micros, tcp_flag_letters};
+use crate::alert::{HeaderFacts, ip_addr, proto_name, rfc3339_micros, tcp_flag_letters, vlan_ids};
 
 /// A packet line in JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,12 +32,17 @@ pub struct PacketLine {
     pub packet: PacketFields,
 }
 
-/// The `packet` object: the alert's fields first (the same struct, so the
-/// same names and meanings), then what only inspect shows.
+/// The `packet` object: the IP version, the header facts of the alert's
+/// `sensor` object (the same struct, so the same names and meanings), the
+/// VLAN ids, then what only inspect shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketFields {
+    pub ip_version: u8,
     #[serde(flatten)]
-    pub alert_fields: PacketInfo,
+    pub header: HeaderFacts,
+    /// VLAN ids, outermost first; absent when untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<Vec<u16>>,
     /// IPv4 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dont_fragment: Option<bool>,
@@ -76,7 +81,9 @@ impl PacketLine {
             dest_port: has_ports.then_some(meta.dst_port),
             proto: proto_name(meta.proto),
             packet: PacketFields {
-                alert_fields: PacketInfo::from_meta(meta),
+                ip_version: meta.ip_version,
+                header: HeaderFacts::from_meta(meta),
+                vlan: vlan_ids(meta),
                 dont_fragment: (meta.ip_version == 4).then_some(meta.has(flag::DONT_FRAGMENT)),
                 tcp_seq: has_tcp.then_some(meta.tcp_seq),
                 tcp_window: has_tcp.then_some(meta.tcp_window),

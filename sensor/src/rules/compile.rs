@@ -83,6 +83,8 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
         out.rules.push(rule_info(rule, default_block_seconds));
         out.meta.push(RuleMeta {
             id: rule.id,
+            gid: rule.gid,
+            rev: rule.rev,
             name: rule.name.clone(),
             severity: rule.severity,
             category: rule.matcher.category(),
@@ -324,6 +326,8 @@ mod tests {
     fn rule(id: u32, matcher: Match) -> Rule {
         Rule {
             id,
+            gid: 1,
+            rev: 1,
             name: format!("rule {id}"),
             severity: Severity::Medium,
             action: Action::Alert,

@@ -47,6 +47,10 @@ impl Severity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleMeta {
     pub id: u32,
+    /// The rule's `gid` (alert `gid`; default 1, Suricata's for its rules).
+    pub gid: u32,
+    /// The rule's `rev` (alert `rev`; default 1).
+    pub rev: u32,
     pub name: String,
     pub severity: Severity,
     /// The match kind: the alert's `category` (`tcp_flags`, `ttl`, ...).

@@ -17,7 +17,7 @@ use super::model::{
     Action, FragmentMatch, HeaderCheck, Match, Protocol, Rule, RuleSet, Scope, SynFlood, SynTrack,
     TCP_FLAG_NAMES, TtlMatch,
 };
-use super::yaml::{self, Located, Node, Pos, SourceError, Value};
+use super::yaml::{self, Fields, Located, Node, Pos, SourceError, Value};
 
 /// Why a rule path could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub const MAX_SYN_WINDOW_MS: u32 = 3_600_000;
 const TOP_KEYS: &[&str] = &["rules"];
 const RULE_KEYS: &[&str] = &[
     "id",
+    "gid",
+    "rev",
     "name",
     "severity",
     "action",
@@ -261,6 +263,8 @@ fn parse_rule(file: &str, node: &Node) -> Result<ParsedRule, Located> {
     let id = id_node.as_int("id", 1..=u32::MAX.into())? as u32;
     let what = format!("rule {id}");
 
+    let gid = optional_u32(&fields, "gid")?.unwrap_or(1);
+    let rev = optional_u32(&fields, "rev")?.unwrap_or(1);
     let name = parse_name(fields.required("name", &what)?)?;
     let severity = fields
         .required("severity", &what)?
@@ -293,6 +297,8 @@ fn parse_rule(file: &str, node: &Node) -> Result<ParsedRule, Located> {
     Ok(ParsedRule {
         rule: Rule {
             id,
+            gid,
+            rev,
             name,
             severity,
             action,
@@ -305,6 +311,14 @@ fn parse_rule(file: &str, node: &Node) -> Result<ParsedRule, Located> {
         id_at: id_node.at,
         scope_at: spots.at.unwrap_or(node.at),
     })
+}
+
+/// `gid` / `rev`: optional whole numbers from 1 (Suricata's ranges).
+fn optional_u32(fields: &Fields, key: &'static str) -> Result<Option<u32>, Located> {
+    fields
+        .get(key)
+        .map(|node| Ok(node.as_int(key, 1..=u32::MAX.into())? as u32))
+        .transpose()
 }
 
 fn parse_name(node: &Node) -> Result<String, Located> {
@@ -607,6 +621,7 @@ mod tests {
 rules:
   - id: 100001
     name: TCP SYN and FIN set
+    rev: 3
     severity: high
     action: drop
     block_seconds: 600
@@ -634,6 +649,8 @@ rules:
             rules: vec![
                 Rule {
                     id: 100001,
+                    gid: 1,
+                    rev: 3,
                     name: "TCP SYN and FIN set".into(),
                     severity: Severity::High,
                     action: Action::Drop,
@@ -658,6 +675,8 @@ rules:
                 },
                 Rule {
                     id: 100002,
+                    gid: 1,
+                    rev: 1,
                     name: "tiny first fragment".into(),
                     severity: Severity::Low,
                     action: Action::Alert,
@@ -665,7 +684,7 @@ rules:
                     enabled: false,
                     scope: Scope::default(),
                     matcher: Match::Fragment(FragmentMatch::TinyFirstBelow(64)),
-                    origin: "rules/x.yaml:16".into(),
+                    origin: "rules/x.yaml:17".into(),
                 },
             ],
         };
@@ -924,6 +943,28 @@ rules:
             5,
             5,
             "`block_seconds` applies only to rules with `action: drop`",
+        );
+    }
+
+    #[test]
+    fn gid_and_rev_are_whole_numbers_from_one() {
+        let set = load_str(
+            "t.yaml",
+            &format!("{HEAD}    gid: 2\n    rev: 5\n    match: {{ttl: {{below: 2}}}}\n"),
+        )
+        .unwrap();
+        assert_eq!((set.rules[0].gid, set.rules[0].rev), (2, 5));
+        assert_error(
+            &format!("{HEAD}    rev: 0\n    match: {{ttl: {{below: 2}}}}\n"),
+            5,
+            10,
+            "rev",
+        );
+        assert_error(
+            &format!("{HEAD}    gid: x\n    match: {{ttl: {{below: 2}}}}\n"),
+            5,
+            10,
+            "gid",
         );
     }
 

@@ -22,6 +22,10 @@ impl RuleSet {
 pub struct Rule {
     /// Signature id, unique across the set.
     pub id: u32,
+    /// Generator id (alert `gid`), 1 unless the rule says otherwise.
+    pub gid: u32,
+    /// Revision (alert `rev`), 1 unless the rule says otherwise.
+    pub rev: u32,
     pub name: String,
     pub severity: Severity,
     pub action: Action,

@@ -24,4 +24,11 @@ pub fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIP {reason}");
 }
 
+/// Prints `NOTE message` past the harness's capture, like [`skip`]: for
+/// figures a test measures and reports without asserting them.
+pub fn report(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "NOTE {message}");
+}
+
 pub mod frames;

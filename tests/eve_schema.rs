@@ -1,0 +1,105 @@
+//! Alert lines are Suricata EVE (CONTRACT §3, v2): every line that replay
+//! writes for the shared corpus — with the corpus's own rules and with the
+//! default rule set — validates against Suricata's schema relaxed, and its
+//! `packet` is the capture's own bytes for that `pcap_cnt`. How many lines
+//! would also pass the strict schema is reported, not required.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use pcap_file::pcap::PcapReader;
+use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
+
+/// A capture's link type, and its frames as stored, in file order.
+fn frames_of(pcap: &Path) -> (u32, Vec<Vec<u8>>) {
+    let file = std::fs::File::open(pcap).expect("open pcap");
+    let mut reader = PcapReader::new(file).expect("pcap header");
+    let linktype = reader.header().datalink.into();
+    let mut frames = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        frames.push(packet.expect("pcap record").data.into_owned());
+    }
+    (linktype, frames)
+}
+
+#[test]
+fn corpus_lines_are_eve_and_carry_their_packets() {
+    let Some(shared) = support::shared_dir("corpus_lines_are_eve_and_carry_their_packets") else {
+        return;
+    };
+    let pcaps = shared.join("pcaps");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rule_sets = [
+        (
+            "corpus rules",
+            support::load_rules(&pcaps.join("rules.yaml")),
+        ),
+        ("default rules", support::load_rules(&repo.join("rules"))),
+    ];
+    let captures: BTreeSet<_> = ["zeek", "suricata-verify"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(pcaps.join(dir)).expect("corpus folder"))
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    assert!(captures.len() >= 14, "{captures:?}");
+
+    let mut lines = 0;
+    let mut lines_by_set = Vec::new();
+    for (what, rules) in &rule_sets {
+        let before = lines;
+        for pcap in &captures {
+            let (linktype, frames) = frames_of(pcap);
+            // replay_lines checks each line against the relaxed schema.
+            let (alerts, result) = support::replay_lines(pcap, rules);
+            result.unwrap_or_else(|err| panic!("{}: {err}", pcap.display()));
+            for alert in &alerts {
+                let index = alert.pcap_cnt.expect("replay lines have pcap_cnt") - 1;
+                let frame = &frames[index as usize];
+                let shown = frame.len().min(DEFAULT_ALERT_PACKET_BYTES.into());
+                assert_eq!(
+                    alert.packet_bytes(),
+                    &frame[..shown],
+                    "{} packet {}: `packet` is not the capture's bytes",
+                    pcap.display(),
+                    index + 1
+                );
+                let info = alert.packet_info.as_ref().map(|p| p.linktype);
+                assert_eq!(info, Some(linktype), "{}", pcap.display());
+            }
+            lines += alerts.len();
+        }
+        lines_by_set.push(format!("{} with the {what}", lines - before));
+    }
+    assert!(lines >= 50, "the corpus should raise alerts: {lines}");
+    let (checked, strict) = support::eve::strict_passes();
+    assert!(checked >= lines as u64, "every line was schema-checked");
+    sensor::testing::report(&format!(
+        "EVE schema: {lines} replay lines of the shared corpus ({}) valid against Suricata's schema relaxed; {strict} of them also pass it strict (the `sensor` object is ours)",
+        lines_by_set.join(", ")
+    ));
+}
+
+#[test]
+fn a_line_that_breaks_suricatas_types_is_refused() {
+    // The checker itself can fail: yesterday's v1 line (`packet` an
+    // object, `timestamp` ending in Z) is refused.
+    let v1 = serde_json::json!({
+        "timestamp": "2026-11-26T13:07:51.123456Z",
+        "event_type": "alert",
+        "src_ip": "10.1.2.3",
+        "dest_ip": "192.0.2.10",
+        "proto": "TCP",
+        "alert": {"signature_id": 1, "signature": "s", "category": "c", "severity": 2, "action": "allowed"},
+        "packet": {"ip_version": 4},
+        "count": 1
+    });
+    let Some(errors) = support::eve::relaxed_errors(&v1) else {
+        return;
+    };
+    let text = errors.join("\n");
+    assert!(text.contains("/timestamp"), "{text}");
+    assert!(text.contains("/packet"), "{text}");
+}
