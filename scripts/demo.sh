@@ -75,6 +75,8 @@ for line in open(sys.argv[1]):
 PY
 echo "== the first alert line as the SIEM receives it"
 head -n1 "$WORK/alerts.json"
+# DEMO_ALERTS=FILE keeps the live alert lines (e.g. to check them against a schema).
+if [[ -n ${DEMO_ALERTS:-} ]]; then cp "$WORK/alerts.json" "$DEMO_ALERTS"; fi
 
 echo "== sensor replay of the same frames"
 "$SENSOR" replay --pcap "$WORK/demo.pcap" --rules "$RULES" --json - | wc -l | sed 's/^/   alert lines: /'

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod loader;
 pub mod metrics;
 pub mod perf;
+pub mod preflight;
 pub mod replay;
 pub mod rules;
 pub mod run;

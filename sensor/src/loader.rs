@@ -5,7 +5,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{
     Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, PerfEventArray,
 };
-use aya::programs::xdp::XdpLinkId;
+use aya::programs::xdp::{XdpError, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
@@ -19,6 +19,7 @@ use sensor_common::tables::{
     scope_value_key,
 };
 
+use crate::preflight;
 use crate::rules::CompiledRules;
 
 /// The kernel program, built by build.rs for the bpf target.
@@ -34,8 +35,36 @@ pub enum LoaderError {
          rebuild without it"
     )]
     NoProgram,
+    #[error(
+        "missing capabilities: {}: the sensor needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+         (run it as root, or grant them as dist/sensor.service does)",
+        .0.join(", ")
+    )]
+    MissingCapabilities(Vec<&'static str>),
+    #[error(
+        "the kernel refused to create map {name} (permission denied): a missing capability, \
+         the memlock limit (`ulimit -l`; LimitMEMLOCK= in systemd) or a security policy"
+    )]
+    MapPermission { name: String },
+    #[error(
+        "not enough memory for map {name}: raise the memlock limit (`ulimit -l`; \
+         LimitMEMLOCK= in systemd) or the cgroup's memory limit"
+    )]
+    MapMemory { name: String },
     #[error("loading the XDP object: {0}")]
     Object(#[from] EbpfError),
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+    #[error(
+        "an XDP program is already attached to {iface}{}: stop whoever attached it, or \
+         detach it (`ip link set dev {iface} xdp off`), and try again",
+        holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    AlreadyAttached {
+        iface: String,
+        /// Program and owning processes, when they can be told.
+        holder: Option<String>,
+    },
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(String),
     #[error("XDP program: {0}")]
@@ -141,7 +170,23 @@ impl Kernel {
         if XDP_OBJECT.is_empty() {
             return Err(LoaderError::NoProgram);
         }
-        let mut ebpf = Ebpf::load(XDP_OBJECT)?;
+        let missing = preflight::missing_capabilities();
+        if !missing.is_empty() {
+            return Err(LoaderError::MissingCapabilities(missing));
+        }
+        let mut ebpf = Ebpf::load(XDP_OBJECT).map_err(|err| match err {
+            EbpfError::MapError(MapError::CreateError { name, io_error }) => {
+                match io_error.raw_os_error() {
+                    Some(libc::EPERM) => LoaderError::MapPermission { name },
+                    Some(libc::ENOMEM | libc::E2BIG) => LoaderError::MapMemory { name },
+                    _ => LoaderError::Object(EbpfError::MapError(MapError::CreateError {
+                        name,
+                        io_error,
+                    })),
+                }
+            }
+            other => LoaderError::Object(other),
+        })?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
         program.load().map_err(|err| match err {
             ProgramError::LoadError {
@@ -430,6 +475,9 @@ impl Kernel {
 
     /// Attaches to `iface`. Returns the mode actually used.
     pub fn attach(&mut self, iface: &str, how: AttachMode) -> Result<&'static str, LoaderError> {
+        if preflight::interface_index(iface).is_none() {
+            return Err(LoaderError::NoInterface(iface.to_owned()));
+        }
         let attempts: &[(XdpMode, &'static str)] = match how {
             AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
             AttachMode::Native => &[(XdpMode::Driver, "native")],
@@ -457,6 +505,17 @@ impl Kernel {
             }
         }
         let (mode, source) = last_error.expect("at least one attach attempt");
+        let errno = match &source {
+            ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+            ProgramError::XdpError(XdpError::NetlinkError(e)) => e.raw_os_error(),
+            _ => None,
+        };
+        if matches!(errno, Some(libc::EBUSY | libc::EEXIST)) {
+            return Err(LoaderError::AlreadyAttached {
+                iface: iface.to_owned(),
+                holder: preflight::xdp_holder(iface),
+            });
+        }
         Err(LoaderError::Attach {
             iface: iface.to_string(),
             mode,

@@ -26,8 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aya::programs::ProgramError;
-use aya::programs::xdp::XdpError;
 use sensor_common::filter::InspectRecord;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -277,23 +275,20 @@ impl Printer {
 /// The attach error, with a clear message when another XDP program holds
 /// the interface (and no `sensor run` answered on its control socket).
 fn attach_error(iface: &str, err: LoaderError) -> InspectError {
-    if let LoaderError::Attach { source, .. } = &err {
-        let errno = match source {
-            ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
-            ProgramError::XdpError(XdpError::NetlinkError(e)) => e.raw_os_error(),
-            _ => None,
-        };
-        if matches!(errno, Some(libc::EBUSY | libc::EEXIST)) {
-            let socket = crate::control::socket_path(iface)
-                .map(|path| path.display().to_string())
-                .unwrap_or_else(|| "its control socket".to_owned());
-            return InspectError::Runtime(format!(
-                "{iface} already has an XDP program attached, and no `sensor run` answers on \
-                 {socket} to share it. It may be another `sensor inspect`, a `sensor run` \
-                 without its control socket (see its log), or another tool: stop it (or detach \
-                 the program, e.g. `ip link set dev {iface} xdp off`) and try again"
-            ));
-        }
+    if let LoaderError::AlreadyAttached { holder, .. } = &err {
+        let socket = crate::control::socket_path(iface)
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|| "its control socket".to_owned());
+        let holder = holder
+            .as_ref()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return InspectError::Runtime(format!(
+            "{iface} already has an XDP program attached{holder}, and no `sensor run` answers \
+             on {socket} to share it. It may be another `sensor inspect`, a `sensor run` \
+             without its control socket (see its log), or another tool: stop it (or detach \
+             the program, e.g. `ip link set dev {iface} xdp off`) and try again"
+        ));
     }
     runtime(err)
 }
