@@ -189,3 +189,30 @@ async fn reports_a_port_in_use() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 }
+
+/// Idle connections cannot pile up: past the cap a new one is closed at
+/// once, and scraping works again as soon as the idle ones go.
+#[tokio::test]
+async fn connections_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let shared = Arc::new(RwLock::new(snapshot()));
+    let (addr, server) = serve("127.0.0.1:0".parse().unwrap(), shared).await.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(connect(addr).await);
+    }
+    // Let the server take all of them before the one over the cap.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = connect(addr).await;
+    let mut byte = [0u8; 1];
+    // Well under the server's 10 s header timeout: only the cap closes it.
+    let read = tokio::time::timeout(Duration::from_secs(3), over.read(&mut byte))
+        .await
+        .expect("closed at once, not left hanging");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stream = connect(addr).await;
+    assert_eq!(request(&mut stream, "GET", "/metrics").await.status, 200);
+    server.abort();
+}

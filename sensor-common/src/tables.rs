@@ -242,7 +242,10 @@ pub mod counter {
     pub const DROPPED_BY_RULE: u32 = 7;
     /// Dry run: packets that would have been dropped.
     pub const WOULD_DROP: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Drop mode: blocks the kernel could not record (the `BLOCKED` map
+    /// refused the entry): the packet was dropped, its source not blocked.
+    pub const BLOCK_ERRORS: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 #[cfg(feature = "user")]

@@ -209,7 +209,9 @@ pub fn sensor(ctx: XdpContext) -> u32 {
                 sig_id: unsafe { (*record).sig_id },
                 _pad: 0,
             };
-            let _ = BLOCKED.insert(packet.src_key(), entry, 0);
+            if BLOCKED.insert(packet.src_key(), entry, 0).is_err() {
+                count(counter::BLOCK_ERRORS);
+            }
         }
         count(counter::DROPPED_BY_RULE);
         count(counter::DROPPED);

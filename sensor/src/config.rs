@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use sensor_common::alert::MAX_ALERT_PACKET_BYTES;
+use sensor_common::tables::DROP_LIST_ENTRIES;
 
 use crate::cli::SyslogFormat;
 use crate::loader::{AttachMode, SensorMode};
@@ -245,7 +246,16 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
 
 fn parse_prefix_list(node: &Node, field: &str) -> Result<Vec<IpNet>, Located> {
     let mut prefixes = Vec::new();
-    for item in node.as_list(field)? {
+    let items = node.as_list(field)?;
+    // Checked here, where the file position is known, not when the kernel
+    // map refuses the entry past its size.
+    if items.len() > DROP_LIST_ENTRIES as usize {
+        return Err(node.error(format!(
+            "`{field}` has {} entries; the kernel's list holds at most {DROP_LIST_ENTRIES}",
+            items.len()
+        )));
+    }
+    for item in items {
         let text = item.as_str(field)?;
         let prefix = parse_prefix(text).ok_or_else(|| {
             item.error(format!(
@@ -368,6 +378,15 @@ drop:
         );
         assert_error("xdp_mode: hw\n", 1, 11, "unknown xdp_mode \"hw\"");
         assert_error("packet_bytes: 1025\n", 1, 15, "packet_bytes");
+        let long: Vec<String> = (0..=DROP_LIST_ENTRIES)
+            .map(|i| format!("198.51.{}.{}/32", i / 256 % 256, i % 256))
+            .collect();
+        assert_error(
+            &format!("drop:\n  allowlist: [{}]\n", long.join(", ")),
+            2,
+            14,
+            "`allowlist` has 16385 entries; the kernel's list holds at most 16384",
+        );
         assert_error("packet_bytes: -1\n", 1, 15, "packet_bytes");
         assert_error(
             "syslog_format: json\n",

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -76,6 +76,12 @@ const WRITE_GRACE: Duration = Duration::from_secs(2);
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 /// Records waiting between the perf readers and the socket.
 const QUEUE: usize = 4_096;
+/// Connections served at once; more are closed at once (one session runs
+/// at a time anyway, the rest only get their refusal).
+const MAX_CONNECTIONS: usize = 8;
+/// Requests from session tasks to the host: each connection has at most
+/// one in flight, so this never fills while the cap above holds.
+const REQUEST_QUEUE: usize = 2 * MAX_CONNECTIONS;
 
 const TAG_JSON: u8 = b'J';
 const TAG_RECORD: u8 = b'R';
@@ -388,7 +394,7 @@ struct Start {
 }
 
 /// The session's perf readers, or why it cannot start.
-type StartResult = Result<Vec<JoinHandle<()>>, (Refusal, String)>;
+type StartResult = Result<Vec<perf::Reader>, (Refusal, String)>;
 
 /// A session asking to start.
 struct NewSession {
@@ -422,9 +428,9 @@ pub struct ControlHost {
     iface: String,
     /// The socket we bound, with its inode (removed on close if still ours).
     socket: Option<(PathBuf, u64)>,
-    requests: mpsc::UnboundedReceiver<Request>,
+    requests: mpsc::Receiver<Request>,
     /// Keeps `requests` open when there is no listener.
-    _sender: mpsc::UnboundedSender<Request>,
+    _sender: mpsc::Sender<Request>,
     shutdown: watch::Sender<bool>,
     accept: Option<JoinHandle<()>>,
     /// The inspect perf array, taken from the kernel at the first session.
@@ -438,7 +444,7 @@ struct SessionContext {
     iface: String,
     xdp_mode: &'static str,
     netns: Option<u64>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     next_id: AtomicU64,
 }
 
@@ -447,7 +453,7 @@ impl ControlHost {
     /// socket (an error is logged) `sensor run` works as before, but
     /// `sensor inspect` cannot join it.
     pub fn serve(iface: &str, xdp_mode: &'static str) -> ControlHost {
-        let (sender, requests) = mpsc::unbounded_channel();
+        let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
         let (shutdown, _) = watch::channel(false);
         let mut host = ControlHost {
             iface: iface.to_owned(),
@@ -717,11 +723,23 @@ async fn accept_loop(
     context: Arc<SessionContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_session(stream, context.clone(), shutdown.clone()));
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(
+                            limit = MAX_CONNECTIONS,
+                            "control socket: too many connections, closing a new one"
+                        );
+                        continue;
+                    };
+                    let session = serve_session(stream, context.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        session.await;
+                        drop(permit);
+                    });
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "control socket: accept failed");
@@ -736,12 +754,18 @@ async fn accept_loop(
 /// Sends `Ended` when the session task is done, whatever the way.
 struct EndGuard {
     id: u64,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        let _ = self.requests.send(Request(Inner::Ended { id: self.id }));
+        // Never lost: when the queue is full, a task waits for room. Fails
+        // only when the host is gone, and then nobody needs to know.
+        let ended = Request(Inner::Ended { id: self.id });
+        if let Err(mpsc::error::TrySendError::Full(ended)) = self.requests.try_send(ended) {
+            let requests = self.requests.clone();
+            tokio::spawn(async move { requests.send(ended).await });
+        }
     }
 }
 
@@ -887,7 +911,11 @@ impl ServerSession {
 
     async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Inner) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        self.context.requests.send(Request(request(reply))).ok()?;
+        self.context
+            .requests
+            .send(Request(request(reply)))
+            .await
+            .ok()?;
         answer.await.ok()
     }
 }
@@ -897,8 +925,8 @@ async fn serve_session(
     context: Arc<SessionContext>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let peer = stream.peer_cred().ok();
-    let client_pid = peer.and_then(|cred| cred.pid());
+    let peer = stream.peer_cred();
+    let client_pid = peer.as_ref().ok().and_then(|cred| cred.pid());
     let (mut input, output) = stream.into_split();
     let mut session = ServerSession {
         context,
@@ -909,15 +937,21 @@ async fn serve_session(
     };
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    if let Some(cred) = peer
-        && cred.uid() != 0
-        && cred.uid() != euid
-    {
-        let message = format!(
-            "uid {} may not inspect through `sensor run` (root only)",
-            cred.uid()
-        );
-        return session.refuse(Refusal::Permission, message).await;
+    // Fail closed: a peer we cannot identify is refused.
+    match peer {
+        Ok(cred) if cred.uid() == 0 || cred.uid() == euid => {}
+        Ok(cred) => {
+            let message = format!(
+                "uid {} may not inspect through `sensor run` (root only)",
+                cred.uid()
+            );
+            return session.refuse(Refusal::Permission, message).await;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "control socket: cannot identify the peer; refused");
+            let message = format!("cannot tell who is connecting ({err}); refused");
+            return session.refuse(Refusal::Permission, message).await;
+        }
     }
     let request = tokio::select! {
         request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut input)) => request,
@@ -1061,9 +1095,8 @@ async fn run_session(
             batch.clear();
         }
     }
-    for reader in readers {
-        let _ = reader.await;
-    }
+    // Failures are logged there; the client sees them as lost records.
+    perf::join_readers(readers).await;
     let counters = stopped.counters;
     let end = SessionEnd {
         matched: counters.matched,
@@ -1190,7 +1223,7 @@ mod tests {
 
     #[test]
     fn requests_are_checked_before_the_kernel_is_asked() {
-        let (requests, _) = mpsc::unbounded_channel();
+        let (requests, _) = mpsc::channel(REQUEST_QUEUE);
         let context = SessionContext {
             iface: "eth0".into(),
             xdp_mode: "native",

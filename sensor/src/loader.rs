@@ -151,10 +151,31 @@ pub struct Counters {
     pub dropped_static_blocklist: u64,
     pub dropped_by_rule: u64,
     pub would_drop: u64,
+    pub block_errors: u64,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoaderError {
     move |source| LoaderError::Map { name, source }
+}
+
+/// Every key of map `name`: an iteration error is an error, never an early
+/// end (a half-cleared table would leave stale entries behind).
+fn all_keys<K>(
+    name: &'static str,
+    keys: impl Iterator<Item = Result<K, MapError>>,
+) -> Result<Vec<K>, LoaderError> {
+    keys.collect::<Result<_, _>>().map_err(map_err(name))
+}
+
+/// A removal whose key may already be gone (LRU eviction, the kernel's own
+/// expiry): only a real failure is an error.
+fn removed_or_gone(name: &'static str, result: Result<(), MapError>) -> Result<(), LoaderError> {
+    match result {
+        Err(MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(())
+        }
+        other => other.map_err(map_err(name)),
+    }
 }
 
 /// The loaded (verified) kernel program and its maps.
@@ -240,9 +261,8 @@ impl Kernel {
             ("DST_SCOPE", &rules.dst_prefixes),
         ] {
             let mut trie: LpmTrie<_, AddrKey, RuleMask> = self.map_mut(name)?;
-            let stale: Vec<Key<AddrKey>> = trie
-                .keys()
-                .filter_map(Result::ok)
+            let stale: Vec<Key<AddrKey>> = all_keys(name, trie.keys())?
+                .into_iter()
                 .filter(|key| key.data().version >> 7 == generation)
                 .collect();
             for key in stale {
@@ -257,9 +277,8 @@ impl Kernel {
         }
         for (name, entries) in [("PORT_SCOPE", &rules.ports), ("VLAN_SCOPE", &rules.vlans)] {
             let mut map: HashMap<_, u32, RuleMask> = self.map_mut(name)?;
-            let stale: Vec<u32> = map
-                .keys()
-                .filter_map(Result::ok)
+            let stale: Vec<u32> = all_keys(name, map.keys())?
+                .into_iter()
                 .filter(|key| key >> 16 == generation as u32)
                 .collect();
             for key in stale {
@@ -299,7 +318,7 @@ impl Kernel {
             ("STATIC_BLOCKLIST", &policy.blocklist),
         ] {
             let mut trie: LpmTrie<_, AddrKey, u8> = self.map_mut(name)?;
-            let stale: Vec<Key<AddrKey>> = trie.keys().filter_map(Result::ok).collect();
+            let stale: Vec<Key<AddrKey>> = all_keys(name, trie.keys())?;
             for key in stale {
                 trie.remove(&key).map_err(map_err(name))?;
             }
@@ -328,7 +347,9 @@ impl Kernel {
             .ok_or(LoaderError::MissingMap("BLOCKED"))?;
         let hash: HashMap<_, AddrKey, BlockEntry> =
             HashMap::try_from(map).map_err(map_err("BLOCKED"))?;
-        Ok(hash.iter().filter_map(Result::ok).collect())
+        hash.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("BLOCKED"))
     }
 
     /// Removes blocks that ended before `now_ns` (the kernel already ignores
@@ -345,7 +366,7 @@ impl Kernel {
         let mut hash: HashMap<_, AddrKey, BlockEntry> = self.map_mut("BLOCKED")?;
         for (key, _) in &expired {
             // Gone already (LRU eviction, or a race with a new block): fine.
-            let _ = hash.remove(key);
+            removed_or_gone("BLOCKED", hash.remove(key))?;
         }
         Ok(expired)
     }
@@ -403,10 +424,9 @@ impl Kernel {
             .map_err(map_err("INSPECT_BUDGET"))?;
         let mut talkers: PerCpuHashMap<_, AddrKey, TalkerStats> =
             self.map_mut("SUMMARY_TALKERS")?;
-        let keys: Vec<AddrKey> = talkers.keys().filter_map(Result::ok).collect();
-        for key in keys {
+        for key in all_keys("SUMMARY_TALKERS", talkers.keys())? {
             // Gone already (LRU eviction): fine.
-            let _ = talkers.remove(&key);
+            removed_or_gone("SUMMARY_TALKERS", talkers.remove(&key))?;
         }
         Ok(())
     }
@@ -446,7 +466,9 @@ impl Kernel {
             PerCpuHashMap::try_from(map).map_err(map_err("SUMMARY_TALKERS"))?;
         let talkers = talkers
             .iter()
-            .filter_map(Result::ok)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("SUMMARY_TALKERS"))?
+            .into_iter()
             .map(|(key, values)| {
                 let total = values
                     .iter()
@@ -596,6 +618,7 @@ impl Kernel {
             dropped_static_blocklist: sum(counter::DROPPED_STATIC_BLOCKLIST)?,
             dropped_by_rule: sum(counter::DROPPED_BY_RULE)?,
             would_drop: sum(counter::WOULD_DROP)?,
+            block_errors: sum(counter::BLOCK_ERRORS)?,
         })
     }
 
@@ -658,22 +681,14 @@ impl Kernel {
         }
         let in_generation = |slot: u32| slot / MAX_RULES == generation as u32;
         let mut rate: PerCpuHashMap<_, RateKey, RateState> = self.map_mut("RATE")?;
-        let keys: Vec<RateKey> = rate
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| in_generation(k.slot))
-            .collect();
-        for key in keys {
-            let _ = rate.remove(&key);
+        let keys = all_keys("RATE", rate.keys())?;
+        for key in keys.into_iter().filter(|k| in_generation(k.slot)) {
+            removed_or_gone("RATE", rate.remove(&key))?;
         }
         let mut windows: HashMap<_, SynKey, SynWindow> = self.map_mut("SYN_WINDOWS")?;
-        let keys: Vec<SynKey> = windows
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| in_generation(k.slot))
-            .collect();
-        for key in keys {
-            let _ = windows.remove(&key);
+        let keys = all_keys("SYN_WINDOWS", windows.keys())?;
+        for key in keys.into_iter().filter(|k| in_generation(k.slot)) {
+            removed_or_gone("SYN_WINDOWS", windows.remove(&key))?;
         }
         Ok(finals)
     }
@@ -688,7 +703,7 @@ impl Kernel {
             PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
         let mut out = Vec::new();
         for entry in hash.iter() {
-            let Ok((key, values)) = entry else { continue };
+            let (key, values) = entry.map_err(map_err("RATE"))?;
             for (cpu, state) in values.iter().enumerate() {
                 if state.matched_total > 0 {
                     out.push((key, cpu as u32, *state));

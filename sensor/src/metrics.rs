@@ -29,6 +29,9 @@ pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=ut
 
 /// A client that sends no complete request head within this is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Scrapes served at once; a connection past this is closed at once (a
+/// scraper retries; a flood of idle connections cannot pin memory).
+const MAX_CONNECTIONS: usize = 64;
 
 /// Everything `/metrics` shows. Counters are totals since the start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub struct MetricsSnapshot {
     pub dropped_static_blocklist: u64,
     pub dropped_by_rule: u64,
     pub would_drop: u64,
+    /// Blocks the kernel could not record (map insert failed).
+    pub block_errors: u64,
     /// Drop mode: the sources blocked now.
     pub blocked: Vec<BlockedSource>,
 }
@@ -293,6 +298,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Dry run: packets drop mode would have dropped.",
         s.would_drop,
     );
+    out.single(
+        "sensor_drop_mode_block_errors",
+        Counter,
+        "Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).",
+        s.block_errors,
+    );
     let blocked_ids: Vec<String> = s.blocked.iter().map(|b| b.sig_id.to_string()).collect();
     let blocked_labels: Vec<[(&str, &str); 2]> = s
         .blocked
@@ -333,6 +344,10 @@ async fn accept_loop(listener: TcpListener, snapshot: Arc<RwLock<MetricsSnapshot
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if connections.len() >= MAX_CONNECTIONS => {
+                    tracing::warn!(%peer, limit = MAX_CONNECTIONS, "metrics: too many connections, closing a new one");
+                    drop(stream);
+                }
                 Ok((stream, _peer)) => {
                     connections.spawn(serve_connection(stream, snapshot.clone()));
                 }
@@ -437,6 +452,7 @@ mod tests {
             dropped_static_blocklist: 3,
             dropped_by_rule: 1,
             would_drop: 0,
+            block_errors: 0,
             blocked: vec![BlockedSource {
                 src: "198.51.100.7".to_owned(),
                 sig_id: 100001,
@@ -507,6 +523,9 @@ sensor_drop_mode_dropped_total{reason="rule"} 1
 # HELP sensor_drop_mode_would_drop_total Dry run: packets drop mode would have dropped.
 # TYPE sensor_drop_mode_would_drop_total counter
 sensor_drop_mode_would_drop_total 0
+# HELP sensor_drop_mode_block_errors_total Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).
+# TYPE sensor_drop_mode_block_errors_total counter
+sensor_drop_mode_block_errors_total 0
 # HELP sensor_blocked_source_seconds_left Drop mode: sources blocked now, with the seconds their block has left.
 # TYPE sensor_blocked_source_seconds_left gauge
 sensor_blocked_source_seconds_left{src="198.51.100.7",sig_id="100001"} 297

@@ -50,6 +50,31 @@ pub enum PerfError {
         #[source]
         source: std::io::Error,
     },
+    #[error("waiting on the perf buffer of CPU {cpu}: {source}; its records can no longer be read")]
+    Read {
+        cpu: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running reader: ends with an error when its buffer fails.
+pub type Reader = JoinHandle<Result<(), PerfError>>;
+
+/// Waits for `readers` after shutdown; every failure or panic is logged
+/// and returned (none is dropped on the floor).
+pub async fn join_readers(readers: Vec<Reader>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for reader in readers {
+        let problem = match reader.await {
+            Ok(Ok(())) => continue,
+            Ok(Err(err)) => err.to_string(),
+            Err(join) => format!("a perf reader task died: {join}"),
+        };
+        tracing::error!("{problem}");
+        problems.push(problem);
+    }
+    problems
 }
 
 /// What one perf sample decodes to.
@@ -102,7 +127,7 @@ pub fn spawn_readers<T: Sample>(
     tx: mpsc::Sender<T>,
     stats: Arc<PerfStats>,
     shutdown: watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, PerfError> {
+) -> Result<Vec<Reader>, PerfError> {
     let cpus = aya::util::online_cpus().map_err(|(what, err)| PerfError::Cpus(what, err))?;
     let mut tasks = Vec::with_capacity(cpus.len());
     for cpu in cpus {
@@ -117,6 +142,7 @@ pub fn spawn_readers<T: Sample>(
                 source: err.into_parts().1,
             })?;
         let reader = CpuReader {
+            cpu,
             buffer,
             tx: tx.clone(),
             stats: stats.clone(),
@@ -127,29 +153,36 @@ pub fn spawn_readers<T: Sample>(
 }
 
 struct CpuReader<T> {
+    cpu: u32,
     buffer: AsyncFd<PerfEventArrayBuffer<MapData>>,
     tx: mpsc::Sender<T>,
     stats: Arc<PerfStats>,
 }
 
 impl<T: Sample> CpuReader<T> {
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Until shutdown (`Ok`), the engine going away (`Ok`), or a failed
+    /// buffer (`Err`, logged: the owner decides what to do about it).
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PerfError> {
         loop {
             tokio::select! {
-                ready = self.buffer.readable_mut() => {
-                    let Ok(mut guard) = ready else { return };
-                    guard.clear_ready();
-                }
+                ready = self.buffer.readable_mut() => match ready {
+                    Ok(mut guard) => guard.clear_ready(),
+                    Err(source) => {
+                        let err = PerfError::Read { cpu: self.cpu, source };
+                        tracing::error!("{err}");
+                        return Err(err);
+                    }
+                },
                 // The only change ever sent is "stop".
                 _ = shutdown.changed() => {
                     let rest = self.take();
                     self.forward(rest).await;
-                    return;
+                    return Ok(());
                 }
             }
             let batch = self.take();
             if !self.forward(batch).await {
-                return;
+                return Ok(());
             }
         }
     }

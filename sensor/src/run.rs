@@ -55,6 +55,9 @@ pub enum RunError {
     Perf(#[from] PerfError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    /// Detached and flushed, but stopped for this reason.
+    #[error("{0}")]
+    Failed(String),
     #[error("serving metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -243,12 +246,20 @@ impl Engine {
         Ok(())
     }
 
-    fn metrics(&self, kernel: &Kernel, rules: &CompiledRules, perf: &PerfStats) -> MetricsSnapshot {
-        let counters = kernel.counters().unwrap_or_default();
+    /// The figures to publish; an error when the kernel's counters cannot
+    /// be read (then the last good snapshot stays up: publishing zeros
+    /// would look like a counter reset to Prometheus).
+    fn metrics(
+        &self,
+        kernel: &Kernel,
+        rules: &CompiledRules,
+        perf: &PerfStats,
+    ) -> Result<MetricsSnapshot, LoaderError> {
+        let counters = kernel.counters()?;
         // Hits by rule id: banked counts plus both generations' slots (the
         // old one may still see packets that started before a reload).
         let mut hits = self.banked_hits.clone();
-        for (slot, stat) in (0u32..).zip(kernel.rule_stats_all().unwrap_or_default()) {
+        for (slot, stat) in (0u32..).zip(kernel.rule_stats_all()?) {
             if let Some(id) = self.slot_ids.get(&slot) {
                 *hits.entry(*id).or_default() += stat.hits;
             }
@@ -265,7 +276,7 @@ impl Engine {
             .collect();
         per_rule.sort_by_key(|r| r.sig_id);
         let now = Clock::monotonic_now();
-        MetricsSnapshot {
+        Ok(MetricsSnapshot {
             packets_seen: counters.packets,
             packets_passed: counters.passed,
             packets_dropped: counters.dropped,
@@ -293,6 +304,7 @@ impl Engine {
             dropped_static_blocklist: counters.dropped_static_blocklist,
             dropped_by_rule: counters.dropped_by_rule,
             would_drop: counters.would_drop,
+            block_errors: counters.block_errors,
             blocked: self
                 .blocks
                 .iter()
@@ -303,7 +315,7 @@ impl Engine {
                     seconds_left: (entry.until_ns - now).div_ceil(1_000_000_000),
                 })
                 .collect(),
-        }
+        })
     }
 
     fn flush(&mut self) {
@@ -408,6 +420,8 @@ pub async fn run(
     let mut control = ControlHost::serve(&settings.iface, attached_mode);
 
     let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
+    // Set when the loop ends on a failure rather than a signal.
+    let mut failure: Option<String> = None;
     loop {
         tokio::select! {
             Some(sample) = rx.recv() => {
@@ -425,8 +439,18 @@ pub async fn run(
                     engine.track_blocks(&mut kernel);
                 }
                 if metrics_server.is_some() {
-                    let snapshot = engine.metrics(&kernel, &rules, &stats);
-                    *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
+                    match engine.metrics(&kernel, &rules, &stats) {
+                        Ok(snapshot) => {
+                            *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
+                        }
+                        Err(err) => tracing::error!(error = %err, "cannot read the kernel's counters; the metrics keep their last values"),
+                    }
+                }
+                // A reader ends early only when its buffer failed: that
+                // CPU's alerts would stop for good. Stop loudly instead.
+                if readers.iter().any(|reader| reader.is_finished()) {
+                    failure = Some("a perf reader stopped (see the error above): alerts of its CPU can no longer be read".to_owned());
+                    break;
                 }
             }
             _ = sighup.recv() => {
@@ -473,9 +497,7 @@ pub async fn run(
     while let Some(sample) = rx.recv().await {
         engine.on_record(sample);
     }
-    for reader in readers {
-        let _ = reader.await;
-    }
+    let reader_problems = perf::join_readers(readers).await;
     engine.sweep(&kernel, true);
     engine.flush();
     if let Some(server) = metrics_server {
@@ -486,7 +508,10 @@ pub async fn run(
         None => None,
     };
 
-    let counters = kernel.counters().unwrap_or_default();
+    let counters = kernel.counters().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot read the kernel's counters for the exit summary");
+        Default::default()
+    });
     let lost = stats.lost.load(Ordering::Relaxed);
     let malformed = stats.malformed.load(Ordering::Relaxed);
     tracing::info!(
@@ -497,6 +522,7 @@ pub async fn run(
         dropped_static_blocklist = counters.dropped_static_blocklist,
         dropped_by_rule = counters.dropped_by_rule,
         would_drop = counters.would_drop,
+        block_errors = counters.block_errors,
         alert_lines = engine.lines,
         records = stats.received.load(Ordering::Relaxed),
         perf_lost = lost,
@@ -521,5 +547,8 @@ pub async fn run(
             counters.alert_output_errors, engine.unknown_rule
         );
     }
-    Ok(())
+    match failure.or_else(|| reader_problems.into_iter().next()) {
+        Some(problem) => Err(RunError::Failed(problem)),
+        None => Ok(()),
+    }
 }

@@ -40,7 +40,7 @@ use crate::run::Clock;
 use self::filter::CompiledFilter;
 use self::output::{PacketLine, text_line, time_of_day};
 use self::summary::{Report, Scope};
-use crate::perf::{PerfStats, spawn_readers};
+use crate::perf::{PerfStats, join_readers, spawn_readers};
 
 /// `--max-rate` when not given: packet records per second, per CPU.
 pub const DEFAULT_MAX_RATE: u32 = 1_000;
@@ -440,8 +440,8 @@ async fn run_local(settings: Settings) -> Result<(), InspectError> {
             printer.packet(&record);
         }
     }
-    for reader in readers {
-        let _ = reader.await;
+    for problem in join_readers(readers).await {
+        eprintln!("sensor inspect: {problem}");
     }
     drop(events);
     printer.flush();
