@@ -9,6 +9,7 @@ pub mod control;
 pub mod inspect;
 pub mod loader;
 pub mod metrics;
+pub mod netlink;
 pub mod perf;
 pub mod preflight;
 pub mod replay;

@@ -61,6 +61,11 @@ pub struct MetricsSnapshot {
     pub dropped_static_blocklist: u64,
     pub dropped_by_rule: u64,
     pub would_drop: u64,
+    /// The watched interface has the program attached now.
+    pub iface_attached: bool,
+    /// Times the interface disappeared, and times it was attached again.
+    pub iface_lost: u64,
+    pub iface_reattached: u64,
     /// Blocks the kernel could not record (map insert failed).
     pub block_errors: u64,
     /// Drop mode: the sources blocked now.
@@ -299,6 +304,24 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         s.would_drop,
     );
     out.single(
+        "sensor_interface_attached",
+        Gauge,
+        "1 while the program is attached to the watched interface, 0 while it is gone.",
+        u64::from(s.iface_attached),
+    );
+    out.single(
+        "sensor_interface_lost",
+        Counter,
+        "Times the watched interface disappeared.",
+        s.iface_lost,
+    );
+    out.single(
+        "sensor_interface_reattached",
+        Counter,
+        "Times the sensor attached again to the returning interface.",
+        s.iface_reattached,
+    );
+    out.single(
         "sensor_drop_mode_block_errors",
         Counter,
         "Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).",
@@ -452,6 +475,9 @@ mod tests {
             dropped_static_blocklist: 3,
             dropped_by_rule: 1,
             would_drop: 0,
+            iface_attached: true,
+            iface_lost: 1,
+            iface_reattached: 1,
             block_errors: 0,
             blocked: vec![BlockedSource {
                 src: "198.51.100.7".to_owned(),
@@ -523,6 +549,15 @@ sensor_drop_mode_dropped_total{reason="rule"} 1
 # HELP sensor_drop_mode_would_drop_total Dry run: packets drop mode would have dropped.
 # TYPE sensor_drop_mode_would_drop_total counter
 sensor_drop_mode_would_drop_total 0
+# HELP sensor_interface_attached 1 while the program is attached to the watched interface, 0 while it is gone.
+# TYPE sensor_interface_attached gauge
+sensor_interface_attached 1
+# HELP sensor_interface_lost_total Times the watched interface disappeared.
+# TYPE sensor_interface_lost_total counter
+sensor_interface_lost_total 1
+# HELP sensor_interface_reattached_total Times the sensor attached again to the returning interface.
+# TYPE sensor_interface_reattached_total counter
+sensor_interface_reattached_total 1
 # HELP sensor_drop_mode_block_errors_total Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).
 # TYPE sensor_drop_mode_block_errors_total counter
 sensor_drop_mode_block_errors_total 0

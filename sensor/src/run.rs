@@ -20,7 +20,9 @@ use crate::cli::SyslogFormat;
 use crate::control::ControlHost;
 use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
+use crate::netlink::LinkEvents;
 use crate::perf::{self, AlertSample, PerfError, PerfStats};
+use crate::preflight;
 use crate::rules::{CompiledRules, RuleMeta};
 use crate::sinks::JsonSink;
 use crate::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
@@ -55,6 +57,8 @@ pub enum RunError {
     Perf(#[from] PerfError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("subscribing to link notifications: {0}")]
+    Netlink(std::io::Error),
     /// Detached and flushed, but stopped for this reason.
     #[error("{0}")]
     Failed(String),
@@ -64,6 +68,64 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The watched interface: attached (with the index it had then), or gone
+/// and waited for. Link notifications drive it; nothing polls.
+struct Watch {
+    iface: String,
+    attach: AttachMode,
+    ifindex: Option<u32>,
+    /// Times the interface disappeared under the sensor.
+    lost: u64,
+    /// Times the sensor attached again to a returning interface.
+    reattached: u64,
+}
+
+impl Watch {
+    fn on_link_change(&mut self, kernel: &mut Kernel) {
+        let now = preflight::interface_index(&self.iface);
+        match (self.ifindex, now) {
+            // Still the same interface (down/up keeps the program attached).
+            (Some(old), Some(new)) if old == new => {}
+            (Some(_), _) => {
+                // Gone, or replaced by a new interface of the same name.
+                self.ifindex = None;
+                self.lost += 1;
+                if let Err(err) = kernel.detach() {
+                    tracing::debug!(error = %err, "dropping the link of a vanished interface");
+                }
+                tracing::warn!(
+                    iface = self.iface,
+                    "the watched interface disappeared: watching nothing until it returns"
+                );
+                if now.is_some() {
+                    self.reattach(kernel);
+                }
+            }
+            (None, Some(_)) => self.reattach(kernel),
+            (None, None) => {}
+        }
+    }
+
+    fn reattach(&mut self, kernel: &mut Kernel) {
+        match kernel.attach(&self.iface, self.attach) {
+            Ok(mode) => {
+                self.ifindex = preflight::interface_index(&self.iface);
+                self.reattached += 1;
+                tracing::info!(
+                    iface = self.iface,
+                    xdp_mode = mode,
+                    "the watched interface is back: sensor attached again, same rules"
+                );
+            }
+            Err(err) => tracing::error!(
+                iface = self.iface,
+                error = %err,
+                "the watched interface is back but attaching failed; waiting for its next change"
+            ),
+        }
+    }
 }
 
 /// Kernel monotonic time (what `bpf_ktime_get_ns` returns) to wall-clock.
@@ -254,6 +316,7 @@ impl Engine {
         kernel: &Kernel,
         rules: &CompiledRules,
         perf: &PerfStats,
+        watch: &Watch,
     ) -> Result<MetricsSnapshot, LoaderError> {
         let counters = kernel.counters()?;
         // Hits by rule id: banked counts plus both generations' slots (the
@@ -277,6 +340,9 @@ impl Engine {
         per_rule.sort_by_key(|r| r.sig_id);
         let now = Clock::monotonic_now();
         Ok(MetricsSnapshot {
+            iface_attached: watch.ifindex.is_some(),
+            iface_lost: watch.lost,
+            iface_reattached: watch.reattached,
             packets_seen: counters.packets,
             packets_passed: counters.passed,
             packets_dropped: counters.dropped,
@@ -409,6 +475,14 @@ pub async fn run(
     engine.install(&mut kernel, &rules, settings.mode)?;
 
     let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
+    let mut watch = Watch {
+        iface: settings.iface.clone(),
+        attach: settings.attach,
+        ifindex: preflight::interface_index(&settings.iface),
+        lost: 0,
+        reattached: 0,
+    };
+    let mut link_events = LinkEvents::open().map_err(RunError::Netlink)?;
     tracing::info!(
         iface = settings.iface,
         xdp_mode = attached_mode,
@@ -439,7 +513,7 @@ pub async fn run(
                     engine.track_blocks(&mut kernel);
                 }
                 if metrics_server.is_some() {
-                    match engine.metrics(&kernel, &rules, &stats) {
+                    match engine.metrics(&kernel, &rules, &stats, &watch) {
                         Ok(snapshot) => {
                             *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
                         }
@@ -482,6 +556,13 @@ pub async fn run(
                 }
             }
             request = control.request() => control.handle(&mut kernel, request),
+            changed = link_events.changed() => match changed {
+                Ok(()) => watch.on_link_change(&mut kernel),
+                Err(err) => {
+                    failure = Some(format!("link notifications failed: {err}"));
+                    break;
+                }
+            },
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }

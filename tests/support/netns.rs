@@ -43,34 +43,56 @@ impl Testbed {
         bed.remove();
         ip(&["netns", "add", &bed.injector_ns]);
         ip(&["netns", "add", &bed.sensor_ns]);
-        ip(&[
-            "link",
-            "add",
-            &bed.injector_if,
-            "netns",
-            &bed.injector_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &bed.sensor_if,
-            "netns",
-            &bed.sensor_ns,
-        ]);
-        for (ns, ifname) in [
-            (&bed.injector_ns, &bed.injector_if),
-            (&bed.sensor_ns, &bed.sensor_if),
-        ] {
+        for ns in [&bed.injector_ns, &bed.sensor_ns] {
             // No IPv6 autoconfiguration chatter: the test decides every frame.
             in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
             in_ns(
                 ns,
                 &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
             );
-            in_ns(ns, &["ip", "link", "set", ifname, "up"]);
             in_ns(ns, &["ip", "link", "set", "lo", "up"]);
         }
+        bed.add_link();
         bed
+    }
+
+    /// Creates the veth pair between the namespaces and brings it up.
+    pub fn add_link(&self) {
+        ip(&[
+            "link",
+            "add",
+            &self.injector_if,
+            "netns",
+            &self.injector_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &self.sensor_if,
+            "netns",
+            &self.sensor_ns,
+        ]);
+        for (ns, ifname) in [
+            (&self.injector_ns, &self.injector_if),
+            (&self.sensor_ns, &self.sensor_if),
+        ] {
+            in_ns(ns, &["ip", "link", "set", ifname, "up"]);
+        }
+    }
+
+    /// Deletes the veth pair (both ends), as a driver reload would.
+    pub fn delete_link(&self) {
+        in_ns(&self.sensor_ns, &["ip", "link", "del", &self.sensor_if]);
+    }
+
+    /// Takes the sensor's end down and up again, without deleting it.
+    pub fn bounce_sensor_link(&self) {
+        for state in ["down", "up"] {
+            in_ns(
+                &self.sensor_ns,
+                &["ip", "link", "set", &self.sensor_if, state],
+            );
+        }
     }
 
     fn remove(&self) {
