@@ -40,6 +40,12 @@ rules:
     action: drop
     block_seconds: {BLOCK_SECONDS}
     match: {{ tcp_flags: {{ set: [SYN, FIN] }} }}
+  - id: 500003
+    name: TCP XMAS scan (long block)
+    severity: high
+    action: drop
+    block_seconds: 60
+    match: {{ tcp_flags: {{ set: [FIN, PSH, URG] }} }}
   - id: 500002
     name: TCP NULL scan (alert only)
     severity: medium
@@ -52,7 +58,7 @@ fn config(dir: &Path) -> PathBuf {
     let path = dir.join("sensor.yaml");
     std::fs::write(
         &path,
-        "mode: drop\ndrop:\n  block_seconds: 60\n  allowlist: [203.0.113.0/24]\n",
+        "mode: drop\ndrop:\n  block_seconds: 60\n  allowlist: [203.0.113.0/24]\n  state_file: blocked.json\n",
     )
     .unwrap();
     path
@@ -138,10 +144,19 @@ fn send(bed: &Testbed, dir: &Path, name: &str, frames: &[Vec<u8>]) {
 }
 
 fn start_sensor(bed: &Testbed, dir: &Path, extra: &[&str]) -> (Started, PathBuf, PathBuf) {
+    start_sensor_named(bed, dir, &format!("{}", extra.len()), extra)
+}
+
+fn start_sensor_named(
+    bed: &Testbed,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> (Started, PathBuf, PathBuf) {
     let rules_path = dir.join("rules.yaml");
     std::fs::write(&rules_path, rules()).unwrap();
-    let alerts = dir.join(format!("alerts{}.json", extra.len()));
-    let stderr = dir.join(format!("sensor{}.stderr", extra.len()));
+    let alerts = dir.join(format!("alerts{name}.json"));
+    let stderr = dir.join(format!("sensor{name}.stderr"));
     let config = config(dir);
     let mut args = vec![
         "run",
@@ -328,4 +343,67 @@ fn dry_run_drops_nothing_and_a_killed_sensor_leaves_nothing_attached() {
         !String::from_utf8_lossy(&out.stdout).contains("xdp")
     });
     assert!(detached, "XDP still attached after the sensor was killed");
+}
+
+/// A restart keeps the blocks that have not ended (drop.state_file) and
+/// does not revive the ones that have.
+#[test]
+fn blocks_survive_a_restart_and_ended_ones_are_not_revived() {
+    if !sensor::testing::bpf_available("blocks_survive_a_restart_and_ended_ones_are_not_revived") {
+        return;
+    }
+    const LONG_BLOCKED: [u8; 4] = [198, 51, 100, 8];
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let bed = Testbed::new("rst");
+    let (mut sensor, _, stderr) = start_sensor_named(&bed, dir, "first", &[]);
+    let xmas = frames::ipv4_tcp(
+        LONG_BLOCKED,
+        SERVER,
+        40001,
+        80,
+        flags::FIN | flags::PSH | flags::URG,
+    );
+    // SYN+FIN: blocked for 3 s; XMAS: for 60 s.
+    send(&bed, dir, "attacks", &[attack(ATTACKER), xmas]);
+    let state = dir.join("blocked.json");
+    let saved = wait_for(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        text.contains("198.51.100.7") && text.contains("198.51.100.8")
+    });
+    assert!(
+        saved,
+        "both blocks saved: {:?}",
+        std::fs::read_to_string(&state)
+    );
+    let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+
+    // Past the short block's end, a new process starts from the file.
+    std::thread::sleep(Duration::from_secs(BLOCK_SECONDS) + Duration::from_millis(500));
+    let (mut sensor, _, stderr) = start_sensor_named(&bed, dir, "second", &[]);
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(log.contains("blocked sources restored blocks=1"), "{log}");
+    let receiver = Receiver::start(&bed, dir, "after");
+    let mut traffic = benign(ATTACKER, 4);
+    traffic.extend(benign(LONG_BLOCKED, 4));
+    send(&bed, dir, "after", &traffic);
+    std::thread::sleep(Duration::from_millis(300));
+    let arrived = receiver.arrived();
+    assert_eq!(
+        arrived.get(&LONG_BLOCKED).copied().unwrap_or(0),
+        0,
+        "the 60 s block was forgotten by the restart: {arrived:?}"
+    );
+    assert_eq!(
+        arrived.get(&ATTACKER).copied().unwrap_or(0),
+        4,
+        "an ended block was revived: {arrived:?}"
+    );
+    let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+    assert!(status.success());
 }

@@ -58,6 +58,8 @@ pub struct DropConfig {
     pub blocklist: Vec<IpNet>,
     /// Report what would be blocked, drop nothing.
     pub dry_run: bool,
+    /// Where blocked sources are kept across restarts (none: not kept).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for DropConfig {
@@ -67,6 +69,7 @@ impl Default for DropConfig {
             allowlist: Vec::new(),
             blocklist: Vec::new(),
             dry_run: false,
+            state_file: None,
         }
     }
 }
@@ -96,7 +99,13 @@ const TOP_KEYS: &[&str] = &[
     "packet_bytes",
     "drop",
 ];
-const DROP_KEYS: &[&str] = &["block_seconds", "allowlist", "blocklist", "dry_run"];
+const DROP_KEYS: &[&str] = &[
+    "block_seconds",
+    "allowlist",
+    "blocklist",
+    "dry_run",
+    "state_file",
+];
 
 /// Reads and checks the config file at `path`; relative paths in it are
 /// resolved against its directory.
@@ -112,6 +121,11 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
         && rules.is_relative()
     {
         *rules = base.join(&*rules);
+    }
+    if let Some(state_file) = &mut config.drop.state_file
+        && state_file.is_relative()
+    {
+        *state_file = base.join(&*state_file);
     }
     if let Some(json) = &mut config.json
         && json != "-"
@@ -238,6 +252,7 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
             }
             "allowlist" => drop.allowlist = parse_prefix_list(node, "allowlist")?,
             "blocklist" => drop.blocklist = parse_prefix_list(node, "blocklist")?,
+            "state_file" => drop.state_file = Some(non_empty_text(node, "state_file")?.into()),
             _ => drop.dry_run = node.as_bool("dry_run")?,
         }
     }
@@ -310,7 +325,18 @@ drop:
   allowlist: [10.0.0.0/8, \"2001:db8::1\"]
   blocklist: [198.51.100.0/24]
   dry_run: true
+  state_file: /var/lib/sensor/blocked.json
 ";
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let config = parse_config("dist/sensor.yaml", include_str!("../../dist/sensor.yaml"))
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            config.drop.state_file.as_deref(),
+            Some(Path::new("/var/lib/sensor/blocked.json"))
+        );
+    }
 
     #[test]
     fn full_config_loads() {
@@ -335,6 +361,7 @@ drop:
                     ],
                     blocklist: vec!["198.51.100.0/24".parse().unwrap()],
                     dry_run: true,
+                    state_file: Some("/var/lib/sensor/blocked.json".into()),
                 },
             }
         );

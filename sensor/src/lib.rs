@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod blockstate;
 pub mod cli;
 pub mod config;
 pub mod control;

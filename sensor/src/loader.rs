@@ -352,6 +352,12 @@ impl Kernel {
             .map_err(map_err("BLOCKED"))
     }
 
+    /// Puts a block back (one saved by an earlier run).
+    pub fn restore_block(&mut self, src: &AddrKey, entry: &BlockEntry) -> Result<(), LoaderError> {
+        let mut hash: HashMap<_, AddrKey, BlockEntry> = self.map_mut("BLOCKED")?;
+        hash.insert(src, entry, 0).map_err(map_err("BLOCKED"))
+    }
+
     /// Removes blocks that ended before `now_ns` (the kernel already ignores
     /// them); returns what was removed.
     pub fn expire_blocks(

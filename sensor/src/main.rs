@@ -172,6 +172,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             blocklist: config.drop.blocklist.clone(),
             dry_run: args.dry_run || config.drop.dry_run,
         },
+        block_state: config.drop.state_file.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::aggregate::{Aggregator, RateEntry};
 use crate::alert::{Alert, CapturedPacket, ip_addr, unix_ns_to_datetime};
+use crate::blockstate;
 use crate::cli::SyslogFormat;
 use crate::control::ControlHost;
 use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
@@ -44,6 +46,8 @@ pub struct RunSettings {
     pub metrics: Option<SocketAddr>,
     /// Frame bytes each alert carries (EVE `packet`).
     pub packet_bytes: u16,
+    /// Drop mode: where blocked sources are kept across restarts.
+    pub block_state: Option<PathBuf>,
 }
 
 /// How long shutdown waits for the syslog peer to take queued alerts.
@@ -150,6 +154,10 @@ impl Clock {
     pub fn to_unix_ns(self, monotonic_ns: u64) -> u64 {
         (monotonic_ns as i128 + self.realtime_minus_monotonic).max(0) as u64
     }
+
+    pub fn to_monotonic_ns(self, unix_ns: u64) -> u64 {
+        (unix_ns as i128 - self.realtime_minus_monotonic).max(0) as u64
+    }
 }
 
 impl Default for Clock {
@@ -196,6 +204,10 @@ struct Engine {
     drop_policy: DropPolicy,
     /// Blocked sources already reported, with the end of their block.
     blocks: HashMap<AddrKey, BlockEntry>,
+    /// `drop.state_file`.
+    block_state: Option<PathBuf>,
+    /// The last save failed: try again at the next tick.
+    blocks_unsaved: bool,
 }
 
 impl Engine {
@@ -246,11 +258,19 @@ impl Engine {
             }
             Err(err) => tracing::error!(error = %err, "cannot expire blocks"),
         }
-        let Ok(current) = kernel.blocked_sources() else {
-            return;
+        let current = match kernel.blocked_sources() {
+            Ok(current) => current,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the blocked sources");
+                return;
+            }
         };
-        for (key, entry) in current {
-            if self.blocks.insert(key, entry) != Some(entry) {
+        // The kernel's map is the truth (its LRU may have forgotten a block).
+        let current: HashMap<AddrKey, BlockEntry> = current.into_iter().collect();
+        let mut changed = current.len() != self.blocks.len();
+        for (key, entry) in &current {
+            if self.blocks.get(key) != Some(entry) {
+                changed = true;
                 let seconds = entry.until_ns.saturating_sub(now) / 1_000_000_000;
                 tracing::warn!(
                     src = %ip_addr(key.version, &key.addr),
@@ -260,6 +280,54 @@ impl Engine {
                 );
             }
         }
+        self.blocks = current;
+        if changed || self.blocks_unsaved {
+            self.save_blocks();
+        }
+    }
+
+    /// Keeps the blocks for the next start (`drop.state_file`); a failure
+    /// is logged and retried at the next tick.
+    fn save_blocks(&mut self) {
+        let Some(path) = &self.block_state else {
+            return;
+        };
+        let clock = self.clock;
+        let blocks = self.blocks.iter().map(|(key, entry)| (*key, *entry));
+        match blockstate::save(path, blocks, |mono| clock.to_unix_ns(mono)) {
+            Ok(()) => self.blocks_unsaved = false,
+            Err(err) => {
+                self.blocks_unsaved = true;
+                tracing::error!("cannot save the blocked sources: {err}");
+            }
+        }
+    }
+
+    /// Puts back the blocks saved by the previous run (before attaching).
+    fn restore_blocks(&mut self, kernel: &mut Kernel) -> Result<(), LoaderError> {
+        let Some(path) = &self.block_state else {
+            return Ok(());
+        };
+        let clock = self.clock;
+        let now_unix = clock.to_unix_ns(Clock::monotonic_now());
+        let saved = match blockstate::load(path, now_unix, |unix| clock.to_monotonic_ns(unix)) {
+            Ok(saved) => saved,
+            Err(err) => {
+                // Fail open: no block is restored, none is half-restored.
+                tracing::error!("{err}");
+                return Ok(());
+            }
+        };
+        for (key, entry) in &saved {
+            kernel.restore_block(key, entry)?;
+            self.blocks.insert(*key, *entry);
+        }
+        tracing::info!(
+            blocks = saved.len(),
+            file = %path.display(),
+            "blocked sources restored"
+        );
+        Ok(())
     }
 
     fn write(&mut self, record: &AlertRecord, packet: &CapturedPacket, count: u64) {
@@ -471,8 +539,13 @@ pub async fn run(
         drop_mode: settings.mode == SensorMode::Drop,
         drop_policy: settings.drop_policy.clone(),
         blocks: HashMap::new(),
+        block_state: settings
+            .block_state
+            .filter(|_| settings.mode == SensorMode::Drop),
+        blocks_unsaved: false,
     };
     engine.install(&mut kernel, &rules, settings.mode)?;
+    engine.restore_blocks(&mut kernel)?;
 
     let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
     let mut watch = Watch {
@@ -580,6 +653,11 @@ pub async fn run(
     }
     let reader_problems = perf::join_readers(readers).await;
     engine.sweep(&kernel, true);
+    if engine.drop_mode {
+        // The last word on the blocks, for the next start.
+        engine.track_blocks(&mut kernel);
+        engine.save_blocks();
+    }
     engine.flush();
     if let Some(server) = metrics_server {
         server.abort();
