@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags};
 use sensor_common::packet::{AddrKey, flag};
-use sensor_common::tables::{MAX_RULES, RATE_BURST};
+use sensor_common::tables::RATE_BURST;
 use support::kinds::{Bench, addr_key_v4, heads, sig_ids};
 
 // ---- frames -------------------------------------------------------------------
@@ -2222,13 +2222,11 @@ fn rate_limit_sends_a_burst_per_rule_and_source_and_counts_every_match() {
     let key_a = addr_key_v4(a);
     let key_b = addr_key_v4(b);
     for sig in [2601, 2602] {
-        let slot = bench.slot(sig) as u32;
         let find = |key: &AddrKey| {
             entries
                 .iter()
-                // State is keyed by the global slot (rule generation * MAX_RULES
-                // + slot) since the double-buffered rule tables.
-                .filter(|(k, _, _)| k.slot % MAX_RULES == slot && k.addr == *key)
+                // Keyed by rule id: a reload that keeps the rule keeps its account.
+                .filter(|(k, _, _)| k.sig_id == sig && k.addr == *key)
                 .map(|(_, cpu, state)| (*cpu, state.matched_total, state.emitted_in_window))
                 .collect::<Vec<_>>()
         };

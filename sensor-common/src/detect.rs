@@ -326,7 +326,7 @@ where
             decision.block_ns = rule.block_ns;
         }
         let key = RateKey {
-            slot: global_slot,
+            sig_id: rule.sig_id,
             addr: meta.src_key(),
             _pad: [0; 3],
         };

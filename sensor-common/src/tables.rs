@@ -181,8 +181,19 @@ pub struct SynWindow {
     pub alerted: u32,
 }
 
-/// Key of the per-(rule, source) alert rate limiter.
-pub type RateKey = SynKey;
+/// Key of the per-(rule, source) alert rate limiter. Keyed by the rule's
+/// id, not its slot: a reload that keeps a rule keeps its account, so the
+/// running totals userspace turns into line counts never split in two.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RateKey {
+    pub sig_id: u32,
+    pub addr: crate::packet::AddrKey,
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<RateKey>() == 24);
+const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 
 /// Alert rate limiting state for one (rule, source), per CPU in the kernel.
 #[repr(C)]
@@ -254,6 +265,7 @@ mod pod {
     unsafe impl aya::Pod for super::RuleInfo {}
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::SynKey {}
+    unsafe impl aya::Pod for super::RateKey {}
     unsafe impl aya::Pod for super::SynWindow {}
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::RuleStats {}

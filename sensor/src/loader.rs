@@ -685,12 +685,9 @@ impl Kernel {
                 })?;
             array.set(slot, zeros, 0).map_err(map_err("RULE_STATS"))?;
         }
+        // The rate limiter is keyed by rule id, not slot: it outlives
+        // reloads on purpose (see `RateKey`), so it is not cleared here.
         let in_generation = |slot: u32| slot / MAX_RULES == generation as u32;
-        let mut rate: PerCpuHashMap<_, RateKey, RateState> = self.map_mut("RATE")?;
-        let keys = all_keys("RATE", rate.keys())?;
-        for key in keys.into_iter().filter(|k| in_generation(k.slot)) {
-            removed_or_gone("RATE", rate.remove(&key))?;
-        }
         let mut windows: HashMap<_, SynKey, SynWindow> = self.map_mut("SYN_WINDOWS")?;
         let keys = all_keys("SYN_WINDOWS", windows.keys())?;
         for key in keys.into_iter().filter(|k| in_generation(k.slot)) {

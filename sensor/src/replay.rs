@@ -400,16 +400,13 @@ impl<'r, 'o> Detector<'r, 'o> {
     }
 
     fn rate_entries(&self) -> Vec<RateEntry> {
-        let rules = &self.tables.rules.rules;
         self.state
             .rate_states()
-            .filter_map(|(key, state)| {
-                Some(RateEntry {
-                    sig_id: rules.get(key.slot as usize)?.sig_id,
-                    src: key.addr,
-                    cpu: REPLAY_CPU,
-                    state: *state,
-                })
+            .map(|(key, state)| RateEntry {
+                sig_id: key.sig_id,
+                src: key.addr,
+                cpu: REPLAY_CPU,
+                state: *state,
             })
             .collect()
     }

@@ -467,14 +467,11 @@ impl Engine {
                 return;
             }
         };
-        let slot_ids = &self.slot_ids;
-        let entries = entries.into_iter().filter_map(|(key, cpu, state)| {
-            Some(RateEntry {
-                sig_id: *slot_ids.get(&key.slot)?,
-                src: key.addr,
-                cpu,
-                state,
-            })
+        let entries = entries.into_iter().map(|(key, cpu, state)| RateEntry {
+            sig_id: key.sig_id,
+            src: key.addr,
+            cpu,
+            state,
         });
         let lines = if final_flush {
             self.aggregator.flush_all(entries)
@@ -603,8 +600,8 @@ pub async fn run(
             _ = sighup.recv() => {
                 match reload() {
                     Ok(new_rules) => {
-                        // Report everything counted so far, then switch.
-                        engine.sweep(&kernel, true);
+                        // No flush: the rate limiter's accounts are keyed
+                        // by rule id and carry on across the switch.
                         match engine.install(&mut kernel, &new_rules, settings.mode) {
                             Ok(()) => {
                                 engine.reloads_ok += 1;

@@ -203,7 +203,7 @@ mod tests {
 
     fn rate_key(n: u8) -> RateKey {
         RateKey {
-            slot: 0,
+            sig_id: 1,
             addr: addr(n),
             _pad: [0; 3],
         }

@@ -10,7 +10,7 @@ use sensor::state::MemoryState;
 use sensor_common::alert::AlertRecord;
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::parse::parse_ethernet;
-use sensor_common::tables::{MAX_RULES, RateState, RuleStats};
+use sensor_common::tables::{RateState, RuleStats};
 
 use super::{KernelAlerts, compile_yaml};
 
@@ -179,10 +179,9 @@ impl Bench {
 
     /// The in-memory rate state of (rule `id`, source `src`).
     pub fn memory_rate(&self, id: u32, src: &sensor_common::packet::AddrKey) -> Option<RateState> {
-        let slot = self.slot(id) as u32;
         self.memory
             .rate_states()
-            .find(|(key, _)| key.slot % MAX_RULES == slot && key.addr == *src)
+            .find(|(key, _)| key.sig_id == id && key.addr == *src)
             .map(|(_, state)| *state)
     }
 }
