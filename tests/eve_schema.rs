@@ -103,3 +103,95 @@ fn a_line_that_breaks_suricatas_types_is_refused() {
     assert!(text.contains("/timestamp"), "{text}");
     assert!(text.contains("/packet"), "{text}");
 }
+
+/// Lines of every shape the sensor writes, built through the public API
+/// (as the unit tests build them): TCP with VLANs, IPv6 ICMP, a non-first
+/// fragment without ports, a blocked alert, a NULL scan, no `packet`.
+#[test]
+fn lines_of_every_shape_are_eve() {
+    use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
+    use sensor::rules::{RuleMeta, Severity};
+    use sensor_common::alert::{AlertRecord, outcome};
+    use sensor_common::packet::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp};
+
+    let rule = RuleMeta {
+        id: 100001,
+        gid: 1,
+        rev: 3,
+        name: "a rule".to_owned(),
+        severity: Severity::High,
+        category: "tcp_flags",
+        drop: true,
+        origin: "t.yaml:1".to_owned(),
+    };
+    let mut tcp4 = PacketMeta {
+        frame_len: 64,
+        ip_version: 4,
+        ttl: 64,
+        proto: PROTO_TCP,
+        src_port: 1,
+        dst_port: 2,
+        tcp_flags: tcp::SYN | tcp::FIN | tcp::NS,
+        flags: flag::HAS_PORTS | flag::HAS_TCP_FLAGS,
+        vlan_count: 2,
+        vlan: [100, 200, 0, 0],
+        ..PacketMeta::default()
+    };
+    tcp4.src_addr[..4].copy_from_slice(&[198, 51, 100, 1]);
+    tcp4.dst_addr[..4].copy_from_slice(&[192, 0, 2, 1]);
+    let mut icmp6 = PacketMeta {
+        frame_len: 70,
+        ip_version: 6,
+        ttl: 255,
+        proto: PROTO_ICMPV6,
+        flags: flag::HAS_ICMP,
+        icmp_type: 128,
+        ..PacketMeta::default()
+    };
+    icmp6.src_addr = "2001:db8::1"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    icmp6.dst_addr = "2001:db8::2"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let fragment = PacketMeta {
+        proto: PROTO_UDP,
+        flags: flag::FRAGMENT | flag::MORE_FRAGMENTS,
+        frag_offset: 185,
+        vlan_count: 0,
+        ..tcp4
+    };
+    let null_scan = PacketMeta {
+        tcp_flags: 0,
+        ..tcp4
+    };
+    let frame = CapturedPacket::ethernet(&[0xab; 64]);
+    let shapes = [
+        (tcp4, outcome::ALLOWED, frame.clone()),
+        (icmp6, outcome::ALLOWED, frame.clone()),
+        (fragment, outcome::ALLOWED, frame.clone()),
+        (null_scan, outcome::BLOCKED, frame.clone()),
+        (tcp4, outcome::ALLOWED, CapturedPacket::default()),
+    ];
+    for (packet, action, frame) in shapes {
+        let record = AlertRecord {
+            sig_id: rule.id,
+            action,
+            packet,
+            ..AlertRecord::default()
+        };
+        for alert in [
+            Alert::new(&record, &frame, &rule, 7, unix_ns_to_datetime(1)).with_iface("eth0"),
+            Alert::new(&record, &frame, &rule, 1, unix_ns_to_datetime(1)).with_pcap_cnt(9),
+        ] {
+            let line = alert.to_json_line();
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let Some(errors) = support::eve::relaxed_errors(&value) else {
+                return;
+            };
+            assert!(errors.is_empty(), "{errors:?}\n{line}");
+        }
+    }
+}
