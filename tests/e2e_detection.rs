@@ -25,6 +25,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sensor::alert::TcpInfo;
+use sensor::community_id::{Transport, community_id};
 use sensor::rules::CompiledRules;
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags, more_flags};
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
@@ -346,6 +347,28 @@ struct Attack {
 }
 
 impl Attack {
+    /// The flow's Community ID (the spec's test vectors pin the function):
+    /// none for non-first fragments or a transport header without ports.
+    fn community_id(&self) -> Option<String> {
+        let proto: u8 = match self.proto {
+            "TCP" => 6,
+            "UDP" => 17,
+            "ICMP" => 1,
+            "IPv6-ICMP" => 58,
+            number => number.parse().expect("a protocol number"),
+        };
+        if self.frag.is_some_and(|(_, offset, _)| offset > 0) {
+            return None;
+        }
+        let transport = match (proto, self.ports) {
+            (6 | 17, Some((src, dst))) => Transport::Ports { src, dst },
+            (6 | 17 | 1 | 58, _) => return None,
+            _ => Transport::None,
+        };
+        let (src, dst) = (self.src.parse().unwrap(), self.dst.parse().unwrap());
+        Some(community_id(src, dst, proto, transport, 0))
+    }
+
     fn expected(&self, rules: &CompiledRules) -> Vec<Value> {
         self.sigs
             .iter()
@@ -392,6 +415,9 @@ impl Attack {
                 }
                 if let Some(v) = &self.vlan {
                     line["vlan"] = json!(v);
+                }
+                if let Some(id) = self.community_id() {
+                    line["community_id"] = json!(id);
                 }
                 line["sensor"] = facts;
                 if let Some((s, d)) = self.ports {

@@ -203,6 +203,28 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
         .collect();
     assert_eq!(ports, [(41000, 80), (41001, 443), (41002, 22)]);
 
+    // community_id, against an independent computation (Python's hashlib
+    // over the spec's byte layout) of each live alert's flow.
+    for alert in &live {
+        let script = format!(
+            "import hashlib,base64,socket,struct\n\
+             a=socket.inet_aton('{}'); b=socket.inet_aton('{}'); sp={}; dp={}\n\
+             if (b, dp) < (a, sp): a, b, sp, dp = b, a, dp, sp\n\
+             d=struct.pack('!H',0)+a+b+bytes([6,0])+struct.pack('!HH',sp,dp)\n\
+             print('1:'+base64.b64encode(hashlib.sha1(d).digest()).decode())",
+            alert["src_ip"].as_str().unwrap(),
+            alert["dest_ip"].as_str().unwrap(),
+            alert["src_port"],
+            alert["dest_port"],
+        );
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3");
+        let expected = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(alert["community_id"], expected.trim(), "{alert}");
+    }
+
     // Replay of the very frames sent gives the same alerts.
     let output = Command::new(SENSOR)
         .args([

@@ -183,8 +183,8 @@ fn lines_of_every_shape_are_eve() {
             ..AlertRecord::default()
         };
         for alert in [
-            Alert::new(&record, &frame, &rule, 7, unix_ns_to_datetime(1)).with_iface("eth0"),
-            Alert::new(&record, &frame, &rule, 1, unix_ns_to_datetime(1)).with_pcap_cnt(9),
+            Alert::new(&record, &frame, &rule, 7, unix_ns_to_datetime(1), 0).with_iface("eth0"),
+            Alert::new(&record, &frame, &rule, 1, unix_ns_to_datetime(1), 0).with_pcap_cnt(9),
         ] {
             let line = alert.to_json_line();
             let value: serde_json::Value = serde_json::from_str(&line).unwrap();

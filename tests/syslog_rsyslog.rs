@@ -99,7 +99,8 @@ fn alerts(first_count: u64, count: usize) -> Vec<Alert> {
             // The JSON carries microseconds; so must the alert to compare.
             let timestamp = unix_ns_to_datetime(now_ns / 1_000 * 1_000 + i as u64 * 1_000);
             let frame = CapturedPacket::ethernet(&[i as u8; 60]);
-            Alert::new(&record, &frame, &rule, first_count + i as u64, timestamp).with_iface("eth0")
+            Alert::new(&record, &frame, &rule, first_count + i as u64, timestamp, 0)
+                .with_iface("eth0")
         })
         .collect()
 }

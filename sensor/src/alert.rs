@@ -23,6 +23,7 @@ use sensor_common::packet::{
     MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp,
 };
 
+use crate::community_id;
 use crate::rules::RuleMeta;
 
 /// pcap's LINKTYPE_ETHERNET: what the XDP program's frames start with.
@@ -79,6 +80,10 @@ pub struct Alert {
     pub icmp_type: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_code: Option<u8>,
+    /// Community ID v1 of the packet's flow; absent when it has none
+    /// (non-first fragments, cut transport headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     pub alert: AlertInfo,
     /// TCP segments whose whole 20-byte header was present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,15 +199,16 @@ pub struct HeaderFacts {
 impl Alert {
     /// The line for `record`, standing for `count` packets, stamped with
     /// `timestamp` (the packet's wall-clock time), showing `packet` (the
-    /// frame's first bytes; empty: no `packet` field). `in_iface` and
-    /// `pcap_cnt` start absent: see [`Alert::with_iface`],
-    /// [`Alert::with_pcap_cnt`].
+    /// frame's first bytes; empty: no `packet` field), with the flow's
+    /// Community ID under `community_id_seed`. `in_iface` and `pcap_cnt`
+    /// start absent: see [`Alert::with_iface`], [`Alert::with_pcap_cnt`].
     pub fn new(
         record: &AlertRecord,
         packet: &CapturedPacket,
         rule: &RuleMeta,
         count: u64,
         timestamp: OffsetDateTime,
+        community_id_seed: u16,
     ) -> Alert {
         debug_assert_eq!(record.sig_id, rule.id, "alert record and rule disagree");
         let meta = &record.packet;
@@ -223,6 +229,7 @@ impl Alert {
             ip_v: meta.ip_version,
             icmp_type: has_icmp.then_some(meta.icmp_type),
             icmp_code: has_icmp.then_some(meta.icmp_code),
+            community_id: community_id::of_packet(meta, community_id_seed),
             alert: AlertInfo {
                 action: if record.action == outcome::BLOCKED {
                     AlertAction::Blocked
@@ -505,13 +512,13 @@ mod tests {
 
     #[test]
     fn matches_the_contract_example_byte_for_byte() {
-        let line = Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time())
+        let line = Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time(), 0)
             .with_iface("eth0")
             .to_json_line();
         let expected = concat!(
             r#"{"timestamp":"2026-11-26T13:07:51.123456+0000","in_iface":"eth0","event_type":"alert","#,
             r#""vlan":[100],"src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"#,
-            r#""proto":"TCP","ip_v":4,"#,
+            r#""proto":"TCP","ip_v":4,"community_id":"1:b+sY6ndt4B8Zs9IgltPHTPiVvR4=","#,
             r#""alert":{"action":"allowed","gid":1,"signature_id":100001,"rev":1,"#,
             r#""signature":"TCP SYN and FIN set","category":"tcp_flags","severity":2},"#,
             r#""tcp":{"tcp_flags":"03","syn":true,"fin":true},"#,
@@ -524,8 +531,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let alert =
-            Alert::new(&syn_fin_record(), &frame(), &rule(), 7, contract_time()).with_pcap_cnt(3);
+        let alert = Alert::new(&syn_fin_record(), &frame(), &rule(), 7, contract_time(), 0)
+            .with_pcap_cnt(3);
         let line = alert.to_json_line();
         let parsed = Alert::from_json(&line).unwrap();
         assert_eq!(parsed, alert);
@@ -546,7 +553,7 @@ mod tests {
         record.packet.frag_offset = 185;
         record.packet.proto = PROTO_UDP;
         record.packet.vlan_count = 0;
-        let line = Alert::new(&record, &no_frame(), &rule(), 1, contract_time()).to_json_line();
+        let line = Alert::new(&record, &no_frame(), &rule(), 1, contract_time(), 0).to_json_line();
         for absent in [
             "in_iface",
             "src_port",
@@ -575,7 +582,7 @@ mod tests {
     fn tcp_object_is_suricatas_and_letters_keep_order() {
         let mut record = syn_fin_record();
         record.packet.tcp_flags = 0;
-        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time());
+        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time(), 0);
         assert_eq!(alert.sensor.header.tcp_flags.as_deref(), Some(""));
         let line = alert.to_json_line();
         assert!(line.contains(r#""tcp":{"tcp_flags":"00"}"#), "{line}");
@@ -600,7 +607,7 @@ mod tests {
         record.packet.proto = PROTO_ICMPV6;
         record.packet.flags = flag::HAS_ICMP;
         record.packet.icmp_type = 128;
-        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time());
+        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time(), 0);
         let line = alert.to_json_line();
         assert!(
             line.contains(
@@ -616,7 +623,7 @@ mod tests {
 
         record.packet.flags |= flag::IPV6_FRAG_HEADER | flag::FRAGMENT;
         record.packet.events = event::bit(event::FRAG_ATOMIC);
-        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time());
+        let alert = Alert::new(&record, &frame(), &rule(), 1, contract_time(), 0);
         assert_eq!(alert.sensor.header.ip_id, Some(1234));
         assert_eq!(alert.sensor.header.more_fragments, Some(false));
 
@@ -632,7 +639,7 @@ mod tests {
         meta.severity = Severity::Critical;
         meta.gid = 3;
         meta.rev = 7;
-        let alert = Alert::new(&record, &frame(), &meta, 1, contract_time());
+        let alert = Alert::new(&record, &frame(), &meta, 1, contract_time(), 0);
         let line = alert.to_json_line();
         assert!(
             line.contains(r#""alert":{"action":"blocked","gid":3,"signature_id":100001,"rev":7,"#),
@@ -648,7 +655,7 @@ mod tests {
             "1970-01-01T00:00:00.000000+0000"
         );
         let line =
-            Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time()).to_json_line();
+            Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time(), 0).to_json_line();
         for other in [
             "2026-11-26T14:07:51.123456+0100",
             "2026-11-26T14:07:51.123456+01:00",
@@ -666,7 +673,7 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_wrong_event_types() {
         let line =
-            Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time()).to_json_line();
+            Alert::new(&syn_fin_record(), &frame(), &rule(), 1, contract_time(), 0).to_json_line();
         assert!(Alert::from_json(&line.replace(r#""ip_v":4"#, r#""ip_v":4,"extra":2"#)).is_err());
         assert!(
             Alert::from_json(&line.replace(r#""event_type":"alert""#, r#""event_type":"flow""#))

@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// default 128, at most 1024).
     #[arg(long, value_name = "N", value_parser = packet_bytes)]
     pub packet_bytes: Option<u16>,
+    /// Seed of the alert lines' Community ID (0 to 65535; default 0).
+    #[arg(long, value_name = "N")]
+    pub community_id_seed: Option<u16>,
     /// YAML configuration file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -85,6 +88,9 @@ pub struct ReplayArgs {
     /// Frame bytes each alert carries in `packet` (0 leaves the field out).
     #[arg(long, value_name = "N", value_parser = packet_bytes, default_value_t = DEFAULT_ALERT_PACKET_BYTES)]
     pub packet_bytes: u16,
+    /// Seed of the alert lines' Community ID (0 to 65535).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub community_id_seed: u16,
 }
 
 /// `--packet-bytes`: 0 to [`MAX_ALERT_PACKET_BYTES`].

@@ -39,6 +39,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Frame bytes each alert carries in `packet` (0: none).
     pub packet_bytes: Option<u16>,
+    /// Seed of the alert lines' `community_id`.
+    pub community_id_seed: Option<u16>,
     pub drop: DropConfig,
 }
 
@@ -97,6 +99,7 @@ const TOP_KEYS: &[&str] = &[
     "syslog_format",
     "metrics",
     "packet_bytes",
+    "community_id_seed",
     "drop",
 ];
 const DROP_KEYS: &[&str] = &[
@@ -183,6 +186,10 @@ fn parse_document(text: &str) -> Result<Config, Located> {
                     ))
                 })?;
                 config.metrics = Some(addr);
+            }
+            "community_id_seed" => {
+                let seed = node.as_int("community_id_seed", 0..=u16::MAX.into())?;
+                config.community_id_seed = Some(seed as u16);
             }
             "packet_bytes" => {
                 let max = MAX_ALERT_PACKET_BYTES.into();
@@ -320,6 +327,7 @@ syslog: tcp://127.0.0.1:514
 syslog_format: rfc3164
 metrics: 127.0.0.1:9464
 packet_bytes: 256
+community_id_seed: 7
 drop:
   block_seconds: 600
   allowlist: [10.0.0.0/8, \"2001:db8::1\"]
@@ -353,6 +361,7 @@ drop:
                 syslog_format: Some(SyslogFormat::Rfc3164),
                 metrics: Some("127.0.0.1:9464".parse().unwrap()),
                 packet_bytes: Some(256),
+                community_id_seed: Some(7),
                 drop: DropConfig {
                     block_seconds: 600,
                     allowlist: vec![

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod alert;
 pub mod blockstate;
 pub mod cli;
+pub mod community_id;
 pub mod config;
 pub mod control;
 pub mod inspect;

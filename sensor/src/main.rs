@@ -90,6 +90,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<(), Failure> {
         .map_err(|err| Failure::runtime(format!("cannot open {}: {err}", args.json)))?;
     let options = ReplayOptions {
         packet_bytes: args.packet_bytes,
+        community_id_seed: args.community_id_seed,
     };
     let result = sensor::replay::replay_with(&args.pcap, &compiled, options, &mut |alert| {
         sink.write_line(&alert.to_json_line());
@@ -167,6 +168,10 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             .packet_bytes
             .or(config.packet_bytes)
             .unwrap_or(DEFAULT_ALERT_PACKET_BYTES),
+        community_id_seed: args
+            .community_id_seed
+            .or(config.community_id_seed)
+            .unwrap_or(0),
         drop_policy: DropPolicy {
             allowlist: config.drop.allowlist.clone(),
             blocklist: config.drop.blocklist.clone(),

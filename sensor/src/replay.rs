@@ -125,12 +125,15 @@ pub enum ReplayError {
 pub struct ReplayOptions {
     /// Captured bytes of each alerting frame shown in `packet` (0: none).
     pub packet_bytes: u16,
+    /// Seed of the lines' `community_id`.
+    pub community_id_seed: u16,
 }
 
 impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             packet_bytes: DEFAULT_ALERT_PACKET_BYTES,
+            community_id_seed: 0,
         }
     }
 }
@@ -427,6 +430,7 @@ impl<'r, 'o> Detector<'r, 'o> {
             rule,
             count,
             unix_ns_to_datetime(record.timestamp_ns),
+            self.options.community_id_seed,
         )
         .with_pcap_cnt(pcap_cnt);
         (self.out)(&alert).map_err(ReplayError::Output)?;
@@ -1021,7 +1025,10 @@ mod tests {
         let file = write_temp(&pcap(1, &[whole(T0_NS, &frame)]));
         for (packet_bytes, shown) in [(128, 128), (16, 16), (1024, frame.len()), (0, 0)] {
             let mut alerts = Vec::new();
-            let options = ReplayOptions { packet_bytes };
+            let options = ReplayOptions {
+                packet_bytes,
+                ..ReplayOptions::default()
+            };
             replay_with(file.path(), &rules(), options, &mut |alert| {
                 alerts.push(alert.clone());
                 Ok(())

@@ -46,6 +46,8 @@ pub struct RunSettings {
     pub metrics: Option<SocketAddr>,
     /// Frame bytes each alert carries (EVE `packet`).
     pub packet_bytes: u16,
+    /// Seed of the alert lines' `community_id`.
+    pub community_id_seed: u16,
     /// Drop mode: where blocked sources are kept across restarts.
     pub block_state: Option<PathBuf>,
 }
@@ -206,6 +208,7 @@ struct Engine {
     blocks: HashMap<AddrKey, BlockEntry>,
     /// `drop.state_file`.
     block_state: Option<PathBuf>,
+    community_id_seed: u16,
     /// The last save failed: try again at the next tick.
     blocks_unsaved: bool,
 }
@@ -337,8 +340,15 @@ impl Engine {
             return;
         };
         let timestamp = unix_ns_to_datetime(self.clock.to_unix_ns(record.timestamp_ns));
-        let alert =
-            Alert::new(record, packet, rule, count, timestamp).with_iface(self.iface.clone());
+        let alert = Alert::new(
+            record,
+            packet,
+            rule,
+            count,
+            timestamp,
+            self.community_id_seed,
+        )
+        .with_iface(self.iface.clone());
         if let Some(json) = self.json.as_mut() {
             json.write_line(&alert.to_json_line());
         }
@@ -540,6 +550,7 @@ pub async fn run(
             .block_state
             .filter(|_| settings.mode == SensorMode::Drop),
         blocks_unsaved: false,
+        community_id_seed: settings.community_id_seed,
     };
     engine.install(&mut kernel, &rules, settings.mode)?;
     engine.restore_blocks(&mut kernel)?;

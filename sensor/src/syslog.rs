@@ -838,12 +838,12 @@ mod tests {
         // 2026-11-06T03:07:51.123456Z: a one-digit day shows the padding.
         let timestamp = unix_ns_to_datetime(1_793_934_471_123_456_789);
         let frame = CapturedPacket::ethernet(&[0xff; 6]);
-        Alert::new(&record, &frame, &rule, 1, timestamp).with_iface("eth0")
+        Alert::new(&record, &frame, &rule, 1, timestamp, 0).with_iface("eth0")
     }
 
     const JSON: &str = concat!(
         r#"{"timestamp":"2026-11-06T03:07:51.123456+0000","in_iface":"eth0","event_type":"alert","#,
-        r#""src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"proto":"TCP","ip_v":4,"#,
+        r#""src_ip":"10.1.2.3","src_port":4242,"dest_ip":"192.0.2.10","dest_port":80,"proto":"TCP","ip_v":4,"community_id":"1:b+sY6ndt4B8Zs9IgltPHTPiVvR4=","#,
         r#""alert":{"action":"allowed","gid":1,"signature_id":100001,"rev":1,"signature":"TCP SYN and FIN set","#,
         r#""category":"tcp_flags","severity":2},"tcp":{"tcp_flags":"03","syn":true,"fin":true},"#,
         r#""packet":"////////","packet_info":{"linktype":1},"#,
