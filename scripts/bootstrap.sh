@@ -8,7 +8,8 @@
 #   - Debian packages: iproute2 (netns/veth tests), tcpreplay (frame injection),
 #     rsyslog (real syslog peer for the SIEM tests), tcpdump (what arrives
 #     behind a drop-mode sensor), python3-scapy (the demo's traffic; the
-#     tests build their frames in Rust), ethtool (debugging).
+#     tests build their frames in Rust), ethtool (debugging), redis-server
+#     (a real Redis, with redis-cli, for the Redis sink's tests).
 #   - rust-src and clippy for the nightly toolchain (aya-build compiles core
 #     for bpfel; the kernel program is linted for its own target).
 #   - bpf-linker 0.13 built against the nightly's own libLLVM, so the bitcode
@@ -19,7 +20,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 NIGHTLY=${SENSOR_NIGHTLY:-nightly}
 BPF_LINKER_VERSION=0.13
-DEB_PACKAGES=(iproute2 tcpreplay rsyslog python3-scapy tcpdump ethtool)
+DEB_PACKAGES=(iproute2 tcpreplay rsyslog python3-scapy tcpdump ethtool redis-server)
 
 # ---- Debian packages ---------------------------------------------------
 missing=()

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 
 use crate::loader::{AttachMode, SensorMode};
+use crate::redis_sink::RedisMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +70,18 @@ pub struct RunArgs {
     /// Seed of the alert lines' Community ID (0 to 65535; default 0).
     #[arg(long, value_name = "N")]
     pub community_id_seed: Option<u16>,
+    /// Send alert lines to Redis: redis://[:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Redis key: the list, channel or stream name (default `sensor`).
+    #[arg(long, value_name = "KEY")]
+    pub redis_key: Option<String>,
+    /// list (RPUSH, default), channel (PUBLISH) or stream (XADD).
+    #[arg(long, value_enum)]
+    pub redis_mode: Option<RedisMode>,
+    /// Stream mode: approximate cap on the stream's length (default 100000).
+    #[arg(long, value_name = "N")]
+    pub redis_stream_maxlen: Option<u64>,
     /// YAML configuration file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

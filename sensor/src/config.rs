@@ -16,6 +16,7 @@ use sensor_common::tables::DROP_LIST_ENTRIES;
 
 use crate::cli::SyslogFormat;
 use crate::loader::{AttachMode, SensorMode};
+use crate::redis_sink::{RedisMode, RedisTarget};
 use crate::rules::SourceError;
 use crate::rules::load::parse_prefix;
 use crate::rules::yaml::{self, Located, Node};
@@ -41,6 +42,11 @@ pub struct Config {
     pub packet_bytes: Option<u16>,
     /// Seed of the alert lines' `community_id`.
     pub community_id_seed: Option<u16>,
+    /// `redis://` or `rediss://` URL of the Redis sink.
+    pub redis: Option<String>,
+    pub redis_key: Option<String>,
+    pub redis_mode: Option<RedisMode>,
+    pub redis_stream_maxlen: Option<u64>,
     pub drop: DropConfig,
 }
 
@@ -100,6 +106,10 @@ const TOP_KEYS: &[&str] = &[
     "metrics",
     "packet_bytes",
     "community_id_seed",
+    "redis",
+    "redis_key",
+    "redis_mode",
+    "redis_stream_maxlen",
     "drop",
 ];
 const DROP_KEYS: &[&str] = &[
@@ -186,6 +196,24 @@ fn parse_document(text: &str) -> Result<Config, Located> {
                     ))
                 })?;
                 config.metrics = Some(addr);
+            }
+            "redis" => {
+                let url = non_empty_text(node, "redis")?;
+                RedisTarget::check_url(url).map_err(|message| node.error(message))?;
+                config.redis = Some(url.to_owned());
+            }
+            "redis_key" => config.redis_key = Some(non_empty_text(node, "redis_key")?.to_owned()),
+            "redis_mode" => {
+                let modes = [
+                    ("list", RedisMode::List),
+                    ("channel", RedisMode::Channel),
+                    ("stream", RedisMode::Stream),
+                ];
+                config.redis_mode = Some(node.as_choice("redis_mode", "redis_mode", &modes)?);
+            }
+            "redis_stream_maxlen" => {
+                let max = node.as_int("redis_stream_maxlen", 1..=i64::MAX.into())?;
+                config.redis_stream_maxlen = Some(max as u64);
             }
             "community_id_seed" => {
                 let seed = node.as_int("community_id_seed", 0..=u16::MAX.into())?;
@@ -328,6 +356,10 @@ syslog_format: rfc3164
 metrics: 127.0.0.1:9464
 packet_bytes: 256
 community_id_seed: 7
+redis: redis://127.0.0.1:6379/1
+redis_key: alerts
+redis_mode: stream
+redis_stream_maxlen: 5000
 drop:
   block_seconds: 600
   allowlist: [10.0.0.0/8, \"2001:db8::1\"]
@@ -362,6 +394,10 @@ drop:
                 metrics: Some("127.0.0.1:9464".parse().unwrap()),
                 packet_bytes: Some(256),
                 community_id_seed: Some(7),
+                redis: Some("redis://127.0.0.1:6379/1".into()),
+                redis_key: Some("alerts".into()),
+                redis_mode: Some(RedisMode::Stream),
+                redis_stream_maxlen: Some(5000),
                 drop: DropConfig {
                     block_seconds: 600,
                     allowlist: vec![

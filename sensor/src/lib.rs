@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod perf;
 pub mod preflight;
+pub mod redis_sink;
 pub mod replay;
 pub mod rules;
 pub mod run;

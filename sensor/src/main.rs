@@ -9,6 +9,7 @@ use clap::Parser;
 use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
 use sensor::config::Config;
 use sensor::loader::{AttachMode, DropPolicy, SensorMode};
+use sensor::redis_sink::RedisTarget;
 use sensor::replay::ReplayOptions;
 use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
@@ -141,11 +142,29 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
         }
         None => None,
     };
+    let redis = match args.redis.or(config.redis.clone()) {
+        Some(url) => {
+            RedisTarget::check_url(&url).map_err(Failure::invalid)?;
+            Some(RedisTarget {
+                url,
+                key: args
+                    .redis_key
+                    .or(config.redis_key.clone())
+                    .unwrap_or_else(|| RedisTarget::DEFAULT_KEY.to_owned()),
+                mode: args.redis_mode.or(config.redis_mode).unwrap_or_default(),
+                stream_maxlen: args
+                    .redis_stream_maxlen
+                    .or(config.redis_stream_maxlen)
+                    .unwrap_or(RedisTarget::DEFAULT_STREAM_MAXLEN),
+            })
+        }
+        None => None,
+    };
     // JSON to stdout is the default only when no other sink is given.
     let json_spec = args
         .json
         .or(config.json.clone())
-        .or_else(|| syslog.is_none().then(|| "-".to_string()));
+        .or_else(|| (syslog.is_none() && redis.is_none()).then(|| "-".to_string()));
     let json = match json_spec {
         Some(spec) => Some(
             JsonSink::open(JsonTarget::parse(&spec))
@@ -178,6 +197,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             dry_run: args.dry_run || config.drop.dry_run,
         },
         block_state: config.drop.state_file.clone(),
+        redis,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::redis_sink::RedisStats;
 use crate::syslog::SyslogStats;
 
 /// The exposition format's media type, as Prometheus asks for it.
@@ -48,6 +49,8 @@ pub struct MetricsSnapshot {
     pub json: SinkCounters,
     /// The syslog sink, as [`crate::syslog::SyslogHandle::stats`] reports it.
     pub syslog: SyslogStats,
+    /// The Redis sink, as [`crate::redis_sink::RedisHandle::stats`] reports it.
+    pub redis: RedisStats,
     /// Perf ring samples the kernel could not deliver (ring full).
     pub perf_lost_samples: u64,
     /// Alert records the XDP program failed to output.
@@ -221,6 +224,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         &[
             (&[("sink", "json")], s.json.lines),
             (&[("sink", "syslog")], s.syslog.sent),
+            (&[("sink", "redis")], s.redis.sent),
         ],
     );
     out.family(
@@ -233,6 +237,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
                 &[("sink", "syslog")],
                 s.syslog.write_errors + s.syslog.connect_errors,
             ),
+            (&[("sink", "redis")], s.redis.errors),
         ],
     );
     out.single(
@@ -256,6 +261,27 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         Counter,
         "Connections to the syslog peer opened again after a failure.",
         s.syslog.reconnects,
+    );
+    out.single(
+        "sensor_redis_queue_depth",
+        Gauge,
+        "Alerts waiting for Redis.",
+        s.redis.queued,
+    );
+    out.family(
+        "sensor_redis_dropped",
+        Counter,
+        "Alerts the Redis sink dropped, by reason.",
+        &[
+            (&[("reason", "queue_full")], s.redis.dropped_queue_full),
+            (&[("reason", "shutdown")], s.redis.dropped_on_close),
+        ],
+    );
+    out.single(
+        "sensor_redis_reconnects",
+        Counter,
+        "Connections to Redis opened again after a failure.",
+        s.redis.reconnects,
     );
     out.single(
         "sensor_perf_lost_samples",
@@ -452,6 +478,7 @@ mod tests {
                     alerts: 0,
                 },
             ],
+            redis: RedisStats::default(),
             json: SinkCounters {
                 lines: 2,
                 errors: 1,
@@ -513,10 +540,12 @@ sensor_rule_alerts_total{sig_id="7",name="say \"hi\" \\ bye\nnext"} 0
 # TYPE sensor_alert_lines_total counter
 sensor_alert_lines_total{sink="json"} 2
 sensor_alert_lines_total{sink="syslog"} 1
+sensor_alert_lines_total{sink="redis"} 0
 # HELP sensor_sink_errors_total Failed writes and connection attempts, by sink.
 # TYPE sensor_sink_errors_total counter
 sensor_sink_errors_total{sink="json"} 1
 sensor_sink_errors_total{sink="syslog"} 5
+sensor_sink_errors_total{sink="redis"} 0
 # HELP sensor_syslog_queue_depth Alerts waiting for the syslog peer.
 # TYPE sensor_syslog_queue_depth gauge
 sensor_syslog_queue_depth 9
@@ -528,6 +557,16 @@ sensor_syslog_dropped_total{reason="unsendable"} 6
 # HELP sensor_syslog_reconnects_total Connections to the syslog peer opened again after a failure.
 # TYPE sensor_syslog_reconnects_total counter
 sensor_syslog_reconnects_total 1
+# HELP sensor_redis_queue_depth Alerts waiting for Redis.
+# TYPE sensor_redis_queue_depth gauge
+sensor_redis_queue_depth 0
+# HELP sensor_redis_dropped_total Alerts the Redis sink dropped, by reason.
+# TYPE sensor_redis_dropped_total counter
+sensor_redis_dropped_total{reason="queue_full"} 0
+sensor_redis_dropped_total{reason="shutdown"} 0
+# HELP sensor_redis_reconnects_total Connections to Redis opened again after a failure.
+# TYPE sensor_redis_reconnects_total counter
+sensor_redis_reconnects_total 0
 # HELP sensor_perf_lost_samples_total Alert records lost because a perf ring was full.
 # TYPE sensor_perf_lost_samples_total counter
 sensor_perf_lost_samples_total 11

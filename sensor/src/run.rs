@@ -25,6 +25,7 @@ use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::netlink::LinkEvents;
 use crate::perf::{self, AlertSample, PerfError, PerfStats};
 use crate::preflight;
+use crate::redis_sink::{RedisHandle, RedisTarget};
 use crate::rules::{CompiledRules, RuleMeta};
 use crate::sinks::JsonSink;
 use crate::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
@@ -50,6 +51,8 @@ pub struct RunSettings {
     pub community_id_seed: u16,
     /// Drop mode: where blocked sources are kept across restarts.
     pub block_state: Option<PathBuf>,
+    /// The Redis sink.
+    pub redis: Option<RedisTarget>,
 }
 
 /// How long shutdown waits for the syslog peer to take queued alerts.
@@ -189,6 +192,7 @@ struct Engine {
     rules_by_id: HashMap<u32, RuleMeta>,
     json: Option<JsonSink>,
     syslog: Option<SyslogHandle>,
+    redis: Option<RedisHandle>,
     /// Alert lines written, by rule id.
     lines_by_rule: HashMap<u32, u64>,
     /// Kernel hit counts of earlier rule sets, by rule id (a reload reuses
@@ -349,8 +353,13 @@ impl Engine {
             self.community_id_seed,
         )
         .with_iface(self.iface.clone());
+        let line = alert.to_json_line();
+        if let Some(redis) = self.redis.as_ref() {
+            // Never waits: a full queue is counted in the sink's stats.
+            redis.send(&line);
+        }
         if let Some(json) = self.json.as_mut() {
-            json.write_line(&alert.to_json_line());
+            json.write_line(&line);
         }
         if let Some(syslog) = self.syslog.as_ref() {
             // Never waits: a full queue is counted in the sink's stats.
@@ -438,6 +447,11 @@ impl Engine {
                 .syslog
                 .as_ref()
                 .map(SyslogHandle::stats)
+                .unwrap_or_default(),
+            redis: self
+                .redis
+                .as_ref()
+                .map(RedisHandle::stats)
                 .unwrap_or_default(),
             perf_lost_samples: perf.lost.load(Ordering::Relaxed),
             kernel_alert_output_errors: counters.alert_output_errors,
@@ -536,6 +550,9 @@ pub async fn run(
         rules_by_id: HashMap::new(),
         json: settings.json,
         syslog,
+        redis: settings
+            .redis
+            .map(|target| RedisHandle::spawn(target, crate::redis_sink::DEFAULT_CAPACITY)),
         lines_by_rule: HashMap::new(),
         banked_hits: HashMap::new(),
         slot_ids: HashMap::new(),
@@ -669,6 +686,12 @@ pub async fn run(
     engine.flush();
     if let Some(server) = metrics_server {
         server.abort();
+    }
+    if let Some(redis) = engine.redis.take() {
+        let stats = redis.close(SYSLOG_CLOSE_DEADLINE).await;
+        if stats.dropped() > 0 {
+            eprintln!("sensor: Redis alerts dropped: {}", stats.dropped());
+        }
     }
     let syslog_stats = match engine.syslog.take() {
         Some(handle) => Some(handle.close(SYSLOG_CLOSE_DEADLINE).await),

@@ -1,0 +1,247 @@
+//! The Redis sink against a real redis-server (on the loopback of the
+//! sensor's namespace): list, channel and stream modes carry exactly the
+//! JSON sink's lines; a Redis restart mid-stream loses nothing within the
+//! queue bound and is counted as a reconnect.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sensor::testing::frames::{self, flags};
+use support::netns::{Started, Testbed, metric, scrape, wait_for};
+use support::pcap::write_pcap;
+
+const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
+const PORT: &str = "6391";
+const METRICS: &str = "127.0.0.1:9468";
+
+const RULES: &str = "rules:
+  - id: 1
+    name: SYN and FIN
+    severity: high
+    match: { tcp_flags: { set: [SYN, FIN] } }
+";
+
+fn start_redis(bed: &Testbed, dir: &Path) -> Started {
+    let log = std::fs::File::create(dir.join("redis.log")).unwrap();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            "redis-server",
+            "--port",
+            PORT,
+        ])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("redis-server (scripts/bootstrap.sh installs it)");
+    let started = Started(child);
+    let up = wait_for(Duration::from_secs(10), || {
+        redis_cli(bed, &["PING"]).trim() == "PONG"
+    });
+    assert!(up, "redis-server did not start");
+    started
+}
+
+fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            "redis-cli",
+            "-p",
+            PORT,
+            "--raw",
+        ])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The alert lines in redis-cli's raw output (keys, ids, field names and
+/// message kinds are the other lines).
+fn json_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn attacks(bed: &Testbed, dir: &Path, name: &str, sources: std::ops::Range<u8>) {
+    let frames: Vec<Vec<u8>> = sources
+        .map(|last| {
+            frames::ipv4_tcp(
+                [198, 51, 100, last],
+                [192, 0, 2, 10],
+                40000,
+                80,
+                flags::SYN | flags::FIN,
+            )
+        })
+        .collect();
+    let path = dir.join(format!("{name}.pcap"));
+    write_pcap(&path, &frames);
+    bed.inject(&path, 100);
+}
+
+fn start_sensor(bed: &Testbed, dir: &Path, mode: &str, json: &Path) -> Started {
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    bed.start_sensor(
+        Path::new(SENSOR),
+        &[
+            "run",
+            "--iface",
+            &bed.sensor_if,
+            "--rules",
+            rules.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--redis",
+            &format!("redis://127.0.0.1:{PORT}"),
+            "--redis-mode",
+            mode,
+            "--redis-key",
+            &format!("alerts-{mode}"),
+            "--metrics",
+            METRICS,
+        ],
+        &dir.join(format!("sensor-{mode}.log")),
+    )
+}
+
+fn file_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines() {
+        support::eve::check_alert_text(line);
+    }
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn every_mode_carries_the_json_sinks_lines() {
+    if !sensor::testing::bpf_available("every_mode_carries_the_json_sinks_lines") {
+        return;
+    }
+    let bed = Testbed::new("red");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let _redis = start_redis(&bed, dir);
+    for mode in ["list", "channel", "stream"] {
+        let key = format!("alerts-{mode}");
+        // A channel keeps nothing: subscribe before anything is published.
+        let subscriber = (mode == "channel").then(|| {
+            let out = std::fs::File::create(dir.join("subscribed.txt")).unwrap();
+            let child = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &bed.sensor_ns,
+                    "redis-cli",
+                    "-p",
+                    PORT,
+                    "--raw",
+                ])
+                .args(["SUBSCRIBE", &key])
+                .stdout(out)
+                .spawn()
+                .unwrap();
+            let ready = wait_for(Duration::from_secs(5), || {
+                redis_cli(&bed, &["PUBSUB", "NUMSUB", &key]).lines().nth(1) == Some("1")
+            });
+            assert!(ready, "subscriber not ready");
+            Started(child)
+        });
+        let json = dir.join(format!("alerts-{mode}.json"));
+        let mut sensor = start_sensor(&bed, dir, mode, &json);
+        attacks(&bed, dir, mode, 1..4);
+        let read = || match mode {
+            "list" => json_lines(&redis_cli(&bed, &["LRANGE", &key, "0", "-1"])),
+            "stream" => json_lines(&redis_cli(&bed, &["XRANGE", &key, "-", "+"])),
+            _ => json_lines(&std::fs::read_to_string(dir.join("subscribed.txt")).unwrap()),
+        };
+        let arrived = wait_for(Duration::from_secs(10), || {
+            file_lines(&json).len() == 3 && read().len() == 3
+        });
+        assert!(
+            arrived,
+            "{mode}: json {:?}, redis {:?}",
+            file_lines(&json),
+            read()
+        );
+        assert_eq!(
+            read(),
+            file_lines(&json),
+            "{mode}: Redis has the JSON sink's lines"
+        );
+        let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+        assert!(status.success(), "{mode}");
+        drop(subscriber);
+    }
+    // The stream is capped with MAXLEN ~ and holds one `alert` field.
+    let raw = redis_cli(&bed, &["XRANGE", "alerts-stream", "-", "+"]);
+    assert_eq!(raw.lines().filter(|l| *l == "alert").count(), 3, "{raw}");
+}
+
+#[test]
+fn a_redis_restart_loses_nothing_within_the_bound() {
+    if !sensor::testing::bpf_available("a_redis_restart_loses_nothing_within_the_bound") {
+        return;
+    }
+    let bed = Testbed::new("rer");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut redis = start_redis(&bed, dir);
+    let json = dir.join("alerts.json");
+    let mut sensor = start_sensor(&bed, dir, "list", &json);
+    let list = || json_lines(&redis_cli(&bed, &["LRANGE", "alerts-list", "0", "-1"]));
+    attacks(&bed, dir, "first", 1..3);
+    assert!(
+        wait_for(Duration::from_secs(10), || list().len() == 2),
+        "{:?}",
+        list()
+    );
+
+    // Redis goes away (its data with it: no persistence), alerts keep coming.
+    assert!(
+        redis.stop(Duration::from_secs(10)).is_some(),
+        "redis stopped"
+    );
+    attacks(&bed, dir, "while-down", 3..6);
+    assert!(wait_for(Duration::from_secs(10), || file_lines(&json)
+        .len()
+        == 5));
+    let _redis = start_redis(&bed, dir);
+    assert!(
+        wait_for(Duration::from_secs(15), || list().len() == 3),
+        "the 3 alerts sent while Redis was down arrive after it returns: {:?}",
+        list()
+    );
+    assert_eq!(list(), file_lines(&json)[2..].to_vec());
+    let text = scrape(&bed, METRICS);
+    let reconnected = wait_for(Duration::from_secs(5), || {
+        metric(&scrape(&bed, METRICS), "sensor_redis_reconnects_total").is_some_and(|n| n >= 1)
+    });
+    assert!(reconnected, "{text}");
+    let text = scrape(&bed, METRICS);
+    assert_eq!(
+        metric(&text, "sensor_redis_dropped_total{reason=\"queue_full\"}"),
+        Some(0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sensor_alert_lines_total{sink=\"redis\"}"),
+        Some(5),
+        "{text}"
+    );
+    let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+    assert!(status.success());
+}
