@@ -16,11 +16,13 @@ bash; compare.sh owns the orchestration (namespaces, programs, runs).
   snap KEY=SPEC...           print one JSON object of counters (see snap())
   alerts FILE SIG            sum of the `count` fields of FILE's alert lines
                              for signature SIG, and the number of lines
-  firstline FILE SIG START   seconds from START (epoch) to the first line of
-                             FILE with signature SIG, by the arrival stamps
-                             written by `stamp`
-  stamp OUT SIG              copy stdin lines to OUT, and write the wall-clock
-                             arrival time of the first line for SIG to OUT.first
+  watch FILE SIG SECS PID IF READY
+                             the flood's first frame (IF's tx counter in PID's
+                             namespace) and the first alert line for SIG in
+                             FILE; READY is created once it is watching
+  record ...                 one end-to-end run's figures (see compare.sh)
+  metrics FILE               the counters compare.sh reads from /metrics text
+  attach-pass IFACE          attach the bare XDP_PASS program, hold it until killed
   report RESULTS             print the Markdown tables
 
 Every address is from a documentation range (RFC 5737, RFC 3849) or the
@@ -328,6 +330,20 @@ def snap(specs):
             # ns on a CPU (schedstat), precise where stat's ticks are 10 ms
             with open(f"/proc/{arg}/schedstat") as f:
                 out[key] = int(f.read().split()[0])
+        elif kind == "procsched":
+            # every live thread of a process, ns on a CPU
+            total = 0
+            if arg:
+                try:
+                    for tid in os.listdir(f"/proc/{arg}/task"):
+                        try:
+                            with open(f"/proc/{arg}/task/{tid}/schedstat") as f:
+                                total += int(f.read().split()[0])
+                        except (FileNotFoundError, ProcessLookupError):
+                            pass
+                except FileNotFoundError:
+                    pass
+            out[key] = total
         elif kind == "task":
             out[key] = _stat_cpu_ticks(f"/proc/{arg}/stat") if arg else 0
         elif kind == "proc":
@@ -365,7 +381,7 @@ def cmd_record(out, rnd, scen, variant, before, after, t_end, extra, alerts, wat
     offered = received + a["txdrop"] - b["txdrop"]  # trafgen's attempts
     delivered = a["rx"] - b["rx"]  # reached ip_rcv (IpInReceives)
     rx_ns = (a["napi"] - b["napi"]) + (a["soft"] - b["soft"]) * tick_ns
-    user_ns = (a["user"] - b["user"]) * tick_ns
+    user_ns = a["user"] - b["user"]  # schedstat ns of the tool's threads
     per = max(received, 1)
     fig = {
         "elapsed_s": elapsed,
@@ -387,8 +403,9 @@ def cmd_record(out, rnd, scen, variant, before, after, t_end, extra, alerts, wat
         fig["alert_lines_100001"] = al["lines"]
     w = json.loads(watch)
     if "seen" in w:
-        fig["alert_latency_ms"] = (w["seen"] - b["t"]) * 1000 if w["seen"] else None
-        fig["alert_kernel_ms"] = (w["packet_time"] - b["t"]) * 1000 if w.get("packet_time") else None
+        start = w.get("flood_start") or b["t"]
+        fig["alert_latency_ms"] = (w["seen"] - start) * 1000 if w["seen"] else None
+        fig["alert_kernel_ms"] = (w["packet_time"] - start) * 1000 if w.get("packet_time") else None
     with open(out, "a") as f:
         for metric, value in fig.items():
             f.write(json.dumps({"section": "wire", "round": int(rnd), "case": scen, "variant": variant,
@@ -434,17 +451,33 @@ def cmd_alerts(path, sig):
     print(json.dumps({"count_sum": total, "lines": lines}))
 
 
-def cmd_watch(path, sig, timeout):
-    """Poll PATH (a JSON lines file being written) every millisecond; print
-    the epoch time at which the first line for SIG was seen and that line's
-    own `timestamp` field, or nothing by TIMEOUT seconds."""
+def _dev_tx(pid, ifname):
+    with open(f"/proc/{pid}/net/dev") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name.strip() == ifname:
+                return int(rest.split()[9])
+    return 0
+
+
+def cmd_watch(path, sig, timeout, pid, ifname, ready):
+    """Poll every millisecond: the injector veth's tx counter (interface
+    IFNAME in PID's namespace) for the flood's first frame, and PATH (a JSON
+    lines file being written) for the first line for SIG. Prints the epoch
+    times of both and that line's own `timestamp` field."""
     import datetime
 
     needle = f'"signature_id":{sig},'
     end = time.time() + float(timeout)
     pos = 0
     pending = ""
+    tx0 = _dev_tx(pid, ifname)
+    open(ready, "w").close()  # compare.sh starts the flood only now
+    start = None
+    result = {"flood_start": None, "seen": None, "packet_time": None}
     while time.time() < end:
+        if start is None and _dev_tx(pid, ifname) != tx0:
+            start = result["flood_start"] = time.time()
         try:
             with open(path, errors="replace") as f:
                 f.seek(pos)
@@ -459,27 +492,15 @@ def cmd_watch(path, sig, timeout):
             for line in lines:
                 if needle in line:
                     stamp = json.loads(line).get("timestamp")
-                    t = None
                     m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", stamp or "")
                     if m:
-                        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(
+                        result["packet_time"] = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(
                             tzinfo=datetime.timezone.utc).timestamp() + float("0." + (m.group(2) or "0"))
-                    print(json.dumps({"seen": seen, "packet_time": t}))
+                    result["seen"] = seen
+                    print(json.dumps(result))
                     return
         time.sleep(0.001)
-    print(json.dumps({"seen": None, "packet_time": None}))
-
-
-def cmd_stamp(out, sig):
-    needle = f'"signature_id":{sig},'
-    first = None
-    with open(out, "w") as f:
-        for line in sys.stdin:
-            if first is None and needle in line:
-                first = time.time()
-                with open(out + ".first", "w") as g:
-                    g.write(f"{first:.6f}\n")
-            f.write(line)
+    print(json.dumps(result))
 
 
 # ---------------------------------------------------------------- report
@@ -583,12 +604,13 @@ def cmd_report(path):
                 return {k: x[k] - y[k] for k in rounds if k in x and k in y}
 
             def added_ratio(a, b, rounds=rounds, added=added):
+                # Added CPU below zero is noise around the baseline: counted as 0.
                 x, y = added(a), added(b)
-                return _summ([x[k] / y[k] for k in rounds if k in x and k in y and y[k] > 0])
+                return _summ([max(x[k], 0) / y[k] for k in rounds if k in x and k in y and y[k] > 0])
 
             out.append(f"### End to end, {scen}: median (min–max) over {len(rounds)} rounds")
             out.append("")
-            hdr = ["variant", "sent kpps", "received kpps", "delivered kpps", "delivered ÷ nothing", "rx-core CPU ns/pkt",
+            hdr = ["variant", "sent (trafgen's tries) kpps", "received kpps", "delivered kpps", "delivered ÷ nothing", "rx-core CPU ns/pkt",
                    "rx-core ÷ nothing", "rx-core ÷ xdp_pass", "userspace CPU ns/pkt", "total CPU ns/pkt",
                    "added CPU ns/pkt (total − nothing)"]
             out.append("| " + " | ".join(hdr) + " |")
@@ -607,8 +629,8 @@ def cmd_report(path):
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
             sens = [(m, label) for m, label in [
-                ("alert_latency_ms", "first by_dst (100301) alert line, ms after flood start"),
-                ("alert_kernel_ms", "its packet's timestamp, ms after flood start"),
+                ("alert_latency_ms", "first by_dst (100301) alert line, ms after the flood's first frame"),
+                ("alert_kernel_ms", "that alert's packet timestamp, ms after the first frame"),
                 ("perf_lost", "perf samples lost"), ("output_errors", "kernel alert output errors"),
                 ("count_sum", "Σ alert-line count, rule 100001"), ("hits", "kernel matched, rule 100001"),
                 ("dropped", "XDP drops")] if val("sensor_ids", m) or val("sensor_drop_blocked", m)]
@@ -640,11 +662,14 @@ def cmd_report(path):
                     target("sensor ids: Σ alert-line count ÷ kernel matched (rule 100001) = 1",
                            _summ([cs[k] / hits[k] for k in cs if hits.get(k)]), lambda x: abs(x - 1) < 1e-9)
             if "sensor_drop_blocked" in variants:
-                target("drop mode, sources blocked: total CPU/pkt ÷ nothing < 1", rel("sensor_drop_blocked", "total_ns_per_pkt"),
-                       lambda x: x < 1)
+                target("drop mode, sources blocked: total CPU/pkt ÷ nothing attached (the stack passing) < 1",
+                       rel("sensor_drop_blocked", "total_ns_per_pkt"), lambda x: x < 1)
+                if "sensor_ids" in variants:
+                    target("drop mode, sources blocked: total CPU/pkt ÷ sensor ids (the sensor passing) < 1",
+                           rel("sensor_drop_blocked", "total_ns_per_pkt", "sensor_ids"), lambda x: x < 1)
             if "inspect_filter" in variants and "tcpdump_filter" in variants:
-                target("inspect --filter ÷ tcpdump -nn, same filter (added CPU) ≤ 1",
-                       added_ratio("inspect_filter", "tcpdump_filter"), lambda x: x <= 1)
+                target("inspect --filter ÷ tcpdump -nn, same filter (total CPU/pkt) ≤ 1",
+                       rel("inspect_filter", "total_ns_per_pkt", "tcpdump_filter"), lambda x: x <= 1)
             if "inspect_all" in variants and "tcpdump_all" in variants:
                 target("inspect unfiltered ÷ tcpdump -nn unfiltered (added CPU) ≤ 0.2",
                        added_ratio("inspect_all", "tcpdump_all"), lambda x: x <= 0.2)
@@ -705,8 +730,6 @@ def main(argv):
         cmd_attach_pass(*args)
     elif cmd == "watch":
         cmd_watch(*args)
-    elif cmd == "stamp":
-        cmd_stamp(*args)
     elif cmd == "report":
         cmd_report(*args)
     else:

@@ -387,13 +387,16 @@ wire_run() { # ROUND SCENARIO VARIANT
   [[ -n $tid ]] || { echo "compare.sh: no napi thread for $IF_S" >&2; exit 1; }
   taskset -pc $RX_CPU "$tid" >/dev/null
   renice -n -10 -p "$tid" >/dev/null
-  local snapspec=(t=time napi=sched:"$tid" soft=core:$RX_CPU user=proc:"$VPID" rx=snmp:"$SLEEP_S"
+  local snapspec=(t=time napi=sched:"$tid" soft=core:$RX_CPU user=procsched:"$VPID" rx=snmp:"$SLEEP_S"
                   tx=dev:"$SLEEP_I:$IF_I:tx" txdrop=dev:"$SLEEP_I:$IF_I:txdrop")
   local before after watch_pid="" watch_out=$OUT/wire-watch.json
-  rm -f "$watch_out"
+  rm -f "$watch_out" "$OUT/wire-watch.ready"
   if [[ $v == sensor_ids && $scen == syn_* ]]; then
-    taskset -c $TX_CPU $PY "$HELPER" watch "$OUT/wire-sensor.json" 100301 $((FLOOD_SECS + 3)) >"$watch_out" &
+    taskset -c $TX_CPU $PY "$HELPER" watch "$OUT/wire-sensor.json" 100301 $((FLOOD_SECS + 3)) "$SLEEP_I" "$IF_I" \
+      "$OUT/wire-watch.ready" >"$watch_out" &
     watch_pid=$!; PIDS+=("$watch_pid")
+    local i
+    for i in $(seq 1 200); do [[ -e $OUT/wire-watch.ready ]] && break; sleep 0.01; done
   fi
   before=$($PY "$HELPER" snap "${snapspec[@]}")
   if [[ ${rate[0]} == -b ]]; then
@@ -455,6 +458,7 @@ section_wire() {
 # ========================================================================
 section_replay() {
   loadavg "start of replay"
+  mkdir -p "$ROOT/target/bench-compare"
   local pcap=$ROOT/target/bench-compare/mixed-$REPLAY_FRAMES.pcap
   if [[ ! -s $pcap ]]; then
     log "writing $pcap ($REPLAY_FRAMES frames)"
