@@ -119,6 +119,12 @@ ensure_packages() {
     fi
     if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1; then
       HAVE[$pkg]=1
+      # The package starts its daemon (default configuration) under
+      # systemd: this script only wants the binary.
+      if [[ $pkg == fastnetmon && -d /run/systemd/system ]]; then
+        systemctl disable --now fastnetmon >/dev/null 2>&1 || true
+        note "fastnetmon was installed for this benchmark; its systemd service was stopped and disabled"
+      fi
     else
       HAVE[$pkg]=0
       note "Debian package $pkg could not be installed here: its columns are skipped"
@@ -134,9 +140,16 @@ build_sensor() {
   if [[ -n ${SENSOR_PREBUILT:-} ]]; then
     log "using SENSOR=$SENSOR as it is (SENSOR_PREBUILT set)"
   else
-    command -v bpf-linker >/dev/null || scripts/bootstrap.sh
+    # Under sudo, build as the invoking user with their toolchain (rustup
+    # installs per user), so target/ stays theirs; as root, root's.
+    local as=()
+    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+      local home; home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+      [[ -x $home/.cargo/bin/cargo ]] && as=(sudo -u "$SUDO_USER" -H env "PATH=$home/.cargo/bin:$PATH")
+    fi
+    "${as[@]}" bash -c 'command -v bpf-linker >/dev/null' || "${as[@]}" scripts/bootstrap.sh
     log "building the sensor (release)"
-    cargo build --release -p sensor --quiet 2>&1 | { grep -v '^warning: sensor@' || true; }
+    "${as[@]}" cargo build --release -p sensor --quiet 2>&1 | { grep -v '^warning: sensor@' || true; }
   fi
   [[ -x $SENSOR ]] || { echo "compare.sh: no sensor binary at $SENSOR" >&2; exit 1; }
 }
