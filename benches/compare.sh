@@ -429,6 +429,10 @@ wire_run() { # ROUND SCENARIO VARIANT
     ip netns exec "$NS_S" curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" >"$mfile" || true
     extra=$($PY "$HELPER" metrics "$mfile")
   fi
+  if [[ $v == fastnetmon && $scen == syn_* ]]; then
+    sleep 1.5 # it checks its thresholds once a second
+    extra=$($PY "$HELPER" fnmlog "$OUT/fastnetmon.log" "$before" 198.51.100.10)
+  fi
   [[ -n $watch_pid ]] && { wait "$watch_pid" 2>/dev/null || true; forget_pid "$watch_pid"; }
   variant_stop "$v"
   local alerts="{}"
