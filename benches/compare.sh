@@ -400,7 +400,7 @@ wire_run() { # ROUND SCENARIO VARIANT
   [[ -n $tid ]] || { echo "compare.sh: no napi thread for $IF_S" >&2; exit 1; }
   taskset -pc $RX_CPU "$tid" >/dev/null
   renice -n -10 -p "$tid" >/dev/null
-  local snapspec=(t=time napi=sched:"$tid" soft=core:$RX_CPU user=procsched:"$VPID" rx=snmp:"$SLEEP_S"
+  local snapspec=(t=time napi=sched:"$tid" soft=core:"$RX_CPU" user=procsched:"$VPID" rx=snmp:"$SLEEP_S"
                   tx=dev:"$SLEEP_I:$IF_I:tx" txdrop=dev:"$SLEEP_I:$IF_I:txdrop")
   local before after watch_pid="" watch_out=$OUT/wire-watch.json
   rm -f "$watch_out" "$OUT/wire-watch.ready"
