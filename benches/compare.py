@@ -406,6 +406,7 @@ def cmd_record(out, rnd, scen, variant, before, after, t_end, extra, alerts, wat
         start = w.get("flood_start") or b["t"]
         fig["alert_latency_ms"] = (w["seen"] - start) * 1000 if w["seen"] else None
         fig["alert_kernel_ms"] = (w["packet_time"] - start) * 1000 if w.get("packet_time") else None
+        fig["alert_poll_gap_ms"] = w.get("poll_gap", 0) * 1000
     with open(out, "a") as f:
         for metric, value in fig.items():
             f.write(json.dumps({"section": "wire", "round": int(rnd), "case": scen, "variant": variant,
@@ -496,8 +497,13 @@ def cmd_watch(path, sig, timeout, pid, ifname, ready):
     tx0 = _dev_tx(pid, ifname)
     open(ready, "w").close()  # compare.sh starts the flood only now
     start = None
-    result = {"flood_start": None, "seen": None, "packet_time": None}
+    result = {"flood_start": None, "seen": None, "packet_time": None, "poll_gap": 0.0}
+    last = time.time()
     while time.time() < end:
+        now = time.time()
+        # The largest gap between two polls is the figures' resolution.
+        result["poll_gap"] = max(result["poll_gap"], now - last)
+        last = now
         if start is None and _dev_tx(pid, ifname) != tx0:
             start = result["flood_start"] = time.time()
         try:
@@ -653,6 +659,7 @@ def cmd_report(path):
             sens = [(m, label) for m, label in [
                 ("alert_latency_ms", "first flood alert, ms after the flood's first frame (sensor: rule 100301's line; FastNetMon: its first log line on the victim, 1 s checks)"),
                 ("alert_kernel_ms", "that alert's packet timestamp, ms after the first frame"),
+                ("alert_poll_gap_ms", "longest gap between two polls, ms (the resolution of both)"),
                 ("perf_lost", "perf samples lost"), ("output_errors", "kernel alert output errors"),
                 ("count_sum", "Σ alert-line count, rule 100001"), ("hits", "kernel matched, rule 100001"),
                 ("dropped", "XDP drops")] if val("sensor_ids", m) or val("sensor_drop_blocked", m) or val("fastnetmon", m)]

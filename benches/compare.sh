@@ -405,7 +405,7 @@ wire_run() { # ROUND SCENARIO VARIANT
   local before after watch_pid="" watch_out=$OUT/wire-watch.json
   rm -f "$watch_out" "$OUT/wire-watch.ready"
   if [[ $v == sensor_ids && $scen == syn_* ]]; then
-    taskset -c $TX_CPU $PY "$HELPER" watch "$OUT/wire-sensor.json" 100301 $((FLOOD_SECS + 3)) "$SLEEP_I" "$IF_I" \
+    nice -n -15 taskset -c $TX_CPU $PY "$HELPER" watch "$OUT/wire-sensor.json" 100301 $((FLOOD_SECS + 3)) "$SLEEP_I" "$IF_I" \
       "$OUT/wire-watch.ready" >"$watch_out" &
     watch_pid=$!; PIDS+=("$watch_pid")
     local i
