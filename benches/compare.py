@@ -394,6 +394,8 @@ def cmd_record(out, rnd, scen, variant, before, after, t_end, extra, alerts, wat
         "rx_ns_per_pkt": rx_ns / per,
         "user_ns_per_pkt": user_ns / per if variant != "nothing" else 0.0,
         "total_ns_per_pkt": (rx_ns + user_ns) / per,
+        # CPU 1 carries the NAPI thread and the tool's userspace.
+        "rx_core_busy_pct": (rx_ns + user_ns) / (elapsed * 1e9) * 100,
     }
     for key, value in json.loads(extra).items():
         fig[key] = value
@@ -640,7 +642,7 @@ def cmd_report(path):
             out.append("")
             hdr = ["variant", "sent (trafgen's tries) kpps", "received kpps", "delivered kpps", "delivered ÷ nothing", "rx-core CPU ns/pkt",
                    "rx-core ÷ nothing", "rx-core ÷ xdp_pass", "userspace CPU ns/pkt", "total CPU ns/pkt",
-                   "added CPU ns/pkt (total − nothing)"]
+                   "added CPU ns/pkt (total − nothing)", "receive core busy %"]
             out.append("| " + " | ".join(hdr) + " |")
             out.append("|" + "---|" * len(hdr))
             for v in variants:
@@ -653,7 +655,8 @@ def cmd_report(path):
                          _cell(rel(v, "rx_ns_per_pkt", "xdp_pass"), "×"),
                          _cell(_summ(list(val(v, "user_ns_per_pkt").values()))),
                          _cell(_summ(list(val(v, "total_ns_per_pkt").values()))),
-                         _cell(_summ(list(added(v).values())))]
+                         _cell(_summ(list(added(v).values()))),
+                         _cell(_summ(list(val(v, "rx_core_busy_pct").values())))]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
             sens = [(m, label) for m, label in [
