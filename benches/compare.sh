@@ -12,7 +12,7 @@
 # a bpffs mounted at /run/sensor-bench-bpffs (for libxdp), its output
 # directory (target/bench-compare/ unless OUT is set) and the processes it
 # starts, which it stops by PID on exit. It installs the Debian packages it
-# needs (xdp-tools, netsniff-ng, fastnetmon, tcpdump, python3-scapy,
+# needs (xdp-tools, netsniff-ng, fastnetmon, tcpdump, python3-scapy, procps,
 # iproute2, ethtool, curl) when they are missing; one that cannot be
 # installed is named, and its columns are skipped with a note — never
 # filled in. Timings are never asserted anywhere.
@@ -104,7 +104,7 @@ new_netns() { ip netns del "$1" 2>/dev/null || true; ip netns add "$1"; NETNS+=(
 declare -A HAVE=()
 ensure_packages() {
   local pkg missing=() updated=0
-  for pkg in iproute2 ethtool tcpdump python3-scapy curl xdp-tools netsniff-ng fastnetmon; do
+  for pkg in iproute2 procps ethtool tcpdump python3-scapy curl xdp-tools netsniff-ng fastnetmon; do
     if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
       HAVE[$pkg]=1
     else
@@ -130,7 +130,7 @@ ensure_packages() {
       note "Debian package $pkg could not be installed here: its columns are skipped"
     fi
   done
-  for pkg in iproute2 python3-scapy; do
+  for pkg in iproute2 procps python3-scapy; do
     [[ ${HAVE[$pkg]:-0} == 1 ]] || { echo "compare.sh: $pkg is required" >&2; exit 1; }
   done
 }
