@@ -23,3 +23,8 @@ cargo +nightly clippy -p sensor-xdp --target bpfel-unknown-none -Z build-std=cor
 echo "== cargo test"
 # aya-build echoes the kernel build as cargo warnings: keep the log readable.
 cargo test --workspace --exclude sensor-xdp --no-fail-fast 2>&1 | { grep -v '^warning: sensor@' || true; }
+
+echo "== Debian package"
+# Builds target/debian/sensor_<version>_amd64.deb, installs it into a
+# scratch root, checks its rules with the installed binary, purges it.
+scripts/package_check.sh
