@@ -98,6 +98,13 @@ pub trait DetectState {
         key: &RateKey,
         step: F,
     ) -> Option<R>;
+    /// The time of the packet being evaluated, `given` as passed to
+    /// [`process`]. Asked only once a rule may match, so the kernel, whose
+    /// clock read is one of its dearer helper calls, reads it only then.
+    #[inline(always)]
+    fn now(&mut self, given: u64) -> u64 {
+        given
+    }
     /// Counts a match of the rule in `global_slot` (`slot_base() + slot`).
     fn count_hit(&mut self, global_slot: u32);
     fn count_alert(&mut self, global_slot: u32);
@@ -339,6 +346,18 @@ pub fn teaches_ttl(meta: &PacketMeta) -> bool {
     meta.has(flag::HAS_TCP_FLAGS) && meta.tcp_flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK
 }
 
+/// Whether a deviation rule of word 0 is in scope. Not inlined: in the
+/// kernel a subprogram with its own stack frame, so the main program's
+/// frame (which the `bpf_loop` callbacks add to) does not grow.
+#[inline(never)]
+fn deviation_in_scope_word0<T: RuleTables + ?Sized>(
+    meta: &PacketMeta,
+    scope: &Scope,
+    tables: &T,
+) -> bool {
+    word_of(tables.mask(ANY_BASE + any::DEVIATION), 0) & scope.word(meta, tables, 0) != 0
+}
+
 /// `ttl: deviation` rules: learns or compares the source's hop count.
 /// Returns the mask-table row of the deviation found, if any.
 ///
@@ -359,8 +378,17 @@ fn deviation_row<T: RuleTables + ?Sized, S: DetectState>(
         return None;
     }
     let teach = teaches_ttl(meta);
-    if !teach && rules & scope.summary == 0 {
-        return None;
+    if !teach {
+        // Only a lookup: skipped when no deviation rule is in scope. The
+        // summaries tell by word; a single candidate word 0 (rule sets of
+        // up to 64 rules) is checked exactly, without a loop.
+        let candidates = rules & scope.summary;
+        if candidates == 0 {
+            return None;
+        }
+        if candidates == 1 && !deviation_in_scope_word0(meta, scope, tables) {
+            return None;
+        }
     }
     let hops = hop_count(meta.ttl);
     let learned = state.ttl_baseline(&meta.src_key(), hops, teach)?;
@@ -445,6 +473,7 @@ where
     if syn_rules == 0 && matched == 0 {
         return decision;
     }
+    let now_ns = state.now(now_ns);
     // Word `w` of the matching rules.
     let matched_word = |w: u32| {
         let mut word = kind_word(meta, tables, w);

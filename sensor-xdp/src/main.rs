@@ -152,16 +152,13 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         count(counter::NOT_IP);
         return pass();
     }
-    // Read the clock only for IP packets: it is one of the dearer helpers.
-    let now = unsafe { bpf_ktime_get_ns() };
-    unsafe {
-        (*record).timestamp_ns = now;
-        (*record).cpu = bpf_get_smp_processor_id();
-    }
+    // The clock is read only when needed (a rule may match, or inspect is
+    // on): it is one of the dearer helpers. 0 = not read yet.
+    unsafe { (*record).timestamp_ns = 0 };
     if let Some(inspect) = INSPECT_CONFIG.get(0)
         && inspect.enabled != 0
     {
-        inspect_packet(&ctx, packet, now, inspect);
+        inspect_packet(&ctx, packet, clock(record), inspect);
     }
     let tables = KernelTables {
         judge_drops,
@@ -170,9 +167,9 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     };
     let decision = process(
         packet,
-        now,
+        0,
         &tables,
-        &mut KernelState,
+        &mut KernelState { record },
         &mut |head: &AlertHead| unsafe {
             (*record).sig_id = head.sig_id;
             (*record).kind = head.kind;
@@ -191,7 +188,8 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     } else if decision.drop {
         if decision.block_ns > 0 {
             let entry = BlockEntry {
-                until_ns: now + decision.block_ns,
+                // A drop was decided by a rule walk, which read the clock.
+                until_ns: clock(record) + decision.block_ns,
                 sig_id: unsafe { (*record).sig_id },
                 _pad: 0,
             };
@@ -202,6 +200,20 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     pass()
+}
+
+/// The packet's time (kernel monotonic clock) and CPU, read into the
+/// per-CPU record the first time they are needed for this packet.
+#[inline(always)]
+fn clock(record: *mut AlertRecord) -> u64 {
+    // SAFETY: the per-CPU record; XDP does not re-enter on the same CPU.
+    unsafe {
+        if (*record).timestamp_ns == 0 {
+            (*record).timestamp_ns = bpf_ktime_get_ns();
+            (*record).cpu = bpf_get_smp_processor_id();
+        }
+        (*record).timestamp_ns
+    }
 }
 
 /// [`drop_gate`]: judge the packet's drops by the rules.
@@ -583,7 +595,7 @@ struct WordFill<W> {
 /// Fills the per-CPU [`WORDS`] with `word(w)` for the words `w` in
 /// `summary` (0 for the others); `None` when `summary` names none.
 #[inline(always)]
-fn fill_words<W: FnMut(u32) -> u64>(summary: u32, word: W) -> Option<*mut [u64; MASK_WORDS]> {
+fn fill_words<W: FnMut(u32) -> u64>(summary: u32, mut word: W) -> Option<*mut [u64; MASK_WORDS]> {
     let summary = summary & SUMMARY_BITS;
     if summary == 0 {
         return None;
@@ -657,9 +669,17 @@ extern "C" fn slot_step<F: FnMut(u32)>(_index: u64, walk: *mut c_void) -> i64 {
     0
 }
 
-struct KernelState;
+struct KernelState {
+    /// The per-CPU alert record, which holds the packet's time once read.
+    record: *mut AlertRecord,
+}
 
 impl DetectState for KernelState {
+    #[inline(always)]
+    fn now(&mut self, _given: u64) -> u64 {
+        clock(self.record)
+    }
+
     #[inline(always)]
     fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8> {
         // SAFETY: a u8 read; a concurrent update writes a whole byte.
