@@ -241,6 +241,8 @@ fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
         (*key).data = src;
         &*key
     };
+    // By reference: a copy would take stack.
+    let src: &AddrKey = &key.data;
     if ALLOWLIST.get(key).is_some() {
         // The allowlist is never dropped nor blocked, whatever the rules say.
         return GATE_ALLOWED;
@@ -250,7 +252,7 @@ fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
             return verdict;
         }
     // SAFETY: an entry is read whole; a concurrent update replaces it.
-    } else if unsafe { BLOCKED.get(&key.data) }
+    } else if unsafe { BLOCKED.get(src) }
         .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_ns() })
         && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
     {
@@ -595,7 +597,7 @@ struct WordFill<W> {
 /// Fills the per-CPU [`WORDS`] with `word(w)` for the words `w` in
 /// `summary` (0 for the others); `None` when `summary` names none.
 #[inline(always)]
-fn fill_words<W: FnMut(u32) -> u64>(summary: u32, mut word: W) -> Option<*mut [u64; MASK_WORDS]> {
+fn fill_words<W: FnMut(u32) -> u64>(summary: u32, word: W) -> Option<*mut [u64; MASK_WORDS]> {
     let summary = summary & SUMMARY_BITS;
     if summary == 0 {
         return None;
