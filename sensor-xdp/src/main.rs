@@ -587,6 +587,13 @@ impl RuleTables for KernelTables {
 #[map]
 static WORDS: PerCpuArray<[u64; MASK_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
+/// `word(0)`. Not inlined: a subprogram with its own stack frame, so the
+/// main program's frame (which the `bpf_loop` callbacks add to) does not grow.
+#[inline(never)]
+fn word_zero<W: FnMut(u32) -> u64>(word: &mut W) -> u64 {
+    word(0)
+}
+
 /// The state of one `bpf_loop` filling [`WORDS`].
 struct WordFill<W> {
     words: *mut [u64; MASK_WORDS],
@@ -603,6 +610,13 @@ fn fill_words<W: FnMut(u32) -> u64>(summary: u32, word: W) -> Option<*mut [u64; 
         return None;
     }
     let words = WORDS.get_ptr_mut(0)?;
+    if summary == 1 {
+        // Word 0 alone (every rule set of up to 64 rules): no loop.
+        let mut word = word;
+        // SAFETY: the per-CPU buffer; XDP does not re-enter on the same CPU.
+        unsafe { (*words)[0] = word_zero(&mut word) };
+        return Some(words);
+    }
     let mut fill = WordFill {
         words,
         summary,
