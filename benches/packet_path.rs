@@ -37,6 +37,33 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             frames::ipv4_tcp([203, 0, 113, 5], [192, 0, 2, 10], 50000, 443, flags::ACK),
         ),
         (
+            "IPv4 TCP SYN (benign; counted by the syn_flood rules)",
+            frames::ipv4_tcp([203, 0, 113, 5], [192, 0, 2, 10], 50001, 443, flags::SYN),
+        ),
+        (
+            "IPv4 UDP (benign)",
+            frames::ethernet(
+                &[],
+                frames::ETH_IPV4,
+                &Ipv4::new([203, 0, 113, 5], [192, 0, 2, 53], 17)
+                    .build(&frames::udp(53000, 53, &[0; 30])),
+            ),
+        ),
+        (
+            "IPv6 TCP SYN (benign; counted by the syn_flood rules)",
+            v6(6, frames::tcp(50002, 443, flags::SYN, 1, &[])),
+        ),
+        (
+            "IPv4 non-first fragment (benign)",
+            frames::ethernet(
+                &[],
+                frames::ETH_IPV4,
+                &Ipv4::new([203, 0, 113, 5], [192, 0, 2, 10], 17)
+                    .frag(185)
+                    .build(&[0; 64]),
+            ),
+        ),
+        (
             "IPv4 TCP SYN+FIN (alerts; rate-limited after 5/s)",
             frames::ipv4_tcp(
                 [198, 51, 100, 7],
@@ -79,6 +106,109 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// 1,000 more rules, copies of the default ones that are not `syn_flood`
+/// (new ids, same kinds and scopes): a rule set of 1,024 whose rows for
+/// a benign packet stay as empty as with the default 24.
+fn copies_yaml(defaults: &sensor::rules::RuleSet) -> String {
+    let mut out = String::from("rules:\n");
+    let kinds: Vec<_> = defaults
+        .rules
+        .iter()
+        .filter(|r| r.matcher.category() != "syn_flood")
+        .collect();
+    for i in 0..1000 {
+        let rule = kinds[i % kinds.len()];
+        out.push_str(&rule_yaml(900_000 + i as u32, rule));
+    }
+    out
+}
+
+fn rule_yaml(id: u32, rule: &sensor::rules::Rule) -> String {
+    use sensor::rules::{FragmentMatch, HeaderCheck, Match, Protocol, TtlMatch};
+    let protocol = match rule.scope.protocol {
+        Protocol::Any => "any",
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+        Protocol::Icmpv6 => "icmpv6",
+    };
+    let matcher = match rule.matcher {
+        Match::TcpFlags { set, clear } => {
+            let names = |bits: u16| {
+                sensor_common::packet::tcp::LETTERS
+                    .iter()
+                    .zip(["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"])
+                    .filter(|((bit, _), _)| bits & bit != 0)
+                    .map(|(_, name)| name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "{{ tcp_flags: {{ set: [{}], clear: [{}] }} }}",
+                names(set),
+                names(clear)
+            )
+        }
+        Match::Ttl(TtlMatch::Below(n)) => format!("{{ ttl: {{ below: {n} }} }}"),
+        Match::Ttl(TtlMatch::Above(n)) => format!("{{ ttl: {{ above: {n} }} }}"),
+        Match::Ttl(TtlMatch::Deviation(n)) => format!("{{ ttl: {{ deviation: {n} }} }}"),
+        Match::Fragment(FragmentMatch::TinyFirstBelow(n)) => {
+            format!("{{ fragment: {{ tiny_first_below: {n} }} }}")
+        }
+        Match::Fragment(FragmentMatch::OffsetOne) => "{ fragment: { offset_one: true } }".into(),
+        Match::Fragment(FragmentMatch::Oversize) => "{ fragment: { oversize: true } }".into(),
+        Match::Fragment(FragmentMatch::Atomic) => "{ fragment: { atomic: true } }".into(),
+        Match::Header(check) => format!("{{ header: {{ check: {} }} }}", header_name(check)),
+        Match::SynFlood(_) => unreachable!("not copied"),
+    };
+    fn header_name(check: HeaderCheck) -> &'static str {
+        match check {
+            HeaderCheck::Land => "land",
+            HeaderCheck::BadIhl => "bad_ihl",
+            HeaderCheck::BadTotalLength => "bad_total_length",
+            HeaderCheck::BadTcpOffset => "bad_tcp_offset",
+            HeaderCheck::ZeroPort => "zero_port",
+            HeaderCheck::MartianSrc => "martian_src",
+            HeaderCheck::IpReservedBit => "ip_reserved_bit",
+            HeaderCheck::DfWithFragment => "df_with_fragment",
+        }
+    }
+    format!(
+        "  - {{ id: {id}, name: copy {id}, severity: low, scope: {{ protocol: {protocol} }}, match: {matcher} }}\n"
+    )
+}
+
+/// 1,000 rules that each scope one service: `dst_ports`, `src`, `dst` and
+/// `vlan` tables all in use (the default rules use none of them).
+fn scoped_yaml() -> String {
+    let mut out = String::from("rules:\n");
+    for i in 0..1000u32 {
+        let id = 800_000 + i;
+        let (scope, matcher) = match i % 4 {
+            0 => (
+                format!("{{ protocol: tcp, dst_ports: [{}] }}", 10_000 + i),
+                "{ tcp_flags: { set: [SYN, FIN] } }",
+            ),
+            1 => (
+                format!("{{ src: [10.{}.{}.0/24] }}", i / 256, i % 256),
+                "{ header: { check: land } }",
+            ),
+            2 => (
+                format!("{{ dst: [172.16.{}.{}] }}", i / 256, i % 256),
+                "{ ttl: { below: 5 } }",
+            ),
+            _ => (
+                format!("{{ vlan: [{}] }}", 1 + i % 4000),
+                "{ fragment: { tiny_first_below: 64 } }",
+            ),
+        };
+        out.push_str(&format!(
+            "  - {{ id: {id}, name: scoped {id}, severity: low, scope: {scope}, match: {matcher} }}\n"
+        ));
+    }
+    out
+}
+
 fn main() {
     let rules_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
     let set = load_path(&rules_dir).expect("default rules load");
@@ -88,15 +218,40 @@ fn main() {
         rules.meta.len()
     );
     let cases = cases();
+    if let Ok(dir) = std::env::var("PACKET_PATH_FRAMES") {
+        // For test-running other XDP programs (`bpftool prog run`) on the same frames.
+        for (i, (name, frame)) in cases.iter().enumerate() {
+            std::fs::write(format!("{dir}/{i:02}.bin"), frame).expect("frame written");
+            println!("frame {i:02}: {name}");
+        }
+    }
+    // The default set plus 1,000 rules: copies of its rules, and scoped ones.
+    let big_sets: Vec<(&str, Option<sensor::rules::CompiledRules>)> = [
+        ("default + 1,000 copies", copies_yaml(&set)),
+        ("default + 1,000 scoped", scoped_yaml()),
+    ]
+    .into_iter()
+    .map(|(name, yaml)| {
+        // Fails where the build holds fewer rules: that part is skipped.
+        let compiled = sensor::rules::load_str("extra.yaml", &yaml)
+            .ok()
+            .and_then(|extra| {
+                let mut big = set.clone();
+                big.rules.extend(extra.rules);
+                sensor::rules::try_compile(&big, 300).ok()
+            });
+        (name, compiled)
+    })
+    .collect();
 
     println!("\n== in the kernel (BPF_PROG_TEST_RUN, {REPEAT} runs per frame, average per run)");
     if unsafe { libc::geteuid() } != 0 {
         println!("SKIP: needs root");
     } else {
         let mut kernel = Kernel::load().expect("XDP program loads");
-        kernel
-            .write_rules(&rules, SensorMode::Ids)
-            .expect("rules written");
+        if let Ok(Some(insns)) = kernel.verified_insns() {
+            println!("(the verifier processed {insns} instructions to accept the program)");
+        }
         // Alert records need a reader; open the rings so output succeeds.
         let mut events = kernel.take_events().expect("events");
         let _rings: Vec<_> = aya::util::online_cpus()
@@ -104,6 +259,24 @@ fn main() {
             .into_iter()
             .map(|cpu| events.open(cpu, Some(64)).unwrap())
             .collect();
+        for (name, big) in &big_sets {
+            let Some(big) = big else {
+                println!("SKIP {name}: does not fit");
+                continue;
+            };
+            kernel
+                .write_rules(big, SensorMode::Ids)
+                .expect("rules written");
+            println!("-- {} rules ({name})", big.meta.len());
+            for (name, frame) in &cases {
+                let (verdict, per_run) = kernel.test_run_repeat(frame, REPEAT).expect("test run");
+                println!("{:>8} ns  verdict {verdict}  {name}", per_run.as_nanos());
+            }
+        }
+        println!("-- {} rules (default)", rules.meta.len());
+        kernel
+            .write_rules(&rules, SensorMode::Ids)
+            .expect("rules written");
         for (name, frame) in &cases {
             let (verdict, per_run) = kernel.test_run_repeat(frame, REPEAT).expect("test run");
             println!("{:>8} ns  verdict {verdict}  {name}", per_run.as_nanos());

@@ -2061,6 +2061,251 @@ fn scope_conditions_apply_to_every_kind() {
     stats_agree(&bench);
 }
 
+#[test]
+fn ttl_baselines_are_taught_only_by_established_tcp_segments() {
+    if !sensor::testing::bpf_available("ttl_baselines_are_taught_only_by_established_tcp_segments")
+    {
+        return;
+    }
+    // 2801: any TCP/UDP packet; 2802: only to port 22. Teaching ignores
+    // the scopes; matching does not.
+    let yaml = rules_yaml(&[
+        (2801, "", "{ ttl: { deviation: 4 } }"),
+        (2802, "{ dst_ports: [22] }", "{ ttl: { deviation: 4 } }"),
+    ]);
+    let mut bench = Bench::new(&yaml);
+    let a = net1(40);
+    let b = net1(41);
+    let tcp = |src, ttl, dport, f| tcp4(src, DST4, ttl, 40000, dport, f);
+    let mut cases = vec![
+        case(
+            "A SYN TTL 64: a bare SYN teaches nothing",
+            tcp(a, 64, 80, flags::SYN),
+            &[],
+        ),
+        case(
+            "A SYN TTL 40: still no baseline",
+            tcp(a, 40, 80, flags::SYN),
+            &[],
+        ),
+        case(
+            "A RST TTL 64 teaches nothing",
+            tcp(a, 64, 80, flags::RST),
+            &[],
+        ),
+        case(
+            "A RST+ACK TTL 64 teaches nothing",
+            tcp(a, 64, 80, flags::RST | flags::ACK),
+            &[],
+        ),
+        case(
+            "A SYN+ACK TTL 64 teaches nothing",
+            tcp(a, 64, 80, flags::SYN | flags::ACK),
+            &[],
+        ),
+        case(
+            "A UDP TTL 64 teaches nothing",
+            udp4(Ipv4::new(a, DST4, PROTO_UDP).ttl(64)),
+            &[],
+        ),
+        case(
+            "A ACK TTL 50 to port 80 teaches 14, out of 2802's scope",
+            tcp(a, 50, 80, flags::ACK),
+            &[],
+        ),
+        case(
+            "A ACK TTL 64 to port 22: 14 away, both rules",
+            tcp(a, 64, 22, flags::ACK),
+            &[2801, 2802],
+        ),
+    ];
+    cases.push(case_n(
+        "A SYN TTL 64 now compares",
+        tcp(a, 64, 80, flags::SYN),
+        &[(2801, 2)],
+    ));
+    cases.push(case_n(
+        "A UDP TTL 64 now compares",
+        udp4(Ipv4::new(a, DST4, PROTO_UDP).ttl(64)),
+        &[(2801, 3)],
+    ));
+    cases.push(case(
+        "A SYN TTL 50: its own hop count",
+        tcp(a, 50, 22, flags::SYN),
+        &[],
+    ));
+    // A spoofed SYN burst claiming B's address teaches nothing, so B's own
+    // first established segment teaches B's real hop count.
+    for i in 0..20 {
+        cases.push(case(
+            format!("spoofed SYN {i} as B, TTL 40"),
+            tcp(b, 40, 80, flags::SYN),
+            &[],
+        ));
+    }
+    cases.push(case(
+        "B ACK TTL 64 teaches 0",
+        tcp(b, 64, 80, flags::ACK),
+        &[],
+    ));
+    cases.push(case(
+        "spoofed SYN as B, TTL 40: 24 away",
+        tcp(b, 40, 80, flags::SYN),
+        &[2801],
+    ));
+    cases.push(case(
+        "B ACK TTL 62: within 4",
+        tcp(b, 62, 22, flags::ACK),
+        &[],
+    ));
+    let failures = run_cases(&mut bench, &cases, false);
+    assert_no_failures(&failures);
+    stats_agree(&bench);
+}
+
+#[test]
+fn deviation_rules_must_admit_tcp() {
+    for protocol in ["udp", "icmp", "icmpv6"] {
+        let yaml = rules_yaml(&[(
+            2811,
+            &format!("{{ protocol: {protocol} }}"),
+            "{ ttl: { deviation: 4 } }",
+        )]);
+        let err = sensor::rules::load_str("rules.yaml", &yaml).expect_err(protocol);
+        assert!(
+            err.to_string().contains("learned only from TCP"),
+            "{protocol}: {err}"
+        );
+    }
+}
+
+// ---- 1,024 rules -----------------------------------------------------------------------
+
+#[test]
+fn a_full_rule_set_of_1024_rules_loads_and_every_word_matches() {
+    if !sensor::testing::bpf_available("a_full_rule_set_of_1024_rules_loads_and_every_word_matches")
+    {
+        return;
+    }
+    assert_eq!(MAX_RULES, 1024);
+    // Rule i (slot i) is a `ttl: below` rule scoped to one destination port,
+    // so exactly one rule matches a packet to that port; the last rules of
+    // the set carry other kinds and scopes so every table is in use.
+    let mut rules: Vec<(u32, String, String)> = (0..1019u32)
+        .map(|i| {
+            (
+                3000 + i,
+                format!("{{ protocol: udp, dst_ports: [{}] }}", 10_000 + i),
+                "{ ttl: { below: 100 } }".to_string(),
+            )
+        })
+        .collect();
+    rules.push((
+        4019,
+        "{ src: [198.51.100.0/24] }".into(),
+        "{ header: { check: land } }".into(),
+    ));
+    rules.push((
+        4020,
+        "{ dst: [192.0.2.0/24], protocol: tcp }".into(),
+        NULL_SCAN.into(),
+    ));
+    rules.push((
+        4021,
+        "{ vlan: [7] }".into(),
+        "{ ttl: { below: 100 } }".into(),
+    ));
+    rules.push((4022, "".into(), "{ ttl: { deviation: 4 } }".into()));
+    rules.push((
+        4023,
+        "".into(),
+        "{ syn_flood: { track: by_src, threshold: 2, window_ms: 60000 } }".into(),
+    ));
+    let refs: Vec<(u32, &str, &str)> = rules
+        .iter()
+        .map(|(id, scope, m)| (*id, scope.as_str(), m.as_str()))
+        .collect();
+    let yaml = rules_yaml(&refs);
+    let mut bench = Bench::new(&yaml);
+    assert_eq!(bench.rules.meta.len(), 1024);
+    assert_eq!(bench.slot(4023), 1023);
+    let udp_to = |port: u16, ttl: u8| {
+        eth4(
+            &Ipv4::new(net3(7), DST4, PROTO_UDP)
+                .ttl(ttl)
+                .build(&frames::udp(5353, port, &[0; 8])),
+        )
+    };
+    let mut cases = Vec::new();
+    for i in [0u32, 1, 63, 64, 127, 500, 959, 960, 1018] {
+        cases.push(case(
+            format!("UDP to port {} TTL 64: rule {}", 10_000 + i, 3000 + i),
+            udp_to(10_000 + i as u16, 64),
+            &[3000 + i],
+        ));
+    }
+    cases.push(case(
+        "UDP to port 10000, TTL 200: no rule",
+        udp_to(10_000, 200),
+        &[],
+    ));
+    cases.push(case(
+        "UDP to an unlisted port: no rule",
+        udp_to(9_999, 64),
+        &[],
+    ));
+    let land = |s: [u8; 4]| eth4(&Ipv4::new(s, s, PROTO_UDP).build(&udp_bytes()));
+    cases.push(case(
+        "land from 198.51.100.9",
+        land([198, 51, 100, 9]),
+        &[4019],
+    ));
+    cases.push(case(
+        "land from 203.0.113.9: out of scope",
+        land(net3(9)),
+        &[],
+    ));
+    cases.push(case(
+        "NULL scan to 192.0.2.10",
+        tcp4(net3(10), DST4, 64, 1, 2, 0),
+        &[4020],
+    ));
+    cases.push(case(
+        "UDP on VLAN 7, TTL 64",
+        frames::ethernet(
+            &[(frames::TPID_8021Q, 7)],
+            ETH_IPV4,
+            &Ipv4::new(net3(11), DST4, PROTO_UDP).build(&udp_bytes()),
+        ),
+        &[4021],
+    ));
+    cases.push(case(
+        "ACK TTL 64 teaches",
+        tcp4(net3(12), DST4, 64, 1, 2, flags::ACK),
+        &[],
+    ));
+    cases.push(case(
+        "ACK TTL 50 deviates",
+        tcp4(net3(12), DST4, 50, 1, 2, flags::ACK),
+        &[4022],
+    ));
+    cases.push(case(
+        "SYN 1 of 2",
+        tcp4(net3(13), DST4, 64, 1, 2, flags::SYN),
+        &[],
+    ));
+    cases.push(case_n(
+        "SYN 2 of 2: the last slot",
+        tcp4(net3(13), DST4, 64, 1, 2, flags::SYN),
+        &[(4023, 2)],
+    ));
+    let failures = run_cases(&mut bench, &cases, false);
+    assert_no_failures(&failures);
+    let stats = stats_agree(&bench);
+    assert_eq!(stats[bench.slot(4023)].hits, 2);
+    assert_eq!(stats[bench.slot(3000 + 1018)].hits, 1);
+}
+
 // ---- no shadowing, any order -----------------------------------------------------------
 
 const EVERY_KIND: &[(u32, &str, &str)] = &[
@@ -2091,7 +2336,10 @@ fn one_packet_raises_every_rule_it_matches_whatever_the_order() {
         return;
     }
     let host = [192, 0, 2, 99];
-    // Teaches hop count 0 for `host`; counts one SYN for both syn_flood rules.
+    // Teaches hop count 0 for `host` (a SYN teaches nothing: docs/CONTRACT.md).
+    let ack =
+        eth4(&Ipv4::new(host, host, PROTO_TCP).build(&frames::tcp(1000, 80, flags::ACK, 1, &[])));
+    // Counts one SYN for both syn_flood rules.
     let first =
         eth4(&Ipv4::new(host, host, PROTO_TCP).build(&frames::tcp(1000, 80, flags::SYN, 1, &[])));
     // Land, TTL 3 (hop 29), RB+DF+MF first fragment of 20 bytes of TCP
@@ -2108,8 +2356,10 @@ fn one_packet_raises_every_rule_it_matches_whatever_the_order() {
     for rules in [EVERY_KIND.to_vec(), reversed] {
         let mut bench = Bench::new(&rules_yaml(&rules));
         let mut failures = Vec::new();
-        let teach = bench.check("teaching SYN (land)", &first, &mut failures);
+        let teach = bench.check("teaching ACK (land)", &ack, &mut failures);
         assert_eq!(sig_ids(&teach), vec![2706], "{failures:?}");
+        let syn = bench.check("first SYN (land)", &first, &mut failures);
+        assert_eq!(sig_ids(&syn), vec![2706], "{failures:?}");
         let records = bench.check("every kind at once", &all, &mut failures);
         assert_no_failures(&failures);
         let mut got = heads(&records);
@@ -2134,7 +2384,7 @@ fn one_packet_raises_every_rule_it_matches_whatever_the_order() {
         (2703, 1),
         (2704, 1),
         (2705, 2),
-        (2706, 2),
+        (2706, 3),
         (2707, 1),
         (2708, 1),
         (2709, 1),

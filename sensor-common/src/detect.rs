@@ -5,23 +5,25 @@
 //! *matching* rule: per-source state, counters and the alert record.
 
 use crate::alert::{AlertRecord, outcome};
+use crate::packet::tcp::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
 use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
 use crate::tables::{
-    ANY_BASE, DEVIATION_BASE, EVENT_BASE, FLAGS_BASE, MAX_RULES, MAX_TINY_THRESHOLD, PROTO_BASE,
-    RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RuleInfo, RuleMask, SynKey, SynWindow,
-    TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track,
+    ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS, FLAGS_BASE, MASK_WORDS,
+    MAX_TINY_THRESHOLD, PROTO_BASE, RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RuleInfo,
+    RuleMask, SynKey, SynWindow, TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track,
+    uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
 pub trait RuleTables {
-    /// `masks[index]`, 0 when absent.
-    fn mask(&self, index: u32) -> RuleMask;
+    /// `masks[index]`, `None` when absent.
+    fn mask(&self, index: u32) -> Option<&RuleMask>;
     /// Longest-prefix match of the source address in the `scope.src` trie.
-    fn src_scope(&self, addr: &AddrKey) -> RuleMask;
+    fn src_scope(&self, addr: &AddrKey) -> Option<&RuleMask>;
     /// Longest-prefix match of the destination in the `scope.dst` trie.
-    fn dst_scope(&self, addr: &AddrKey) -> RuleMask;
-    fn port_scope(&self, port: u16) -> RuleMask;
-    fn vlan_scope(&self, vlan: u16) -> RuleMask;
+    fn dst_scope(&self, addr: &AddrKey) -> Option<&RuleMask>;
+    fn port_scope(&self, port: u16) -> Option<&RuleMask>;
+    fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask>;
     fn rule(&self, slot: u32) -> Option<RuleInfo>;
     /// The first slot of the rule set in force. The kernel keeps two
     /// generations of the rule tables so a reload switches atomically; state
@@ -36,26 +38,57 @@ pub trait RuleTables {
     /// dry run, and a source outside the allowlist.
     fn drop_mode(&self) -> bool;
 
-    /// Calls `f` with each slot set in `mask`, lowest first. The kernel
-    /// overrides this with `bpf_loop` so the verifier checks the body once
-    /// instead of once per possible rule.
+    /// Calls `f` with each slot of the set whose word `w` is `word(w)`,
+    /// for the words `w` set in `summary` (other words are empty), lowest
+    /// slot first. The kernel overrides this with `bpf_loop` so the
+    /// verifier checks the body once instead of once per possible rule.
     #[inline(always)]
-    fn for_each_slot<F: FnMut(u32)>(&self, mask: RuleMask, mut f: F) {
-        let mut pending = mask;
+    fn for_each_slot<W: FnMut(u32) -> u64, F: FnMut(u32)>(
+        &self,
+        summary: u32,
+        mut word: W,
+        mut f: F,
+    ) {
+        let mut words = summary & SUMMARY_BITS;
         let mut i = 0;
-        while i < MAX_RULES && pending != 0 {
+        while i < MASK_WORDS && words != 0 {
             i += 1;
-            f(pending.trailing_zeros());
-            pending &= pending - 1;
+            let w = words.trailing_zeros();
+            words &= words - 1;
+            let mut pending = word(w);
+            let mut j = 0;
+            while j < 64 && pending != 0 {
+                j += 1;
+                f(w * 64 + pending.trailing_zeros());
+                pending &= pending - 1;
+            }
         }
+    }
+
+    /// Whether `word(w)` is non-zero for some word `w` set in `summary`.
+    #[inline(always)]
+    fn any_slot<W: FnMut(u32) -> u64>(&self, summary: u32, mut word: W) -> bool {
+        let summary = summary & SUMMARY_BITS;
+        let mut w = 0;
+        while w < MASK_WORDS as u32 {
+            if summary & (1 << w) != 0 && word(w) != 0 {
+                return true;
+            }
+            w += 1;
+        }
+        false
     }
 }
 
+/// The bits of [`RuleMask::summary`] that name a word.
+pub const SUMMARY_BITS: u32 = ((1u64 << MASK_WORDS) - 1) as u32;
+
 /// Per-address state and counters (LRU / per-CPU maps, or memory).
 pub trait DetectState {
-    /// The hop count learned for `src`; when none is stored, stores `hops`
-    /// and returns `None` (the first packet of a source only teaches).
-    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8) -> Option<u8>;
+    /// The hop count learned for `src`. When none is stored: stores `hops`
+    /// if `teach` (the packet may teach, see [`teaches_ttl`]) and returns
+    /// `None` either way (a first packet only teaches).
+    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8>;
     /// Runs `step` on the `syn_flood` window of `key` (a new one is zeroed).
     fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(&mut self, key: &SynKey, step: F)
     -> Option<R>;
@@ -65,6 +98,13 @@ pub trait DetectState {
         key: &RateKey,
         step: F,
     ) -> Option<R>;
+    /// The time of the packet being evaluated, `given` as passed to
+    /// [`process`]. Asked only once a rule may match, so the kernel, whose
+    /// clock read is one of its dearer helper calls, reads it only then.
+    #[inline(always)]
+    fn now(&mut self, given: u64) -> u64 {
+        given
+    }
     /// Counts a match of the rule in `global_slot` (`slot_base() + slot`).
     fn count_hit(&mut self, global_slot: u32);
     fn count_alert(&mut self, global_slot: u32);
@@ -124,35 +164,127 @@ pub const fn hop_count(ttl: u8) -> u8 {
     initial - ttl
 }
 
-/// Rules whose `scope` holds for this packet (and that are enabled).
 #[inline(always)]
-pub fn scope_mask<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> RuleMask {
-    let mut mask = tables.mask(ANY_BASE + any::ENABLED);
-    if mask == 0 {
-        return 0;
+fn summary_of(row: Option<&RuleMask>) -> u32 {
+    match row {
+        Some(row) => row.summary,
+        None => 0,
     }
-    mask &= tables.mask(PROTO_BASE + proto_class::of(meta.proto));
-    mask &= tables.mask(ANY_BASE + any::SRC) | tables.src_scope(&meta.src_key());
-    mask &= tables.mask(ANY_BASE + any::DST) | tables.dst_scope(&meta.dst_key());
-    let mut ports = tables.mask(ANY_BASE + any::PORT);
-    if meta.has(flag::HAS_PORTS) {
-        ports |= tables.port_scope(meta.dst_port);
-    }
-    mask &= ports;
-    let mut vlans = tables.mask(ANY_BASE + any::VLAN);
-    if let Some(vlan) = meta.outer_vlan() {
-        vlans |= tables.vlan_scope(vlan);
-    }
-    mask & vlans
 }
 
-/// Rules whose stateless match condition holds (`tcp_flags`, `ttl`
-/// below/above, `fragment`, `header`).
 #[inline(always)]
-pub fn kind_matches<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> RuleMask {
-    let mut mask = tables.mask(TTL_BASE + meta.ttl as u32);
+fn word_of(row: Option<&RuleMask>, w: u32) -> u64 {
+    match row {
+        Some(row) => row.word(w),
+        None => 0,
+    }
+}
+
+/// The rules whose `scope` holds for one packet (and that are enabled).
+/// [`Scope::of`] combines the rows' summaries; [`Scope::word`] reads one
+/// word. Scope tables no enabled rule uses ([`RuleMask::uses`]) are never
+/// looked up. Only scalars are kept between the two (no row references):
+/// the verifier then merges the paths through the optional lookups instead
+/// of carrying every combination of them through the rest of the program.
+/// The price is a second lookup of a used scope table when a word of a
+/// candidate rule is read.
+pub struct Scope {
+    /// Words where a rule may be in scope (a superset: exact per word
+    /// is [`Scope::word`]).
+    pub summary: u32,
+    uses: u32,
+    proto_row: u32,
+}
+
+impl Scope {
+    #[inline(always)]
+    pub fn of<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> Scope {
+        let mut scope = Scope {
+            summary: 0,
+            uses: 0,
+            proto_row: PROTO_BASE + proto_class::of(meta.proto),
+        };
+        let Some(enabled) = tables.mask(ANY_BASE + any::ENABLED) else {
+            return scope;
+        };
+        let mut summary = enabled.summary & summary_of(tables.mask(scope.proto_row));
+        if summary == 0 {
+            return scope;
+        }
+        let table_uses = enabled.uses;
+        scope.uses = table_uses;
+        if table_uses & uses::SRC != 0 {
+            summary &= summary_of(tables.mask(ANY_BASE + any::SRC))
+                | summary_of(tables.src_scope(&meta.src_key()));
+        }
+        if table_uses & uses::DST != 0 {
+            summary &= summary_of(tables.mask(ANY_BASE + any::DST))
+                | summary_of(tables.dst_scope(&meta.dst_key()));
+        }
+        if table_uses & uses::PORT != 0 {
+            let mut ports = summary_of(tables.mask(ANY_BASE + any::PORT));
+            if meta.has(flag::HAS_PORTS) {
+                ports |= summary_of(tables.port_scope(meta.dst_port));
+            }
+            summary &= ports;
+        }
+        if table_uses & uses::VLAN != 0 {
+            let mut vlans = summary_of(tables.mask(ANY_BASE + any::VLAN));
+            if let Some(vlan) = meta.outer_vlan() {
+                vlans |= summary_of(tables.vlan_scope(vlan));
+            }
+            summary &= vlans;
+        }
+        scope.summary = summary & SUMMARY_BITS;
+        scope
+    }
+
+    /// Word `w` of the set of rules in scope. A scope table no enabled rule
+    /// uses is skipped: its "any" row then equals the enabled row.
+    #[inline(always)]
+    pub fn word<T: RuleTables + ?Sized>(&self, meta: &PacketMeta, tables: &T, w: u32) -> u64 {
+        let mut m = word_of(tables.mask(ANY_BASE + any::ENABLED), w)
+            & word_of(tables.mask(self.proto_row), w);
+        if m == 0 {
+            return 0;
+        }
+        if self.uses & uses::SRC != 0 {
+            m &= word_of(tables.mask(ANY_BASE + any::SRC), w)
+                | word_of(tables.src_scope(&meta.src_key()), w);
+        }
+        if self.uses & uses::DST != 0 {
+            m &= word_of(tables.mask(ANY_BASE + any::DST), w)
+                | word_of(tables.dst_scope(&meta.dst_key()), w);
+        }
+        if self.uses & uses::PORT != 0 {
+            let mut ports = word_of(tables.mask(ANY_BASE + any::PORT), w);
+            if meta.has(flag::HAS_PORTS) {
+                ports |= word_of(tables.port_scope(meta.dst_port), w);
+            }
+            m &= ports;
+        }
+        if self.uses & uses::VLAN != 0 {
+            let mut vlans = word_of(tables.mask(ANY_BASE + any::VLAN), w);
+            if let Some(vlan) = meta.outer_vlan() {
+                vlans |= word_of(tables.vlan_scope(vlan), w);
+            }
+            m &= vlans;
+        }
+        m
+    }
+}
+
+/// Visits the mask-table rows of the stateless match conditions that hold
+/// for the packet (`tcp_flags`, `ttl` below/above, `fragment`, `header`).
+#[inline(always)]
+fn kind_rows<T: RuleTables + ?Sized, V: FnMut(Option<&RuleMask>)>(
+    meta: &PacketMeta,
+    tables: &T,
+    mut visit: V,
+) {
+    visit(tables.mask(TTL_BASE + meta.ttl as u32));
     if meta.has(flag::HAS_TCP_FLAGS) {
-        mask |= tables.mask(FLAGS_BASE + (meta.tcp_flags as u32 & 0x1ff));
+        visit(tables.mask(FLAGS_BASE + (meta.tcp_flags as u32 & 0x1ff)));
     }
     if meta.has_event(event::FIRST_FRAGMENT) {
         let len = if meta.l3_payload_len > MAX_TINY_THRESHOLD {
@@ -160,35 +292,108 @@ pub fn kind_matches<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> Ru
         } else {
             meta.l3_payload_len
         };
-        mask |= tables.mask(TINY_BASE + len);
+        visit(tables.mask(TINY_BASE + len));
     }
-    let events = meta.events;
-    let mut ev: u32 = 0;
-    while ev < event::FIRST_FRAGMENT as u32 {
-        if events & (1 << ev) != 0 {
-            mask |= tables.mask(EVENT_BASE + ev);
+    let events = meta.events as u32 & (EVENT_SETS - 1);
+    if events != 0 {
+        visit(tables.mask(EVENT_SET_BASE + events));
+    }
+}
+
+/// Words where a stateless match condition may hold (see [`kind_word`]).
+#[inline(always)]
+fn kind_summary<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> u32 {
+    let mut summary = 0;
+    kind_rows(meta, tables, |row| summary |= summary_of(row));
+    summary
+}
+
+/// Word `w` of the rules whose stateless match condition holds.
+#[inline(always)]
+fn kind_word<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T, w: u32) -> u64 {
+    let mut word = 0;
+    kind_rows(meta, tables, |row| word |= word_of(row, w));
+    word
+}
+
+/// Rules whose scope holds and whose stateless match condition holds: the
+/// rules a packet matches, leaving aside `ttl: deviation` and `syn_flood`.
+/// For tests and tools; `process` reads the same tables word by word.
+pub fn stateless_matches<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> RuleMask {
+    let scope = Scope::of(meta, tables);
+    let mut out = RuleMask::EMPTY;
+    let summary = scope.summary & kind_summary(meta, tables);
+    let mut w = 0;
+    while w < MASK_WORDS as u32 {
+        if summary & (1 << w) != 0 {
+            let word = scope.word(meta, tables, w) & kind_word(meta, tables, w);
+            if word != 0 {
+                out.words[w as usize] = word;
+                out.summary |= 1 << w;
+            }
         }
-        ev += 1;
+        w += 1;
     }
-    mask
+    out
+}
+
+/// Whether a packet may teach its source's TTL baseline: a TCP segment
+/// with ACK set and SYN and RST clear, i.e. a segment of an established
+/// connection. SYN floods, SYN+ACK reflection, RST injection and UDP/ICMP
+/// floods, the cheap spoofed traffic, teach nothing; a source's other
+/// packets are still compared with what its connections taught.
+#[inline(always)]
+pub fn teaches_ttl(meta: &PacketMeta) -> bool {
+    meta.has(flag::HAS_TCP_FLAGS) && meta.tcp_flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK
+}
+
+/// Whether a deviation rule of word 0 is in scope. Not inlined: in the
+/// kernel a subprogram with its own stack frame, so the main program's
+/// frame (which the `bpf_loop` callbacks add to) does not grow.
+#[inline(never)]
+fn deviation_in_scope_word0<T: RuleTables + ?Sized>(
+    meta: &PacketMeta,
+    scope: &Scope,
+    tables: &T,
+) -> bool {
+    word_of(tables.mask(ANY_BASE + any::DEVIATION), 0) & scope.word(meta, tables, 0) != 0
 }
 
 /// `ttl: deviation` rules: learns or compares the source's hop count.
+/// Returns the mask-table row of the deviation found, if any.
+///
+/// While any deviation rule is enabled, every teaching packet
+/// ([`teaches_ttl`]) teaches its source's first baseline, whatever the
+/// rules' scopes (which decide where a deviation alerts, not what is
+/// learned). Other packets only look their source up, and only when a
+/// deviation rule may be in scope.
 #[inline(always)]
-fn deviation_matches<T: RuleTables + ?Sized, S: DetectState>(
+fn deviation_row<T: RuleTables + ?Sized, S: DetectState>(
     meta: &PacketMeta,
-    scope: RuleMask,
+    scope: &Scope,
     tables: &T,
     state: &mut S,
-) -> RuleMask {
-    if tables.mask(ANY_BASE + any::DEVIATION) & scope == 0 {
-        return 0;
+) -> Option<u32> {
+    let rules = summary_of(tables.mask(ANY_BASE + any::DEVIATION));
+    if rules == 0 {
+        return None;
+    }
+    let teach = teaches_ttl(meta);
+    if !teach {
+        // Only a lookup: skipped when no deviation rule is in scope. The
+        // summaries tell by word; a single candidate word 0 (rule sets of
+        // up to 64 rules) is checked exactly, without a loop.
+        let candidates = rules & scope.summary;
+        if candidates == 0 {
+            return None;
+        }
+        if candidates == 1 && !deviation_in_scope_word0(meta, scope, tables) {
+            return None;
+        }
     }
     let hops = hop_count(meta.ttl);
-    match state.ttl_baseline(&meta.src_key(), hops) {
-        Some(learned) => tables.mask(DEVIATION_BASE + hops.abs_diff(learned) as u32),
-        None => 0,
-    }
+    let learned = state.ttl_baseline(&meta.src_key(), hops, teach)?;
+    Some(DEVIATION_BASE + hops.abs_diff(learned) as u32)
 }
 
 /// Advances a tumbling `syn_flood` window by one SYN. Returns the count so
@@ -249,74 +454,101 @@ where
     if meta.ip_version == IP_VERSION_NONE {
         return decision;
     }
-    let scope = scope_mask(meta, tables);
-    if scope == 0 {
+    let scope = Scope::of(meta, tables);
+    if scope.summary == 0 {
         return decision;
     }
+    const SYN_ROW: u32 = EVENT_BASE + event::SYN_NO_ACK as u32;
     let syn_rules = if meta.has_event(event::SYN_NO_ACK) {
-        tables.mask(EVENT_BASE + event::SYN_NO_ACK as u32) & scope
+        summary_of(tables.mask(SYN_ROW)) & scope.summary
     } else {
         0
     };
-    let matched =
-        (kind_matches(meta, tables) | deviation_matches(meta, scope, tables, state)) & scope;
+    // Row indices, not references, are kept (see `Scope`).
+    let deviation = deviation_row(meta, &scope, tables, state);
+    let mut matched = kind_summary(meta, tables);
+    if let Some(row) = deviation {
+        matched |= summary_of(tables.mask(row));
+    }
+    matched &= scope.summary;
+    if syn_rules == 0 && matched == 0 {
+        return decision;
+    }
+    let now_ns = state.now(now_ns);
+    // Word `w` of the matching rules.
+    let matched_word = |w: u32| {
+        let mut word = kind_word(meta, tables, w);
+        if let Some(row) = deviation {
+            word |= word_of(tables.mask(row), w);
+        }
+        word & scope.word(meta, tables, w)
+    };
     let drop_mode = tables.drop_mode();
 
     // syn_flood rules first, so a drop they decide is known before the
     // per-packet alerts are written.
-    tables.for_each_slot(syn_rules, |slot| {
-        let Some(rule) = tables.rule(slot) else {
-            return;
-        };
-        let global_slot = tables.slot_base() + slot;
-        state.count_hit(global_slot);
-        let addr = if rule.syn_track == syn_track::BY_SRC {
-            meta.src_key()
-        } else {
-            meta.dst_key()
-        };
-        let key = SynKey {
-            slot: global_slot,
-            addr,
-            _pad: [0; 3],
-        };
-        let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
-        let Some((count, crossed)) =
-            state.syn_window(&key, |w| syn_step(w, now_ns, window_ns, threshold))
-        else {
-            return;
-        };
-        let blocks = drop_mode && rule.action == action::DROP && count >= threshold;
-        // by_src blocks the flooding source; by_dst only drops the SYNs over
-        // the threshold: their sources are usually spoofed, and blocking
-        // them would lock out whoever the attacker impersonates.
-        if blocks {
-            decision.drop = true;
-            if rule.syn_track == syn_track::BY_SRC && rule.block_ns > decision.block_ns {
-                decision.block_ns = rule.block_ns;
-            }
-        }
-        if crossed {
-            let head = AlertHead {
-                sig_id: rule.sig_id,
-                kind: kind::SYN_FLOOD,
-                action: if blocks {
-                    outcome::BLOCKED
-                } else {
-                    outcome::ALLOWED
-                },
-                count: count as u64,
+    tables.for_each_slot(
+        syn_rules,
+        |w| word_of(tables.mask(SYN_ROW), w) & scope.word(meta, tables, w),
+        |slot| {
+            let Some(rule) = tables.rule(slot) else {
+                return;
             };
-            emit(&head);
-            state.count_alert(global_slot);
-        }
-    });
+            let global_slot = tables.slot_base() + slot;
+            state.count_hit(global_slot);
+            let addr = if rule.syn_track == syn_track::BY_SRC {
+                meta.src_key()
+            } else {
+                meta.dst_key()
+            };
+            let key = SynKey {
+                slot: global_slot,
+                addr,
+                _pad: [0; 3],
+            };
+            let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
+            let Some((count, crossed)) =
+                state.syn_window(&key, |w| syn_step(w, now_ns, window_ns, threshold))
+            else {
+                return;
+            };
+            let blocks = drop_mode && rule.action == action::DROP && count >= threshold;
+            // by_src blocks the flooding source; by_dst only drops the SYNs over
+            // the threshold: their sources are usually spoofed, and blocking
+            // them would lock out whoever the attacker impersonates.
+            if blocks {
+                decision.drop = true;
+                if rule.syn_track == syn_track::BY_SRC && rule.block_ns > decision.block_ns {
+                    decision.block_ns = rule.block_ns;
+                }
+            }
+            if crossed {
+                let head = AlertHead {
+                    sig_id: rule.sig_id,
+                    kind: kind::SYN_FLOOD,
+                    action: if blocks {
+                        outcome::BLOCKED
+                    } else {
+                        outcome::ALLOWED
+                    },
+                    count: count as u64,
+                };
+                emit(&head);
+                state.count_alert(global_slot);
+            }
+        },
+    );
 
-    if drop_mode && matched & tables.mask(ANY_BASE + any::DROP) != 0 {
+    const DROP_ROW: u32 = ANY_BASE + any::DROP;
+    if drop_mode
+        && tables.any_slot(summary_of(tables.mask(DROP_ROW)) & matched, |w| {
+            word_of(tables.mask(DROP_ROW), w) & matched_word(w)
+        })
+    {
         decision.drop = true;
     }
 
-    tables.for_each_slot(matched, |slot| {
+    tables.for_each_slot(matched, matched_word, |slot| {
         let Some(rule) = tables.rule(slot) else {
             return;
         };

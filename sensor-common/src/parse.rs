@@ -71,8 +71,17 @@ pub fn parse_ip_at<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize
 /// drop a blocked source before paying for the rest of the parse.
 #[inline(always)]
 pub fn peek_source<B: PacketBytes + ?Sized>(bytes: &B) -> Option<crate::packet::AddrKey> {
-    let mut scratch = PacketMeta::default();
-    let (ethertype, l3) = walk_link(bytes, &mut scratch)?;
+    peek_source_with(bytes, &mut PacketMeta::default())
+}
+
+/// [`peek_source`] with caller-provided room for the link layer's fields
+/// (the kernel passes a per-CPU buffer to spare its stack).
+#[inline(always)]
+pub fn peek_source_with<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    scratch: &mut PacketMeta,
+) -> Option<crate::packet::AddrKey> {
+    let (ethertype, l3) = walk_link(bytes, scratch)?;
     let mut key = crate::packet::AddrKey::default();
     match ethertype {
         ETH_P_IPV4 => {

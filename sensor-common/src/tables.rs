@@ -2,11 +2,81 @@
 //! and what [`crate::detect`] reads per packet. Every lookup is O(1) in the
 //! number of rules: a rule's membership is a bit in a [`RuleMask`].
 
-/// One bit per loaded rule (its *slot*).
-pub type RuleMask = u64;
+/// 64-bit words in a [`RuleMask`].
+pub const MASK_WORDS: usize = 16;
 
 /// Rules one rule set may hold: the width of [`RuleMask`].
-pub const MAX_RULES: u32 = 64;
+pub const MAX_RULES: u32 = 64 * MASK_WORDS as u32;
+
+/// One bit per loaded rule (its *slot*): slot `s` is bit `s % 64` of
+/// `words[s / 64]`. `summary` has bit `w` set exactly when `words[w]` is not
+/// zero, so evaluation combines the summaries of a packet's rows first and
+/// reads only the words where a rule can still match: the cost of a packet
+/// that matches nothing does not grow with the number of rules.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleMask {
+    /// Bit `w`: `words[w] != 0`.
+    pub summary: u32,
+    /// Set only in the `ANY_BASE + any::ENABLED` row: the [`uses`] bits,
+    /// which scope tables any enabled rule consults (the others are not
+    /// looked up at all). 0 in every other row.
+    pub uses: u32,
+    pub words: [u64; MASK_WORDS],
+}
+
+impl RuleMask {
+    /// The empty set.
+    pub const EMPTY: RuleMask = RuleMask {
+        summary: 0,
+        uses: 0,
+        words: [0; MASK_WORDS],
+    };
+
+    /// Word `w` (taken modulo [`MASK_WORDS`], which bounds the index for the
+    /// verifier).
+    #[inline(always)]
+    pub fn word(&self, w: u32) -> u64 {
+        self.words[(w as usize) & (MASK_WORDS - 1)]
+    }
+
+    /// Adds `slot` (ignored beyond [`MAX_RULES`]).
+    pub fn insert(&mut self, slot: u32) {
+        if slot < MAX_RULES {
+            self.words[(slot / 64) as usize] |= 1 << (slot % 64);
+            self.summary |= 1 << (slot / 64);
+        }
+    }
+
+    pub fn contains(&self, slot: u32) -> bool {
+        slot < MAX_RULES && self.words[(slot / 64) as usize] & (1 << (slot % 64)) != 0
+    }
+
+    /// Adds every slot of `other` (not its `uses`).
+    pub fn union_with(&mut self, other: &RuleMask) {
+        for w in 0..MASK_WORDS {
+            self.words[w] |= other.words[w];
+        }
+        self.summary |= other.summary;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.summary == 0
+    }
+
+    /// The slots in the set, lowest first.
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..MAX_RULES).filter(|slot| self.contains(*slot))
+    }
+}
+
+/// [`RuleMask::uses`] bits: scope tables some enabled rule consults.
+pub mod uses {
+    pub const SRC: u32 = 1 << 0;
+    pub const DST: u32 = 1 << 1;
+    pub const PORT: u32 = 1 << 2;
+    pub const VLAN: u32 = 1 << 3;
+}
 
 /// `tiny_first_below` thresholds go up to this many bytes.
 pub const MAX_TINY_THRESHOLD: u32 = 256;
@@ -20,6 +90,9 @@ pub const MAX_TINY_THRESHOLD: u32 = 256;
 // masks[EVENT_BASE + event]           fragment/header/syn rules keyed by event
 // masks[PROTO_BASE + proto class]     rules whose scope allows that protocol
 // masks[ANY_BASE + any::*]            rules with no constraint of that kind
+// masks[EVENT_SET_BASE + events]      the union of the EVENT_BASE rows of
+//                                     each event set in `events & 0x7ff`:
+//                                     one lookup per packet, not one per event
 
 pub const FLAGS_BASE: u32 = 0;
 pub const TTL_BASE: u32 = FLAGS_BASE + crate::packet::tcp::FLAG_VALUES;
@@ -28,7 +101,11 @@ pub const DEVIATION_BASE: u32 = TINY_BASE + MAX_TINY_THRESHOLD + 1;
 pub const EVENT_BASE: u32 = DEVIATION_BASE + 256;
 pub const PROTO_BASE: u32 = EVENT_BASE + crate::packet::event::COUNT;
 pub const ANY_BASE: u32 = PROTO_BASE + proto_class::COUNT;
-pub const MASK_TABLE_LEN: u32 = ANY_BASE + any::COUNT;
+pub const EVENT_SET_BASE: u32 = ANY_BASE + any::COUNT;
+/// Rows of the `EVENT_SET_BASE` region: one per combination of the events
+/// below [`crate::packet::event::FIRST_FRAGMENT`].
+pub const EVENT_SETS: u32 = 1 << crate::packet::event::FIRST_FRAGMENT;
+pub const MASK_TABLE_LEN: u32 = EVENT_SET_BASE + EVENT_SETS;
 
 /// Rows of the `ANY_BASE` region.
 pub mod any {
@@ -263,6 +340,7 @@ pub mod counter {
 mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, no invalid bit patterns.
     unsafe impl aya::Pod for super::RuleInfo {}
+    unsafe impl aya::Pod for super::RuleMask {}
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::SynKey {}
     unsafe impl aya::Pod for super::RateKey {}

@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_F_CURRENT_CPU, BPF_NOEXIST, xdp_action},
+    bindings::{BPF_F_CURRENT_CPU, BPF_NOEXIST, xdp_action, xdp_md},
     cty::c_void,
     helpers::{
         bpf_get_smp_processor_id, bpf_ktime_get_ns,
@@ -22,18 +22,18 @@ use aya_ebpf::{
 use sensor_common::{
     alert::{AlertRecord, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
-    detect::{AlertHead, DetectState, RuleTables, process},
+    detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, process},
     filter::{
         FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
         TalkerStats, inspect_budget_step, inspect_counter, summary,
     },
     packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
-    parse::{parse_ethernet_into, peek_source},
+    parse::{parse_ethernet_into, peek_source_with},
     tables::{
         ADDR_SCOPE_ENTRIES, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
-        MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS, RateKey, RateState,
-        RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow,
-        TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
+        MASK_WORDS, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS, RateKey,
+        RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey,
+        SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
         scope_value_key,
     },
 };
@@ -132,26 +132,12 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     // Drop mode: a blocked source costs a peek at its address, no more.
     let dry_run = config.dry_run != 0;
     let mut judge_drops = false;
-    if config.mode == mode::DROP
-        && let Some(src) = peek_source(&XdpBytes(&ctx))
-    {
-        let allowed = ALLOWLIST.get(Key::new(FULL_KEY_BITS, src)).is_some();
-        if !allowed {
-            if STATIC_BLOCKLIST.get(Key::new(FULL_KEY_BITS, src)).is_some() {
-                if let Some(verdict) =
-                    drop_unless_dry_run(dry_run, counter::DROPPED_STATIC_BLOCKLIST)
-                {
-                    return verdict;
-                }
-            } else if unsafe { BLOCKED.get(src) }
-                .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_ns() })
-                && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
-            {
-                return verdict;
-            }
+    if config.mode == mode::DROP {
+        match drop_gate(ctx.ctx, dry_run) {
+            GATE_JUDGE => judge_drops = true,
+            GATE_ALLOWED => {}
+            verdict => return verdict,
         }
-        // The allowlist is never dropped nor blocked, whatever the rules say.
-        judge_drops = !allowed;
     }
 
     let Some(record) = SCRATCH.get_ptr_mut(0) else {
@@ -166,16 +152,13 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         count(counter::NOT_IP);
         return pass();
     }
-    // Read the clock only for IP packets: it is one of the dearer helpers.
-    let now = unsafe { bpf_ktime_get_ns() };
-    unsafe {
-        (*record).timestamp_ns = now;
-        (*record).cpu = bpf_get_smp_processor_id();
-    }
+    // The clock is read only when needed (a rule may match, or inspect is
+    // on): it is one of the dearer helpers. 0 = not read yet.
+    unsafe { (*record).timestamp_ns = 0 };
     if let Some(inspect) = INSPECT_CONFIG.get(0)
         && inspect.enabled != 0
     {
-        inspect_packet(&ctx, packet, now, inspect);
+        inspect_packet(&ctx, packet, clock(record), inspect);
     }
     let tables = KernelTables {
         judge_drops,
@@ -184,9 +167,9 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     };
     let decision = process(
         packet,
-        now,
+        0,
         &tables,
-        &mut KernelState,
+        &mut KernelState { record },
         &mut |head: &AlertHead| unsafe {
             (*record).sig_id = head.sig_id;
             (*record).kind = head.kind;
@@ -205,7 +188,8 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     } else if decision.drop {
         if decision.block_ns > 0 {
             let entry = BlockEntry {
-                until_ns: now + decision.block_ns,
+                // A drop was decided by a rule walk, which read the clock.
+                until_ns: clock(record) + decision.block_ns,
                 sig_id: unsafe { (*record).sig_id },
                 _pad: 0,
             };
@@ -218,6 +202,65 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     pass()
+}
+
+/// The packet's time (kernel monotonic clock) and CPU, read into the
+/// per-CPU record the first time they are needed for this packet.
+#[inline(always)]
+fn clock(record: *mut AlertRecord) -> u64 {
+    // SAFETY: the per-CPU record; XDP does not re-enter on the same CPU.
+    unsafe {
+        if (*record).timestamp_ns == 0 {
+            (*record).timestamp_ns = bpf_ktime_get_ns();
+            (*record).cpu = bpf_get_smp_processor_id();
+        }
+        (*record).timestamp_ns
+    }
+}
+
+/// [`drop_gate`]: judge the packet's drops by the rules.
+const GATE_JUDGE: u32 = u32::MAX;
+/// [`drop_gate`]: allowlisted (or no address found): never dropped nor blocked.
+const GATE_ALLOWED: u32 = u32::MAX - 1;
+
+/// Drop mode's checks of the source address before the parse: an XDP
+/// verdict, or [`GATE_JUDGE`] / [`GATE_ALLOWED`]. Not inlined: the address
+/// peek's temporaries then take their own stack frame, not one that the
+/// rule walk's callbacks add to.
+#[inline(never)]
+fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
+    let ctx = XdpContext::new(ctx);
+    let (Some(record), Some(key)) = (SCRATCH.get_ptr_mut(0), SCOPE_KEY.get_ptr_mut(0)) else {
+        return GATE_ALLOWED;
+    };
+    // SAFETY: per-CPU slots, and XDP does not re-enter on the same CPU. The
+    // record's packet is only scratch here: the parse overwrites it.
+    let key = unsafe {
+        let Some(src) = peek_source_with(&XdpBytes(&ctx), &mut (*record).packet) else {
+            return GATE_ALLOWED;
+        };
+        (*key).prefix_len = FULL_KEY_BITS;
+        (*key).data = src;
+        &*key
+    };
+    // By reference: a copy would take stack.
+    let src: &AddrKey = &key.data;
+    if ALLOWLIST.get(key).is_some() {
+        // The allowlist is never dropped nor blocked, whatever the rules say.
+        return GATE_ALLOWED;
+    }
+    if STATIC_BLOCKLIST.get(key).is_some() {
+        if let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_STATIC_BLOCKLIST) {
+            return verdict;
+        }
+    // SAFETY: an entry is read whole; a concurrent update replaces it.
+    } else if unsafe { BLOCKED.get(src) }
+        .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_ns() })
+        && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
+    {
+        return verdict;
+    }
+    GATE_JUDGE
 }
 
 /// `sensor inspect`: filter, count, summarise, and send within the budget.
@@ -440,46 +483,58 @@ struct KernelTables {
     generation: u8,
 }
 
+/// Per-CPU room for a scope-trie key. Built here rather than on the BPF
+/// stack, whose 512 bytes the rule walk's `bpf_loop` callbacks share with
+/// the main program.
+#[map]
+static SCOPE_KEY: PerCpuArray<Key<AddrKey>> = PerCpuArray::with_max_entries(1, 0);
+
 impl KernelTables {
     #[inline(always)]
-    fn scope_key(&self, addr: &AddrKey) -> Key<AddrKey> {
-        let mut key = *addr;
-        key.version = scope_key_version(addr.version, self.generation);
-        Key::new(FULL_KEY_BITS, key)
+    fn scope_lookup(
+        &self,
+        trie: &'static LpmTrie<AddrKey, RuleMask>,
+        addr: &AddrKey,
+    ) -> Option<&'static RuleMask> {
+        let key = SCOPE_KEY.get_ptr_mut(0)?;
+        // SAFETY: a per-CPU slot, and XDP does not re-enter on the same CPU;
+        // the key is written whole before the lookup reads it.
+        unsafe {
+            (*key).prefix_len = FULL_KEY_BITS;
+            (*key).data = *addr;
+            (*key).data.version = scope_key_version(addr.version, self.generation);
+            trie.get(&*key)
+        }
     }
 }
 
 impl RuleTables for KernelTables {
     #[inline(always)]
-    fn mask(&self, index: u32) -> RuleMask {
-        MASKS
-            .get(self.generation as u32 * MASK_TABLE_LEN + index)
-            .copied()
-            .unwrap_or(0)
+    fn mask(&self, index: u32) -> Option<&RuleMask> {
+        MASKS.get(self.generation as u32 * MASK_TABLE_LEN + index)
     }
 
     #[inline(always)]
-    fn src_scope(&self, addr: &AddrKey) -> RuleMask {
-        SRC_SCOPE.get(self.scope_key(addr)).copied().unwrap_or(0)
+    fn src_scope(&self, addr: &AddrKey) -> Option<&RuleMask> {
+        self.scope_lookup(&SRC_SCOPE, addr)
     }
 
     #[inline(always)]
-    fn dst_scope(&self, addr: &AddrKey) -> RuleMask {
-        DST_SCOPE.get(self.scope_key(addr)).copied().unwrap_or(0)
+    fn dst_scope(&self, addr: &AddrKey) -> Option<&RuleMask> {
+        self.scope_lookup(&DST_SCOPE, addr)
     }
 
     #[inline(always)]
-    fn port_scope(&self, port: u16) -> RuleMask {
+    fn port_scope(&self, port: u16) -> Option<&RuleMask> {
+        // SAFETY: the value is only read; userspace replaces entries whole
+        // and never while a generation is in force.
         unsafe { PORT_SCOPE.get(scope_value_key(self.generation, port)) }
-            .copied()
-            .unwrap_or(0)
     }
 
     #[inline(always)]
-    fn vlan_scope(&self, vlan: u16) -> RuleMask {
+    fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask> {
+        // SAFETY: as for `port_scope`.
         unsafe { VLAN_SCOPE.get(scope_value_key(self.generation, vlan)) }
-            .copied()
-            .unwrap_or(0)
     }
 
     #[inline(always)]
@@ -497,52 +552,171 @@ impl RuleTables for KernelTables {
         self.judge_drops
     }
 
-    /// `bpf_loop`: the verifier checks the per-rule body once, whatever the
-    /// number of rules, instead of unrolling up to MAX_RULES copies of it.
+    /// The words are computed first, into a per-CPU buffer, by one
+    /// `bpf_loop` (so its body is verified once, not once per word); then
+    /// a second `bpf_loop` visits their slots: the verifier checks the
+    /// per-rule body once, whatever the number of rules.
     #[inline(always)]
-    fn for_each_slot<F: FnMut(u32)>(&self, mask: RuleMask, f: F) {
-        if mask == 0 {
+    fn for_each_slot<W: FnMut(u32) -> u64, F: FnMut(u32)>(&self, summary: u32, word: W, f: F) {
+        let Some(words) = fill_words(summary, word) else {
             return;
-        }
-        let mut walk = SlotWalk { pending: mask, f };
+        };
+        let mut walk = SlotWalk {
+            words,
+            left: summary & SUMMARY_BITS,
+            base: 0,
+            pending: 0,
+            f,
+        };
+        // SAFETY: `walk` outlives the call; `slot_step::<F>` reads it as
+        // the `SlotWalk<F>` it is.
         unsafe {
             bpf_loop(
-                MAX_RULES,
+                MAX_RULES + MASK_WORDS as u32,
                 slot_step::<F> as *mut c_void,
                 core::ptr::from_mut(&mut walk).cast(),
                 0,
             );
         }
     }
+
+    #[inline(always)]
+    fn any_slot<W: FnMut(u32) -> u64>(&self, summary: u32, word: W) -> bool {
+        let Some(words) = fill_words(summary, word) else {
+            return false;
+        };
+        // SAFETY: the per-CPU buffer `fill_words` just wrote.
+        let words = unsafe { &*words };
+        let mut any = 0;
+        for w in words {
+            any |= *w;
+        }
+        any != 0
+    }
+}
+
+/// Per-CPU room for the words of the rule set being walked.
+#[map]
+static WORDS: PerCpuArray<[u64; MASK_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// `word(0)`. Not inlined: a subprogram with its own stack frame, so the
+/// main program's frame (which the `bpf_loop` callbacks add to) does not grow.
+#[inline(never)]
+fn word_zero<W: FnMut(u32) -> u64>(word: &mut W) -> u64 {
+    word(0)
+}
+
+/// The state of one `bpf_loop` filling [`WORDS`].
+struct WordFill<W> {
+    words: *mut [u64; MASK_WORDS],
+    summary: u32,
+    word: W,
+}
+
+/// Fills the per-CPU [`WORDS`] with `word(w)` for the words `w` in
+/// `summary` (0 for the others); `None` when `summary` names none.
+#[inline(always)]
+fn fill_words<W: FnMut(u32) -> u64>(summary: u32, word: W) -> Option<*mut [u64; MASK_WORDS]> {
+    let summary = summary & SUMMARY_BITS;
+    if summary == 0 {
+        return None;
+    }
+    let words = WORDS.get_ptr_mut(0)?;
+    if summary == 1 {
+        // Word 0 alone (every rule set of up to 64 rules): no loop.
+        let mut word = word;
+        // SAFETY: the per-CPU buffer; XDP does not re-enter on the same CPU.
+        unsafe { (*words)[0] = word_zero(&mut word) };
+        return Some(words);
+    }
+    let mut fill = WordFill {
+        words,
+        summary,
+        word,
+    };
+    // SAFETY: `fill` outlives the call; `fill_step::<W>` reads it as the
+    // `WordFill<W>` it is. Walks run one after the other, never nested, so
+    // one per-CPU buffer serves them all.
+    unsafe {
+        bpf_loop(
+            // Up to the highest word named: 1 step when only word 0 is.
+            u32::BITS - summary.leading_zeros(),
+            fill_step::<W> as *mut c_void,
+            core::ptr::from_mut(&mut fill).cast(),
+            0,
+        );
+    }
+    Some(words)
+}
+
+extern "C" fn fill_step<W: FnMut(u32) -> u64>(index: u64, fill: *mut c_void) -> i64 {
+    // SAFETY: `fill_words` passes a live `WordFill<W>`.
+    let fill = unsafe { &mut *fill.cast::<WordFill<W>>() };
+    let w = index as u32 & (MASK_WORDS as u32 - 1);
+    let value = if fill.summary & (1 << w) != 0 {
+        (fill.word)(w)
+    } else {
+        0
+    };
+    // SAFETY: the per-CPU buffer, `w` < MASK_WORDS.
+    unsafe { (*fill.words)[w as usize] = value };
+    0
 }
 
 /// The state one `bpf_loop` over the matching rules carries.
 struct SlotWalk<F> {
-    pending: RuleMask,
+    words: *mut [u64; MASK_WORDS],
+    /// Words not read yet.
+    left: u32,
+    /// First slot of the word being walked.
+    base: u32,
+    /// Its slots not yet visited.
+    pending: u64,
     f: F,
 }
 
-/// One `bpf_loop` step: takes the lowest pending slot; stops when none is left.
+/// One `bpf_loop` step: visits the lowest pending slot, or when the current
+/// word is done reads the next one; stops after the last word.
 extern "C" fn slot_step<F: FnMut(u32)>(_index: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `for_each_slot` passes a live `SlotWalk<F>`, whose `words`
+    // points at the per-CPU buffer it filled.
     let walk = unsafe { &mut *walk.cast::<SlotWalk<F>>() };
     if walk.pending == 0 {
-        return 1;
+        if walk.left == 0 {
+            return 1;
+        }
+        let w = walk.left.trailing_zeros() & (MASK_WORDS as u32 - 1);
+        walk.left &= walk.left - 1;
+        walk.base = w * 64;
+        walk.pending = unsafe { (*walk.words)[w as usize] };
+        return 0;
     }
-    let slot = walk.pending.trailing_zeros();
+    let slot = walk.base + walk.pending.trailing_zeros();
     walk.pending &= walk.pending - 1;
     (walk.f)(slot);
     0
 }
 
-struct KernelState;
+struct KernelState {
+    /// The per-CPU alert record, which holds the packet's time once read.
+    record: *mut AlertRecord,
+}
 
 impl DetectState for KernelState {
     #[inline(always)]
-    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8) -> Option<u8> {
+    fn now(&mut self, _given: u64) -> u64 {
+        clock(self.record)
+    }
+
+    #[inline(always)]
+    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8> {
+        // SAFETY: a u8 read; a concurrent update writes a whole byte.
         if let Some(learned) = unsafe { TTL_BASELINE.get(src) } {
             return Some(*learned);
         }
-        let _ = TTL_BASELINE.insert(src, hops, BPF_NOEXIST as u64);
+        if teach {
+            let _ = TTL_BASELINE.insert(src, hops, BPF_NOEXIST as u64);
+        }
         None
     }
 

@@ -243,7 +243,11 @@ impl Kernel {
         let mask_base = generation as u32 * MASK_TABLE_LEN;
         let mut masks: Array<_, RuleMask> = self.map_mut("MASKS")?;
         for index in 0..MASK_TABLE_LEN {
-            let value = rules.masks.get(index as usize).copied().unwrap_or(0);
+            let value = rules
+                .masks
+                .get(index as usize)
+                .copied()
+                .unwrap_or(RuleMask::EMPTY);
             masks
                 .set(mask_base + index, value, 0)
                 .map_err(map_err("MASKS"))?;
@@ -577,6 +581,17 @@ impl Kernel {
         opts.repeat = repeat;
         let result = program.test_run(opts)?;
         Ok((result.return_value, result.duration))
+    }
+
+    /// Instructions the verifier processed to accept the program (its
+    /// complexity, against the kernel's limit of one million).
+    pub fn verified_insns(&self) -> Result<Option<u32>, LoaderError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(LoaderError::Verifier("program missing".into()))?
+            .try_into()?;
+        Ok(program.info()?.verified_instruction_count())
     }
 
     /// Runs the program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP verdict.

@@ -755,7 +755,7 @@ mod tests {
                 [any::SRC, any::DST, any::PORT, any::VLAN, any::ENABLED].map(|row| ANY_BASE + row);
             let protocols = (0..proto_class::COUNT).map(|class| PROTO_BASE + class);
             for row in unscoped.into_iter().chain(protocols).chain(rows) {
-                compiled.masks[row as usize] |= 1 << slot;
+                compiled.masks[row as usize].insert(slot as u32);
             }
             compiled.rules.push(RuleInfo {
                 sig_id,
@@ -773,6 +773,7 @@ mod tests {
                 origin: "test".to_owned(),
             });
         }
+        crate::rules::compile::fill_event_sets(&mut compiled.masks);
         compiled
     }
 

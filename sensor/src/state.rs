@@ -149,11 +149,13 @@ impl MemoryState {
 }
 
 impl DetectState for MemoryState {
-    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8) -> Option<u8> {
+    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8> {
         if let Some(learned) = self.ttl_baselines.touch(src) {
             return Some(*learned);
         }
-        self.ttl_baselines.get_or_insert_with(src, || hops);
+        if teach {
+            self.ttl_baselines.get_or_insert_with(src, || hops);
+        }
         None
     }
 
@@ -220,10 +222,10 @@ mod tests {
     #[test]
     fn ttl_baseline_teaches_once_and_keeps_what_it_learned() {
         let mut state = MemoryState::new();
-        assert_eq!(state.ttl_baseline(&addr(1), 10), None);
-        assert_eq!(state.ttl_baseline(&addr(1), 20), Some(10));
-        assert_eq!(state.ttl_baseline(&addr(1), 30), Some(10));
-        assert_eq!(state.ttl_baseline(&addr(2), 3), None);
+        assert_eq!(state.ttl_baseline(&addr(1), 10, true), None);
+        assert_eq!(state.ttl_baseline(&addr(1), 20, true), Some(10));
+        assert_eq!(state.ttl_baseline(&addr(1), 30, true), Some(10));
+        assert_eq!(state.ttl_baseline(&addr(2), 3, true), None);
     }
 
     #[test]
@@ -233,14 +235,14 @@ mod tests {
             syn_windows: 2,
             rate_states: 2,
         });
-        state.ttl_baseline(&addr(1), 1);
-        state.ttl_baseline(&addr(2), 2);
-        state.ttl_baseline(&addr(1), 9); // 1 is now the most recent
-        state.ttl_baseline(&addr(3), 3); // evicts 2
+        state.ttl_baseline(&addr(1), 1, true);
+        state.ttl_baseline(&addr(2), 2, true);
+        state.ttl_baseline(&addr(1), 9, true); // 1 is now the most recent
+        state.ttl_baseline(&addr(3), 3, true); // evicts 2
         assert_eq!(state.entry_counts().0, 2);
-        assert_eq!(state.ttl_baseline(&addr(1), 9), Some(1));
+        assert_eq!(state.ttl_baseline(&addr(1), 9, true), Some(1));
         assert_eq!(
-            state.ttl_baseline(&addr(2), 7),
+            state.ttl_baseline(&addr(2), 7, true),
             None,
             "2 was evicted and re-learns"
         );

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use ipnet::IpNet;
 use sensor_common::packet::{AddrKey, event, tcp};
 use sensor_common::tables::{
-    ADDR_SCOPE_ENTRIES, ANY_BASE, DEVIATION_BASE, EVENT_BASE, FLAGS_BASE, MAX_RULES,
-    MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask, TINY_BASE, TTL_BASE,
-    action, any, kind, proto_class, syn_track,
+    ADDR_SCOPE_ENTRIES, ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS,
+    FLAGS_BASE, MAX_RULES, MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask,
+    TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track, uses,
 };
 
 use super::compiled::{AddrPrefix, CompiledRules, RuleMeta};
@@ -41,10 +41,11 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
     let mut src: HashMap<IpNet, RuleMask> = HashMap::new();
     let mut dst: HashMap<IpNet, RuleMask> = HashMap::new();
 
+    let mut table_uses = 0;
     for (slot, rule) in set.enabled().take(MAX_RULES as usize).enumerate() {
-        let bit: RuleMask = 1 << slot;
+        let slot = slot as u32;
         let masks = &mut out.masks;
-        let mut mark = |index: u32| masks[index as usize] |= bit;
+        let mut mark = |index: u32| masks[index as usize].insert(slot);
 
         match_rows(&rule.matcher, &mut mark);
         for class in protocol_classes(rule.scope.protocol) {
@@ -55,29 +56,29 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
             mark(ANY_BASE + any::DROP);
         }
         let scope = &rule.scope;
-        if scope.src.is_empty() {
-            mark(ANY_BASE + any::SRC);
-        }
-        if scope.dst.is_empty() {
-            mark(ANY_BASE + any::DST);
-        }
-        if scope.dst_ports.is_empty() {
-            mark(ANY_BASE + any::PORT);
-        }
-        if scope.vlan.is_empty() {
-            mark(ANY_BASE + any::VLAN);
+        for (empty, row, table) in [
+            (scope.src.is_empty(), any::SRC, uses::SRC),
+            (scope.dst.is_empty(), any::DST, uses::DST),
+            (scope.dst_ports.is_empty(), any::PORT, uses::PORT),
+            (scope.vlan.is_empty(), any::VLAN, uses::VLAN),
+        ] {
+            if empty {
+                mark(ANY_BASE + row);
+            } else {
+                table_uses |= table;
+            }
         }
         for net in &scope.src {
-            *src.entry(net.trunc()).or_default() |= bit;
+            src.entry(net.trunc()).or_default().insert(slot);
         }
         for net in &scope.dst {
-            *dst.entry(net.trunc()).or_default() |= bit;
+            dst.entry(net.trunc()).or_default().insert(slot);
         }
         for port in &scope.dst_ports {
-            *out.ports.entry(*port).or_default() |= bit;
+            out.ports.entry(*port).or_default().insert(slot);
         }
         for vlan in &scope.vlan {
-            *out.vlans.entry(*vlan).or_default() |= bit;
+            out.vlans.entry(*vlan).or_default().insert(slot);
         }
 
         out.rules.push(rule_info(rule, default_block_seconds));
@@ -93,9 +94,26 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
         });
     }
 
+    fill_event_sets(&mut out.masks);
+    // Scope tables no enabled rule uses are not looked up per packet.
+    out.masks[(ANY_BASE + any::ENABLED) as usize].uses = table_uses;
     out.src_prefixes = nested_prefixes(&src);
     out.dst_prefixes = nested_prefixes(&dst);
     out
+}
+
+/// Fills the `EVENT_SET_BASE` rows from the per-event `EVENT_BASE` rows:
+/// one row per combination of events, the union of its events' rows.
+pub fn fill_event_sets(masks: &mut [RuleMask]) {
+    for set in 1..EVENT_SETS {
+        let mut row = RuleMask::EMPTY;
+        for ev in 0..u32::from(event::FIRST_FRAGMENT) {
+            if set & (1 << ev) != 0 {
+                row.union_with(&masks[(EVENT_BASE + ev) as usize]);
+            }
+        }
+        masks[(EVENT_SET_BASE + set) as usize] = row;
+    }
 }
 
 /// [`compile`], refusing sets the kernel tables cannot hold.
@@ -205,10 +223,12 @@ fn nested_prefixes(masks: &HashMap<IpNet, RuleMask>) -> Vec<(AddrPrefix, RuleMas
     nets.sort_by_key(|net| (net.addr().is_ipv6(), net.prefix_len(), net.addr()));
     nets.into_iter()
         .map(|net| {
-            let mut mask = 0;
+            let mut mask = RuleMask::EMPTY;
             for len in 0..=net.prefix_len() {
-                if let Ok(shorter) = IpNet::new(net.addr(), len) {
-                    mask |= masks.get(&shorter.trunc()).copied().unwrap_or(0);
+                if let Ok(shorter) = IpNet::new(net.addr(), len)
+                    && let Some(shorter) = masks.get(&shorter.trunc())
+                {
+                    mask.union_with(shorter);
                 }
             }
             (addr_prefix(net), mask)
@@ -343,9 +363,14 @@ mod tests {
         try_compile(&RuleSet { rules }, 300).unwrap()
     }
 
-    fn rows(c: &CompiledRules, base: u32, len: u32, bit: RuleMask) -> Vec<u32> {
+    /// Word 0 of a mask (slots 0..64), what these small sets use.
+    fn w0(mask: Option<&RuleMask>) -> u64 {
+        mask.map_or(0, |m| m.words[0])
+    }
+
+    fn rows(c: &CompiledRules, base: u32, len: u32, bit: u64) -> Vec<u32> {
         (0..len)
-            .filter(|i| c.masks[(base + i) as usize] & bit != 0)
+            .filter(|i| c.masks[(base + i) as usize].words[0] & bit != 0)
             .collect()
     }
 
@@ -373,7 +398,7 @@ mod tests {
                 clear: 0,
             },
         )]);
-        let m = |f: u32| c.masks[(FLAGS_BASE + f) as usize];
+        let m = |f: u32| c.masks[(FLAGS_BASE + f) as usize].words[0];
         assert_eq!(m(0x003), 1);
         assert_eq!(m(0x013), 1);
         assert_eq!(m(0x1ff), 1);
@@ -393,7 +418,7 @@ mod tests {
                 clear: tcp::ACK,
             },
         )]);
-        let m = |f: u16| c.masks[(FLAGS_BASE + u32::from(f)) as usize];
+        let m = |f: u16| c.masks[(FLAGS_BASE + u32::from(f)) as usize].words[0];
         assert_eq!(m(tcp::FIN), 1);
         assert_eq!(m(tcp::FIN | tcp::PSH | tcp::URG), 1);
         assert_eq!(m(tcp::FIN | tcp::ACK), 0);
@@ -426,7 +451,10 @@ mod tests {
             rows(&c, DEVIATION_BASE, 256, 0b100),
             (9..=255).collect::<Vec<_>>()
         );
-        assert_eq!(c.masks[(ANY_BASE + any::DEVIATION) as usize], 0b100);
+        assert_eq!(
+            c.masks[(ANY_BASE + any::DEVIATION) as usize].words[0],
+            0b100
+        );
     }
 
     #[test]
@@ -437,7 +465,7 @@ mod tests {
         ]);
         assert_eq!(rows(&c, TINY_BASE, 257, 0b01), (0..64).collect::<Vec<_>>());
         assert_eq!(rows(&c, TINY_BASE, 257, 0b10), (0..256).collect::<Vec<_>>());
-        assert_eq!(c.masks[(TINY_BASE + 256) as usize], 0);
+        assert_eq!(c.masks[(TINY_BASE + 256) as usize].words[0], 0);
     }
 
     #[test]
@@ -461,15 +489,18 @@ mod tests {
             own_block,
             rule(5, Match::Fragment(FragmentMatch::Atomic)),
         ]);
-        let ev = |e: u8| c.masks[(EVENT_BASE + u32::from(e)) as usize];
+        let ev = |e: u8| c.masks[(EVENT_BASE + u32::from(e)) as usize].words[0];
         assert_eq!(ev(event::FRAG_OFFSET_ONE), 0b00001);
         assert_eq!(ev(event::MARTIAN_SRC), 0b00010);
         assert_eq!(ev(event::SYN_NO_ACK), 0b00100);
         assert_eq!(ev(event::LAND), 0b01000);
         assert_eq!(ev(event::FRAG_ATOMIC), 0b10000);
         assert_eq!(ev(event::FIRST_FRAGMENT), 0);
-        assert_eq!(c.masks[(ANY_BASE + any::DROP) as usize], 0b01100);
-        assert_eq!(c.masks[(ANY_BASE + any::ENABLED) as usize], 0b11111);
+        assert_eq!(c.masks[(ANY_BASE + any::DROP) as usize].words[0], 0b01100);
+        assert_eq!(
+            c.masks[(ANY_BASE + any::ENABLED) as usize].words[0],
+            0b11111
+        );
 
         assert_eq!(
             c.rules[2],
@@ -528,9 +559,12 @@ rules:
             c.rules.iter().map(|r| r.sig_id).collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
-        assert_eq!(c.ports, BTreeMap::from([(53, 0b011), (123, 0b001)]));
-        assert_eq!(c.vlans, BTreeMap::from([(7, 0b001)]));
-        let m = |i: u32| c.masks[i as usize];
+        let words = |map: &BTreeMap<u16, RuleMask>| -> Vec<(u16, u64)> {
+            map.iter().map(|(k, m)| (*k, m.words[0])).collect()
+        };
+        assert_eq!(words(&c.ports), vec![(53, 0b011), (123, 0b001)]);
+        assert_eq!(words(&c.vlans), vec![(7, 0b001)]);
+        let m = |i: u32| c.masks[i as usize].words[0];
         assert_eq!(m(ANY_BASE + any::PORT), 0b100);
         assert_eq!(m(ANY_BASE + any::VLAN), 0b110);
         assert_eq!(m(ANY_BASE + any::SRC), 0b111);
@@ -556,7 +590,7 @@ rules:
             c.src_prefixes
                 .iter()
                 .find(|(p, _)| *p == prefix)
-                .map(|(_, m)| *m)
+                .map(|(_, m)| m.words[0])
         };
         assert_eq!(entry("0.0.0.0/0"), Some(0b01000));
         assert_eq!(entry("10.0.0.0/8"), Some(0b01101));
@@ -570,15 +604,15 @@ rules:
             rules: &c,
             drop_mode: false,
         };
-        assert_eq!(tables.src_scope(&key("10.1.2.3")), 0b01111);
-        assert_eq!(tables.src_scope(&key("10.1.9.9")), 0b01111);
-        assert_eq!(tables.src_scope(&key("10.2.0.1")), 0b01101);
-        assert_eq!(tables.src_scope(&key("192.0.2.1")), 0b01000);
-        assert_eq!(tables.src_scope(&key("2001:db8:1::77")), 0b10010);
-        assert_eq!(tables.src_scope(&key("2001:db8:2::1")), 0b00010);
-        assert_eq!(tables.src_scope(&key("::1")), 0);
-        assert_eq!(tables.dst_scope(&key("2001:db8:1::1")), 0b01000);
-        assert_eq!(tables.dst_scope(&key("2001:db8:2::1")), 0);
+        assert_eq!(w0(tables.src_scope(&key("10.1.2.3"))), 0b01111);
+        assert_eq!(w0(tables.src_scope(&key("10.1.9.9"))), 0b01111);
+        assert_eq!(w0(tables.src_scope(&key("10.2.0.1"))), 0b01101);
+        assert_eq!(w0(tables.src_scope(&key("192.0.2.1"))), 0b01000);
+        assert_eq!(w0(tables.src_scope(&key("2001:db8:1::77"))), 0b10010);
+        assert_eq!(w0(tables.src_scope(&key("2001:db8:2::1"))), 0b00010);
+        assert_eq!(w0(tables.src_scope(&key("::1"))), 0);
+        assert_eq!(w0(tables.dst_scope(&key("2001:db8:1::1"))), 0b01000);
+        assert_eq!(w0(tables.dst_scope(&key("2001:db8:2::1"))), 0);
     }
 
     #[test]
@@ -599,18 +633,77 @@ rules:
 
     #[test]
     fn too_many_rules_built_in_code_are_refused() {
-        let rules = (1..=65)
+        let rules = (1..=MAX_RULES + 1)
             .map(|id| rule(id, Match::Ttl(TtlMatch::Below(2))))
             .collect();
         let set = RuleSet { rules };
         assert_eq!(
             try_compile(&set, 300),
-            Err(CompileError::TooManyRules { count: 65 })
+            Err(CompileError::TooManyRules { count: 1025 })
         );
         let compiled = compile(&set, 300);
-        assert_eq!(compiled.rules.len(), 64);
-        assert_eq!(compiled.masks[(ANY_BASE + any::ENABLED) as usize], u64::MAX);
-        assert!(summary(&set, &compiled).starts_with("65 rules: 64 enabled"));
+        assert_eq!(compiled.rules.len(), 1024);
+        let enabled = &compiled.masks[(ANY_BASE + any::ENABLED) as usize];
+        assert_eq!(enabled.words, [u64::MAX; 16]);
+        assert_eq!(enabled.summary, 0xffff);
+        assert!(
+            summary(&set, &compiled).starts_with("1025 rules: 1024 enabled (1024 of 1024 slots)")
+        );
+    }
+
+    #[test]
+    fn slots_beyond_64_go_to_later_words_with_their_summary_bits() {
+        let mut rules: Vec<Rule> = (1..=130)
+            .map(|id| rule(id, Match::Ttl(TtlMatch::Below(2))))
+            .collect();
+        // Slot 129 (word 2): a NULL scan scoped to port 22.
+        rules[129] = rule(
+            130,
+            Match::TcpFlags {
+                set: 0,
+                clear: tcp::SYN | tcp::ACK,
+            },
+        );
+        rules[129].scope.dst_ports = vec![22];
+        let c = compile(&RuleSet { rules }, 300);
+        let enabled = &c.masks[(ANY_BASE + any::ENABLED) as usize];
+        assert_eq!(enabled.summary, 0b111);
+        assert_eq!(enabled.words[..3], [u64::MAX, u64::MAX, 0b11]);
+        assert_eq!(enabled.uses, uses::PORT, "only dst_ports is used");
+        let ttl1 = &c.masks[(TTL_BASE + 1) as usize];
+        assert_eq!(ttl1.summary, 0b111);
+        assert_eq!(ttl1.words[2], 0b01);
+        let null = &c.masks[FLAGS_BASE as usize];
+        assert_eq!(null.summary, 0b100);
+        assert!(null.contains(129) && !null.contains(128));
+        assert_eq!(c.ports[&22].summary, 0b100);
+        assert_eq!(c.ports[&22].slots().collect::<Vec<_>>(), vec![129]);
+        let any_port = &c.masks[(ANY_BASE + any::PORT) as usize];
+        assert!(!any_port.contains(129) && any_port.contains(128));
+        // An event-set row is the union of its events' rows.
+        let land = &c.masks[(EVENT_BASE + u32::from(event::LAND)) as usize];
+        assert!(land.is_empty());
+        let set = EVENT_SET_BASE + (1 << event::LAND) + (1 << event::ZERO_PORT);
+        assert!(c.masks[set as usize].is_empty());
+    }
+
+    #[test]
+    fn event_set_rows_are_unions_of_event_rows() {
+        let c = compiled(vec![
+            rule(1, Match::Header(HeaderCheck::Land)),
+            rule(2, Match::Header(HeaderCheck::ZeroPort)),
+            rule(3, Match::Fragment(FragmentMatch::OffsetOne)),
+        ]);
+        let row = |set: u32| c.masks[(EVENT_SET_BASE + set) as usize].words[0];
+        assert_eq!(row(1 << event::LAND), 0b001);
+        assert_eq!(row(1 << event::ZERO_PORT), 0b010);
+        assert_eq!(row((1 << event::LAND) | (1 << event::ZERO_PORT)), 0b011);
+        assert_eq!(
+            row((1 << event::LAND) | (1 << event::FRAG_OFFSET_ONE) | (1 << event::BAD_IHL)),
+            0b101
+        );
+        assert_eq!(row(1 << event::BAD_IHL), 0);
+        assert_eq!(c.masks[(ANY_BASE + any::ENABLED) as usize].uses, 0);
     }
 
     #[test]
@@ -629,7 +722,7 @@ rules:
         let c = compile(&set, 300);
         let s = summary(&set, &c);
         assert!(
-            s.contains("3 rules: 2 enabled (2 of 64 slots), 1 disabled"),
+            s.contains("3 rules: 2 enabled (2 of 1024 slots), 1 disabled"),
             "{s}"
         );
         assert!(

@@ -114,7 +114,7 @@ pub struct CompiledRules {
 impl Default for CompiledRules {
     fn default() -> Self {
         CompiledRules {
-            masks: vec![0; MASK_TABLE_LEN as usize],
+            masks: vec![RuleMask::EMPTY; MASK_TABLE_LEN as usize],
             src_prefixes: Vec::new(),
             dst_prefixes: Vec::new(),
             ports: BTreeMap::new(),
@@ -132,12 +132,15 @@ impl CompiledRules {
     }
 }
 
-fn longest_prefix(prefixes: &[(AddrPrefix, RuleMask)], addr: &AddrKey) -> RuleMask {
+fn longest_prefix<'a>(
+    prefixes: &'a [(AddrPrefix, RuleMask)],
+    addr: &AddrKey,
+) -> Option<&'a RuleMask> {
     prefixes
         .iter()
         .filter(|(p, _)| p.contains(addr))
         .max_by_key(|(p, _)| p.prefix_len)
-        .map_or(0, |(_, m)| *m)
+        .map(|(_, m)| m)
 }
 
 /// [`RuleTables`] over a [`CompiledRules`] in memory: what `replay` uses.
@@ -147,20 +150,20 @@ pub struct MemoryTables<'a> {
 }
 
 impl RuleTables for MemoryTables<'_> {
-    fn mask(&self, index: u32) -> RuleMask {
-        self.rules.masks.get(index as usize).copied().unwrap_or(0)
+    fn mask(&self, index: u32) -> Option<&RuleMask> {
+        self.rules.masks.get(index as usize)
     }
-    fn src_scope(&self, addr: &AddrKey) -> RuleMask {
+    fn src_scope(&self, addr: &AddrKey) -> Option<&RuleMask> {
         longest_prefix(&self.rules.src_prefixes, addr)
     }
-    fn dst_scope(&self, addr: &AddrKey) -> RuleMask {
+    fn dst_scope(&self, addr: &AddrKey) -> Option<&RuleMask> {
         longest_prefix(&self.rules.dst_prefixes, addr)
     }
-    fn port_scope(&self, port: u16) -> RuleMask {
-        self.rules.ports.get(&port).copied().unwrap_or(0)
+    fn port_scope(&self, port: u16) -> Option<&RuleMask> {
+        self.rules.ports.get(&port)
     }
-    fn vlan_scope(&self, vlan: u16) -> RuleMask {
-        self.rules.vlans.get(&vlan).copied().unwrap_or(0)
+    fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask> {
+        self.rules.vlans.get(&vlan)
     }
     fn rule(&self, slot: u32) -> Option<RuleInfo> {
         self.rules.rules.get(slot as usize).copied()

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sensor_common::detect::{kind_matches, scope_mask};
+use sensor_common::detect::stateless_matches;
 use sensor_common::packet::{
     PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, event, flag, tcp,
 };
@@ -27,10 +27,9 @@ fn matching_ids(compiled: &CompiledRules, meta: &PacketMeta) -> Vec<u32> {
         rules: compiled,
         drop_mode: false,
     };
-    let mask = kind_matches(meta, &tables) & scope_mask(meta, &tables);
-    (0..64)
-        .filter(|slot| mask & (1 << slot) != 0)
-        .map(|slot| compiled.rules[slot].sig_id)
+    stateless_matches(meta, &tables)
+        .slots()
+        .map(|slot| compiled.rules[slot as usize].sig_id)
         .collect()
 }
 

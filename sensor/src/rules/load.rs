@@ -576,6 +576,10 @@ fn check_consistency(scope: &Scope, spots: &ScopeSpots, matcher: &Match) -> Resu
         }
         Match::Header(HeaderCheck::BadTcpOffset) => (&[Tcp], "bad_tcp_offset is a TCP check"),
         Match::Header(HeaderCheck::ZeroPort) => (&[Tcp, Udp], "zero_port is a TCP and UDP check"),
+        Match::Ttl(TtlMatch::Deviation(_)) => (
+            &[Tcp],
+            "ttl deviation baselines are learned only from TCP segments (ACK set, SYN and RST clear)",
+        ),
         _ => return Ok(()),
     };
     if scope.protocol != Protocol::Any && !protocols.contains(&scope.protocol) {
@@ -1084,13 +1088,13 @@ rules:
         for id in 1..=MAX_RULES {
             text.push_str(&rule_line(id));
         }
-        assert_eq!(load_str("t.yaml", &text).unwrap().enabled().count(), 64);
+        assert_eq!(load_str("t.yaml", &text).unwrap().enabled().count(), 1024);
         text.push_str(&rule_line(MAX_RULES + 1));
         assert_error(
             &text,
-            67,
+            1027,
             5,
-            "too many enabled rules: this is enabled rule 65",
+            "too many enabled rules: this is enabled rule 1025, at most 1024 fit",
         );
     }
 
