@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags};
 use sensor_common::packet::{AddrKey, flag};
-use sensor_common::tables::RATE_BURST;
+use sensor_common::tables::{MAX_RULES, RATE_BURST};
 use support::kinds::{Bench, addr_key_v4, heads, sig_ids};
 
 // ---- frames -------------------------------------------------------------------
