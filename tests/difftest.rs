@@ -810,7 +810,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
         };
         let epoch_end = (done + EPOCH).min(frames);
         while done < epoch_end {
-            if done % BATCH == 0 {
+            if done.is_multiple_of(BATCH) {
                 // Unblock everyone; every other batch is a dry run.
                 kernel.kernel.expire_blocks(u64::MAX).expect("clear blocks");
                 replay.blocked.clear();
