@@ -14,6 +14,8 @@
 #     for bpfel; the kernel program is linted for its own target).
 #   - bpf-linker 0.13 built against the nightly's own libLLVM, so the bitcode
 #     rustc emits and the linker that reads it agree on the LLVM version.
+#   - Optional, only with FUZZ_BOOTSTRAP=1 (scripts/fuzz.sh sets it; CI does
+#     not): cargo-fuzz, which runs the libFuzzer targets in fuzz/.
 set -euo pipefail
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -76,6 +78,12 @@ else
   LLVM_PREFIX="$prefix" RUSTFLAGS="-C link-arg=-Wl,-rpath,$sysroot/lib" \
     cargo +stable install --force --locked bpf-linker --version "~${BPF_LINKER_VERSION}" \
     --no-default-features --features "llvm-${llvm_major}"
+fi
+
+# ---- cargo-fuzz (optional: scripts/fuzz.sh only) ------------------------
+if [[ ${FUZZ_BOOTSTRAP:-0} == 1 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz"
+  cargo +stable install --locked cargo-fuzz
 fi
 
 bpf-linker --version >/dev/null || { log "bpf-linker does not run"; exit 1; }

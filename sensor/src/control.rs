@@ -831,8 +831,9 @@ impl SessionContext {
     }
 }
 
-/// Reads the request line.
-async fn read_request(input: &mut OwnedReadHalf) -> Result<SessionRequest, String> {
+/// Reads the request line (the server's side of the protocol; public so the
+/// fuzz target in `fuzz/` can drive it).
+pub async fn read_request<R: AsyncRead + Unpin>(input: &mut R) -> Result<SessionRequest, String> {
     let mut line = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
