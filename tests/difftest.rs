@@ -84,9 +84,9 @@ rules:
     scope: { src: [192.0.2.0/27, "2001:db8::/120"] }
     match: { ttl: { deviation: 2 } }
   - id: 900005
-    name: deviation 0, udp
+    name: deviation 0, any protocol (learns from TCP, compares everything)
     severity: low
-    scope: { protocol: udp }
+    scope: { protocol: any }
     match: { ttl: { deviation: 0 } }
   - id: 900006
     name: FIN without ACK to ssh/http, drop
