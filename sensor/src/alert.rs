@@ -415,9 +415,8 @@ pub mod eve_timestamp {
 /// RFC 3339 in UTC with exactly six fractional digits
 /// ("2026-11-26T13:07:51.123456Z"): syslog headers and `sensor inspect`.
 pub mod rfc3339_micros {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use serde::Serializer;
     use time::OffsetDateTime;
-    use time::format_description::well_known::Rfc3339;
 
     pub fn format(timestamp: OffsetDateTime) -> String {
         let utc = timestamp.to_offset(time::UtcOffset::UTC);
@@ -440,13 +439,8 @@ pub mod rfc3339_micros {
         serializer.serialize_str(&format(*timestamp))
     }
 
-    /// Accepts any RFC 3339 timestamp.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<OffsetDateTime, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        OffsetDateTime::parse(&text, &Rfc3339).map_err(D::Error::custom)
-    }
+    /// Accepts RFC 3339 (and Suricata's numeric-offset form).
+    pub use super::eve_timestamp::deserialize;
 }
 
 #[cfg(test)]
