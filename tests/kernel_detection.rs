@@ -2504,3 +2504,105 @@ fn rate_limit_sends_a_burst_per_rule_and_source_and_counts_every_match() {
     let packet = &records[0].packet;
     assert!(packet.has(flag::HAS_TCP_FLAGS) && packet.tcp_flags == 0);
 }
+
+/// An alert storm from more new sources than the CPU's alert budget: the
+/// budget's worth of per-source records, then one record on the rule's
+/// storm account, then only counters; a tracked source out of budget is
+/// counted on its own account. Kernel and replay logic agree record by
+/// record, and the aggregator's lines add up to the kernel's hit counter.
+#[test]
+fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
+    use sensor::aggregate::{Aggregator, RateEntry};
+    use sensor_common::alert::aggregate;
+    use sensor_common::tables::{ALERT_BUDGET, RateKey};
+    if !sensor::testing::bpf_available(
+        "an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted",
+    ) {
+        return;
+    }
+    const SIG: u32 = 2701;
+    let yaml = rules_yaml(&[(SIG, "", "{ tcp_flags: { set: [SYN, FIN] } }")]);
+    let mut bench = Bench::new(&yaml);
+    let budget = u64::from(ALERT_BUDGET);
+    const OVER: u64 = 100;
+    const TRACKED_AGAIN: u64 = 50;
+    // More sources than a documentation /24 holds: 2001:db8:5::/64.
+    let source = |i: u64| v6([0x2001, 0xdb8, 5, 0, 0, 0, (i >> 16) as u16, i as u16]);
+    let victim = v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
+    let storm_frame =
+        |i: u64| tcp6(source(i), victim, 64, 40000, 80, flags::SYN | flags::FIN);
+
+    let start = support::kinds::monotonic_ns();
+    let mut failures = Vec::new();
+    let mut records = Vec::new();
+    for i in 0..budget + OVER {
+        records.extend(bench.check(&format!("storm #{}", i + 1), &storm_frame(i), &mut failures));
+    }
+    // Source 0 is tracked (it had its line): counted on its own account.
+    for i in 0..TRACKED_AGAIN {
+        records.extend(bench.check(&format!("tracked #{}", i + 1), &storm_frame(0), &mut failures));
+    }
+    let elapsed = support::kinds::monotonic_ns() - start;
+    assert_no_failures(&failures);
+    assert!(
+        elapsed < 900_000_000,
+        "the loop took {elapsed} ns: the 1 s budget window no longer holds every frame"
+    );
+
+    let per_source: Vec<_> = records
+        .iter()
+        .filter(|r| r.aggregate == aggregate::SOURCE)
+        .collect();
+    let storm: Vec<_> = records
+        .iter()
+        .filter(|r| r.aggregate == aggregate::RULE)
+        .collect();
+    assert_eq!(per_source.len() as u64, budget, "the budget's worth of records");
+    assert!(per_source.iter().all(|r| r.count == 1));
+    assert_eq!(storm.len(), 1, "one storm record per rule, CPU and window");
+    assert_eq!(storm[0].count, 1, "the storm account's running total");
+    assert_eq!(storm[0].packet.src_addr, source(budget));
+
+    let stats = stats_agree(&bench);
+    let hits = stats[bench.slot(SIG)].hits;
+    assert_eq!(hits, budget + OVER + TRACKED_AGAIN);
+    assert_eq!(stats[bench.slot(SIG)].alerts, budget + 1);
+
+    let entries = bench.kernel.rate_entries().expect("RATE readable");
+    let total_of = |key: &RateKey| {
+        entries
+            .iter()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, _, state)| state.matched_total)
+            .sum::<u64>()
+    };
+    assert_eq!(total_of(&RateKey::rule_wide(SIG)), OVER);
+    let tracked = RateKey {
+        sig_id: SIG,
+        addr: AddrKey {
+            version: 6,
+            addr: source(0),
+        },
+        _pad: [0; 3],
+    };
+    assert_eq!(total_of(&tracked), 1 + TRACKED_AGAIN);
+
+    // The account: lines from the records, then a final flush of the map.
+    let mut aggregator = Aggregator::<()>::default();
+    let mut lines: u64 = records
+        .iter()
+        .filter_map(|r| aggregator.on_tagged_record(r, ()))
+        .sum();
+    let entries = entries.into_iter().map(|(key, cpu, state)| RateEntry {
+        sig_id: key.sig_id,
+        src: key.addr,
+        cpu,
+        state,
+    });
+    lines += aggregator
+        .flush_all(entries)
+        .iter()
+        .map(|line| line.count)
+        .sum::<u64>();
+    assert_eq!(lines, hits, "sum of line counts = kernel matches");
+}

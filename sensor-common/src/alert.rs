@@ -2,6 +2,16 @@
 
 use crate::packet::PacketMeta;
 
+/// `AlertRecord::aggregate` values: whose matches the record's `count`
+/// totals.
+pub mod aggregate {
+    /// One (rule, source): the per-source rate limiter's running total.
+    pub const SOURCE: u8 = 0;
+    /// The rule's storm account ([`crate::tables::RateKey::rule_wide`]):
+    /// matches from many sources once the CPU's alert budget was spent.
+    pub const RULE: u8 = 1;
+}
+
 /// `AlertRecord::action` values.
 pub mod outcome {
     /// The packet was passed (ids mode, or an alert-only rule).
@@ -32,7 +42,9 @@ pub struct AlertRecord {
     /// frame's first bytes, Suricata EVE's `packet`): at most
     /// [`MAX_ALERT_PACKET_BYTES`], 0 when capture is off.
     pub captured_len: u16,
-    pub _pad: [u8; 4],
+    /// [`aggregate`].
+    pub aggregate: u8,
+    pub _pad: [u8; 3],
     pub packet: PacketMeta,
 }
 

@@ -4,12 +4,13 @@
 //! number of rules ([`kind_matches`], [`scope_mask`]), then one step per
 //! *matching* rule: per-source state, counters and the alert record.
 
-use crate::alert::{AlertRecord, outcome};
+use crate::alert::{AlertRecord, aggregate, outcome};
 use crate::packet::tcp::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
 use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
 use crate::tables::{
     ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS, FLAGS_BASE, MASK_WORDS,
-    MAX_TINY_THRESHOLD, PROTO_BASE, RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RuleInfo,
+    ALERT_BUDGET, AlertBudget, MAX_TINY_THRESHOLD, PROTO_BASE, RATE_BURST, RATE_WINDOW_NS, RateKey,
+    RateState, RuleInfo,
     RuleMask, SynKey, SynWindow, TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track,
     uses,
 };
@@ -98,6 +99,16 @@ pub trait DetectState {
         key: &RateKey,
         step: F,
     ) -> Option<R>;
+    /// Runs `step` on the rate limiter of `key` if there is one; `None`
+    /// when there is none (nothing is created).
+    fn tracked_rate_state<R, F: FnOnce(&mut RateState) -> R>(
+        &mut self,
+        key: &RateKey,
+        step: F,
+    ) -> Option<R>;
+    /// Runs `step` on this CPU's [`AlertBudget`]; `None` when it cannot be
+    /// read (the caller then sends as if no budget applied).
+    fn alert_budget<R, F: FnOnce(&mut AlertBudget) -> R>(&mut self, step: F) -> Option<R>;
     /// The time of the packet being evaluated, `given` as passed to
     /// [`process`]. Asked only once a rule may match, so the kernel, whose
     /// clock read is one of its dearer helper calls, reads it only then.
@@ -120,6 +131,8 @@ pub struct AlertHead {
     pub action: u8,
     /// See [`AlertRecord::count`].
     pub count: u64,
+    /// [`aggregate`] value: whose matches `count` totals.
+    pub aggregate: u8,
 }
 
 impl AlertHead {
@@ -133,7 +146,8 @@ impl AlertHead {
             kind: self.kind,
             action: self.action,
             captured_len: 0,
-            _pad: [0; 4],
+            aggregate: self.aggregate,
+            _pad: [0; 3],
             packet: *meta,
         }
     }
@@ -435,6 +449,78 @@ pub fn rate_step(state: &mut RateState, now_ns: u64) -> Option<u64> {
     }
 }
 
+/// Whether this CPU's [`AlertBudget`] has a record left at `now_ns`
+/// (a new window starts once the last one has run its length).
+#[inline(always)]
+pub fn budget_left(budget: &mut AlertBudget, now_ns: u64) -> bool {
+    if budget.spent == 0 || now_ns.wrapping_sub(budget.window_start_ns) >= RATE_WINDOW_NS {
+        budget.window_start_ns = now_ns;
+        budget.spent = 0;
+    }
+    budget.spent < ALERT_BUDGET
+}
+
+/// Counts one match on a rule's storm account ([`RateKey::rule_wide`]);
+/// returns the running total when this is the window's first, whose record
+/// shows the storm (one per rule, CPU and window, whatever the budget).
+#[inline(always)]
+pub fn storm_step(state: &mut RateState, now_ns: u64) -> Option<u64> {
+    if state.matched_total == 0 || now_ns.wrapping_sub(state.window_start_ns) >= RATE_WINDOW_NS {
+        state.window_start_ns = now_ns;
+        state.emitted_in_window = 0;
+    }
+    state.matched_total += 1;
+    if state.emitted_in_window == 0 {
+        state.emitted_in_window = 1;
+        Some(state.matched_total)
+    } else {
+        None
+    }
+}
+
+/// The alert for one match of a rate-limited rule, if one is to be sent:
+/// its count and [`aggregate`] value. Updates the rate limiter of (rule,
+/// source); once this CPU's alert budget is spent, a source without one is
+/// counted on the rule's storm account instead (contract §3, alert storms).
+#[inline(always)]
+fn rate_limited<S: DetectState>(
+    state: &mut S,
+    sig_id: u32,
+    src: AddrKey,
+    now_ns: u64,
+) -> Option<(u64, u8)> {
+    let key = RateKey {
+        sig_id,
+        addr: src,
+        _pad: [0; 3],
+    };
+    // An unreadable budget must not hide alerts: as if none applied.
+    let has_budget = state
+        .alert_budget(|b| budget_left(b, now_ns))
+        .unwrap_or(true);
+    if has_budget {
+        // A full or failing rate map must not hide the alert: send it with
+        // count 0, which userspace reads as "one packet, not aggregated".
+        let total = state
+            .rate_state(&key, |r| rate_step(r, now_ns))
+            .unwrap_or(Some(0))?;
+        state.alert_budget(|b| b.spent += 1);
+        return Some((total, aggregate::SOURCE));
+    }
+    // Out of budget: a tracked source keeps its own account (the sweep
+    // reports what it was not sent); any other goes to the rule's.
+    if state
+        .tracked_rate_state(&key, |r| rate_step(r, now_ns))
+        .is_some()
+    {
+        return None;
+    }
+    let total = state
+        .rate_state(&RateKey::rule_wide(sig_id), |r| storm_step(r, now_ns))
+        .unwrap_or(Some(0))?;
+    Some((total, aggregate::RULE))
+}
+
 /// Evaluates every rule on one parsed packet, updates state and counters,
 /// and hands each alert to `emit` (which pairs it with `meta`).
 #[inline(always)]
@@ -532,6 +618,7 @@ where
                         outcome::ALLOWED
                     },
                     count: count as u64,
+                    aggregate: aggregate::SOURCE,
                 };
                 emit(&head);
                 state.count_alert(global_slot);
@@ -557,17 +644,7 @@ where
         if drop_mode && rule.action == action::DROP && rule.block_ns > decision.block_ns {
             decision.block_ns = rule.block_ns;
         }
-        let key = RateKey {
-            sig_id: rule.sig_id,
-            addr: meta.src_key(),
-            _pad: [0; 3],
-        };
-        // A full or failing rate map must not hide the alert: send it with
-        // count 0, which userspace reads as "one packet, not aggregated".
-        let total = state
-            .rate_state(&key, |r| rate_step(r, now_ns))
-            .unwrap_or(Some(0));
-        if let Some(total) = total {
+        if let Some((total, aggregate)) = rate_limited(state, rule.sig_id, meta.src_key(), now_ns) {
             let head = AlertHead {
                 sig_id: rule.sig_id,
                 kind: rule.kind,
@@ -577,6 +654,7 @@ where
                     outcome::ALLOWED
                 },
                 count: total,
+                aggregate,
             };
             emit(&head);
             state.count_alert(global_slot);

@@ -269,6 +269,22 @@ pub struct RateKey {
     pub _pad: [u8; 3],
 }
 
+impl RateKey {
+    /// The key of `sig_id`'s storm account: matches from sources not
+    /// tracked on their own, counted once the CPU's [`ALERT_BUDGET`] is
+    /// spent. Its address (version 0) is no packet's.
+    pub const fn rule_wide(sig_id: u32) -> RateKey {
+        RateKey {
+            sig_id,
+            addr: crate::packet::AddrKey {
+                version: 0,
+                addr: [0; 16],
+            },
+            _pad: [0; 3],
+        }
+    }
+}
+
 const _: () = assert!(core::mem::size_of::<RateKey>() == 24);
 const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 
@@ -289,6 +305,24 @@ pub struct RateState {
 /// userspace as aggregated lines.
 pub const RATE_BURST: u32 = 5;
 pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Alert records one CPU may send per [`RATE_WINDOW_NS`], all rules and
+/// sources together (`syn_flood` records aside). Past it, a storm from many
+/// sources costs a counter update per packet instead of a record each; the
+/// matches are reported by per-rule lines ([`RateKey::rule_wide`]).
+pub const ALERT_BUDGET: u32 = 2_000;
+
+/// One CPU's [`ALERT_BUDGET`] window (the per-CPU `ALERT_BUDGET` map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertBudget {
+    pub window_start_ns: u64,
+    /// Records sent in the window.
+    pub spent: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<AlertBudget>() == 16);
 
 /// Entries in the per-source / per-key LRU maps.
 pub const TTL_BASELINE_ENTRIES: u32 = 65_536;
@@ -340,6 +374,7 @@ pub mod counter {
 mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, no invalid bit patterns.
     unsafe impl aya::Pod for super::RuleInfo {}
+    unsafe impl aya::Pod for super::AlertBudget {}
     unsafe impl aya::Pod for super::RuleMask {}
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::SynKey {}

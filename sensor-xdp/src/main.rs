@@ -30,7 +30,7 @@ use sensor_common::{
     packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
     parse::{parse_ethernet_into, peek_source_with},
     tables::{
-        ADDR_SCOPE_ENTRIES, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
+        ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
         MASK_WORDS, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS, RateKey,
         RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey,
         SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
@@ -79,6 +79,9 @@ static SYN_WINDOWS: LruHashMap<SynKey, SynWindow> =
 #[map]
 static RATE: LruPerCpuHashMap<RateKey, RateState> =
     LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
+/// Each CPU's alert-record budget (see `ALERT_BUDGET`).
+#[map]
+static ALERT_BUDGET: PerCpuArray<AlertBudget> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static RULE_STATS: PerCpuArray<RuleStats> =
     PerCpuArray::with_max_entries(MAX_RULES * RULE_GENERATIONS, 0);
@@ -180,6 +183,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
                 head.action
             };
             (*record).count = head.count;
+            (*record).aggregate = head.aggregate;
             send_alert(&ctx, &mut *record, config.alert_packet_bytes);
         },
     );
@@ -750,6 +754,26 @@ impl DetectState for KernelState {
             }
         };
         Some(step(unsafe { &mut *state }))
+    }
+
+    #[inline(always)]
+    fn tracked_rate_state<R, F: FnOnce(&mut RateState) -> R>(
+        &mut self,
+        key: &RateKey,
+        step: F,
+    ) -> Option<R> {
+        let state = RATE.get_ptr_mut(key)?;
+        // SAFETY: this CPU's value of a per-CPU map; XDP does not re-enter
+        // on the same CPU.
+        Some(step(unsafe { &mut *state }))
+    }
+
+    #[inline(always)]
+    fn alert_budget<R, F: FnOnce(&mut AlertBudget) -> R>(&mut self, step: F) -> Option<R> {
+        let budget = ALERT_BUDGET.get_ptr_mut(0)?;
+        // SAFETY: this CPU's value of a per-CPU array; XDP does not re-enter
+        // on the same CPU.
+        Some(step(unsafe { &mut *budget }))
     }
 
     #[inline(always)]

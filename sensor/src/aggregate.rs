@@ -51,7 +51,8 @@ use std::collections::{HashMap, HashSet};
 
 use sensor_common::AlertRecord;
 use sensor_common::packet::AddrKey;
-use sensor_common::tables::{RATE_WINDOW_NS, RateState, kind};
+use sensor_common::alert::aggregate;
+use sensor_common::tables::{RATE_WINDOW_NS, RateKey, RateState, kind};
 
 /// One entry of the kernel's rate map (or of replay's memory state), as the
 /// sweep needs it: the rule's id rather than its slot, and the CPU.
@@ -82,9 +83,15 @@ struct Key {
 
 impl Key {
     fn of_record(record: &AlertRecord) -> Key {
+        // A storm record's total is its rule's, whatever its packet's source.
+        let src = if record.aggregate == aggregate::RULE {
+            RateKey::rule_wide(record.sig_id).addr
+        } else {
+            record.packet.src_key()
+        };
         Key {
             sig_id: record.sig_id,
-            src: record.packet.src_key(),
+            src,
             cpu: record.cpu,
         }
     }

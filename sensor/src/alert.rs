@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use sensor_common::AlertRecord;
-use sensor_common::alert::outcome;
+use sensor_common::alert::{aggregate, outcome};
 use sensor_common::packet::{
     MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp,
 };
@@ -169,6 +169,10 @@ pub struct PacketInfo {
 pub struct SensorFields {
     /// Matching packets this line stands for (see `crate::aggregate`).
     pub count: u64,
+    /// `"rule"` on a storm line, whose count covers the rule's matches from
+    /// many sources (contract §3, alert storms); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<String>,
     #[serde(flatten)]
     pub header: HeaderFacts,
 }
@@ -252,6 +256,7 @@ impl Alert {
             }),
             sensor: SensorFields {
                 count,
+                aggregate: (record.aggregate == aggregate::RULE).then(|| "rule".to_owned()),
                 header: HeaderFacts::from_meta(meta),
             },
         }

@@ -1018,6 +1018,51 @@ mod tests {
         assert_eq!(alerts[5].timestamp, alerts[4].timestamp);
     }
 
+    /// A storm from more new sources a second than the alert budget: the
+    /// budget's worth of per-source lines, then one rule-wide line per
+    /// second, and every match counted exactly once.
+    #[test]
+    fn a_storm_from_many_sources_is_aggregated_per_rule_and_adds_up() {
+        use sensor_common::tables::ALERT_BUDGET;
+        const PER_SECOND: u64 = 3_000;
+        const SECONDS: u64 = 3;
+        let frames: Vec<_> = (0..PER_SECOND * SECONDS)
+            .map(|i| null_scan_eth([10, 2, (i >> 8) as u8, i as u8]))
+            .collect();
+        let packets: Vec<_> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, frame)| {
+                let i = i as u64;
+                let time = T0_NS + (i / PER_SECOND) * 1_000 * MS + (i % PER_SECOND) * 300_000;
+                whole(time, frame)
+            })
+            .collect();
+        let (alerts, result) = run(&pcap(1, &packets), &rules());
+        let stats = result.unwrap();
+        assert_eq!(stats.alert_count, PER_SECOND * SECONDS, "the account");
+        let total: u64 = alerts.iter().map(|a| a.count()).sum();
+        assert_eq!(total, PER_SECOND * SECONDS);
+        let (storm, single): (Vec<_>, Vec<_>) = alerts
+            .iter()
+            .partition(|a| a.sensor.aggregate.as_deref() == Some("rule"));
+        // Each second: the budget's worth of per-source lines, each for one packet.
+        assert_eq!(single.len() as u64, ALERT_BUDGET as u64 * SECONDS);
+        assert!(single.iter().all(|a| a.count() == 1));
+        // The rest: the first overflowing packet of each second, then lines
+        // for the matches behind it (swept each second, or flushed at the end).
+        let first_over = |second: u64| Some(second * PER_SECOND + ALERT_BUDGET as u64 + 1);
+        let shown: Vec<_> = storm.iter().map(|a| a.pcap_cnt).collect();
+        for second in 0..SECONDS {
+            assert!(shown.contains(&first_over(second)), "{shown:?}");
+        }
+        assert!(storm.len() as u64 <= 2 * SECONDS, "{shown:?}");
+        let storm_total: u64 = storm.iter().map(|a| a.count()).sum();
+        assert_eq!(storm_total, (PER_SECOND - ALERT_BUDGET as u64) * SECONDS);
+        let line = storm[0].to_json_line();
+        assert!(line.contains(r#""sensor":{"count":1,"aggregate":"rule","#), "{line}");
+    }
+
     #[test]
     fn packet_shows_the_first_packet_bytes_or_nothing() {
         let ip =

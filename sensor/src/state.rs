@@ -14,7 +14,7 @@ use std::hash::Hash;
 use sensor_common::detect::DetectState;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    MAX_RULES, RATE_ENTRIES, RateKey, RateState, RuleStats, SYN_WINDOW_ENTRIES, SynKey, SynWindow,
+    AlertBudget, MAX_RULES, RATE_ENTRIES, RateKey, RateState, RuleStats, SYN_WINDOW_ENTRIES, SynKey, SynWindow,
     TTL_BASELINE_ENTRIES,
 };
 
@@ -103,6 +103,7 @@ pub struct MemoryState {
     ttl_baselines: LruMap<AddrKey, u8>,
     syn_windows: LruMap<SynKey, SynWindow>,
     rate_states: LruMap<RateKey, RateState>,
+    alert_budget: AlertBudget,
     rule_stats: Vec<RuleStats>,
 }
 
@@ -123,6 +124,7 @@ impl MemoryState {
             ttl_baselines: LruMap::new(limits.ttl_baselines),
             syn_windows: LruMap::new(limits.syn_windows),
             rate_states: LruMap::new(limits.rate_states),
+            alert_budget: AlertBudget::default(),
             rule_stats: vec![RuleStats::default(); MAX_RULES as usize],
         }
     }
@@ -177,6 +179,18 @@ impl DetectState for MemoryState {
         Some(step(
             self.rate_states.get_or_insert_with(key, RateState::default),
         ))
+    }
+
+    fn tracked_rate_state<R, F: FnOnce(&mut RateState) -> R>(
+        &mut self,
+        key: &RateKey,
+        step: F,
+    ) -> Option<R> {
+        self.rate_states.touch(key).map(step)
+    }
+
+    fn alert_budget<R, F: FnOnce(&mut AlertBudget) -> R>(&mut self, step: F) -> Option<R> {
+        Some(step(&mut self.alert_budget))
     }
 
     fn count_hit(&mut self, slot: u32) {
