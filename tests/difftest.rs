@@ -40,7 +40,8 @@ use sensor_common::detect::{AlertHead, process};
 use sensor_common::filter::{FilterProgram, InspectRecord};
 use sensor_common::packet::{AddrKey, PacketMeta};
 use sensor_common::parse::{parse_ethernet, peek_source};
-use sensor_common::tables::kind;
+use sensor_common::alert::aggregate;
+use sensor_common::tables::{ALERT_BUDGET, kind};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -52,6 +53,12 @@ const EPOCH: u64 = 100_000;
 /// Frames per batch: between batches the blocked sources are cleared (so
 /// drop rules keep being evaluated) and dry run is toggled.
 const BATCH: u64 = 1_000;
+/// Where in each epoch an alert storm starts: [`ALERT_BUDGET`] +
+/// [`STORM_EXTRA`] SYN+FIN frames from new sources, back to back (well
+/// inside a second), so the CPU's alert budget runs out and the rules'
+/// storm accounts are compared too.
+const STORM_AT: u64 = EPOCH / 2;
+const STORM_EXTRA: u64 = 300;
 /// Perf ring pages per CPU (alerts and inspect records are drained after
 /// every frame; this only has to hold one frame's worth).
 const PERF_PAGES: usize = 16;
@@ -500,6 +507,14 @@ fn valid_frame(rng: &mut Rng) -> Built {
 }
 
 /// The next frame: valid, truncated at a layer, mutated, or random bytes.
+/// Frame `i` of an alert storm: SYN+FIN from 2001:db8:5::/64, one source each.
+fn storm_frame(i: u64) -> Vec<u8> {
+    let src = frames::v6([0x2001, 0xdb8, 5, 0, 0, 0, (i >> 16) as u16, i as u16]);
+    let dst = frames::v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
+    let tcp = frames::tcp(40000, 80, frames::flags::SYN | frames::flags::FIN, 1, &[]);
+    frames::ethernet(&[], frames::ETH_IPV6, &frames::ipv6(src, dst, 64, 6, &tcp))
+}
+
 fn next_frame(rng: &mut Rng, recent: &mut Vec<Vec<u8>>) -> Vec<u8> {
     let roll = rng.below(100);
     let mut frame = if roll < 55 {
@@ -819,8 +834,8 @@ fn kernel_and_replay_agree_frame_by_frame() {
     let mut disagreements = 0u64;
     let mut shown = 0;
     // Dropped frames, parsed IP frames, alert records, alerting frames,
-    // syn_flood alerts, matches the rate limit held back.
-    let mut totals = [0u64; 6];
+    // syn_flood alerts, matches the rate limit held back, storm records.
+    let mut totals = [0u64; 7];
     let started = std::time::Instant::now();
     let mut done = 0u64;
     while done < frames {
@@ -848,7 +863,14 @@ fn kernel_and_replay_agree_frame_by_frame() {
                 kernel.kernel.write_drop_policy(&policy).expect("policy");
                 replay.dry_run = policy.dry_run;
             }
-            let frame = next_frame(&mut rng, &mut recent);
+            let storm = done % EPOCH;
+            let frame = if (STORM_AT..STORM_AT + u64::from(ALERT_BUDGET) + STORM_EXTRA)
+                .contains(&storm)
+            {
+                storm_frame(storm - STORM_AT)
+            } else {
+                next_frame(&mut rng, &mut recent)
+            };
             let (got, now) = kernel.run(&frame);
             let want = replay.run(&frame, now);
             totals[0] += (got.verdict == XDP_DROP) as u64;
@@ -857,6 +879,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
             totals[3] += !got.alerts.is_empty() as u64;
             for (record, _) in &got.alerts {
                 totals[4] += (record.kind == kind::SYN_FLOOD) as u64;
+                totals[6] += (record.aggregate == aggregate::RULE) as u64;
             }
             if got != want {
                 disagreements += 1;
@@ -905,13 +928,14 @@ fn kernel_and_replay_agree_frame_by_frame() {
     }
     let elapsed = started.elapsed();
     sensor::testing::report(&format!(
-        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames, sent {} alert records for {} frames ({} syn_flood; {} matches held back by the rate limit)",
+        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames, sent {} alert records for {} frames ({} syn_flood, {} storm; {} matches held back by the rate limit or the alert budget)",
         elapsed.as_secs_f64(),
         totals[0],
         totals[1],
         totals[2],
         totals[3],
         totals[4],
+        totals[6],
         totals[5]
     ));
     let line = format!("difftest: {frames} frames, {disagreements} disagreements");
