@@ -35,12 +35,12 @@ use sensor::perf::{AlertSample, Sample as _};
 use sensor::rules::{CompiledRules, MemoryTables};
 use sensor::state::MemoryState;
 use sensor::testing::frames::{self, Ipv4};
+use sensor_common::alert::aggregate;
 use sensor_common::alert::{AlertRecord, DEFAULT_ALERT_PACKET_BYTES, captured_len, outcome};
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::filter::{FilterProgram, InspectRecord};
 use sensor_common::packet::{AddrKey, PacketMeta};
 use sensor_common::parse::{parse_ethernet, peek_source};
-use sensor_common::alert::aggregate;
 use sensor_common::tables::{ALERT_BUDGET, kind};
 
 const XDP_DROP: u32 = 1;
@@ -864,13 +864,12 @@ fn kernel_and_replay_agree_frame_by_frame() {
                 replay.dry_run = policy.dry_run;
             }
             let storm = done % EPOCH;
-            let frame = if (STORM_AT..STORM_AT + u64::from(ALERT_BUDGET) + STORM_EXTRA)
-                .contains(&storm)
-            {
-                storm_frame(storm - STORM_AT)
-            } else {
-                next_frame(&mut rng, &mut recent)
-            };
+            let frame =
+                if (STORM_AT..STORM_AT + u64::from(ALERT_BUDGET) + STORM_EXTRA).contains(&storm) {
+                    storm_frame(storm - STORM_AT)
+                } else {
+                    next_frame(&mut rng, &mut recent)
+                };
             let (got, now) = kernel.run(&frame);
             let want = replay.run(&frame, now);
             totals[0] += (got.verdict == XDP_DROP) as u64;

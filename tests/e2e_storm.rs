@@ -135,5 +135,8 @@ fn a_storm_from_more_sources_than_the_rate_map_holds_is_counted_exactly() {
     let replayed = replay_cli(&pcap, &rules);
     let (sum, count, storm) = sum_of_counts(&replayed, SYN_FIN);
     assert_eq!(sum, SOURCES, "replay: sum of sensor.count");
-    assert!(storm > 0 && (count as u64) < SOURCES / 2, "replay: {count} lines");
+    assert!(
+        storm > 0 && (count as u64) < SOURCES / 2,
+        "replay: {count} lines"
+    );
 }

@@ -2529,8 +2529,7 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     // More sources than a documentation /24 holds: 2001:db8:5::/64.
     let source = |i: u64| v6([0x2001, 0xdb8, 5, 0, 0, 0, (i >> 16) as u16, i as u16]);
     let victim = v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
-    let storm_frame =
-        |i: u64| tcp6(source(i), victim, 64, 40000, 80, flags::SYN | flags::FIN);
+    let storm_frame = |i: u64| tcp6(source(i), victim, 64, 40000, 80, flags::SYN | flags::FIN);
 
     let start = support::kinds::monotonic_ns();
     let mut failures = Vec::new();
@@ -2540,7 +2539,11 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     }
     // Source 0 is tracked (it had its line): counted on its own account.
     for i in 0..TRACKED_AGAIN {
-        records.extend(bench.check(&format!("tracked #{}", i + 1), &storm_frame(0), &mut failures));
+        records.extend(bench.check(
+            &format!("tracked #{}", i + 1),
+            &storm_frame(0),
+            &mut failures,
+        ));
     }
     let elapsed = support::kinds::monotonic_ns() - start;
     assert_no_failures(&failures);
@@ -2557,7 +2560,11 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
         .iter()
         .filter(|r| r.aggregate == aggregate::RULE)
         .collect();
-    assert_eq!(per_source.len() as u64, budget, "the budget's worth of records");
+    assert_eq!(
+        per_source.len() as u64,
+        budget,
+        "the budget's worth of records"
+    );
     assert!(per_source.iter().all(|r| r.count == 1));
     assert_eq!(storm.len(), 1, "one storm record per rule, CPU and window");
     assert_eq!(storm[0].count, 1, "the storm account's running total");

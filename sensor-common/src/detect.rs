@@ -8,11 +8,10 @@ use crate::alert::{AlertRecord, aggregate, outcome};
 use crate::packet::tcp::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
 use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
 use crate::tables::{
-    ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS, FLAGS_BASE, MASK_WORDS,
-    ALERT_BUDGET, AlertBudget, MAX_TINY_THRESHOLD, PROTO_BASE, RATE_BURST, RATE_WINDOW_NS, RateKey,
-    RateState, RuleInfo,
-    RuleMask, SynKey, SynWindow, TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track,
-    uses,
+    ALERT_BUDGET, ANY_BASE, AlertBudget, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS,
+    FLAGS_BASE, MASK_WORDS, MAX_TINY_THRESHOLD, PROTO_BASE, RATE_BURST, RATE_WINDOW_NS, RateKey,
+    RateState, RuleInfo, RuleMask, SynKey, SynWindow, TINY_BASE, TTL_BASE, action, any, kind,
+    proto_class, syn_track, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).

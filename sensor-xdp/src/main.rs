@@ -30,11 +30,11 @@ use sensor_common::{
     packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
     parse::{parse_ethernet_into, peek_source_with},
     tables::{
-        ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES, MASK_TABLE_LEN,
-        MASK_WORDS, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS, RateKey,
-        RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig, SynKey,
-        SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
-        scope_value_key,
+        ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES,
+        MASK_TABLE_LEN, MASK_WORDS, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS,
+        RateKey, RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig,
+        SynKey, SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode,
+        scope_key_version, scope_value_key,
     },
 };
 

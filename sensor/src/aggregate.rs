@@ -50,8 +50,8 @@
 use std::collections::{HashMap, HashSet};
 
 use sensor_common::AlertRecord;
-use sensor_common::packet::AddrKey;
 use sensor_common::alert::aggregate;
+use sensor_common::packet::AddrKey;
 use sensor_common::tables::{RATE_WINDOW_NS, RateKey, RateState, kind};
 
 /// One entry of the kernel's rate map (or of replay's memory state), as the

@@ -1060,7 +1060,10 @@ mod tests {
         let storm_total: u64 = storm.iter().map(|a| a.count()).sum();
         assert_eq!(storm_total, (PER_SECOND - ALERT_BUDGET as u64) * SECONDS);
         let line = storm[0].to_json_line();
-        assert!(line.contains(r#""sensor":{"count":1,"aggregate":"rule","#), "{line}");
+        assert!(
+            line.contains(r#""sensor":{"count":1,"aggregate":"rule","#),
+            "{line}"
+        );
     }
 
     #[test]

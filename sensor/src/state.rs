@@ -14,8 +14,8 @@ use std::hash::Hash;
 use sensor_common::detect::DetectState;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    AlertBudget, MAX_RULES, RATE_ENTRIES, RateKey, RateState, RuleStats, SYN_WINDOW_ENTRIES, SynKey, SynWindow,
-    TTL_BASELINE_ENTRIES,
+    AlertBudget, MAX_RULES, RATE_ENTRIES, RateKey, RateState, RuleStats, SYN_WINDOW_ENTRIES,
+    SynKey, SynWindow, TTL_BASELINE_ENTRIES,
 };
 
 /// A hash map of bounded size that evicts its least recently used entry.
