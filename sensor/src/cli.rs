@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach to an interface and raise alerts live.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the same detection offline on a pcap or pcapng file.
     Replay(ReplayArgs),
     /// Rule file tools.

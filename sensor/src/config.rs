@@ -430,6 +430,10 @@ redis: redis://127.0.0.1:6379/1
 redis_key: alerts
 redis_mode: stream
 redis_stream_maxlen: 5000
+syslog_ca: tls/ca.pem
+syslog_cert: /etc/sensor/tls/sensor.pem
+syslog_key:   sensor.key
+redis_ca: tls/redis-ca.pem
 drop:
   block_seconds: 600
   allowlist: [10.0.0.0/8, \"2001:db8::1\"]
@@ -445,6 +449,54 @@ drop:
         assert_eq!(
             config.drop.state_file.as_deref(),
             Some(Path::new("/var/lib/sensor/blocked.json"))
+        );
+    }
+
+    fn placed(path: &str, line: u64, column: u64) -> PlacedPath {
+        PlacedPath {
+            path: path.into(),
+            line,
+            column,
+        }
+    }
+
+    /// TLS files are taken from the config's folder and read at load time:
+    /// a missing or unusable one is an error at its value's place.
+    #[test]
+    fn tls_files_are_resolved_and_checked_where_they_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("sensor.yaml");
+        let name = config_path.display().to_string();
+        std::fs::write(
+            &config_path,
+            "syslog: tls://192.0.2.1:6514\nsyslog_ca: ca.pem\n",
+        )
+        .unwrap();
+        let err = load_config(&config_path).unwrap_err().to_string();
+        let missing = dir.path().join("ca.pem");
+        assert!(
+            err.starts_with(&format!(
+                "{name}:2:12: cannot read `syslog_ca` {}",
+                missing.display()
+            )),
+            "{err}"
+        );
+        std::fs::write(&missing, "no PEM here\n").unwrap();
+        std::fs::write(&config_path, "redis_ca:\n  ca.pem\n").unwrap();
+        let err = load_config(&config_path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{name}:2:3: `redis_ca` ")) && err.contains("no PEM"),
+            "{err}"
+        );
+        assert_error("syslog_key: ''\n", 1, 13, "`syslog_key` must not be empty");
+        assert_eq!(
+            PlacedPath {
+                path: "x".into(),
+                line: 4,
+                column: 9
+            }
+            .role("syslog_ca", "s.yaml"),
+            "`syslog_ca` (s.yaml:4:9)"
         );
     }
 
@@ -468,6 +520,10 @@ drop:
                 redis_key: Some("alerts".into()),
                 redis_mode: Some(RedisMode::Stream),
                 redis_stream_maxlen: Some(5000),
+                syslog_ca: Some(placed("tls/ca.pem", 15, 12)),
+                syslog_cert: Some(placed("/etc/sensor/tls/sensor.pem", 16, 14)),
+                syslog_key: Some(placed("sensor.key", 17, 15)),
+                redis_ca: Some(placed("tls/redis-ca.pem", 18, 11)),
                 drop: DropConfig {
                     block_seconds: 600,
                     allowlist: vec![

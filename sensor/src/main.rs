@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Replay(args) => cmd_replay(args),
         Command::Rules {
             command: RulesCommand::Check { path },
