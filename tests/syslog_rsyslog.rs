@@ -801,6 +801,24 @@ fn bad_tls_usage_is_refused_with_exit_2() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 
+    // Usable files pass every check: the run goes on to attach, and fails
+    // there (exit 1) on the interface that does not exist.
+    let (code, stderr) = run_sensor(
+        dir,
+        &[
+            "--syslog",
+            url,
+            "--syslog-ca",
+            &path(&pki.ca),
+            "--syslog-cert",
+            &path(&pki.client_cert),
+            "--syslog-key",
+            &path(&pki.client_key),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("sensor-none0"), "{stderr}");
+
     // Files named in the config file: errors point at the key's value.
     let config = dir.join("sensor.yaml");
     std::fs::write(
