@@ -2,8 +2,9 @@
 //! TLS handshake (rustls) that checks the peer's certificate against the
 //! configured CAs and its name against HOST, then the RFC 5424 messages,
 //! octet-counted, as application data. The queue, retries and counters are
-//! the syslog sink's own (syslog.rs); this file only opens, writes and
-//! watches one connection.
+//! the syslog sink's own (syslog.rs); this file opens, writes and watches
+//! one connection, and checks the `--syslog-ca`, `--syslog-cert` and
+//! `--syslog-key` settings against the target before the sink starts.
 
 use std::io;
 use std::path::PathBuf;
@@ -37,7 +38,8 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
 
 /// A handshake that failed (certificate not trusted or not for HOST, client
 /// certificate refused, no common protocol): counted apart from connection
-/// failures, since retrying will not help until someone fixes a certificate.
+/// failures (`sensor_syslog_tls_failures_total`), since the retries only
+/// succeed once someone fixes a certificate.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS handshake with {peer} failed: {source}")]
 pub struct HandshakeFailed {
