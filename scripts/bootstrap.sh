@@ -6,8 +6,9 @@
 #
 # What it installs and why:
 #   - Debian packages: iproute2 (netns/veth tests), tcpreplay (frame injection),
-#     rsyslog (real syslog peer for the SIEM tests), tcpdump (what arrives
-#     behind a drop-mode sensor), python3-scapy (the demo's traffic; the
+#     rsyslog and rsyslog-gnutls (real syslog peer for the SIEM tests, plain
+#     and over TLS), openssl (the TLS tests make their own CA and certificates),
+#     tcpdump (what arrives behind a drop-mode sensor), python3-scapy (the demo's traffic; the
 #     tests build their frames in Rust), ethtool (debugging), redis-server
 #     (a real Redis, with redis-cli, for the Redis sink's tests).
 #   - rust-src and clippy for the nightly toolchain (aya-build compiles core
@@ -22,7 +23,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 NIGHTLY=${SENSOR_NIGHTLY:-nightly}
 BPF_LINKER_VERSION=0.13
-DEB_PACKAGES=(iproute2 tcpreplay rsyslog python3-scapy tcpdump ethtool redis-server)
+DEB_PACKAGES=(iproute2 tcpreplay rsyslog rsyslog-gnutls openssl python3-scapy tcpdump ethtool redis-server)
 
 # ---- Debian packages ---------------------------------------------------
 missing=()

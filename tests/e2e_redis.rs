@@ -1,7 +1,9 @@
 //! The Redis sink against a real redis-server (on the loopback of the
 //! sensor's namespace): list, channel and stream modes carry exactly the
 //! JSON sink's lines; a Redis restart mid-stream loses nothing within the
-//! queue bound and is counted as a reconnect.
+//! queue bound and is counted as a reconnect. Over TLS (`rediss://` with
+//! `--redis-ca`, redis-server's own TLS port, certificates the test makes)
+//! the lines arrive, and a server outside the CA is refused and counted.
 
 mod support;
 
@@ -10,11 +12,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sensor::testing::frames::{self, flags};
+use support::certs::TestPki;
 use support::netns::{Started, Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 
 const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const PORT: &str = "6391";
+const TLS_PORT: &str = "6392";
 const METRICS: &str = "127.0.0.1:9468";
 
 const RULES: &str = "rules:
@@ -244,4 +248,190 @@ fn a_redis_restart_loses_nothing_within_the_bound() {
     );
     let status = sensor.stop(Duration::from_secs(15)).expect("exits");
     assert!(status.success());
+}
+
+/// redis-server with only its TLS port open (no client certificates asked).
+fn start_redis_tls(bed: &Testbed, dir: &Path, pki: &TestPki) -> Started {
+    let log = std::fs::File::create(dir.join("redis-tls.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &bed.sensor_ns, "redis-server"])
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            TLS_PORT,
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&pki.server_cert)
+        .arg("--tls-key-file")
+        .arg(&pki.server_key)
+        .arg("--tls-ca-cert-file")
+        .arg(&pki.ca)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("redis-server (scripts/bootstrap.sh installs it)");
+    let started = Started(child);
+    let up = wait_for(Duration::from_secs(10), || {
+        redis_cli_tls(bed, pki, &["PING"]).trim() == "PONG"
+    });
+    assert!(up, "redis-server did not start with TLS");
+    started
+}
+
+fn redis_cli_tls(bed: &Testbed, pki: &TestPki, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            "redis-cli",
+            "--tls",
+            "--cacert",
+        ])
+        .arg(&pki.ca)
+        .args(["-p", TLS_PORT, "--raw"])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rediss_delivers_with_the_given_ca_and_refuses_another() {
+    if !sensor::testing::bpf_available("rediss_delivers_with_the_given_ca_and_refuses_another") {
+        return;
+    }
+    let bed = Testbed::new("rtl");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let pki = TestPki::create(dir);
+    let _redis = start_redis_tls(&bed, dir, &pki);
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    let start = |ca: &Path, name: &str| {
+        let json = dir.join(format!("{name}.json"));
+        let sensor = bed.start_sensor(
+            Path::new(SENSOR),
+            &[
+                "run",
+                "--iface",
+                &bed.sensor_if,
+                "--rules",
+                rules.to_str().unwrap(),
+                "--json",
+                json.to_str().unwrap(),
+                "--redis",
+                &format!("rediss://127.0.0.1:{TLS_PORT}"),
+                "--redis-ca",
+                ca.to_str().unwrap(),
+                "--redis-key",
+                "alerts-tls",
+                "--metrics",
+                METRICS,
+            ],
+            &dir.join(format!("{name}.log")),
+        );
+        (sensor, json)
+    };
+    let list = || {
+        json_lines(&redis_cli_tls(
+            &bed,
+            &pki,
+            &["LRANGE", "alerts-tls", "0", "-1"],
+        ))
+    };
+
+    let (mut sensor, json) = start(&pki.ca, "trusting");
+    attacks(&bed, dir, "tls", 1..4);
+    let arrived = wait_for(Duration::from_secs(10), || {
+        file_lines(&json).len() == 3 && list().len() == 3
+    });
+    assert!(arrived, "json {:?}, redis {:?}", file_lines(&json), list());
+    assert_eq!(list(), file_lines(&json), "Redis has the JSON sink's lines");
+    let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+    assert!(status.success());
+
+    let (mut sensor, json) = start(&pki.other_ca, "distrusting");
+    attacks(&bed, dir, "refused", 4..5);
+    let mut text = String::new();
+    let refused = wait_for(Duration::from_secs(15), || {
+        text = scrape(&bed, METRICS);
+        metric(&text, "sensor_sink_errors_total{sink=\"redis\"}").is_some_and(|n| n >= 2)
+    });
+    assert!(refused, "{text}");
+    assert_eq!(file_lines(&json).len(), 1);
+    assert_eq!(
+        metric(&text, "sensor_alert_lines_total{sink=\"redis\"}"),
+        Some(0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "sensor_redis_queue_depth"), Some(1), "{text}");
+    let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+    assert!(status.success());
+    assert_eq!(
+        list().len(),
+        3,
+        "nothing reached Redis through a distrusted server"
+    );
+}
+
+/// `--redis-ca` is checked before anything starts (exit 2).
+#[test]
+fn bad_redis_ca_usage_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let pki = TestPki::create(dir);
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    let missing = dir.join("missing.pem");
+    let ca = pki.ca.to_str().unwrap();
+    for (redis, redis_ca, expected) in [
+        (
+            "redis://127.0.0.1:6379",
+            ca,
+            "--redis-ca is only for rediss://",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            missing.to_str().unwrap(),
+            "cannot read --redis-ca",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            rules.to_str().unwrap(),
+            "no PEM `CERTIFICATE` block",
+        ),
+    ] {
+        let out = Command::new(SENSOR)
+            .args(["run", "--iface", "sensor-none0", "--rules"])
+            .arg(&rules)
+            .args(["--redis", redis, "--redis-ca", redis_ca])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{redis} {redis_ca}: {stderr}");
+        assert!(stderr.contains(expected), "{expected} in: {stderr}");
+    }
+    let config = dir.join("sensor.yaml");
+    std::fs::write(
+        &config,
+        "redis: rediss://127.0.0.1:6379\nredis_ca: missing.pem\n",
+    )
+    .unwrap();
+    let out = Command::new(SENSOR)
+        .args(["run", "--iface", "sensor-none0", "--rules"])
+        .arg(&rules)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let expected = format!("{}:2:11: cannot read `redis_ca`", config.display());
+    assert!(stderr.contains(&expected), "{expected} in: {stderr}");
 }

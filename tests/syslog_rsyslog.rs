@@ -9,23 +9,34 @@
 //! sent while the peer is down arrive once it is back, or are counted as
 //! dropped when they exceed the queue bound.
 //!
+//! Over TLS (RFC 5425, rsyslog's gtls driver, certificates made by the test
+//! with openssl): delivery, the exact octet-counted bytes (read by a rustls
+//! server in the test), a server the CA does not vouch for refused and
+//! counted, a restart recovered, client certificates accepted and refused;
+//! and the binary's refusals of bad TLS usage (exit 2).
+//!
 //! Without rsyslogd the tests print SKIP and pass, except with CI=true.
 
 use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
 use sensor::cli::SyslogFormat;
 use sensor::rules::{RuleMeta, Severity};
 use sensor::syslog::{
-    HostPort, SyslogHandle, SyslogSink, SyslogStats, SyslogTarget, machine_hostname,
+    HostPort, SyslogHandle, SyslogOptions, SyslogSink, SyslogStats, SyslogTarget, machine_hostname,
 };
+use sensor::tls::{Roles, TlsFiles, client_config};
 use sensor_common::alert::{AlertRecord, outcome};
 use sensor_common::packet::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp};
 use time::OffsetDateTime;
 
 mod support;
 
+use support::certs::TestPki;
 use support::rsyslog::*;
 
 // ---------------------------------------------------------------------------
@@ -416,4 +427,418 @@ async fn unix_listener_restart_loses_nothing() {
     assert_received_exactly(&received, &everything, &expected);
     let stats = close(handle).await;
     assert_eq!((stats.sent, stats.dropped()), (8, 0), "{stats:?}");
+}
+
+// ---------------------------------------------------------------------------
+// TLS (RFC 5425)
+
+const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
+
+fn roles() -> Roles {
+    Roles {
+        ca: "--syslog-ca".into(),
+        cert: "--syslog-cert".into(),
+        key: "--syslog-key".into(),
+    }
+}
+
+/// A TLS sink to `port` trusting `ca`, with an optional client certificate.
+fn tls_sink(port: u16, ca: &Path, client: Option<(&Path, &Path)>, capacity: usize) -> SyslogHandle {
+    let files = TlsFiles {
+        ca: ca.to_owned(),
+        client: client.map(|(cert, key)| (cert.to_owned(), key.to_owned())),
+    };
+    let options = SyslogOptions {
+        capacity,
+        tls: Some(client_config(&files, &roles()).expect("the test's files are usable")),
+        ..SyslogOptions::default()
+    };
+    SyslogSink::spawn_with(SyslogTarget::Tls(localhost(port)), options)
+}
+
+/// rsyslogd with its two TLS inputs, and the certificates they use.
+fn tls_rsyslog(test: &str) -> Option<(Rsyslog, TestPki, tempfile::TempDir)> {
+    let binary = rsyslogd(test)?;
+    let certs_dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::create(certs_dir.path());
+    let options = Options {
+        tls: Some(TlsServer {
+            ca: pki.ca.clone(),
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+        }),
+        netns: None,
+    };
+    Some((Rsyslog::start_with(binary, options), pki, certs_dir))
+}
+
+fn expected_over<'a>(input: &'a str, hostname: &'a str) -> Expected<'a> {
+    Expected {
+        format: SyslogFormat::Rfc5424,
+        input,
+        hostname,
+        time_from_header: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5424_over_tls_arrives_intact() {
+    let Some((rsyslog, pki, _certs)) = tls_rsyslog("rfc5424_over_tls_arrives_intact") else {
+        return;
+    };
+    let sent = alerts(1, 12);
+    let handle = tls_sink(rsyslog.tls_port, &pki.ca, None, 100);
+    for alert in &sent {
+        assert!(handle.send(alert));
+    }
+    let received = rsyslog.wait_for_lines(sent.len()).await;
+    let stats = close(handle).await;
+    assert_eq!(
+        (
+            stats.sent,
+            stats.dropped(),
+            stats.queued,
+            stats.tls_failures
+        ),
+        (12, 0, 0, 0),
+        "{stats:?}"
+    );
+    let hostname = machine_hostname().unwrap();
+    assert_received_exactly(&received, &sent, &expected_over("imtcp-tls", &hostname));
+}
+
+/// The bytes inside the TLS stream are exactly `LEN SP MSG` per message
+/// (RFC 5425 section 4.3), read by a rustls server in the test; and the
+/// sink ends with close_notify, so the server reads a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_stream_is_octet_counted_rfc5424() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::create(dir.path());
+    let chain = CertificateDer::pem_file_iter(&pki.server_cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reader = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut stream = acceptor.accept(tcp).await.unwrap();
+        let mut bytes = Vec::new();
+        // Ends at the sink's close_notify; an abrupt end would be an error.
+        stream.read_to_end(&mut bytes).await.map(|_| bytes)
+    });
+
+    let sent = alerts(1, 3);
+    let handle = tls_sink(port, &pki.ca, None, 10);
+    for alert in &sent {
+        assert!(handle.send(alert));
+    }
+    let expected: Vec<u8> = sent
+        .iter()
+        .flat_map(|alert| {
+            let message = handle.formatter().format(alert);
+            assert!(message.starts_with("<"), "{message}");
+            format!("{} {message}", message.len()).into_bytes()
+        })
+        .collect();
+    let stats = close(handle).await;
+    assert_eq!((stats.sent, stats.dropped()), (3, 0), "{stats:?}");
+    let bytes = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("the server reads within the wait")
+        .unwrap()
+        .expect("a clean TLS close");
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+}
+
+/// A server whose certificate does not chain to `--syslog-ca` is refused:
+/// every attempt is a counted TLS failure, retried with backoff, and
+/// nothing reaches it; the alerts stay queued (or are counted at shutdown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_outside_the_ca_is_refused_and_counted() {
+    let Some((rsyslog, pki, _certs)) =
+        tls_rsyslog("tls_server_outside_the_ca_is_refused_and_counted")
+    else {
+        return;
+    };
+    let handle = tls_sink(rsyslog.tls_port, &pki.other_ca, None, 100);
+    for alert in &alerts(1, 3) {
+        assert!(handle.send(alert));
+    }
+    let stats = wait_for_stats(&handle, |stats| stats.tls_failures >= 3).await;
+    assert_eq!((stats.sent, stats.queued), (0, 3), "{stats:?}");
+    assert!(stats.connect_errors >= stats.tls_failures, "{stats:?}");
+    let stats = handle.close(Duration::from_millis(100)).await;
+    assert_eq!((stats.sent, stats.dropped_on_close), (0, 3), "{stats:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        read_received(&rsyslog.received_path()).is_empty(),
+        "nothing may reach a server the CA does not vouch for"
+    );
+}
+
+/// Alerts sent while rsyslogd is down arrive over a new TLS connection
+/// once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_peer_restart_loses_nothing() {
+    let Some((mut rsyslog, pki, _certs)) = tls_rsyslog("tls_peer_restart_loses_nothing") else {
+        return;
+    };
+    let handle = tls_sink(rsyslog.tls_port, &pki.ca, None, 100);
+    let before = alerts(1, 5);
+    for alert in &before {
+        assert!(handle.send(alert));
+    }
+    rsyslog.wait_for_lines(before.len()).await;
+
+    rsyslog.stop();
+    let while_down = alerts(101, 10);
+    for alert in &while_down {
+        assert!(handle.send(alert));
+    }
+    let stats = wait_for_stats(&handle, |stats| stats.connect_errors >= 2).await;
+    assert_eq!((stats.sent, stats.queued), (5, 10), "{stats:?}");
+
+    rsyslog.restart();
+    let everything: Vec<Alert> = before.iter().chain(&while_down).cloned().collect();
+    let received = rsyslog.wait_for_lines(everything.len()).await;
+    let hostname = machine_hostname().unwrap();
+    assert_received_exactly(
+        &received,
+        &everything,
+        &expected_over("imtcp-tls", &hostname),
+    );
+    let stats = close(handle).await;
+    assert_eq!((stats.sent, stats.dropped()), (15, 0), "{stats:?}");
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    assert_eq!(
+        stats.tls_failures, 0,
+        "a refused connection is not a TLS failure"
+    );
+}
+
+/// An input that requires client certificates takes the sensor's when the
+/// test CA signed it, and refuses none or a stranger's (counted, nothing
+/// delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificates_accepted_and_refused() {
+    let Some((rsyslog, pki, _certs)) = tls_rsyslog("tls_client_certificates_accepted_and_refused")
+    else {
+        return;
+    };
+    let sent = alerts(1, 4);
+    let handle = tls_sink(
+        rsyslog.mtls_port,
+        &pki.ca,
+        Some((&pki.client_cert, &pki.client_key)),
+        100,
+    );
+    for alert in &sent {
+        assert!(handle.send(alert));
+    }
+    let received = rsyslog.wait_for_lines(sent.len()).await;
+    let stats = close(handle).await;
+    assert_eq!((stats.sent, stats.tls_failures), (4, 0), "{stats:?}");
+    let hostname = machine_hostname().unwrap();
+    assert_received_exactly(&received, &sent, &expected_over("imtcp-mtls", &hostname));
+
+    let stranger = (pki.stranger_cert.as_path(), pki.stranger_key.as_path());
+    for client in [None, Some(stranger)] {
+        let handle = tls_sink(rsyslog.mtls_port, &pki.ca, client, 100);
+        for alert in &alerts(1001, 2) {
+            assert!(handle.send(alert));
+        }
+        let stats = wait_for_stats(&handle, |stats| stats.tls_failures >= 2).await;
+        assert_eq!((stats.sent, stats.queued), (0, 2), "{client:?}: {stats:?}");
+        handle.close(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        read_received(&rsyslog.received_path()).len(),
+        sent.len(),
+        "the refused clients delivered nothing"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Bad TLS usage: exit 2 with a message, before anything is attached
+
+/// Runs `sensor run` (rules given, an interface that is never reached) and
+/// returns its exit code and stderr.
+fn run_sensor(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: 1\n    name: x\n    severity: low\n    match: { tcp_flags: { set: [SYN, FIN] } }\n",
+    )
+    .unwrap();
+    let out = Command::new(SENSOR)
+        .args(["run", "--iface", "sensor-none0", "--rules"])
+        .arg(&rules)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_tls_usage_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let pki = TestPki::create(dir);
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let missing = dir.join("missing.pem").display().to_string();
+    let not_pem = dir.join("rules.yaml").display().to_string();
+    let url = "tls://127.0.0.1:6514";
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--syslog".into(), url.into()],
+            "needs the CA certificates",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                url.into(),
+                "--syslog-ca".into(),
+                missing.clone(),
+            ],
+            "cannot read --syslog-ca",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                url.into(),
+                "--syslog-ca".into(),
+                not_pem.clone(),
+            ],
+            "no PEM `CERTIFICATE` block",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                url.into(),
+                "--syslog-ca".into(),
+                path(&pki.ca),
+                "--syslog-format".into(),
+                "rfc3164".into(),
+            ],
+            "rfc3164 cannot be used",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                url.into(),
+                "--syslog-ca".into(),
+                path(&pki.ca),
+                "--syslog-cert".into(),
+                path(&pki.client_cert),
+            ],
+            "--syslog-cert needs its key",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                url.into(),
+                "--syslog-ca".into(),
+                path(&pki.ca),
+                "--syslog-cert".into(),
+                path(&pki.client_cert),
+                "--syslog-key".into(),
+                missing.clone(),
+            ],
+            "cannot read --syslog-key",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                url.into(),
+                "--syslog-ca".into(),
+                path(&pki.ca),
+                "--syslog-cert".into(),
+                path(&pki.client_cert),
+                "--syslog-key".into(),
+                path(&pki.stranger_key),
+            ],
+            "does not go with --syslog-cert",
+        ),
+        (
+            vec![
+                "--syslog".into(),
+                "tcp://127.0.0.1:514".into(),
+                "--syslog-ca".into(),
+                path(&pki.ca),
+            ],
+            "--syslog-ca is only for tls://",
+        ),
+        (
+            vec!["--syslog".into(), "tls://127.0.0.1".into()],
+            "missing port",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stderr) = run_sensor(dir, &args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+
+    // Usable files pass every check: the run goes on to attach, and fails
+    // there (exit 1) on the interface that does not exist.
+    let (code, stderr) = run_sensor(
+        dir,
+        &[
+            "--syslog",
+            url,
+            "--syslog-ca",
+            &path(&pki.ca),
+            "--syslog-cert",
+            &path(&pki.client_cert),
+            "--syslog-key",
+            &path(&pki.client_key),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("sensor-none0"), "{stderr}");
+
+    // Files named in the config file: errors point at the key's value.
+    let config = dir.join("sensor.yaml");
+    std::fs::write(
+        &config,
+        "syslog: tls://127.0.0.1:6514\nsyslog_ca: ca.pem\nsyslog_cert: client.pem\nsyslog_key: nowhere.key\n",
+    )
+    .unwrap();
+    let (code, stderr) = run_sensor(dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let expected = format!("{}:4:13: cannot read `syslog_key`", config.display());
+    assert!(stderr.contains(&expected), "{expected} in: {stderr}");
+
+    std::fs::write(&config, "syslog: tls://127.0.0.1:6514\n").unwrap();
+    let (code, stderr) = run_sensor(dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`syslog_ca` in --config"), "{stderr}");
+
+    std::fs::write(&config, "syslog: udp://127.0.0.1:514\nsyslog_ca: ca.pem\n").unwrap();
+    let (code, stderr) = run_sensor(dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let expected = format!("`syslog_ca` ({}:2:12) is only for tls://", config.display());
+    assert!(stderr.contains(&expected), "{expected} in: {stderr}");
 }

@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach to an interface and raise alerts live.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the same detection offline on a pcap or pcapng file.
     Replay(ReplayArgs),
     /// Rule file tools.
@@ -55,11 +55,21 @@ pub struct RunArgs {
     /// Write alert lines to PATH, or `-` for stdout (the default with no other sink).
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<String>,
-    /// Send alerts to syslog: udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log.
+    /// Send alerts to syslog: udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT
+    /// (RFC 5425) or unix:///dev/log.
     #[arg(long, value_name = "URL")]
     pub syslog: Option<String>,
     #[arg(long, value_enum)]
     pub syslog_format: Option<SyslogFormat>,
+    /// tls:// only (required there): PEM CA certificates the server's must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub syslog_ca: Option<PathBuf>,
+    /// tls:// only: PEM client certificate chain (with --syslog-key).
+    #[arg(long, value_name = "FILE")]
+    pub syslog_cert: Option<PathBuf>,
+    /// tls:// only: PEM private key of --syslog-cert.
+    #[arg(long, value_name = "FILE")]
+    pub syslog_key: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -82,6 +92,9 @@ pub struct RunArgs {
     /// Stream mode: approximate cap on the stream's length (default 100000).
     #[arg(long, value_name = "N")]
     pub redis_stream_maxlen: Option<u64>,
+    /// rediss:// only: PEM CA certificates for the server (default: system roots).
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
     /// YAML configuration file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

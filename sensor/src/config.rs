@@ -33,9 +33,13 @@ pub struct Config {
     pub xdp_mode: Option<AttachMode>,
     /// Alert file, or `-` for stdout.
     pub json: Option<String>,
-    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix://PATH`.
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT` or `unix://PATH`.
     pub syslog: Option<String>,
     pub syslog_format: Option<SyslogFormat>,
+    /// `tls://` only: CA, client certificate and key files (checked by `load_config`).
+    pub syslog_ca: Option<PlacedPath>,
+    pub syslog_cert: Option<PlacedPath>,
+    pub syslog_key: Option<PlacedPath>,
     /// Where to serve `/metrics`.
     pub metrics: Option<SocketAddr>,
     /// Frame bytes each alert carries in `packet` (0: none).
@@ -47,7 +51,26 @@ pub struct Config {
     pub redis_key: Option<String>,
     pub redis_mode: Option<RedisMode>,
     pub redis_stream_maxlen: Option<u64>,
+    /// `rediss://` only: CA file for the server.
+    pub redis_ca: Option<PlacedPath>,
     pub drop: DropConfig,
+}
+
+/// A file named in the config file, with the place of its name, so a
+/// problem with the file itself points there too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedPath {
+    pub path: PathBuf,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl PlacedPath {
+    /// How messages name it: the key and its place, e.g.
+    /// ``syslog_ca` (sensor.yaml:7:12)`.
+    pub fn role(&self, key: &str, file: &str) -> String {
+        format!("`{key}` ({file}:{}:{})", self.line, self.column)
+    }
 }
 
 impl Config {
@@ -110,6 +133,10 @@ const TOP_KEYS: &[&str] = &[
     "redis_key",
     "redis_mode",
     "redis_stream_maxlen",
+    "syslog_ca",
+    "syslog_cert",
+    "syslog_key",
+    "redis_ca",
     "drop",
 ];
 const DROP_KEYS: &[&str] = &[
@@ -146,7 +173,37 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     {
         *json = base.join(&*json).display().to_string();
     }
+    check_tls_files(&name, base, &mut config)?;
     Ok(config)
+}
+
+/// Resolves the TLS files against the config's folder and reads each, so a
+/// missing or unusable one is reported at its place in the file.
+fn check_tls_files(file: &str, base: &Path, config: &mut Config) -> Result<(), ConfigError> {
+    type Check = fn(&str, &Path) -> Result<(), crate::tls::TlsFileError>;
+    let roots: Check = |role, path| crate::tls::read_roots(role, path).map(drop);
+    let chain: Check = |role, path| crate::tls::read_chain(role, path).map(drop);
+    let key: Check = |role, path| crate::tls::read_key(role, path).map(drop);
+    for (name, placed, check) in [
+        ("syslog_ca", &mut config.syslog_ca, roots),
+        ("syslog_cert", &mut config.syslog_cert, chain),
+        ("syslog_key", &mut config.syslog_key, key),
+        ("redis_ca", &mut config.redis_ca, roots),
+    ] {
+        let Some(placed) = placed else { continue };
+        if placed.path.is_relative() {
+            placed.path = base.join(&placed.path);
+        }
+        check(&format!("`{name}`"), &placed.path).map_err(|err| {
+            ConfigError::Invalid(SourceError {
+                file: file.to_owned(),
+                line: placed.line,
+                column: placed.column,
+                message: err.to_string(),
+            })
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks config text; `file` names it in messages. Paths stay as written.
@@ -202,6 +259,10 @@ fn parse_document(text: &str) -> Result<Config, Located> {
                 RedisTarget::check_url(url).map_err(|message| node.error(message))?;
                 config.redis = Some(url.to_owned());
             }
+            "syslog_ca" => config.syslog_ca = Some(placed_path(node, "syslog_ca")?),
+            "syslog_cert" => config.syslog_cert = Some(placed_path(node, "syslog_cert")?),
+            "syslog_key" => config.syslog_key = Some(placed_path(node, "syslog_key")?),
+            "redis_ca" => config.redis_ca = Some(placed_path(node, "redis_ca")?),
             "redis_key" => config.redis_key = Some(non_empty_text(node, "redis_key")?.to_owned()),
             "redis_mode" => {
                 let modes = [
@@ -237,6 +298,14 @@ fn non_empty_text<'a>(node: &'a Node, field: &str) -> Result<&'a str, Located> {
     Ok(text)
 }
 
+fn placed_path(node: &Node, field: &str) -> Result<PlacedPath, Located> {
+    Ok(PlacedPath {
+        path: non_empty_text(node, field)?.into(),
+        line: node.at.line,
+        column: node.at.column,
+    })
+}
+
 /// The checks Linux applies to interface names (`dev_valid_name`).
 fn parse_iface(node: &Node) -> Result<String, Located> {
     let name = non_empty_text(node, "iface")?;
@@ -260,6 +329,7 @@ fn parse_syslog_url(node: &Node) -> Result<String, Located> {
     } else if let Some(target) = url
         .strip_prefix("udp://")
         .or_else(|| url.strip_prefix("tcp://"))
+        .or_else(|| url.strip_prefix("tls://"))
     {
         target.rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
@@ -269,7 +339,7 @@ fn parse_syslog_url(node: &Node) -> Result<String, Located> {
     };
     if !valid {
         return Err(node.error(format!(
-            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH, not {}",
+            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH, not {}",
             yaml::quote(url)
         )));
     }
@@ -360,6 +430,10 @@ redis: redis://127.0.0.1:6379/1
 redis_key: alerts
 redis_mode: stream
 redis_stream_maxlen: 5000
+syslog_ca: tls/ca.pem
+syslog_cert: /etc/sensor/tls/sensor.pem
+syslog_key:   sensor.key
+redis_ca: tls/redis-ca.pem
 drop:
   block_seconds: 600
   allowlist: [10.0.0.0/8, \"2001:db8::1\"]
@@ -375,6 +449,54 @@ drop:
         assert_eq!(
             config.drop.state_file.as_deref(),
             Some(Path::new("/var/lib/sensor/blocked.json"))
+        );
+    }
+
+    fn placed(path: &str, line: u64, column: u64) -> PlacedPath {
+        PlacedPath {
+            path: path.into(),
+            line,
+            column,
+        }
+    }
+
+    /// TLS files are taken from the config's folder and read at load time:
+    /// a missing or unusable one is an error at its value's place.
+    #[test]
+    fn tls_files_are_resolved_and_checked_where_they_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("sensor.yaml");
+        let name = config_path.display().to_string();
+        std::fs::write(
+            &config_path,
+            "syslog: tls://192.0.2.1:6514\nsyslog_ca: ca.pem\n",
+        )
+        .unwrap();
+        let err = load_config(&config_path).unwrap_err().to_string();
+        let missing = dir.path().join("ca.pem");
+        assert!(
+            err.starts_with(&format!(
+                "{name}:2:12: cannot read `syslog_ca` {}",
+                missing.display()
+            )),
+            "{err}"
+        );
+        std::fs::write(&missing, "no PEM here\n").unwrap();
+        std::fs::write(&config_path, "redis_ca:\n  ca.pem\n").unwrap();
+        let err = load_config(&config_path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{name}:2:3: `redis_ca` ")) && err.contains("no PEM"),
+            "{err}"
+        );
+        assert_error("syslog_key: ''\n", 1, 13, "`syslog_key` must not be empty");
+        assert_eq!(
+            PlacedPath {
+                path: "x".into(),
+                line: 4,
+                column: 9
+            }
+            .role("syslog_ca", "s.yaml"),
+            "`syslog_ca` (s.yaml:4:9)"
         );
     }
 
@@ -398,6 +520,10 @@ drop:
                 redis_key: Some("alerts".into()),
                 redis_mode: Some(RedisMode::Stream),
                 redis_stream_maxlen: Some(5000),
+                syslog_ca: Some(placed("tls/ca.pem", 15, 12)),
+                syslog_cert: Some(placed("/etc/sensor/tls/sensor.pem", 16, 14)),
+                syslog_key: Some(placed("sensor.key", 17, 15)),
+                redis_ca: Some(placed("tls/redis-ca.pem", 18, 11)),
                 drop: DropConfig {
                     block_seconds: 600,
                     allowlist: vec![

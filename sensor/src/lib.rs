@@ -21,4 +21,6 @@ pub mod run;
 pub mod sinks;
 pub mod state;
 pub mod syslog;
+pub mod syslog_tls;
 pub mod testing;
+pub mod tls;

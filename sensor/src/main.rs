@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
-use sensor::config::Config;
+use sensor::config::{Config, PlacedPath};
 use sensor::loader::{AttachMode, DropPolicy, SensorMode};
 use sensor::redis_sink::RedisTarget;
 use sensor::replay::ReplayOptions;
@@ -15,6 +15,7 @@ use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
 use sensor::sinks::{JsonSink, JsonTarget};
 use sensor::syslog::SyslogTarget;
+use sensor::syslog_tls::SyslogTlsFiles;
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 
 const EXIT_RUNTIME: u8 = 1;
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Replay(args) => cmd_replay(args),
         Command::Rules {
             command: RulesCommand::Check { path },
@@ -131,21 +132,67 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
     let block_seconds = config.drop.block_seconds;
     let compiled = load_rules(&rules_path, block_seconds).map_err(Failure::invalid)?;
 
-    let syslog = match args.syslog.or(config.syslog.clone()) {
+    let config_name = args
+        .config
+        .as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    let tls_file =
+        |flag: Option<PathBuf>, key: &Option<PlacedPath>, flag_name: &str, key_name| match (
+            flag, key,
+        ) {
+            (Some(path), _) => Some((path, flag_name.to_owned())),
+            (None, Some(placed)) => {
+                Some((placed.path.clone(), placed.role(key_name, &config_name)))
+            }
+            (None, None) => None,
+        };
+    let syslog_files = SyslogTlsFiles {
+        ca: tls_file(
+            args.syslog_ca,
+            &config.syslog_ca,
+            "--syslog-ca",
+            "syslog_ca",
+        ),
+        cert: tls_file(
+            args.syslog_cert,
+            &config.syslog_cert,
+            "--syslog-cert",
+            "syslog_cert",
+        ),
+        key: tls_file(
+            args.syslog_key,
+            &config.syslog_key,
+            "--syslog-key",
+            "syslog_key",
+        ),
+    };
+    let (syslog, syslog_tls) = match args.syslog.or(config.syslog.clone()) {
         Some(url) => {
             let target = SyslogTarget::parse(&url).map_err(Failure::invalid)?;
             let format = args
                 .syslog_format
                 .or(config.syslog_format)
                 .unwrap_or_default();
-            Some((target, format))
+            let tls = syslog_files
+                .client_config(Some(&target), format)
+                .map_err(Failure::invalid)?;
+            (Some((target, format)), tls)
         }
-        None => None,
+        None => {
+            syslog_files
+                .client_config(None, Default::default())
+                .map_err(Failure::invalid)?;
+            (None, None)
+        }
     };
+    let redis_ca = tls_file(args.redis_ca, &config.redis_ca, "--redis-ca", "redis_ca");
     let redis = match args.redis.or(config.redis.clone()) {
         Some(url) => {
             RedisTarget::check_url(&url).map_err(Failure::invalid)?;
+            let ca_pem = RedisTarget::read_ca(&url, redis_ca).map_err(Failure::invalid)?;
             Some(RedisTarget {
+                ca_pem,
                 url,
                 key: args
                     .redis_key
@@ -158,7 +205,14 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
                     .unwrap_or(RedisTarget::DEFAULT_STREAM_MAXLEN),
             })
         }
-        None => None,
+        None => {
+            if let Some((_, role)) = redis_ca {
+                return Err(Failure::invalid(format!(
+                    "{role} is only for a rediss:// Redis sink, and no --redis is given"
+                )));
+            }
+            None
+        }
     };
     // JSON to stdout is the default only when no other sink is given.
     let json_spec = args
@@ -182,6 +236,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             .unwrap_or(AttachMode::Auto),
         json,
         syslog,
+        syslog_tls,
         metrics: args.metrics.or(config.metrics),
         packet_bytes: args
             .packet_bytes

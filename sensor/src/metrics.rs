@@ -263,6 +263,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         s.syslog.reconnects,
     );
     out.single(
+        "sensor_syslog_tls_failures",
+        Counter,
+        "TLS handshakes with the syslog peer that failed (certificate refused either way).",
+        s.syslog.tls_failures,
+    );
+    out.single(
         "sensor_redis_queue_depth",
         Gauge,
         "Alerts waiting for Redis.",
@@ -491,6 +497,7 @@ mod tests {
                 write_errors: 2,
                 connect_errors: 3,
                 reconnects: 1,
+                tls_failures: 2,
                 queued: 9,
             },
             perf_lost_samples: 11,
@@ -557,6 +564,9 @@ sensor_syslog_dropped_total{reason="unsendable"} 6
 # HELP sensor_syslog_reconnects_total Connections to the syslog peer opened again after a failure.
 # TYPE sensor_syslog_reconnects_total counter
 sensor_syslog_reconnects_total 1
+# HELP sensor_syslog_tls_failures_total TLS handshakes with the syslog peer that failed (certificate refused either way).
+# TYPE sensor_syslog_tls_failures_total counter
+sensor_syslog_tls_failures_total 2
 # HELP sensor_redis_queue_depth Alerts waiting for Redis.
 # TYPE sensor_redis_queue_depth gauge
 sensor_redis_queue_depth 0

@@ -10,6 +10,7 @@
 //! line twice: at least once, never silently lost within the bound).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -57,6 +58,9 @@ pub struct RedisTarget {
     pub mode: RedisMode,
     /// Stream mode: `MAXLEN ~` of the stream.
     pub stream_maxlen: u64,
+    /// `rediss://` with `--redis-ca`: the PEM CA certificates the server's
+    /// must chain to (otherwise the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl RedisTarget {
@@ -73,6 +77,36 @@ impl RedisTarget {
         redis::Client::open(url)
             .map(|_| ())
             .map_err(|err| format!("invalid Redis URL `{url}`: {err}"))
+    }
+
+    /// Reads `--redis-ca` (`role` names it in messages): only with
+    /// `rediss://`, and only a file of usable CA certificates.
+    pub fn read_ca(url: &str, ca: Option<(PathBuf, String)>) -> Result<Option<Vec<u8>>, String> {
+        let Some((path, role)) = ca else {
+            return Ok(None);
+        };
+        if !url.starts_with("rediss://") {
+            return Err(format!(
+                "{role} is only for rediss:// (TLS) Redis URLs, not `{}`",
+                url.split_once("://").map_or(url, |(scheme, _)| scheme)
+            ));
+        }
+        crate::tls::read_ca_pem(&role, &path)
+            .map(Some)
+            .map_err(|err| err.to_string())
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.ca_pem {
+            None => redis::Client::open(self.url.as_str()),
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
     }
 }
 
@@ -240,7 +274,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self) {
-        let client = match redis::Client::open(self.target.url.as_str()) {
+        let client = match self.target.client() {
             Ok(client) => client,
             Err(err) => {
                 // check_url passed, so this does not happen; never silent.
@@ -371,6 +405,7 @@ mod tests {
             key: "sensor".into(),
             mode: RedisMode::Stream,
             stream_maxlen: 10,
+            ca_pem: None,
         };
         let shown = target.to_string();
         assert!(!shown.contains("secret"), "{shown}");

@@ -28,7 +28,7 @@ use crate::preflight;
 use crate::redis_sink::{RedisHandle, RedisTarget};
 use crate::rules::{CompiledRules, RuleMeta};
 use crate::sinks::JsonSink;
-use crate::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
+use crate::syslog::{SyslogHandle, SyslogOptions, SyslogSink, SyslogTarget};
 
 /// Records waiting between the perf readers and the engine. When full the
 /// readers wait and the kernel's rings absorb the burst (then count losses).
@@ -43,6 +43,8 @@ pub struct RunSettings {
     /// Drop mode's allowlist, static blocklist and dry run.
     pub drop_policy: DropPolicy,
     pub syslog: Option<(SyslogTarget, SyslogFormat)>,
+    /// `tls://` syslog: the checked client configuration.
+    pub syslog_tls: Option<Arc<rustls::ClientConfig>>,
     /// Serve Prometheus metrics here.
     pub metrics: Option<SocketAddr>,
     /// Frame bytes each alert carries (EVE `packet`).
@@ -539,9 +541,15 @@ pub async fn run(
         ),
         None => None,
     };
-    let syslog = settings
-        .syslog
-        .map(|(target, format)| SyslogSink::spawn(target, format, crate::syslog::DEFAULT_CAPACITY));
+    let syslog_tls = settings.syslog_tls;
+    let syslog = settings.syslog.map(|(target, format)| {
+        let options = SyslogOptions {
+            format,
+            tls: syslog_tls,
+            ..SyslogOptions::default()
+        };
+        SyslogSink::spawn_with(target, options)
+    });
 
     let mut engine = Engine {
         iface: settings.iface.clone(),

@@ -1,5 +1,6 @@
 //! The SIEM feed (CONTRACT section 4): every alert line as a syslog message
-//! over UDP, TCP or a local datagram socket such as `/dev/log`.
+//! over UDP, TCP, TLS (RFC 5425, in syslog_tls.rs) or a local datagram
+//! socket such as `/dev/log`.
 //!
 //! Messages are formatted here by hand rather than with the `syslog` crate:
 //! that crate stamps each message with the time of formatting (not the
@@ -54,6 +55,8 @@ pub enum SyslogTarget {
     Udp(HostPort),
     /// `tcp://HOST:PORT`: a stream, framed as [`Framing`] says.
     Tcp(HostPort),
+    /// `tls://HOST:PORT`: RFC 5425, octet-counted RFC 5424 over TLS.
+    Tls(HostPort),
     /// `unix:///dev/log`: one message per datagram on a local socket.
     Unix(PathBuf),
 }
@@ -82,6 +85,7 @@ impl fmt::Display for SyslogTarget {
         match self {
             SyslogTarget::Udp(peer) => write!(f, "udp://{peer}"),
             SyslogTarget::Tcp(peer) => write!(f, "tcp://{peer}"),
+            SyslogTarget::Tls(peer) => write!(f, "tls://{peer}"),
             SyslogTarget::Unix(path) => write!(f, "unix://{}", path.display()),
         }
     }
@@ -90,7 +94,7 @@ impl fmt::Display for SyslogTarget {
 /// A `--syslog` value that is not one of the accepted URL forms.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid syslog URL `{url}`: {reason} (expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH)"
+    "invalid syslog URL `{url}`: {reason} (expected udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH)"
 )]
 pub struct SyslogUrlError {
     pub url: String,
@@ -109,6 +113,7 @@ impl SyslogTarget {
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => parse_host_port(rest).map(SyslogTarget::Udp).map_err(fail),
             "tcp" => parse_host_port(rest).map(SyslogTarget::Tcp).map_err(fail),
+            "tls" => parse_host_port(rest).map(SyslogTarget::Tls).map_err(fail),
             "unix" => {
                 if !rest.starts_with('/') {
                     return Err(fail("the socket path must be absolute (unix:///dev/log)"));
@@ -119,7 +124,7 @@ impl SyslogTarget {
                 Ok(SyslogTarget::Unix(PathBuf::from(rest)))
             }
             _ => Err(fail(&format!(
-                "unknown scheme `{scheme}` (udp, tcp or unix)"
+                "unknown scheme `{scheme}` (udp, tcp, tls or unix)"
             ))),
         }
     }
@@ -348,6 +353,9 @@ impl Framing {
         match (target, format) {
             (SyslogTarget::Tcp(_), SyslogFormat::Rfc5424) => Framing::OctetCounting,
             (SyslogTarget::Tcp(_), SyslogFormat::Rfc3164) => Framing::Newline,
+            // RFC 5425 section 4.3: octet counting only (RFC 3164 is refused
+            // with tls:// before the sink starts).
+            (SyslogTarget::Tls(_), _) => Framing::OctetCounting,
             (SyslogTarget::Udp(_) | SyslogTarget::Unix(_), _) => Framing::Datagram,
         }
     }
@@ -384,6 +392,8 @@ pub struct SyslogStats {
     pub connect_errors: u64,
     /// Connections opened again after one was lost or failed.
     pub reconnects: u64,
+    /// TLS handshakes that failed (also in `connect_errors`).
+    pub tls_failures: u64,
     /// Accepted and not yet written (including one being retried).
     pub queued: u64,
 }
@@ -404,6 +414,7 @@ struct Counters {
     write_errors: AtomicU64,
     connect_errors: AtomicU64,
     reconnects: AtomicU64,
+    tls_failures: AtomicU64,
     queued: AtomicU64,
     /// Set while `send` is refusing messages, so the overflow is logged once
     /// per episode instead of once per alert.
@@ -421,6 +432,7 @@ impl Counters {
             write_errors: get(&self.write_errors),
             connect_errors: get(&self.connect_errors),
             reconnects: get(&self.reconnects),
+            tls_failures: get(&self.tls_failures),
             queued: get(&self.queued),
         }
     }
@@ -431,12 +443,14 @@ impl Counters {
 }
 
 /// Everything [`SyslogSink::spawn_with`] can be told.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SyslogOptions {
     pub format: SyslogFormat,
     pub facility: Facility,
     /// Most messages waiting for the peer (at least 1).
     pub capacity: usize,
+    /// `tls://` targets: the client configuration (crate::tls::client_config).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for SyslogOptions {
@@ -445,6 +459,7 @@ impl Default for SyslogOptions {
             format: SyslogFormat::Rfc5424,
             facility: Facility::LOCAL0,
             capacity: DEFAULT_CAPACITY,
+            tls: None,
         }
     }
 }
@@ -558,6 +573,7 @@ pub struct SyslogSink {
     queue: mpsc::Receiver<Vec<u8>>,
     counters: Arc<Counters>,
     connection: Option<Connection>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// A connection was open once (so the next one is a reconnect).
     connected_before: bool,
     /// Failures since the last successful write: sets the backoff.
@@ -592,6 +608,7 @@ impl SyslogSink {
             queue: queue_rx,
             counters: counters.clone(),
             connection: None,
+            tls: options.tls,
             connected_before: false,
             failures_in_a_row: 0,
         };
@@ -611,9 +628,13 @@ impl SyslogSink {
         while let Some(message) = self.queue.recv().await {
             self.deliver(&message).await;
         }
-        if let Some(Connection::Tcp(stream)) = self.connection.as_mut() {
+        match self.connection.as_mut() {
             // A clean FIN, so the peer reads everything before the close.
-            let _ = stream.shutdown().await;
+            Some(Connection::Tcp(stream)) => {
+                let _ = stream.shutdown().await;
+            }
+            Some(Connection::Tls(stream)) => crate::syslog_tls::close(stream).await,
+            _ => {}
         }
     }
 
@@ -622,7 +643,7 @@ impl SyslogSink {
         loop {
             if self
                 .connection
-                .as_ref()
+                .as_mut()
                 .is_some_and(|c| !c.peer_still_open())
             {
                 tracing::warn!(
@@ -633,7 +654,7 @@ impl SyslogSink {
             }
             if self.connection.is_none() {
                 self.wait_backoff().await;
-                match Connection::open(&self.target).await {
+                match Connection::open(&self.target, self.tls.as_ref()).await {
                     Ok(connection) => {
                         if self.connected_before {
                             Counters::add(&self.counters.reconnects, 1);
@@ -644,6 +665,9 @@ impl SyslogSink {
                     }
                     Err(err) => {
                         Counters::add(&self.counters.connect_errors, 1);
+                        if crate::syslog_tls::is_handshake_failure(&err) {
+                            Counters::add(&self.counters.tls_failures, 1);
+                        }
                         self.note_failure("cannot connect to the syslog peer", &err);
                         continue;
                     }
@@ -711,11 +735,15 @@ pub fn backoff_delay(failures: u32) -> Duration {
 enum Connection {
     Udp(UdpSocket),
     Tcp(TcpStream),
+    Tls(Box<crate::syslog_tls::TlsSyslogStream>),
     Unix(UnixDatagram),
 }
 
 impl Connection {
-    async fn open(target: &SyslogTarget) -> io::Result<Connection> {
+    async fn open(
+        target: &SyslogTarget,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> io::Result<Connection> {
         match target {
             SyslogTarget::Udp(peer) => {
                 let mut last_err = no_address(peer);
@@ -749,6 +777,13 @@ impl Connection {
                 }
                 Err(last_err)
             }
+            SyslogTarget::Tls(peer) => {
+                let config = tls.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "tls:// without a CA file")
+                })?;
+                let stream = crate::syslog_tls::connect(peer, config, CONNECT_TIMEOUT).await?;
+                Ok(Connection::Tls(Box::new(stream)))
+            }
             SyslogTarget::Unix(path) => {
                 let socket = UnixDatagram::unbound()?;
                 socket.connect(path)?;
@@ -762,16 +797,19 @@ impl Connection {
             Connection::Udp(socket) => socket.send(message).await.map(drop),
             Connection::Unix(socket) => socket.send(message).await.map(drop),
             Connection::Tcp(stream) => stream.write_all(message).await,
+            Connection::Tls(stream) => crate::syslog_tls::write(stream, message).await,
         }
     }
 
-    /// For TCP: whether the peer has not closed or reset the connection.
-    /// A write into a connection the peer already closed still succeeds
-    /// locally and is lost, so this is checked before each write. Syslog
-    /// receivers never send, so anything readable means the end.
-    fn peer_still_open(&self) -> bool {
-        let Connection::Tcp(stream) = self else {
-            return true;
+    /// For TCP and TLS: whether the peer has not closed or reset the
+    /// connection. A write into a connection the peer already closed still
+    /// succeeds locally and is lost, so this is checked before each write.
+    /// Syslog receivers never send, so anything readable on TCP means the end.
+    fn peer_still_open(&mut self) -> bool {
+        let stream = match self {
+            Connection::Tcp(stream) => stream,
+            Connection::Tls(stream) => return crate::syslog_tls::peer_still_open(stream),
+            Connection::Udp(_) | Connection::Unix(_) => return true,
         };
         let mut byte = 0u8;
         // SAFETY: a valid socket and a one-byte buffer; MSG_PEEK leaves the
@@ -945,6 +983,20 @@ mod tests {
             tcp("siem.example.net", 6514)
         );
         assert_eq!(
+            SyslogTarget::parse("tls://siem.example.net:6514").unwrap(),
+            SyslogTarget::Tls(HostPort {
+                host: "siem.example.net".to_owned(),
+                port: 6514
+            })
+        );
+        assert_eq!(
+            Framing::for_target(
+                &SyslogTarget::parse("tls://[::1]:6514").unwrap(),
+                SyslogFormat::Rfc5424
+            ),
+            Framing::OctetCounting
+        );
+        assert_eq!(
             SyslogTarget::parse("udp://[::1]:5514").unwrap(),
             SyslogTarget::Udp(HostPort {
                 host: "::1".to_owned(),
@@ -961,7 +1013,12 @@ mod tests {
                 .unwrap(),
             SyslogTarget::Unix(PathBuf::from("/run/systemd/journal/syslog"))
         );
-        for url in ["udp://[::1]:5514", "tcp://10.0.0.1:514", "unix:///dev/log"] {
+        for url in [
+            "udp://[::1]:5514",
+            "tcp://10.0.0.1:514",
+            "tls://[2001:db8::5]:6514",
+            "unix:///dev/log",
+        ] {
             assert_eq!(SyslogTarget::parse(url).unwrap().to_string(), url);
         }
     }
@@ -981,6 +1038,12 @@ mod tests {
             ("udp://[::1:514", "unclosed"),
             ("udp://[nope]:514", "not an IPv6 address"),
             ("udp://[::1]", "missing port"),
+            ("tls://host", "missing port"),
+            ("tls://host:6514/x", "only HOST:PORT"),
+            (
+                "ssl://host:6514",
+                "unknown scheme `ssl` (udp, tcp, tls or unix)",
+            ),
             ("unix://dev/log", "absolute"),
             ("unix:///", "directory"),
         ] {

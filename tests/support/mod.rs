@@ -4,6 +4,7 @@
 //! evaluation that `replay` uses.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod eve;
 pub mod kinds;
 pub mod live;

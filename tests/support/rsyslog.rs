@@ -1,6 +1,8 @@
 //! A real rsyslogd for tests: started on free loopback ports and unix
 //! sockets in a temporary folder, writing what it receives with a template
-//! that keeps every syslog header field; stopped by its own PID.
+//! that keeps every syslog header field; stopped by its own PID. On request
+//! it also listens with TLS (RFC 5425, the gtls driver of rsyslog-gnutls),
+//! and runs inside a test's network namespace.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -35,23 +37,54 @@ pub fn rsyslogd(test: &str) -> Option<PathBuf> {
     found
 }
 
+/// The server side of the TLS inputs: its certificate and key, and the CA
+/// client certificates must chain to.
+#[derive(Clone, Debug)]
+pub struct TlsServer {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How to start rsyslogd besides the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Adds two TLS inputs: `imtcp-tls` (no client certificate asked) on
+    /// `tls_port` and `imtcp-mtls` (a client certificate from the CA
+    /// required) on `mtls_port`.
+    pub tls: Option<TlsServer>,
+    /// Runs rsyslogd in this network namespace (its ports on that
+    /// namespace's loopback).
+    pub netns: Option<String>,
+}
+
 /// One rsyslogd we started; killed (by its own pid) when dropped.
 pub struct Rsyslog {
     binary: PathBuf,
+    options: Options,
     pub dir: tempfile::TempDir,
     pub tcp_port: u16,
     pub udp_port: u16,
+    pub tls_port: u16,
+    pub mtls_port: u16,
     child: Option<Child>,
 }
 
 impl Rsyslog {
     pub fn start(binary: PathBuf) -> Rsyslog {
+        Rsyslog::start_with(binary, Options::default())
+    }
+
+    pub fn start_with(binary: PathBuf, options: Options) -> Rsyslog {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("work")).unwrap();
         let mut rsyslog = Rsyslog {
             binary,
+            options,
             tcp_port: free_tcp_port(),
             udp_port: free_udp_port(),
+            tls_port: free_tcp_port(),
+            mtls_port: free_tcp_port(),
             dir,
             child: None,
         };
@@ -76,9 +109,30 @@ impl Rsyslog {
 
     fn write_config(&self) {
         let dir = self.dir.path().display();
+        let (tls_files, tls_inputs) = match &self.options.tls {
+            None => (String::new(), String::new()),
+            Some(tls) => (
+                format!(
+                    r#"
+       DefaultNetstreamDriverCAFile="{}" DefaultNetstreamDriverCertFile="{}"
+       DefaultNetstreamDriverKeyFile="{}""#,
+                    tls.ca.display(),
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+                format!(
+                    r#"input(type="imtcp" address="127.0.0.1" port="{}" name="imtcp-tls"
+      streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{}" name="imtcp-mtls"
+      streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
+"#,
+                    self.tls_port, self.mtls_port
+                ),
+            ),
+        };
         // The template puts MSG last so a `|` inside it cannot shift fields.
         let config = format!(
-            r#"global(workDirectory="{dir}/work" maxMessageSize="64k")
+            r#"global(workDirectory="{dir}/work" maxMessageSize="64k"{tls_files})
 module(load="imtcp")
 module(load="imudp")
 module(load="imuxsock" sysSock.use="off")
@@ -86,7 +140,7 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}")
 input(type="imudp" address="127.0.0.1" port="{udp}")
 input(type="imuxsock" socket="{tuned}" useSpecialParser="off" parseHostname="on" ignoreTimestamp="off")
 input(type="imuxsock" socket="{stock}")
-template(name="fields" type="string"
+{tls_inputs}template(name="fields" type="string"
          string="%inputname%|%syslogfacility%|%syslogseverity%|%protocol-version%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\n")
 if $app-name == "sensor" then {{
   action(type="omfile" file="{dir}/received.log" template="fields")
@@ -110,7 +164,16 @@ if $app-name == "sensor" then {{
             .append(true)
             .open(dir.join("rsyslogd.out"))
             .unwrap();
-        let child = Command::new(&self.binary)
+        let mut command = match &self.options.netns {
+            None => Command::new(&self.binary),
+            Some(netns) => {
+                // `ip netns exec` execs rsyslogd: the pid stays its own.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&self.binary);
+                command
+            }
+        };
+        let child = command
             .arg("-n")
             .arg("-f")
             .arg(dir.join("rsyslog.conf"))
@@ -127,11 +190,32 @@ if $app-name == "sensor" then {{
 
         let started = Instant::now();
         loop {
-            let tcp_up = TcpStream::connect(("127.0.0.1", self.tcp_port)).is_ok();
-            // rsyslogd holds the UDP port once we can no longer bind it.
-            let udp_up = UdpSocket::bind(("127.0.0.1", self.udp_port)).is_err();
+            let (tcp_up, udp_up) = match &self.options.netns {
+                None => (
+                    TcpStream::connect(("127.0.0.1", self.tcp_port)).is_ok(),
+                    // rsyslogd holds the UDP port once we can no longer bind it.
+                    UdpSocket::bind(("127.0.0.1", self.udp_port)).is_err(),
+                ),
+                Some(netns) => {
+                    let mut tcp_ports = vec![self.tcp_port];
+                    if self.options.tls.is_some() {
+                        tcp_ports.extend([self.tls_port, self.mtls_port]);
+                    }
+                    (
+                        tcp_ports
+                            .iter()
+                            .all(|&port| listening_in(netns, "-Hltn", port)),
+                        listening_in(netns, "-Hlun", self.udp_port),
+                    )
+                }
+            };
+            let tls_up = self.options.tls.is_none()
+                || self.options.netns.is_some()
+                || [self.tls_port, self.mtls_port]
+                    .iter()
+                    .all(|&port| TcpStream::connect(("127.0.0.1", port)).is_ok());
             let sockets_up = self.tuned_socket().exists() && self.stock_socket().exists();
-            if tcp_up && udp_up && sockets_up {
+            if tcp_up && udp_up && tls_up && sockets_up {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -198,6 +282,15 @@ impl Drop for Rsyslog {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether something in `netns` listens on `port` (`ss` with `flags`).
+fn listening_in(netns: &str, flags: &str, port: u16) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", netns, "ss", flags])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
 }
 
 pub fn free_tcp_port() -> u16 {
