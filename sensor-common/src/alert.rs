@@ -10,6 +10,22 @@ pub mod outcome {
     pub const BLOCKED: u8 = 1;
 }
 
+/// `AlertRecord::block` values: what a `drop` rule's match did to the
+/// packet's source (the alert's `sensor.block`).
+pub mod block {
+    /// Not a `drop` rule enforced on this packet: no `sensor.block`.
+    pub const NONE: u8 = 0;
+    pub const BLOCKED: u8 = 1;
+    /// `block_when: proven` and the source is not proven.
+    pub const NOT_PROVEN: u8 = 2;
+    /// `block_when: repeated` and too few matches yet.
+    pub const NOT_REPEATED: u8 = 3;
+    /// A dry run: it would have been blocked.
+    pub const DRY_RUN: u8 = 4;
+    /// The rule drops and never blocks.
+    pub const DROP_ONLY: u8 = 5;
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -32,7 +48,9 @@ pub struct AlertRecord {
     /// frame's first bytes, Suricata EVE's `packet`): at most
     /// [`MAX_ALERT_PACKET_BYTES`], 0 when capture is off.
     pub captured_len: u16,
-    pub _pad: [u8; 4],
+    /// [`block`] value.
+    pub block: u8,
+    pub _pad: [u8; 3],
     pub packet: PacketMeta,
 }
 

@@ -169,6 +169,10 @@ pub struct PacketInfo {
 pub struct SensorFields {
     /// Matching packets this line stands for (see `crate::aggregate`).
     pub count: u64,
+    /// Drop mode, lines of `drop` rules: what became of the source
+    /// (`crate::drop_policy::block_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
     #[serde(flatten)]
     pub header: HeaderFacts,
 }
@@ -252,6 +256,7 @@ impl Alert {
             }),
             sensor: SensorFields {
                 count,
+                block: crate::drop_policy::block_name(record.block).map(str::to_owned),
                 header: HeaderFacts::from_meta(meta),
             },
         }

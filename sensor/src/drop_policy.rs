@@ -1,0 +1,219 @@
+//! Drop mode's `block_when` settings (CONTRACT section 5): the config keys
+//! `drop.block_when`, `drop.block_repeat` and `drop.proof_seconds`, read into
+//! the kernel's [`BlockPolicy`], and the names alerts and metrics use for
+//! them. The judgement itself is shared with the kernel
+//! (`sensor_common::proof`).
+
+use std::cell::Cell;
+use std::net::IpAddr;
+
+use sensor_common::alert::block;
+use sensor_common::proof::proof_holds;
+use sensor_common::tables::{BlockPolicy, block_when};
+
+use crate::loader::{Counters, DropPolicy, Kernel};
+use crate::metrics::ProofMetrics;
+use crate::rules::yaml::{Located, Node};
+
+/// The `drop:` keys this module reads.
+pub const KEYS: &[&str] = &["block_when", "block_repeat", "proof_seconds"];
+
+/// Longest `block_repeat.window_seconds` and `proof_seconds`: a day.
+const MAX_SECONDS: i128 = 86_400;
+/// Largest `block_repeat.count`.
+const MAX_REPEAT_COUNT: i128 = 1_000;
+const NS_PER_SECOND: u64 = 1_000_000_000;
+
+/// `block_when` spellings, by [`block_when`] value.
+const MODES: [(&str, u8); 3] = [
+    ("proven", block_when::PROVEN),
+    ("repeated", block_when::REPEATED),
+    ("first_match", block_when::FIRST_MATCH),
+];
+
+/// Reads `drop.<key>` (one of [`KEYS`]) into `policy`.
+pub(crate) fn parse_key(key: &str, node: &Node, policy: &mut BlockPolicy) -> Result<(), Located> {
+    match key {
+        "block_when" => policy.block_when = node.as_choice("block_when", "block_when", &MODES)?,
+        "proof_seconds" => {
+            policy.proof_ns = node.as_int("proof_seconds", 1..=MAX_SECONDS)? as u64 * NS_PER_SECOND;
+        }
+        _ => {
+            let fields = node.as_map("`block_repeat`", &["count", "window_seconds"])?;
+            for field in &fields.fields {
+                if field.key == "count" {
+                    policy.repeat_count = field.value.as_int("count", 1..=MAX_REPEAT_COUNT)? as u32;
+                } else {
+                    policy.repeat_window_ns =
+                        field.value.as_int("window_seconds", 1..=MAX_SECONDS)? as u64
+                            * NS_PER_SECOND;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The configuration name of a [`block_when`] value.
+pub fn mode_name(value: u8) -> &'static str {
+    MODES
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("proven", |(name, _)| name)
+}
+
+/// The alert's `sensor.block` for an [`block`] value (`None`: absent).
+pub fn block_name(value: u8) -> Option<&'static str> {
+    match value {
+        block::BLOCKED => Some("blocked"),
+        block::NOT_PROVEN => Some("not_proven"),
+        block::NOT_REPEATED => Some("not_repeated"),
+        block::DRY_RUN => Some("dry_run"),
+        block::DROP_ONLY => Some("drop_only"),
+        _ => None,
+    }
+}
+
+/// How often the proven sources are counted: a walk of a map of up to
+/// 65,536 entries, two system calls each.
+const PROVEN_SAMPLE_NS: u64 = 10_000_000_000;
+
+/// The last count of proven sources and when it was taken (kernel clock).
+#[derive(Debug, Default)]
+pub struct ProvenSample(Cell<Option<(u64, u64)>>);
+
+/// The proof and blocking metrics from the kernel's counters, with the
+/// proven sources counted at most every [`PROVEN_SAMPLE_NS`] (a failed
+/// count is logged and keeps the previous one).
+pub fn proof_metrics(
+    kernel: &Kernel,
+    counters: &Counters,
+    policy: &DropPolicy,
+    sample: &ProvenSample,
+    now: u64,
+) -> ProofMetrics {
+    let due = sample
+        .0
+        .get()
+        .is_none_or(|(_, at)| now.saturating_sub(at) >= PROVEN_SAMPLE_NS);
+    if due {
+        match kernel.proven_sources() {
+            Ok(sources) => {
+                let holding = sources
+                    .iter()
+                    .filter(|(_, at)| proof_holds(*at, now, policy.block.proof_ns))
+                    .count();
+                sample.0.set(Some((holding as u64, now)));
+            }
+            Err(err) => tracing::error!(error = %err, "cannot count the proven sources"),
+        }
+    }
+    ProofMetrics {
+        proven_sources: sample.0.get().map_or(0, |(count, _)| count),
+        proofs: counters.proofs,
+        refused_not_proven: counters.refused_not_proven,
+        refused_not_repeated: counters.refused_not_repeated,
+        blocks: counters.blocks,
+    }
+}
+
+/// Dry run: logs what a `drop` rule's match would have done to its source.
+pub fn report_would_block(src: &IpAddr, rule: u32, verdict: u8) {
+    match verdict {
+        block::DRY_RUN => {
+            tracing::warn!(src = %src, rule, "dry run: would drop, and block the source");
+        }
+        _ => tracing::warn!(
+            src = %src,
+            rule,
+            not_blocked = block_name(verdict).unwrap_or("drop_only"),
+            "dry run: would drop, and not block the source"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, parse_config};
+
+    fn policy_of(text: &str) -> BlockPolicy {
+        parse_config("c.yaml", text).expect("valid").drop.block
+    }
+
+    /// (line, column, message) of a config error.
+    fn error_of(text: &str) -> (u64, u64, String) {
+        match parse_config("c.yaml", text) {
+            Err(ConfigError::Invalid(err)) => (err.line, err.column, err.to_string()),
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_proven_600_seconds_and_3_in_10() {
+        let policy = policy_of("drop: {dry_run: true}\n");
+        assert_eq!(policy, BlockPolicy::DEFAULT);
+        assert_eq!(policy.block_when, block_when::PROVEN);
+        assert_eq!(policy.proof_ns, 600_000_000_000);
+        assert_eq!(
+            (policy.repeat_count, policy.repeat_window_ns),
+            (3, 10_000_000_000)
+        );
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let policy = policy_of(
+            "drop:\n  block_when: repeated\n  block_repeat: { count: 5, window_seconds: 2 }\n  proof_seconds: 30\n",
+        );
+        assert_eq!(policy.block_when, block_when::REPEATED);
+        assert_eq!(
+            (policy.repeat_count, policy.repeat_window_ns),
+            (5, 2_000_000_000)
+        );
+        assert_eq!(policy.proof_ns, 30_000_000_000);
+        let policy = policy_of("drop: {block_when: first_match}\n");
+        assert_eq!(policy.block_when, block_when::FIRST_MATCH);
+    }
+
+    #[test]
+    fn bad_values_name_line_column_and_what() {
+        let (line, column, message) = error_of("drop:\n  block_when: always\n");
+        assert_eq!((line, column), (2, 15), "{message}");
+        assert!(
+            message.contains("unknown block_when \"always\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("proven, repeated, first_match"),
+            "{message}"
+        );
+        let (line, column, message) = error_of("drop:\n  block_repeat: { count: 0 }\n");
+        assert_eq!((line, column), (2, 26), "{message}");
+        assert!(message.contains("count"), "{message}");
+        let (line, _, message) = error_of("drop:\n  block_repeat: { cnt: 3 }\n");
+        assert_eq!(line, 2, "{message}");
+        assert!(message.contains("unknown key \"cnt\""), "{message}");
+        let (line, _, message) = error_of("drop:\n  proof_seconds: 0\n");
+        assert_eq!(line, 2, "{message}");
+        assert!(message.contains("proof_seconds"), "{message}");
+        let (_, _, message) = error_of("drop:\n  block_repeat: { window_seconds: 86401 }\n");
+        assert!(message.contains("window_seconds"), "{message}");
+    }
+
+    #[test]
+    fn every_block_value_has_a_name_and_none_has_none() {
+        for value in [
+            block::BLOCKED,
+            block::NOT_PROVEN,
+            block::NOT_REPEATED,
+            block::DRY_RUN,
+            block::DROP_ONLY,
+        ] {
+            assert!(block_name(value).is_some(), "{value}");
+        }
+        assert_eq!(block_name(block::NONE), None);
+        assert_eq!(mode_name(block_when::REPEATED), "repeated");
+        assert_eq!(mode_name(block_when::FIRST_MATCH), "first_match");
+    }
+}
