@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use sensor::loader::{Counters, DropPolicy, Kernel, SensorMode};
-use sensor::testing::frames::{self, ETH_IPV4, Ipv4, flags};
+use sensor::testing::frames::{self, flags};
 use sensor_common::alert::block;
 use sensor_common::tables::{BlockPolicy, block_when};
 use support::kinds::addr_key_v4 as addr_key;
@@ -41,11 +41,8 @@ const SERVER: [u8; 4] = [198, 51, 100, 80];
 const CLIENT_PORT: u16 = 40_001;
 const SERVER_PORT: u16 = 443;
 
-/// An IPv4 TCP segment with the given sequence and acknowledgement numbers.
 fn segment(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), f: u16, seq: u32, ack: u32) -> Vec<u8> {
-    let mut tcp = frames::tcp(ports.0, ports.1, f, seq, &[]);
-    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    frames::ethernet(&[], ETH_IPV4, &Ipv4::new(src, dst, 6).build(&tcp))
+    frames::ipv4_tcp_numbered((src, dst), ports, f, seq, ack)
 }
 
 fn from_client(f: u16, seq: u32, ack: u32) -> Vec<u8> {
