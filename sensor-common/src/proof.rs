@@ -7,14 +7,14 @@
 //! An attacker who forges the address is not on the path of the SYN-ACK,
 //! cannot read its sequence number, and so cannot produce that ACK.
 //!
-//! Cost: only TCP is looked at. A SYN or SYN-ACK is a handshake packet; any
-//! other segment with ACK set (and SYN, RST clear) costs one LRU lookup,
-//! which misses unless it may be a handshake's last packet; every other
-//! packet costs nothing.
+//! Cost: only TCP is looked at. A SYN or SYN-ACK is a handshake packet; a
+//! segment with ACK set and SYN, RST, FIN clear (an established
+//! connection's) costs one LRU lookup, which misses unless it is a
+//! handshake's last packet; every other packet costs nothing.
 
 use crate::alert::block;
 use crate::detect::DetectState;
-use crate::packet::tcp::{ACK, RST, SYN};
+use crate::packet::tcp::{ACK, FIN, RST, SYN};
 use crate::packet::{AddrKey, PacketMeta, flag};
 use crate::tables::{BlockPolicy, Handshake, HandshakeKey, RepeatWindow, block_when, stage};
 
@@ -64,7 +64,9 @@ pub fn observe<S: DetectState>(
     if !meta.has(flag::HAS_TCP_FLAGS) || !meta.has(flag::HAS_PORTS) {
         return seen::NOTHING;
     }
-    let flags = meta.tcp_flags & (SYN | ACK | RST);
+    // A handshake's segments carry exactly these of the four flags (a
+    // SYN+FIN scan is no handshake).
+    let flags = meta.tcp_flags & (SYN | ACK | RST | FIN);
     if flags == ACK {
         return final_ack(meta, now, proof_ns, state, key);
     }
@@ -111,7 +113,7 @@ pub fn observe<S: DetectState>(
     seen::NOTHING
 }
 
-/// A segment with ACK set and SYN, RST clear: the third packet of a
+/// A segment with ACK set and SYN, RST, FIN clear: the third packet of a
 /// watched handshake, or (nearly always) not part of one.
 #[inline(always)]
 fn final_ack<S: DetectState>(

@@ -201,6 +201,136 @@ mod tests {
         assert!(message.contains("window_seconds"), "{message}");
     }
 
+    // ---- the shared judgement, over replay's in-memory state ----
+
+    use crate::state::MemoryState;
+    use crate::testing::frames::{self, flags};
+    use sensor_common::detect::DetectState;
+    use sensor_common::packet::PacketMeta;
+    use sensor_common::parse::parse_ethernet;
+    use sensor_common::proof::{judge_block, observe, repeat_step, seen};
+    use sensor_common::tables::{HandshakeKey, RepeatWindow};
+
+    const PROOF_NS: u64 = 1_000;
+
+    fn seg(from_client: bool, f: u16, seq: u32, ack: u32) -> PacketMeta {
+        let (c, s) = ([192, 0, 2, 1], [198, 51, 100, 2]);
+        let frame = if from_client {
+            frames::ipv4_tcp_numbered((c, s), (40000, 80), f, seq, ack)
+        } else {
+            frames::ipv4_tcp_numbered((s, c), (80, 40000), f, seq, ack)
+        };
+        parse_ethernet(frame.as_slice())
+    }
+
+    /// Runs (time, from_client, flags, seq, ack) segments; what each made.
+    fn watch(state: &mut MemoryState, segments: &[(u64, bool, u16, u32, u32)]) -> Vec<u8> {
+        let mut key = HandshakeKey::default();
+        segments
+            .iter()
+            .map(|&(t, c, f, seq, ack)| observe(&seg(c, f, seq, ack), t, PROOF_NS, state, &mut key))
+            .collect()
+    }
+
+    fn client() -> sensor_common::packet::AddrKey {
+        seg(true, flags::ACK, 0, 0).src_key()
+    }
+
+    #[test]
+    fn a_handshake_proves_at_its_final_ack_and_for_proof_ns() {
+        let mut state = MemoryState::new();
+        let (syn, syn_ack, ack) = (flags::SYN, flags::SYN | flags::ACK, flags::ACK);
+        let seen = watch(
+            &mut state,
+            &[
+                (10, true, syn, u32::MAX, 0),
+                (11, false, syn_ack, u32::MAX, 0),
+                (12, true, ack, 0, 0),
+            ],
+        );
+        assert_eq!(seen, [seen::NOTHING, seen::NOTHING, seen::PROOF]);
+        assert_eq!(state.proven_at(&client()), Some(12));
+        let policy = BlockPolicy {
+            proof_ns: PROOF_NS,
+            ..BlockPolicy::DEFAULT
+        };
+        let verdict =
+            |state: &mut MemoryState, now| judge_block(&client(), now, &policy, true, state);
+        assert_eq!(verdict(&mut state, 12 + PROOF_NS - 1), block::BLOCKED);
+        assert_eq!(verdict(&mut state, 12 + PROOF_NS), block::NOT_PROVEN);
+    }
+
+    #[test]
+    fn a_handshake_slower_than_proof_ns_or_with_a_wrong_ack_proves_nothing() {
+        let (syn, syn_ack, ack) = (flags::SYN, flags::SYN | flags::ACK, flags::ACK);
+        let mut state = MemoryState::new();
+        let late = watch(
+            &mut state,
+            &[
+                (0, true, syn, 5, 0),
+                (1, false, syn_ack, 9, 6),
+                (PROOF_NS, true, ack, 6, 10),
+            ],
+        );
+        assert_eq!(late[2], seen::NOTHING);
+        let mut state = MemoryState::new();
+        let wrong = watch(
+            &mut state,
+            &[
+                (0, true, syn, 5, 0),
+                (1, false, syn_ack, 9, 6),
+                (2, true, ack, 6, 11),
+                (3, true, ack, 6, 10),
+            ],
+        );
+        assert_eq!(wrong[2..], [seen::BAD_ACK, seen::NOTHING]);
+        assert_eq!(state.proven_at(&client()), None);
+        // A SYN-ACK that does not acknowledge the SYN is not the peer's answer.
+        let mut state = MemoryState::new();
+        let stray = watch(
+            &mut state,
+            &[
+                (0, true, syn, 5, 0),
+                (1, false, syn_ack, 9, 7),
+                (2, true, ack, 6, 10),
+            ],
+        );
+        assert_eq!(stray[2], seen::NOTHING);
+        // SYN+FIN opens nothing.
+        let mut state = MemoryState::new();
+        let scan = watch(
+            &mut state,
+            &[
+                (0, true, syn | flags::FIN, 5, 0),
+                (1, false, syn_ack, 9, 6),
+                (2, true, ack, 6, 10),
+            ],
+        );
+        assert_eq!(scan[2], seen::NOTHING);
+    }
+
+    #[test]
+    fn repeat_windows_count_to_the_threshold_and_start_again() {
+        let mut window = RepeatWindow::default();
+        assert!(!repeat_step(&mut window, 100, 10, 3));
+        assert!(!repeat_step(&mut window, 105, 10, 3));
+        assert!(
+            repeat_step(&mut window, 109, 10, 3),
+            "third within the window"
+        );
+        assert!(
+            !repeat_step(&mut window, 110, 10, 3),
+            "a block starts a new count"
+        );
+        assert!(!repeat_step(&mut window, 115, 10, 3));
+        assert!(
+            !repeat_step(&mut window, 120, 10, 3),
+            "the window of 110 ended at 120"
+        );
+        let mut once = RepeatWindow::default();
+        assert!(repeat_step(&mut once, 0, 10, 1), "count 1 is first_match");
+    }
+
     #[test]
     fn every_block_value_has_a_name_and_none_has_none() {
         for value in [
