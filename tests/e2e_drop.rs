@@ -433,6 +433,33 @@ fn blocks_survive_a_restart_and_ended_ones_are_not_revived() {
 
 const CLIENT: [u8; 4] = [192, 0, 2, 30];
 const GUESSER: [u8; 4] = [192, 0, 2, 31];
+/// Proven, then an XMAS scan: blocked for 60 s.
+const SCANNER: [u8; 4] = [192, 0, 2, 32];
+
+/// `sensor inspect --summary 1 --json` joined to the running sensor for a
+/// second and a half: its report lines.
+fn inspect_summary(bed: &Testbed, dir: &Path) -> Vec<serde_json::Value> {
+    let out = dir.join("inspect.json");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            SENSOR,
+            "inspect",
+            "--iface",
+        ])
+        .arg(&bed.sensor_if)
+        .args(["--summary", "1", "--json"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sensor inspect");
+    let mut inspect = Started(child);
+    std::thread::sleep(Duration::from_millis(1_500));
+    inspect.stop(Duration::from_secs(10));
+    read_lines(&out)
+}
 
 /// A TCP handshake from `client` to SERVER:443 as the link sees it (the
 /// server's SYN-ACK included); `final_ack_off` is added to the right
@@ -506,12 +533,21 @@ fn proven_blocks_only_a_source_that_completed_a_handshake() {
     traffic.extend(handshake(ALLOWED, 41002, 0));
     traffic.push(attack(ALLOWED));
     traffic.extend(benign(ALLOWED, 20));
+    traffic.extend(handshake(SCANNER, 41003, 0));
+    traffic.push(frames::ipv4_tcp(
+        SCANNER,
+        SERVER,
+        41003,
+        80,
+        flags::FIN | flags::PSH | flags::URG,
+    ));
     send(&bed, dir, "proven", &traffic);
     std::thread::sleep(Duration::from_millis(300));
     let arrived = receiver.arrived();
     // The server: its forged SYN+FIN dropped, its next 20 packets through
-    // (plus the SYN-ACKs it sent in the handshakes: 3).
-    assert_eq!(arrived_from(&arrived, SERVER), 20 + 3, "{arrived:?}");
+    // (plus the SYN-ACKs it sent in the handshakes: 4).
+    assert_eq!(arrived_from(&arrived, SERVER), 20 + 4, "{arrived:?}");
+    assert_eq!(arrived_from(&arrived, SCANNER), 2, "{arrived:?}");
     // The proven client: its handshake through, the attack and the next 20 dropped.
     assert_eq!(arrived_from(&arrived, CLIENT), 2, "{arrived:?}");
     // The wrong ACK proved nothing: only the attack was dropped.
@@ -519,7 +555,7 @@ fn proven_blocks_only_a_source_that_completed_a_handshake() {
     // Allowlisted and proven: never dropped.
     assert_eq!(arrived_from(&arrived, ALLOWED), 2 + 1 + 20, "{arrived:?}");
 
-    let alerts = wait_alerts(&alerts_path, 4);
+    let alerts = wait_alerts(&alerts_path, 5);
     assert_eq!(
         block_of(&alerts, "192.0.2.10"),
         ["not_proven"],
@@ -550,18 +586,30 @@ fn proven_blocks_only_a_source_that_completed_a_handshake() {
         metric(&scrape(&bed, METRICS), series).is_some()
     });
     assert!(listed, "the proven client is not listed as blocked");
+    // `sensor inspect --summary`, joined to the running sensor, lists the
+    // blocked sources with the rule, why, and the time left.
+    let reports = inspect_summary(&bed, dir);
+    let total = reports.last().expect("an inspect summary");
+    let scanner = total["blocked"]
+        .as_array()
+        .and_then(|list| list.iter().find(|b| b["src_ip"] == "192.0.2.32"))
+        .unwrap_or_else(|| panic!("the scanner is not listed: {total}"));
+    assert_eq!(scanner["signature_id"], 500003, "{total}");
+    assert_eq!(scanner["block_when"], "proven", "{total}");
+    let left = scanner["seconds_left"].as_u64().unwrap();
+    assert!((50..=60).contains(&left), "{total}");
 
     // Metrics: one proof per right handshake (the allowlisted one counts),
     // refusals, one block; the proven gauge is sampled every 10 s.
     let mut text = String::new();
     let counted = wait_for(Duration::from_secs(15), || {
         text = scrape(&bed, METRICS);
-        metric(&text, "sensor_proven_sources") == Some(2)
+        metric(&text, "sensor_proven_sources") == Some(3)
     });
     assert!(counted, "proven sources not counted:\n{text}");
     assert_eq!(
         metric(&text, "sensor_drop_mode_proofs_total"),
-        Some(2),
+        Some(3),
         "{text}"
     );
     assert_eq!(
@@ -577,7 +625,7 @@ fn proven_blocks_only_a_source_that_completed_a_handshake() {
             &text,
             "sensor_drop_mode_blocks_total{block_when=\"proven\"}"
         ),
-        Some(1),
+        Some(2),
         "{text}"
     );
     let status = sensor.stop(Duration::from_secs(15)).expect("exits");

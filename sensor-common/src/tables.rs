@@ -231,8 +231,14 @@ pub struct BlockEntry {
     pub until_ns: u64,
     /// The rule that blocked it.
     pub sig_id: u32,
-    pub _pad: u32,
+    /// The [`block_when`] in force when it was blocked, or
+    /// [`BLOCK_RESTORED`] for a block put back from the state file.
+    pub block_when: u8,
+    pub _pad: [u8; 3],
 }
+
+/// [`BlockEntry::block_when`] of a block restored from `drop.state_file`.
+pub const BLOCK_RESTORED: u8 = 0xff;
 
 pub mod mode {
     pub const IDS: u8 = 0;

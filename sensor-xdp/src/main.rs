@@ -214,16 +214,19 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     if decision.drop && dry_run {
         count(counter::WOULD_DROP);
     } else if decision.drop {
-        if decision.block_ns > 0 {
+        if decision.block_ns > 0
+            && let Some(policy) = DROP_POLICY.get(0)
+        {
             let entry = BlockEntry {
                 // A drop was decided by a rule walk, which read the clock.
                 until_ns: clock(record) + decision.block_ns,
                 sig_id: unsafe { (*record).sig_id },
-                _pad: 0,
+                block_when: policy.block_when,
+                _pad: [0; 3],
             };
             if BLOCKED.insert(packet.src_key(), entry, 0).is_err() {
                 count(counter::BLOCK_ERRORS);
-            } else if let Some(policy) = DROP_POLICY.get(0) {
+            } else {
                 count(counter::BLOCKS + policy.block_when as u32);
             }
         }

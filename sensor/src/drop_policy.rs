@@ -7,9 +7,14 @@
 use std::cell::Cell;
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
+
 use sensor_common::alert::block;
+use sensor_common::packet::AddrKey;
 use sensor_common::proof::proof_holds;
-use sensor_common::tables::{BlockPolicy, block_when};
+use sensor_common::tables::{BLOCK_RESTORED, BlockEntry, BlockPolicy, block_when};
+
+use crate::alert::ip_addr;
 
 use crate::loader::{Counters, DropPolicy, Kernel};
 use crate::metrics::ProofMetrics;
@@ -115,6 +120,62 @@ pub fn proof_metrics(
         refused_not_repeated: counters.refused_not_repeated,
         blocks: counters.blocks,
     }
+}
+
+/// A source blocked now, as `sensor inspect --summary` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedNow {
+    pub src_ip: IpAddr,
+    /// The rule whose match blocked it.
+    pub signature_id: u32,
+    /// Why it could be blocked: the `block_when` in force then (`proven`,
+    /// `repeated`, `first_match`), or `restored` from `drop.state_file`.
+    pub block_when: String,
+    pub seconds_left: u64,
+}
+
+/// The blocks of the kernel's map that have not ended at `now` (kernel
+/// monotonic clock), longest left first.
+pub fn blocked_now(entries: &[(AddrKey, BlockEntry)], now: u64) -> Vec<BlockedNow> {
+    let mut list: Vec<BlockedNow> = entries
+        .iter()
+        .filter(|(_, entry)| entry.until_ns > now)
+        .map(|(key, entry)| BlockedNow {
+            src_ip: ip_addr(key.version, &key.addr),
+            signature_id: entry.sig_id,
+            block_when: if entry.block_when == BLOCK_RESTORED {
+                "restored".to_owned()
+            } else {
+                mode_name(entry.block_when).to_owned()
+            },
+            seconds_left: (entry.until_ns - now).div_ceil(NS_PER_SECOND),
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.seconds_left
+            .cmp(&a.seconds_left)
+            .then(a.src_ip.cmp(&b.src_ip))
+    });
+    list
+}
+
+/// The text report's lines for `blocked` (none when it is empty).
+pub fn blocked_text(blocked: &[BlockedNow]) -> String {
+    let mut out = String::new();
+    if blocked.is_empty() {
+        return out;
+    }
+    out.push_str("  blocked sources (source, rule, block_when, seconds left):\n");
+    for b in blocked {
+        out.push_str(&format!(
+            "    {:<39} {:>10} {:<11} {:>8}\n",
+            b.src_ip.to_string(),
+            b.signature_id,
+            b.block_when,
+            b.seconds_left
+        ));
+    }
+    out
 }
 
 /// Dry run: logs what a `drop` rule's match would have done to its source.
@@ -329,6 +390,58 @@ mod tests {
         );
         let mut once = RepeatWindow::default();
         assert!(repeat_step(&mut once, 0, 10, 1), "count 1 is first_match");
+    }
+
+    #[test]
+    fn blocked_now_lists_unended_blocks_with_why_and_time_left() {
+        let entry = |last: u8, until_ns: u64, block_when: u8| {
+            let mut key = AddrKey {
+                version: 4,
+                ..AddrKey::default()
+            };
+            key.addr[..4].copy_from_slice(&[198, 51, 100, last]);
+            let entry = BlockEntry {
+                until_ns,
+                sig_id: 500 + u32::from(last),
+                block_when,
+                _pad: [0; 3],
+            };
+            (key, entry)
+        };
+        let now = 100 * NS_PER_SECOND;
+        let list = blocked_now(
+            &[
+                entry(1, now, block_when::PROVEN),
+                entry(2, now + 1, block_when::REPEATED),
+                entry(3, now + 300 * NS_PER_SECOND, BLOCK_RESTORED),
+            ],
+            now,
+        );
+        let shown: Vec<(String, u32, &str, u64)> = list
+            .iter()
+            .map(|b| {
+                (
+                    b.src_ip.to_string(),
+                    b.signature_id,
+                    b.block_when.as_str(),
+                    b.seconds_left,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("198.51.100.3".to_owned(), 503, "restored", 300),
+                ("198.51.100.2".to_owned(), 502, "repeated", 1),
+            ]
+        );
+        let text = blocked_text(&list);
+        assert!(text.contains("blocked sources"), "{text}");
+        assert!(
+            text.contains("198.51.100.2") && text.contains("repeated"),
+            "{text}"
+        );
+        assert_eq!(blocked_text(&[]), "");
     }
 
     #[test]

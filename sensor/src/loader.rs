@@ -139,6 +139,8 @@ pub struct InspectSummary {
     pub tcp_flags: Vec<u64>,
     /// Packets by TTL / hop limit (256 entries).
     pub ttl: Vec<u64>,
+    /// Drop mode: the sources blocked now (empty in a program of its own).
+    pub blocked: Vec<crate::drop_policy::BlockedNow>,
 }
 
 /// Global packet counters summed over CPUs.
@@ -520,6 +522,10 @@ impl Kernel {
             protocols: self.per_cpu_sums("SUMMARY_PROTO", summary::PROTO_SLOTS)?,
             tcp_flags: self.per_cpu_sums("SUMMARY_FLAGS", summary::FLAG_SLOTS)?,
             ttl: self.per_cpu_sums("SUMMARY_TTL", summary::TTL_SLOTS)?,
+            blocked: crate::drop_policy::blocked_now(
+                &self.blocked_sources()?,
+                crate::run::Clock::monotonic_now(),
+            ),
         })
     }
 
