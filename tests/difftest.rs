@@ -15,7 +15,11 @@
 //! rate-limit state is per CPU in the kernel and single in replay.
 //!
 //! The kernel glue around the shared code (drop mode: allowlist, static
-//! blocklist, blocked sources, dry run) is modelled here in a few lines.
+//! blocklist, blocked sources, dry run, handshake watching and the blocking
+//! counters) is modelled here in a few lines. Batches cycle through the
+//! three `block_when` modes, and the generator completes TCP handshakes
+//! (right and wrong final ACKs, conflicting SYN-ACKs) between the random
+//! frames, so proofs and the blocks they allow are compared too.
 //!
 //! `DIFFTEST_FRAMES` (default 100,000) and `DIFFTEST_SEED` choose the run;
 //! `scripts/difftest.sh N [SEED]` drives it. The last line printed is
@@ -35,13 +39,15 @@ use sensor::perf::{AlertSample, Sample as _};
 use sensor::rules::{CompiledRules, MemoryTables};
 use sensor::state::MemoryState;
 use sensor::testing::frames::{self, Ipv4};
-use sensor_common::alert::aggregate;
-use sensor_common::alert::{AlertRecord, DEFAULT_ALERT_PACKET_BYTES, captured_len, outcome};
+use sensor_common::alert::{
+    AlertRecord, DEFAULT_ALERT_PACKET_BYTES, aggregate, block, captured_len, outcome,
+};
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::filter::{FilterProgram, InspectRecord};
 use sensor_common::packet::{AddrKey, PacketMeta};
 use sensor_common::parse::{parse_ethernet, peek_source};
-use sensor_common::tables::{ALERT_BUDGET, kind};
+use sensor_common::proof::{observe, seen};
+use sensor_common::tables::{ALERT_BUDGET, BlockPolicy, HandshakeKey, block_when, kind};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -570,6 +576,89 @@ fn next_frame(rng: &mut Rng, recent: &mut Vec<Vec<u8>>) -> Vec<u8> {
     frame
 }
 
+/// Batch `n`'s blocking policy: the three `block_when` modes in turn (with
+/// small numbers, so `repeated` blocks within a batch).
+fn block_policy(n: u64) -> BlockPolicy {
+    let block_when = [
+        block_when::PROVEN,
+        block_when::REPEATED,
+        block_when::FIRST_MATCH,
+    ][(n % 3) as usize];
+    BlockPolicy {
+        block_when,
+        repeat_count: 2,
+        repeat_window_ns: 2_000_000,
+        ..BlockPolicy::DEFAULT
+    }
+}
+
+/// A TCP handshake between generator addresses, then a SYN+FIN from its
+/// client (rule 900006 drops it on ports 22 and 80). Mostly right;
+/// sometimes a wrong final ACK, a conflicting SYN-ACK, wrapped sequence
+/// numbers, or a VLAN tag.
+fn handshake(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let client = v4_source(rng);
+    let server = v4_dest(rng);
+    let (cport, sport) = (port(rng), rng.pick(&[22, 80, 443]));
+    let isn = if rng.chance(10) {
+        u32::MAX
+    } else {
+        rng.next() as u32
+    };
+    let server_isn = if rng.chance(10) {
+        u32::MAX
+    } else {
+        rng.next() as u32
+    };
+    let tags: Vec<(u16, u16)> = if rng.chance(20) {
+        vec![(0x8100, 10)]
+    } else {
+        Vec::new()
+    };
+    let seg = |src: [u8; 4], dst: [u8; 4], ports: (u16, u16), f: u16, seq: u32, ack: u32| {
+        let mut tcp = frames::tcp(ports.0, ports.1, f, seq, &[]);
+        tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+        frames::ethernet(&tags, frames::ETH_IPV4, &Ipv4::new(src, dst, 6).build(&tcp))
+    };
+    use frames::flags::*;
+    let mut out = vec![
+        seg(client, server, (cport, sport), SYN, isn, 0),
+        seg(
+            server,
+            client,
+            (sport, cport),
+            SYN | ACK,
+            server_isn,
+            isn.wrapping_add(1),
+        ),
+    ];
+    if rng.chance(10) {
+        out.push(seg(
+            server,
+            client,
+            (sport, cport),
+            SYN | ACK,
+            server_isn ^ 1,
+            isn.wrapping_add(1),
+        ));
+    }
+    let final_ack = if rng.chance(15) {
+        server_isn.wrapping_add(2)
+    } else {
+        server_isn.wrapping_add(1)
+    };
+    out.push(seg(
+        client,
+        server,
+        (cport, sport),
+        ACK,
+        isn.wrapping_add(1),
+        final_ack,
+    ));
+    out.push(seg(client, server, (cport, sport), SYN | FIN, isn, 0));
+    out
+}
+
 // ---- the two sides ---------------------------------------------------------
 
 /// What one side made of one frame.
@@ -672,6 +761,8 @@ struct ReplaySide<'r> {
     blocked: HashSet<AddrKey>,
     /// The kernel's global counters, as the glue would count them.
     counters: Counters,
+    /// `block_when` and its numbers (also set in `state`).
+    policy: BlockPolicy,
 }
 
 fn in_any(nets: &[IpNet], key: &AddrKey) -> bool {
@@ -726,6 +817,12 @@ impl ReplaySide<'_> {
         // The kernel read its clock for this frame: compare at its time. If
         // it did not, the outcomes differ already; evaluate at 0 anyway.
         let now = now.unwrap_or(0);
+        // Drop mode follows handshakes for every parsed packet.
+        let proof_ns = self.policy.proof_ns;
+        let mut key = HandshakeKey::default();
+        if observe(&meta, now, proof_ns, &mut self.state, &mut key) == seen::PROOF {
+            counters.proofs += 1;
+        }
         self.tables.drop_mode = judge_drops;
         let dry_run = self.dry_run;
         let cap = captured_len(meta.frame_len, DEFAULT_ALERT_PACKET_BYTES);
@@ -739,17 +836,26 @@ impl ReplaySide<'_> {
                 let mut record = head.record(&meta, now, 0);
                 if dry_run {
                     record.action = outcome::ALLOWED;
+                    if record.block == block::BLOCKED {
+                        record.block = block::DRY_RUN;
+                    }
                 }
                 record.captured_len = cap;
                 alerts.push((record, frame[..cap as usize].to_vec()));
             },
         );
         let counters = &mut self.counters;
+        match decision.block {
+            block::NOT_PROVEN => counters.refused_not_proven += 1,
+            block::NOT_REPEATED => counters.refused_not_repeated += 1,
+            _ => {}
+        }
         if decision.drop && dry_run {
             counters.would_drop += 1;
         } else if decision.drop {
             if decision.block_ns > 0 {
                 self.blocked.insert(meta.src_key());
+                counters.blocks[self.policy.block_when as usize] += 1;
             }
             counters.dropped_by_rule += 1;
             counters.dropped += 1;
@@ -827,11 +933,15 @@ fn kernel_and_replay_agree_frame_by_frame() {
             "10.0.0.0/9".parse().unwrap(),
         ],
         dry_run: false,
+        block: BlockPolicy::DEFAULT,
     };
 
     let mut rng = Rng(seed);
     let mut recent = Vec::new();
+    let mut handshakes: Vec<Vec<u8>> = Vec::new();
     let mut disagreements = 0u64;
+    // Proofs, then blocks by block_when (proven, repeated, first_match).
+    let mut proof_totals = [0u64; 4];
     let mut shown = 0;
     // Dropped frames, parsed IP frames, alert records, alerting frames,
     // syn_flood alerts, matches the rate limit held back, storm records.
@@ -852,6 +962,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
             dry_run: false,
             blocked: HashSet::new(),
             counters: Counters::default(),
+            policy: BlockPolicy::DEFAULT,
         };
         let epoch_end = (done + EPOCH).min(frames);
         while done < epoch_end {
@@ -860,15 +971,23 @@ fn kernel_and_replay_agree_frame_by_frame() {
                 kernel.kernel.expire_blocks(u64::MAX).expect("clear blocks");
                 replay.blocked.clear();
                 policy.dry_run = (done / BATCH) % 2 == 1;
+                policy.block = block_policy(done / BATCH);
                 kernel.kernel.write_drop_policy(&policy).expect("policy");
                 replay.dry_run = policy.dry_run;
+                replay.policy = policy.block;
+                replay.state.set_block_policy(policy.block);
+            }
+            if handshakes.is_empty() && rng.chance(3) {
+                handshakes = handshake(&mut rng);
             }
             let storm = done % EPOCH;
             let frame =
                 if (STORM_AT..STORM_AT + u64::from(ALERT_BUDGET) + STORM_EXTRA).contains(&storm) {
                     storm_frame(storm - STORM_AT)
-                } else {
+                } else if handshakes.is_empty() || rng.chance(30) {
                     next_frame(&mut rng, &mut recent)
+                } else {
+                    handshakes.remove(0)
                 };
             let (got, now) = kernel.run(&frame);
             let want = replay.run(&frame, now);
@@ -910,6 +1029,10 @@ fn kernel_and_replay_agree_frame_by_frame() {
             }
         }
         let counters = kernel.kernel.counters().expect("counters");
+        proof_totals[0] += counters.proofs;
+        for (total, blocks) in proof_totals[1..].iter_mut().zip(counters.blocks) {
+            *total += blocks;
+        }
         if counters != replay.counters {
             disagreements += 1;
             eprintln!(
@@ -927,7 +1050,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
     }
     let elapsed = started.elapsed();
     sensor::testing::report(&format!(
-        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames, sent {} alert records for {} frames ({} syn_flood, {} storm; {} matches held back by the rate limit or the alert budget)",
+        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames, sent {} alert records for {} frames ({} syn_flood, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
         elapsed.as_secs_f64(),
         totals[0],
         totals[1],
@@ -935,7 +1058,9 @@ fn kernel_and_replay_agree_frame_by_frame() {
         totals[3],
         totals[4],
         totals[6],
-        totals[5]
+        totals[5],
+        proof_totals[0],
+        &proof_totals[1..]
     ));
     let line = format!("difftest: {frames} frames, {disagreements} disagreements");
     {
@@ -948,6 +1073,10 @@ fn kernel_and_replay_agree_frame_by_frame() {
         assert!(
             totals[0] > 0 && totals[3] > frames / 50 && totals[4] > 0 && totals[5] > 0,
             "the frames exercise too little: {totals:?}"
+        );
+        assert!(
+            proof_totals.iter().all(|n| *n > 0),
+            "handshakes and block_when exercised too little: {proof_totals:?}"
         );
     }
 }

@@ -1,8 +1,13 @@
-//! Drop mode end to end (issue #5): a source flagged by a `drop` rule is
+//! Drop mode end to end (issues #5, #16): a source flagged by a `drop` rule is
 //! blocked at XDP, so its later, benign-looking traffic never arrives on the
 //! receiving side; an allowlisted source with the same attack is never
 //! blocked; unrelated sources pass; the block ends on time; a dry run drops
 //! nothing; and when the sensor stops (or is killed) traffic flows again.
+//! Those tests run with `block_when: first_match` (the behaviour before
+//! #16). With the default, `proven`, a forged packet is dropped but blocks
+//! nobody, and only a source that completed a TCP handshake is blocked;
+//! `repeated` blocks on the count-th match; the allowlist and dry run hold
+//! in every mode.
 //!
 //! "Arrives" is measured with tcpdump on the sensor's interface: packet
 //! taps run after XDP, so a dropped frame is never captured.
@@ -54,11 +59,17 @@ rules:
     )
 }
 
-fn config(dir: &Path) -> PathBuf {
+/// `drop:` lines of the tests written before `block_when` existed.
+const FIRST_MATCH: &str = "  block_when: first_match\n";
+
+/// The configuration, with `drop_extra` added to its `drop:` section.
+fn config(dir: &Path, drop_extra: &str) -> PathBuf {
     let path = dir.join("sensor.yaml");
     std::fs::write(
         &path,
-        "mode: drop\ndrop:\n  block_seconds: 60\n  allowlist: [203.0.113.0/24]\n  state_file: blocked.json\n",
+        format!(
+            "mode: drop\ndrop:\n  block_seconds: 60\n  allowlist: [203.0.113.0/24]\n  state_file: blocked.json\n{drop_extra}"
+        ),
     )
     .unwrap();
     path
@@ -153,11 +164,21 @@ fn start_sensor_named(
     name: &str,
     extra: &[&str],
 ) -> (Started, PathBuf, PathBuf) {
+    start_sensor_with(bed, dir, name, FIRST_MATCH, extra)
+}
+
+fn start_sensor_with(
+    bed: &Testbed,
+    dir: &Path,
+    name: &str,
+    drop_extra: &str,
+    extra: &[&str],
+) -> (Started, PathBuf, PathBuf) {
     let rules_path = dir.join("rules.yaml");
     std::fs::write(&rules_path, rules()).unwrap();
     let alerts = dir.join(format!("alerts{name}.json"));
     let stderr = dir.join(format!("sensor{name}.stderr"));
-    let config = config(dir);
+    let config = config(dir, drop_extra);
     let mut args = vec![
         "run",
         "--iface",
@@ -406,4 +427,335 @@ fn blocks_survive_a_restart_and_ended_ones_are_not_revived() {
     );
     let status = sensor.stop(Duration::from_secs(15)).expect("exits");
     assert!(status.success());
+}
+
+// ---- block_when (issue #16) ------------------------------------------------------
+
+const CLIENT: [u8; 4] = [192, 0, 2, 30];
+const GUESSER: [u8; 4] = [192, 0, 2, 31];
+/// Proven, then an XMAS scan: blocked for 60 s.
+const SCANNER: [u8; 4] = [192, 0, 2, 32];
+
+/// `sensor inspect --summary 1 --json` joined to the running sensor for a
+/// second and a half: its report lines.
+fn inspect_summary(bed: &Testbed, dir: &Path) -> Vec<serde_json::Value> {
+    let out = dir.join("inspect.json");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.sensor_ns,
+            SENSOR,
+            "inspect",
+            "--iface",
+        ])
+        .arg(&bed.sensor_if)
+        .args(["--summary", "1", "--json"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sensor inspect");
+    let mut inspect = Started(child);
+    std::thread::sleep(Duration::from_millis(1_500));
+    inspect.stop(Duration::from_secs(10));
+    read_lines(&out)
+}
+
+/// A TCP handshake from `client` to SERVER:443 as the link sees it (the
+/// server's SYN-ACK included); `final_ack_off` is added to the right
+/// acknowledgement number of the final ACK (0: the right one).
+fn handshake(client: [u8; 4], port: u16, final_ack_off: u32) -> Vec<Vec<u8>> {
+    let (isn, server_isn) = (0x1000_0000 + port as u32, 0xfffffff0);
+    vec![
+        frames::ipv4_tcp_numbered((client, SERVER), (port, 443), flags::SYN, isn, 0),
+        frames::ipv4_tcp_numbered(
+            (SERVER, client),
+            (443, port),
+            flags::SYN | flags::ACK,
+            server_isn,
+            isn + 1,
+        ),
+        frames::ipv4_tcp_numbered(
+            (client, SERVER),
+            (port, 443),
+            flags::ACK,
+            isn + 1,
+            server_isn.wrapping_add(1).wrapping_add(final_ack_off),
+        ),
+    ]
+}
+
+/// The `sensor.block` of each alert line of rule 500001 from `src`.
+fn block_of(alerts: &[serde_json::Value], src: &str) -> Vec<serde_json::Value> {
+    alerts
+        .iter()
+        .filter(|a| a["src_ip"] == src && a["alert"]["signature_id"] == 500001)
+        .map(|a| a["sensor"]["block"].clone())
+        .collect()
+}
+
+fn arrived_from(arrived: &HashMap<[u8; 4], usize>, src: [u8; 4]) -> usize {
+    arrived.get(&src).copied().unwrap_or(0)
+}
+
+/// Waits for the alert file to hold `n` lines (the engine writes them
+/// asynchronously) and returns them.
+fn wait_alerts(path: &Path, n: usize) -> Vec<serde_json::Value> {
+    let written = wait_for(Duration::from_secs(10), || read_lines(path).len() >= n);
+    let alerts = read_lines(path);
+    assert!(written, "{n} alert lines expected: {alerts:#?}");
+    alerts
+}
+
+/// The default configuration (`proven`): a single forged SYN+FIN from the
+/// server's address is dropped and blocks nothing; a client that completes
+/// a real handshake and then sends SYN+FIN is blocked; an ACK with the
+/// wrong number proves nothing; the allowlist holds even for a proven source.
+#[test]
+fn proven_blocks_only_a_source_that_completed_a_handshake() {
+    if !sensor::testing::bpf_available("proven_blocks_only_a_source_that_completed_a_handshake") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let bed = Testbed::new("prv");
+    let (mut sensor, alerts_path, stderr) = start_sensor_with(&bed, dir, "proven", "", &[]);
+
+    let receiver = Receiver::start(&bed, dir, "proven");
+    let mut traffic = vec![attack(SERVER)];
+    traffic.extend(benign(SERVER, 20));
+    traffic.extend(handshake(CLIENT, 41000, 0));
+    traffic.push(attack(CLIENT));
+    traffic.extend(benign(CLIENT, 20));
+    traffic.extend(handshake(GUESSER, 41001, 1));
+    traffic.push(attack(GUESSER));
+    traffic.extend(benign(GUESSER, 20));
+    traffic.extend(handshake(ALLOWED, 41002, 0));
+    traffic.push(attack(ALLOWED));
+    traffic.extend(benign(ALLOWED, 20));
+    traffic.extend(handshake(SCANNER, 41003, 0));
+    traffic.push(frames::ipv4_tcp(
+        SCANNER,
+        SERVER,
+        41003,
+        80,
+        flags::FIN | flags::PSH | flags::URG,
+    ));
+    send(&bed, dir, "proven", &traffic);
+    std::thread::sleep(Duration::from_millis(300));
+    let arrived = receiver.arrived();
+    // The server: its forged SYN+FIN dropped, its next 20 packets through
+    // (plus the SYN-ACKs it sent in the handshakes: 4).
+    assert_eq!(arrived_from(&arrived, SERVER), 20 + 4, "{arrived:?}");
+    assert_eq!(arrived_from(&arrived, SCANNER), 2, "{arrived:?}");
+    // The proven client: its handshake through, the attack and the next 20 dropped.
+    assert_eq!(arrived_from(&arrived, CLIENT), 2, "{arrived:?}");
+    // The wrong ACK proved nothing: only the attack was dropped.
+    assert_eq!(arrived_from(&arrived, GUESSER), 2 + 20, "{arrived:?}");
+    // Allowlisted and proven: never dropped.
+    assert_eq!(arrived_from(&arrived, ALLOWED), 2 + 1 + 20, "{arrived:?}");
+
+    let alerts = wait_alerts(&alerts_path, 5);
+    assert_eq!(
+        block_of(&alerts, "192.0.2.10"),
+        ["not_proven"],
+        "{alerts:#?}"
+    );
+    assert_eq!(block_of(&alerts, "192.0.2.30"), ["blocked"], "{alerts:#?}");
+    assert_eq!(
+        block_of(&alerts, "192.0.2.31"),
+        ["not_proven"],
+        "{alerts:#?}"
+    );
+    assert_eq!(
+        block_of(&alerts, "203.0.113.5"),
+        [serde_json::Value::Null],
+        "{alerts:#?}"
+    );
+    for src in ["192.0.2.10", "192.0.2.30", "192.0.2.31"] {
+        let line = alerts.iter().find(|a| a["src_ip"] == src).unwrap();
+        assert_eq!(
+            line["alert"]["action"], "blocked",
+            "the packet was dropped: {line}"
+        );
+    }
+
+    // Listed as blocked (the rule's block lasts 3 s), with its rule.
+    let series = "sensor_blocked_source_seconds_left{src=\"192.0.2.30\",sig_id=\"500001\"}";
+    let listed = wait_for(Duration::from_secs(3), || {
+        metric(&scrape(&bed, METRICS), series).is_some()
+    });
+    assert!(listed, "the proven client is not listed as blocked");
+    // `sensor inspect --summary`, joined to the running sensor, lists the
+    // blocked sources with the rule, why, and the time left.
+    let reports = inspect_summary(&bed, dir);
+    let total = reports.last().expect("an inspect summary");
+    let scanner = total["blocked"]
+        .as_array()
+        .and_then(|list| list.iter().find(|b| b["src_ip"] == "192.0.2.32"))
+        .unwrap_or_else(|| panic!("the scanner is not listed: {total}"));
+    assert_eq!(scanner["signature_id"], 500003, "{total}");
+    assert_eq!(scanner["block_when"], "proven", "{total}");
+    let left = scanner["seconds_left"].as_u64().unwrap();
+    assert!((50..=60).contains(&left), "{total}");
+
+    // Metrics: one proof per right handshake (the allowlisted one counts),
+    // refusals, one block; the proven gauge is sampled every 10 s.
+    let mut text = String::new();
+    let counted = wait_for(Duration::from_secs(15), || {
+        text = scrape(&bed, METRICS);
+        metric(&text, "sensor_proven_sources") == Some(3)
+    });
+    assert!(counted, "proven sources not counted:\n{text}");
+    assert_eq!(
+        metric(&text, "sensor_drop_mode_proofs_total"),
+        Some(3),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sensor_drop_mode_blocks_refused_total{reason=\"not_proven\"}"
+        ),
+        Some(2),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sensor_drop_mode_blocks_total{block_when=\"proven\"}"
+        ),
+        Some(2),
+        "{text}"
+    );
+    let status = sensor.stop(Duration::from_secs(15)).expect("exits");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+}
+
+/// `repeated` (count 3): two matches block nothing, the third blocks; the
+/// allowlist holds.
+#[test]
+fn repeated_blocks_on_the_third_match_not_the_second() {
+    if !sensor::testing::bpf_available("repeated_blocks_on_the_third_match_not_the_second") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let bed = Testbed::new("rep");
+    let repeated = "  block_when: repeated\n  block_repeat: { count: 3, window_seconds: 30 }\n";
+    let (mut sensor, alerts_path, _) = start_sensor_with(&bed, dir, "repeated", repeated, &[]);
+
+    let receiver = Receiver::start(&bed, dir, "repeated");
+    let mut traffic = vec![attack(GUESSER), attack(GUESSER)];
+    traffic.extend(benign(GUESSER, 20));
+    traffic.extend([attack(CLIENT), attack(CLIENT), attack(CLIENT)]);
+    traffic.extend(benign(CLIENT, 20));
+    traffic.extend([attack(ALLOWED), attack(ALLOWED), attack(ALLOWED)]);
+    traffic.extend(benign(ALLOWED, 20));
+    send(&bed, dir, "repeated", &traffic);
+    std::thread::sleep(Duration::from_millis(300));
+    let arrived = receiver.arrived();
+    assert_eq!(
+        arrived_from(&arrived, GUESSER),
+        20,
+        "two matches block nothing: {arrived:?}"
+    );
+    assert_eq!(
+        arrived_from(&arrived, CLIENT),
+        0,
+        "the third blocks: {arrived:?}"
+    );
+    assert_eq!(
+        arrived_from(&arrived, ALLOWED),
+        23,
+        "allowlisted: {arrived:?}"
+    );
+
+    let alerts = wait_alerts(&alerts_path, 8);
+    assert_eq!(
+        block_of(&alerts, "192.0.2.31"),
+        ["not_repeated", "not_repeated"],
+        "{alerts:#?}"
+    );
+    assert_eq!(
+        block_of(&alerts, "192.0.2.30"),
+        ["not_repeated", "not_repeated", "blocked"],
+        "{alerts:#?}"
+    );
+    let text = scrape(&bed, METRICS);
+    assert!(
+        wait_for(Duration::from_secs(3), || metric(
+            &scrape(&bed, METRICS),
+            "sensor_drop_mode_blocks_total{block_when=\"repeated\"}"
+        ) == Some(1)),
+        "{text}"
+    );
+    assert!(
+        sensor
+            .stop(Duration::from_secs(15))
+            .expect("exits")
+            .success()
+    );
+}
+
+/// A dry run drops nothing and blocks nobody in every mode; its lines say
+/// whether the source would have been blocked.
+#[test]
+fn dry_run_changes_nothing_on_the_wire_in_every_mode() {
+    if !sensor::testing::bpf_available("dry_run_changes_nothing_on_the_wire_in_every_mode") {
+        return;
+    }
+    for (name, block_when) in [
+        ("proven", ""),
+        (
+            "repeated",
+            "  block_when: repeated\n  block_repeat: { count: 1, window_seconds: 5 }\n",
+        ),
+        ("first_match", FIRST_MATCH),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let bed = Testbed::new("dr2");
+        let (mut sensor, alerts_path, _) =
+            start_sensor_with(&bed, dir, name, block_when, &["--dry-run"]);
+        let receiver = Receiver::start(&bed, dir, name);
+        let mut traffic = handshake(CLIENT, 42000, 0);
+        traffic.push(attack(CLIENT));
+        traffic.extend(benign(CLIENT, 20));
+        traffic.push(attack(ALLOWED));
+        send(&bed, dir, name, &traffic);
+        std::thread::sleep(Duration::from_millis(300));
+        let arrived = receiver.arrived();
+        assert_eq!(
+            arrived_from(&arrived, CLIENT),
+            2 + 1 + 20,
+            "{name}: {arrived:?}"
+        );
+        assert_eq!(arrived_from(&arrived, ALLOWED), 1, "{name}: {arrived:?}");
+        let alerts = wait_alerts(&alerts_path, 2);
+        assert_eq!(
+            block_of(&alerts, "192.0.2.30"),
+            ["dry_run"],
+            "{name}: {alerts:#?}"
+        );
+        assert_eq!(
+            block_of(&alerts, "203.0.113.5"),
+            [serde_json::Value::Null],
+            "{name}: {alerts:#?}"
+        );
+        assert!(
+            alerts.iter().all(|a| a["alert"]["action"] == "allowed"),
+            "{name}"
+        );
+        assert!(
+            sensor
+                .stop(Duration::from_secs(15))
+                .expect("exits")
+                .success()
+        );
+    }
 }

@@ -20,6 +20,22 @@ pub mod outcome {
     pub const BLOCKED: u8 = 1;
 }
 
+/// `AlertRecord::block` values: what a `drop` rule's match did to the
+/// packet's source (the alert's `sensor.block`).
+pub mod block {
+    /// Not a `drop` rule enforced on this packet: no `sensor.block`.
+    pub const NONE: u8 = 0;
+    pub const BLOCKED: u8 = 1;
+    /// `block_when: proven` and the source is not proven.
+    pub const NOT_PROVEN: u8 = 2;
+    /// `block_when: repeated` and too few matches yet.
+    pub const NOT_REPEATED: u8 = 3;
+    /// A dry run: it would have been blocked.
+    pub const DRY_RUN: u8 = 4;
+    /// The rule drops and never blocks.
+    pub const DROP_ONLY: u8 = 5;
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -44,7 +60,9 @@ pub struct AlertRecord {
     pub captured_len: u16,
     /// [`aggregate`].
     pub aggregate: u8,
-    pub _pad: [u8; 3],
+    /// [`block`] value.
+    pub block: u8,
+    pub _pad: [u8; 2],
     pub packet: PacketMeta,
 }
 

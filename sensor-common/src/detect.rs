@@ -4,14 +4,15 @@
 //! number of rules ([`kind_matches`], [`scope_mask`]), then one step per
 //! *matching* rule: per-source state, counters and the alert record.
 
-use crate::alert::{AlertRecord, aggregate, outcome};
+use crate::alert::{AlertRecord, aggregate, block, outcome};
 use crate::packet::tcp::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
 use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
+use crate::proof::judge_block;
 use crate::tables::{
-    ALERT_BUDGET, ANY_BASE, AlertBudget, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS,
-    FLAGS_BASE, MASK_WORDS, MAX_TINY_THRESHOLD, PROTO_BASE, RATE_BURST, RATE_WINDOW_NS, RateKey,
-    RateState, RuleInfo, RuleMask, SynKey, SynWindow, TINY_BASE, TTL_BASE, action, any, kind,
-    proto_class, syn_track, uses,
+    ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE,
+    EVENT_SETS, FLAGS_BASE, Handshake, HandshakeKey, MASK_WORDS, MAX_TINY_THRESHOLD, PROTO_BASE,
+    RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynKey,
+    SynWindow, TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
@@ -118,6 +119,37 @@ pub trait DetectState {
     /// Counts a match of the rule in `global_slot` (`slot_base() + slot`).
     fn count_hit(&mut self, global_slot: u32);
     fn count_alert(&mut self, global_slot: u32);
+
+    // ---- drop mode: proof of address and `block_when` (crate::proof) ----
+
+    /// The handshake watched under `key`, copied out.
+    fn handshake(&mut self, key: &HandshakeKey) -> Option<Handshake>;
+    /// Stores (creates or replaces) the handshake watched under `key`.
+    fn set_handshake(&mut self, key: &HandshakeKey, value: &Handshake);
+    fn forget_handshake(&mut self, key: &HandshakeKey);
+    /// Records that `src` completed a handshake at `now`.
+    fn prove(&mut self, src: &AddrKey, now: u64);
+    /// When `src` last completed a handshake, if it is still remembered.
+    fn proven_at(&mut self, src: &AddrKey) -> Option<u64>;
+    /// Runs `step` on the `repeated` window of `src` (a new one is zeroed).
+    fn repeat_window<R, F: FnOnce(&mut RepeatWindow) -> R>(
+        &mut self,
+        src: &AddrKey,
+        step: F,
+    ) -> Option<R>;
+    /// Drop mode's blocking policy.
+    fn block_policy(&self) -> BlockPolicy;
+    /// Whether the source of `meta`, which a `drop` rule matched, is to be
+    /// blocked: see [`judge_block`]. The kernel runs it in a subprogram of
+    /// its own (the BPF stack is 512 bytes in all).
+    #[inline(always)]
+    fn judge_block(&mut self, meta: &PacketMeta, now_ns: u64, count_repeat: bool) -> u8
+    where
+        Self: Sized,
+    {
+        let policy = self.block_policy();
+        judge_block(&meta.src_key(), now_ns, &policy, count_repeat, self)
+    }
 }
 
 /// One alert to send: the caller pairs it with the packet's fields.
@@ -132,6 +164,8 @@ pub struct AlertHead {
     pub count: u64,
     /// [`aggregate`] value: whose matches `count` totals.
     pub aggregate: u8,
+    /// [`block`] value.
+    pub block: u8,
 }
 
 impl AlertHead {
@@ -146,7 +180,8 @@ impl AlertHead {
             action: self.action,
             captured_len: 0,
             aggregate: self.aggregate,
-            _pad: [0; 3],
+            block: self.block,
+            _pad: [0; 2],
             packet: *meta,
         }
     }
@@ -159,6 +194,9 @@ pub struct Decision {
     pub drop: bool,
     /// How long to block the source (0: no block).
     pub block_ns: u64,
+    /// When a blocking `drop` rule matched: whether the source is blocked
+    /// ([`block::BLOCKED`]) or why not; [`block::NONE`] otherwise.
+    pub block: u8,
 }
 
 /// Hop count: the smallest common initial TTL (32, 64, 128, 255) that is
@@ -485,12 +523,14 @@ pub fn storm_step(state: &mut RateState, now_ns: u64) -> Option<u64> {
 fn rate_limited<S: DetectState>(
     state: &mut S,
     sig_id: u32,
-    src: AddrKey,
+    meta: &PacketMeta,
     now_ns: u64,
 ) -> Option<(u64, u8)> {
-    let key = RateKey {
+    // One key, rewritten for the storm account: the kernel's rule walk has
+    // little stack to spare.
+    let mut key = RateKey {
         sig_id,
-        addr: src,
+        addr: meta.src_key(),
         _pad: [0; 3],
     };
     // An unreadable budget must not hide alerts: as if none applied.
@@ -514,8 +554,11 @@ fn rate_limited<S: DetectState>(
     {
         return None;
     }
+    key.addr.version = 0;
+    key.addr.addr = [0; 16];
+    debug_assert_eq!(key, RateKey::rule_wide(sig_id));
     let total = state
-        .rate_state(&RateKey::rule_wide(sig_id), |r| storm_step(r, now_ns))
+        .rate_state(&key, |r| storm_step(r, now_ns))
         .unwrap_or(Some(0))?;
     Some((total, aggregate::RULE))
 }
@@ -569,6 +612,16 @@ where
         word & scope.word(meta, tables, w)
     };
     let drop_mode = tables.drop_mode();
+    const DROP_ROW: u32 = ANY_BASE + any::DROP;
+    // Whether the source is blocked is judged once per packet, before the
+    // rule walks (whose lines say it), and only when a `drop` rule may
+    // match: for `syn_flood` by_src rules on proof alone (their threshold
+    // is their repetition), for the other rules by `block_when`.
+    let syn_verdict = if drop_mode && syn_rules & summary_of(tables.mask(DROP_ROW)) != 0 {
+        state.judge_block(meta, now_ns, false)
+    } else {
+        block::NONE
+    };
 
     // syn_flood rules first, so a drop they decide is known before the
     // per-packet alerts are written.
@@ -598,13 +651,20 @@ where
                 return;
             };
             let blocks = drop_mode && rule.action == action::DROP && count >= threshold;
-            // by_src blocks the flooding source; by_dst only drops the SYNs over
-            // the threshold: their sources are usually spoofed, and blocking
-            // them would lock out whoever the attacker impersonates.
+            // by_src blocks the flooding source (as `block_when` allows); by_dst
+            // only drops the SYNs over the threshold: their sources are usually
+            // spoofed, and blocking them would lock out whoever the attacker
+            // impersonates.
+            let mut line_block = block::NONE;
             if blocks {
                 decision.drop = true;
-                if rule.syn_track == syn_track::BY_SRC && rule.block_ns > decision.block_ns {
-                    decision.block_ns = rule.block_ns;
+                line_block = block::DROP_ONLY;
+                if rule.syn_track == syn_track::BY_SRC && rule.block_ns > 0 {
+                    line_block = syn_verdict;
+                    decision.block = syn_verdict;
+                    if syn_verdict == block::BLOCKED && rule.block_ns > decision.block_ns {
+                        decision.block_ns = rule.block_ns;
+                    }
                 }
             }
             if crossed {
@@ -618,6 +678,7 @@ where
                     },
                     count: count as u64,
                     aggregate: aggregate::SOURCE,
+                    block: line_block,
                 };
                 emit(&head);
                 state.count_alert(global_slot);
@@ -625,13 +686,14 @@ where
         },
     );
 
-    const DROP_ROW: u32 = ANY_BASE + any::DROP;
+    let mut verdict = block::NONE;
     if drop_mode
         && tables.any_slot(summary_of(tables.mask(DROP_ROW)) & matched, |w| {
             word_of(tables.mask(DROP_ROW), w) & matched_word(w)
         })
     {
         decision.drop = true;
+        verdict = state.judge_block(meta, now_ns, true);
     }
 
     tables.for_each_slot(matched, matched_word, |slot| {
@@ -640,10 +702,18 @@ where
         };
         let global_slot = tables.slot_base() + slot;
         state.count_hit(global_slot);
-        if drop_mode && rule.action == action::DROP && rule.block_ns > decision.block_ns {
-            decision.block_ns = rule.block_ns;
+        let mut line_block = block::NONE;
+        if drop_mode && rule.action == action::DROP {
+            line_block = block::DROP_ONLY;
+            if rule.block_ns > 0 {
+                line_block = verdict;
+                decision.block = verdict;
+                if verdict == block::BLOCKED && rule.block_ns > decision.block_ns {
+                    decision.block_ns = rule.block_ns;
+                }
+            }
         }
-        if let Some((total, aggregate)) = rate_limited(state, rule.sig_id, meta.src_key(), now_ns) {
+        if let Some((total, aggregate)) = rate_limited(state, rule.sig_id, meta, now_ns) {
             let head = AlertHead {
                 sig_id: rule.sig_id,
                 kind: rule.kind,
@@ -654,6 +724,7 @@ where
                 },
                 count: total,
                 aggregate,
+                block: line_block,
             };
             emit(&head);
             state.count_alert(global_slot);

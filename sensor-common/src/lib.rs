@@ -8,6 +8,8 @@
 //! - [`detect`]: per-packet rule evaluation over those tables, generic over
 //!   where the tables and the per-source state live (BPF maps or memory).
 //! - [`alert`]: the record the kernel sends to userspace for each alert.
+//! - [`proof`]: drop mode's proof of address (TCP handshakes) and the
+//!   `block_when` judgement.
 //!
 //! Nothing here allocates or knows about aya (except `Pod` impls under the
 //! `user` feature).
@@ -19,6 +21,7 @@ pub mod detect;
 pub mod filter;
 pub mod packet;
 pub mod parse;
+pub mod proof;
 pub mod tables;
 
 pub use alert::AlertRecord;

@@ -20,7 +20,7 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub mod flag {
     /// `src_port` / `dst_port` are valid (4 bytes of TCP/UDP header present).
     pub const HAS_PORTS: u16 = 1 << 0;
-    /// `tcp_flags`, `tcp_seq`, `tcp_window` are valid (whole 20-byte TCP header).
+    /// `tcp_flags`, `tcp_seq`, `tcp_ack`, `tcp_window` are valid (whole 20-byte TCP header).
     pub const HAS_TCP_FLAGS: u16 = 1 << 1;
     /// IPv4 MF or IPv6 fragment header M flag.
     pub const MORE_FRAGMENTS: u16 = 1 << 2;
@@ -116,6 +116,8 @@ pub struct PacketMeta {
     /// after the IPv4 header, or after all IPv6 extension headers walked.
     pub l3_payload_len: u32,
     pub tcp_seq: u32,
+    /// The acknowledgement number (whatever the ACK flag says).
+    pub tcp_ack: u32,
     /// Fragment offset in 8-byte units (the header field).
     pub frag_offset: u16,
     pub src_port: u16,
@@ -138,8 +140,11 @@ pub struct PacketMeta {
     pub vlan_count: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
 }
+
+// Travels inside AlertRecord and InspectRecord: no implicit padding.
+const _: () = assert!(core::mem::size_of::<PacketMeta>() == 88);
 
 impl PacketMeta {
     #[inline(always)]

@@ -384,6 +384,7 @@ fn parse_tcp<B: PacketBytes + ?Sized>(
         return;
     };
     meta.tcp_seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    meta.tcp_ack = u32::from_be_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]);
     meta.tcp_flags = u16::from_be_bytes([hdr[12], hdr[13]]) & 0x01ff;
     meta.tcp_window = u16::from_be_bytes([hdr[14], hdr[15]]);
     meta.flags |= flag::HAS_TCP_FLAGS;

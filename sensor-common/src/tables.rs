@@ -231,12 +231,116 @@ pub struct BlockEntry {
     pub until_ns: u64,
     /// The rule that blocked it.
     pub sig_id: u32,
-    pub _pad: u32,
+    /// The [`block_when`] in force when it was blocked, or
+    /// [`BLOCK_RESTORED`] for a block put back from the state file.
+    pub block_when: u8,
+    pub _pad: [u8; 3],
 }
+
+/// [`BlockEntry::block_when`] of a block restored from `drop.state_file`.
+pub const BLOCK_RESTORED: u8 = 0xff;
 
 pub mod mode {
     pub const IDS: u8 = 0;
     pub const DROP: u8 = 1;
+}
+
+/// `drop.block_when`: when a `drop` rule's match blocks its source.
+pub mod block_when {
+    /// Only a source that proved its address (a TCP handshake seen on the
+    /// link within `proof_seconds`). 0, so a policy never written is the
+    /// safe one.
+    pub const PROVEN: u8 = 0;
+    /// On the source's `count`-th match within a window.
+    pub const REPEATED: u8 = 1;
+    /// On the first match.
+    pub const FIRST_MATCH: u8 = 2;
+    pub const COUNT: u8 = 3;
+}
+
+/// Drop mode's blocking policy (the `DROP_POLICY` array's single entry),
+/// read only in drop mode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockPolicy {
+    /// [`block_when`] value.
+    pub block_when: u8,
+    pub _pad: [u8; 3],
+    /// `repeated`: matches within the window that block.
+    pub repeat_count: u32,
+    /// `repeated`: the window, opened by a source's first match.
+    pub repeat_window_ns: u64,
+    /// `proven`: how long a completed handshake proves its source.
+    pub proof_ns: u64,
+}
+
+impl BlockPolicy {
+    /// The configuration's defaults: `proven`, 600 s proofs, 3 matches in 10 s.
+    pub const DEFAULT: BlockPolicy = BlockPolicy {
+        block_when: block_when::PROVEN,
+        _pad: [0; 3],
+        repeat_count: 3,
+        repeat_window_ns: 10_000_000_000,
+        proof_ns: 600_000_000_000,
+    };
+}
+
+impl Default for BlockPolicy {
+    fn default() -> Self {
+        BlockPolicy::DEFAULT
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<BlockPolicy>() == 24);
+
+/// Key of a TCP handshake being watched (the `HANDSHAKES` LRU map): the
+/// connection as its initiator (the *client*, whose address it may prove)
+/// sent its SYN.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HandshakeKey {
+    pub client: crate::packet::AddrKey,
+    pub server: [u8; 16],
+    pub _pad: u8,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub _pad2: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<HandshakeKey>() == 40);
+
+/// [`Handshake::stage`] values.
+pub mod stage {
+    /// The client's SYN was seen.
+    pub const SYN: u8 = 1;
+    /// The server's SYN-ACK acknowledging it was seen.
+    pub const SYN_ACK: u8 = 2;
+    /// Two SYN-ACKs with different sequence numbers: one was forged, and
+    /// which one is unknown, so this handshake proves nothing.
+    pub const CONFLICT: u8 = 3;
+}
+
+/// A handshake's progress (the `HANDSHAKES` map's value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handshake {
+    /// When the client's SYN was seen.
+    pub syn_ns: u64,
+    pub client_isn: u32,
+    /// The SYN-ACK's sequence number (stage `SYN_ACK` on).
+    pub server_isn: u32,
+    /// [`stage`] value.
+    pub stage: u8,
+    pub _pad: [u8; 7],
+}
+
+/// A source's `repeated` window (the `REPEATS` LRU map's value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepeatWindow {
+    pub start_ns: u64,
+    pub count: u32,
+    pub _pad: u32,
 }
 
 /// Key of the per-(rule, address) `syn_flood` window.
@@ -336,6 +440,15 @@ pub const ADDR_SCOPE_ENTRIES: u32 = 16_384;
 pub const BLOCKED_ENTRIES: u32 = 65_536;
 /// Prefixes in the drop-mode allowlist and static blocklist tries.
 pub const DROP_LIST_ENTRIES: u32 = 16_384;
+/// Drop mode: TCP handshakes watched at once (SYN seen, final ACK not
+/// yet). A SYN flood evicts them: clients then fail to prove themselves
+/// until it ends, which can refuse a block but never cause one.
+pub const HANDSHAKE_ENTRIES: u32 = 65_536;
+/// Drop mode: proven source addresses. Beyond it the least recently
+/// proven is forgotten and must complete a handshake again.
+pub const PROVEN_ENTRIES: u32 = 65_536;
+/// Drop mode, `repeated`: sources whose matches are being counted.
+pub const REPEAT_ENTRIES: u32 = 65_536;
 
 /// Per-rule counters (the per-CPU `RULE_STATS` array, one entry per slot).
 #[repr(C)]
@@ -367,7 +480,16 @@ pub mod counter {
     /// Drop mode: blocks the kernel could not record (the `BLOCKED` map
     /// refused the entry): the packet was dropped, its source not blocked.
     pub const BLOCK_ERRORS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Drop mode: handshakes that proved their client's address.
+    pub const PROOFS: u32 = 10;
+    /// Drop mode: matches that did not block their source because it was
+    /// not proven (`proven`) ...
+    pub const REFUSED_NOT_PROVEN: u32 = 11;
+    /// ... or not yet repeated enough (`repeated`); dry runs count too.
+    pub const REFUSED_NOT_REPEATED: u32 = 12;
+    /// Drop mode: sources blocked, by `block_when` (`BLOCKS + block_when`).
+    pub const BLOCKS: u32 = 13;
+    pub const COUNT: u32 = BLOCKS + super::block_when::COUNT as u32;
 }
 
 #[cfg(feature = "user")]
@@ -383,5 +505,9 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::RuleStats {}
     unsafe impl aya::Pod for super::BlockEntry {}
+    unsafe impl aya::Pod for super::BlockPolicy {}
+    unsafe impl aya::Pod for super::HandshakeKey {}
+    unsafe impl aya::Pod for super::Handshake {}
+    unsafe impl aya::Pod for super::RepeatWindow {}
     unsafe impl aya::Pod for crate::packet::AddrKey {}
 }

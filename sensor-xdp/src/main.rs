@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    alert::{AlertRecord, captured_len, outcome},
+    alert::{AlertRecord, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, process},
     filter::{
@@ -29,12 +29,14 @@ use sensor_common::{
     },
     packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
     parse::{parse_ethernet_into, peek_source_with},
+    proof::{judge_block, observe, seen},
     tables::{
-        ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, DROP_LIST_ENTRIES,
-        MASK_TABLE_LEN, MASK_WORDS, MAX_RULES, PORT_SCOPE_ENTRIES, RATE_ENTRIES, RULE_GENERATIONS,
-        RateKey, RateState, RuleInfo, RuleMask, RuleStats, SYN_WINDOW_ENTRIES, SensorConfig,
-        SynKey, SynWindow, TTL_BASELINE_ENTRIES, VLAN_SCOPE_ENTRIES, counter, mode,
-        scope_key_version, scope_value_key,
+        ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
+        DROP_LIST_ENTRIES, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MASK_TABLE_LEN, MASK_WORDS,
+        MAX_RULES, PORT_SCOPE_ENTRIES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES,
+        RULE_GENERATIONS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats,
+        SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
+        VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version, scope_value_key,
     },
 };
 
@@ -67,6 +69,19 @@ static STATIC_BLOCKLIST: LpmTrie<AddrKey, u8> = LpmTrie::with_max_entries(DROP_L
 /// Drop mode: sources blocked by `drop` rules, until their time is up.
 #[map]
 static BLOCKED: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(BLOCKED_ENTRIES, 0);
+/// Drop mode: when a match blocks its source (`block_when` and its numbers).
+#[map]
+static DROP_POLICY: Array<BlockPolicy> = Array::with_max_entries(1, 0);
+/// Drop mode: TCP handshakes under way (`sensor_common::proof`).
+#[map]
+static HANDSHAKES: LruHashMap<HandshakeKey, Handshake> =
+    LruHashMap::with_max_entries(HANDSHAKE_ENTRIES, 0);
+/// Drop mode: proven sources, with the time of their last handshake.
+#[map]
+static PROVEN: LruHashMap<AddrKey, u64> = LruHashMap::with_max_entries(PROVEN_ENTRIES, 0);
+/// Drop mode, `block_when: repeated`: matches per source in its window.
+#[map]
+static REPEATS: LruHashMap<AddrKey, RepeatWindow> = LruHashMap::with_max_entries(REPEAT_ENTRIES, 0);
 
 // ---- maps: state and counters ------------------------------------------------
 
@@ -163,6 +178,9 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     {
         inspect_packet(&ctx, packet, clock(record), inspect);
     }
+    if config.mode == mode::DROP {
+        watch_handshakes(record);
+    }
     let tables = KernelTables {
         judge_drops,
         // Read once: the whole packet sees one rule set, even mid-reload.
@@ -184,21 +202,36 @@ pub fn sensor(ctx: XdpContext) -> u32 {
             };
             (*record).count = head.count;
             (*record).aggregate = head.aggregate;
+            (*record).block = if dry_run && head.block == block::BLOCKED {
+                block::DRY_RUN
+            } else {
+                head.block
+            };
             send_alert(&ctx, &mut *record, config.alert_packet_bytes);
         },
     );
+    match decision.block {
+        block::NOT_PROVEN => count(counter::REFUSED_NOT_PROVEN),
+        block::NOT_REPEATED => count(counter::REFUSED_NOT_REPEATED),
+        _ => {}
+    }
     if decision.drop && dry_run {
         count(counter::WOULD_DROP);
     } else if decision.drop {
-        if decision.block_ns > 0 {
+        if decision.block_ns > 0
+            && let Some(policy) = DROP_POLICY.get(0)
+        {
             let entry = BlockEntry {
                 // A drop was decided by a rule walk, which read the clock.
                 until_ns: clock(record) + decision.block_ns,
                 sig_id: unsafe { (*record).sig_id },
-                _pad: 0,
+                block_when: policy.block_when,
+                _pad: [0; 3],
             };
             if BLOCKED.insert(packet.src_key(), entry, 0).is_err() {
                 count(counter::BLOCK_ERRORS);
+            } else {
+                count(counter::BLOCKS + policy.block_when as u32);
             }
         }
         count(counter::DROPPED_BY_RULE);
@@ -206,6 +239,36 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     pass()
+}
+
+/// Drop mode: follows TCP handshakes, proving the addresses of clients
+/// that complete one. Not inlined: its keys take their own stack frame.
+#[inline(never)]
+fn watch_handshakes(record: *mut AlertRecord) {
+    let (Some(policy), Some(key)) = (DROP_POLICY.get(0), HANDSHAKE_KEY.get_ptr_mut(0)) else {
+        return;
+    };
+    // SAFETY: per-CPU slots; XDP does not re-enter on the same CPU.
+    let (packet, key) = unsafe { (&(*record).packet, &mut *key) };
+    if observe(packet, 0, policy.proof_ns, &mut KernelState { record }, key) == seen::PROOF {
+        count(counter::PROOFS);
+    }
+}
+
+/// Per-CPU room for a handshake key (40 bytes the stack cannot spare).
+#[map]
+static HANDSHAKE_KEY: PerCpuArray<HandshakeKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// [`DetectState::judge_block`] in a subprogram of its own: its frame is
+/// not added to the rule walk's.
+#[inline(never)]
+fn judge_source(record: *mut AlertRecord, now: u64, count_repeat: bool) -> u8 {
+    let Some(policy) = DROP_POLICY.get(0) else {
+        return block::NOT_PROVEN;
+    };
+    // SAFETY: the per-CPU record; XDP does not re-enter on the same CPU.
+    let src = unsafe { (*record).packet.src_key() };
+    judge_block(&src, now, policy, count_repeat, &mut KernelState { record })
 }
 
 /// The packet's time (kernel monotonic clock) and CPU, read into the
@@ -788,6 +851,65 @@ impl DetectState for KernelState {
         if let Some(stats) = RULE_STATS.get_ptr_mut(slot) {
             unsafe { (*stats).alerts += 1 };
         }
+    }
+
+    #[inline(always)]
+    fn handshake(&mut self, key: &HandshakeKey) -> Option<Handshake> {
+        // SAFETY: read whole; a concurrent update replaces the entry.
+        unsafe { HANDSHAKES.get(key) }.copied()
+    }
+
+    #[inline(always)]
+    fn set_handshake(&mut self, key: &HandshakeKey, value: &Handshake) {
+        // A full map evicts its least recently used handshake: that client
+        // proves nothing this time, which can refuse a block, never cause one.
+        let _ = HANDSHAKES.insert(key, value, 0);
+    }
+
+    #[inline(always)]
+    fn forget_handshake(&mut self, key: &HandshakeKey) {
+        let _ = HANDSHAKES.remove(key);
+    }
+
+    #[inline(always)]
+    fn prove(&mut self, src: &AddrKey, now: u64) {
+        let _ = PROVEN.insert(src, now, 0);
+    }
+
+    #[inline(always)]
+    fn proven_at(&mut self, src: &AddrKey) -> Option<u64> {
+        // SAFETY: a u64 read; a concurrent update writes it whole.
+        unsafe { PROVEN.get(src) }.copied()
+    }
+
+    #[inline(always)]
+    fn repeat_window<R, F: FnOnce(&mut RepeatWindow) -> R>(
+        &mut self,
+        src: &AddrKey,
+        step: F,
+    ) -> Option<R> {
+        let window = match REPEATS.get_ptr_mut(src) {
+            Some(window) => window,
+            None => {
+                let _ = REPEATS.insert(src, RepeatWindow::default(), BPF_NOEXIST as u64);
+                REPEATS.get_ptr_mut(src)?
+            }
+        };
+        Some(step(unsafe { &mut *window }))
+    }
+
+    #[inline(always)]
+    fn judge_block(&mut self, _meta: &PacketMeta, now_ns: u64, count_repeat: bool) -> u8 {
+        judge_source(self.record, now_ns, count_repeat)
+    }
+
+    #[inline(always)]
+    fn block_policy(&self) -> BlockPolicy {
+        // Not written (never in drop mode): the safe policy, nothing proven.
+        DROP_POLICY.get(0).copied().unwrap_or(BlockPolicy {
+            proof_ns: 0,
+            ..BlockPolicy::DEFAULT
+        })
     }
 }
 

@@ -173,6 +173,10 @@ pub struct SensorFields {
     /// many sources (contract §3, alert storms); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<String>,
+    /// Drop mode, lines of `drop` rules: what became of the source
+    /// (`crate::drop_policy::block_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
     #[serde(flatten)]
     pub header: HeaderFacts,
 }
@@ -257,6 +261,7 @@ impl Alert {
             sensor: SensorFields {
                 count,
                 aggregate: (record.aggregate == aggregate::RULE).then(|| "rule".to_owned()),
+                block: crate::drop_policy::block_name(record.block).map(str::to_owned),
                 header: HeaderFacts::from_meta(meta),
             },
         }

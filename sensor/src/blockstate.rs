@@ -125,7 +125,8 @@ pub fn load(
             let entry = BlockEntry {
                 until_ns: to_monotonic_ns(block.until_unix_ns),
                 sig_id: block.sig_id,
-                _pad: 0,
+                block_when: sensor_common::tables::BLOCK_RESTORED,
+                _pad: [0; 3],
             };
             (key, entry)
         })
@@ -147,7 +148,8 @@ mod tests {
         let entry = BlockEntry {
             until_ns,
             sig_id,
-            _pad: 0,
+            block_when: sensor_common::tables::BLOCK_RESTORED,
+            _pad: [0; 3],
         };
         (key, entry)
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use sensor_common::alert::MAX_ALERT_PACKET_BYTES;
-use sensor_common::tables::DROP_LIST_ENTRIES;
+use sensor_common::tables::{BlockPolicy, DROP_LIST_ENTRIES};
 
 use crate::cli::SyslogFormat;
 use crate::loader::{AttachMode, SensorMode};
@@ -91,6 +91,9 @@ pub struct DropConfig {
     pub dry_run: bool,
     /// Where blocked sources are kept across restarts (none: not kept).
     pub state_file: Option<PathBuf>,
+    /// When a match blocks its source (`block_when`, `block_repeat`,
+    /// `proof_seconds`; see `crate::drop_policy`).
+    pub block: BlockPolicy,
 }
 
 impl Default for DropConfig {
@@ -101,6 +104,7 @@ impl Default for DropConfig {
             blocklist: Vec::new(),
             dry_run: false,
             state_file: None,
+            block: BlockPolicy::DEFAULT,
         }
     }
 }
@@ -145,6 +149,9 @@ const DROP_KEYS: &[&str] = &[
     "blocklist",
     "dry_run",
     "state_file",
+    "block_when",
+    "block_repeat",
+    "proof_seconds",
 ];
 
 /// Reads and checks the config file at `path`; relative paths in it are
@@ -358,6 +365,9 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
             "allowlist" => drop.allowlist = parse_prefix_list(node, "allowlist")?,
             "blocklist" => drop.blocklist = parse_prefix_list(node, "blocklist")?,
             "state_file" => drop.state_file = Some(non_empty_text(node, "state_file")?.into()),
+            key if crate::drop_policy::KEYS.contains(&key) => {
+                crate::drop_policy::parse_key(key, node, &mut drop.block)?;
+            }
             _ => drop.dry_run = node.as_bool("dry_run")?,
         }
     }
@@ -533,6 +543,7 @@ drop:
                     blocklist: vec!["198.51.100.0/24".parse().unwrap()],
                     dry_run: true,
                     state_file: Some("/var/lib/sensor/blocked.json".into()),
+                    block: BlockPolicy::DEFAULT,
                 },
             }
         );

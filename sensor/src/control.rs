@@ -223,6 +223,9 @@ pub struct WireSummary {
     pub protocols: Vec<u64>,
     pub tcp_flags: Vec<u64>,
     pub ttl: Vec<u64>,
+    /// Drop mode: the sources blocked now (absent from older servers).
+    #[serde(default)]
+    pub blocked: Vec<crate::drop_policy::BlockedNow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +252,7 @@ impl From<&InspectSummary> for WireSummary {
             protocols: summary.protocols.clone(),
             tcp_flags: summary.tcp_flags.clone(),
             ttl: summary.ttl.clone(),
+            blocked: summary.blocked.clone(),
         }
     }
 }
@@ -275,6 +279,7 @@ impl From<WireSummary> for InspectSummary {
             protocols: wire.protocols,
             tcp_flags: wire.tcp_flags,
             ttl: wire.ttl,
+            blocked: wire.blocked,
         }
     }
 }
@@ -1170,6 +1175,12 @@ mod tests {
             protocols: vec![1, 2, 3],
             tcp_flags: vec![4],
             ttl: vec![5, 6],
+            blocked: vec![crate::drop_policy::BlockedNow {
+                src_ip: "198.51.100.7".parse().unwrap(),
+                signature_id: 500001,
+                block_when: "proven".into(),
+                seconds_left: 297,
+            }],
         };
         let messages = [
             Message::Started {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod community_id;
 pub mod config;
 pub mod control;
+pub mod drop_policy;
 pub mod inspect;
 pub mod loader;
 pub mod metrics;

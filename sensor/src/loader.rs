@@ -14,9 +14,9 @@ use sensor_common::filter::{
 };
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    BlockEntry, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState, RuleInfo,
-    RuleMask, RuleStats, SensorConfig, SynKey, SynWindow, counter, mode, scope_key_version,
-    scope_value_key,
+    BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState,
+    RuleInfo, RuleMask, RuleStats, SensorConfig, SynKey, SynWindow, block_when, counter, mode,
+    scope_key_version, scope_value_key,
 };
 
 use crate::preflight;
@@ -111,6 +111,8 @@ pub struct DropPolicy {
     pub allowlist: Vec<ipnet::IpNet>,
     pub blocklist: Vec<ipnet::IpNet>,
     pub dry_run: bool,
+    /// When a match blocks its source (`block_when`, `block_repeat`, `proof_seconds`).
+    pub block: BlockPolicy,
 }
 
 /// An inspect session's counters.
@@ -137,6 +139,8 @@ pub struct InspectSummary {
     pub tcp_flags: Vec<u64>,
     /// Packets by TTL / hop limit (256 entries).
     pub ttl: Vec<u64>,
+    /// Drop mode: the sources blocked now (empty in a program of its own).
+    pub blocked: Vec<crate::drop_policy::BlockedNow>,
 }
 
 /// Global packet counters summed over CPUs.
@@ -152,6 +156,13 @@ pub struct Counters {
     pub dropped_by_rule: u64,
     pub would_drop: u64,
     pub block_errors: u64,
+    /// Handshakes that proved their client's address.
+    pub proofs: u64,
+    /// Matches that did not block: source not proven / not repeated enough.
+    pub refused_not_proven: u64,
+    pub refused_not_repeated: u64,
+    /// Sources blocked, by `block_when` (proven, repeated, first_match).
+    pub blocks: [u64; block_when::COUNT as usize],
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoaderError {
@@ -332,8 +343,25 @@ impl Kernel {
                     .map_err(map_err(name))?;
             }
         }
+        let mut block: Array<_, BlockPolicy> = self.map_mut("DROP_POLICY")?;
+        block
+            .set(0, policy.block, 0)
+            .map_err(map_err("DROP_POLICY"))?;
         let dry_run = policy.dry_run;
         self.update_config(|config| config.dry_run = dry_run as u8)
+    }
+
+    /// Proven sources (drop mode) with the kernel-clock time of their last
+    /// handshake, proofs that have ended included.
+    pub fn proven_sources(&self) -> Result<Vec<(AddrKey, u64)>, LoaderError> {
+        let map = self
+            .ebpf
+            .map("PROVEN")
+            .ok_or(LoaderError::MissingMap("PROVEN"))?;
+        let hash: HashMap<_, AddrKey, u64> = HashMap::try_from(map).map_err(map_err("PROVEN"))?;
+        hash.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("PROVEN"))
     }
 
     fn update_config(&mut self, change: impl FnOnce(&mut SensorConfig)) -> Result<(), LoaderError> {
@@ -494,6 +522,10 @@ impl Kernel {
             protocols: self.per_cpu_sums("SUMMARY_PROTO", summary::PROTO_SLOTS)?,
             tcp_flags: self.per_cpu_sums("SUMMARY_FLAGS", summary::FLAG_SLOTS)?,
             ttl: self.per_cpu_sums("SUMMARY_TTL", summary::TTL_SLOTS)?,
+            blocked: crate::drop_policy::blocked_now(
+                &self.blocked_sources()?,
+                crate::run::Clock::monotonic_now(),
+            ),
         })
     }
 
@@ -640,6 +672,14 @@ impl Kernel {
             dropped_by_rule: sum(counter::DROPPED_BY_RULE)?,
             would_drop: sum(counter::WOULD_DROP)?,
             block_errors: sum(counter::BLOCK_ERRORS)?,
+            proofs: sum(counter::PROOFS)?,
+            refused_not_proven: sum(counter::REFUSED_NOT_PROVEN)?,
+            refused_not_repeated: sum(counter::REFUSED_NOT_REPEATED)?,
+            blocks: [
+                sum(counter::BLOCKS + block_when::PROVEN as u32)?,
+                sum(counter::BLOCKS + block_when::REPEATED as u32)?,
+                sum(counter::BLOCKS + block_when::FIRST_MATCH as u32)?,
+            ],
         })
     }
 

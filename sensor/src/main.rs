@@ -250,6 +250,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             allowlist: config.drop.allowlist.clone(),
             blocklist: config.drop.blocklist.clone(),
             dry_run: args.dry_run || config.drop.dry_run,
+            block: config.drop.block,
         },
         block_state: config.drop.state_file.clone(),
         redis,

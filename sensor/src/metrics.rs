@@ -73,6 +73,22 @@ pub struct MetricsSnapshot {
     pub block_errors: u64,
     /// Drop mode: the sources blocked now.
     pub blocked: Vec<BlockedSource>,
+    /// Drop mode: proof of address and `block_when`.
+    pub proof: ProofMetrics,
+}
+
+/// Drop mode's proof of address and blocking decisions (`block_when`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProofMetrics {
+    /// Addresses whose proof holds now (sampled every few seconds).
+    pub proven_sources: u64,
+    /// Handshakes that proved their client's address.
+    pub proofs: u64,
+    /// Matches of blocking `drop` rules that did not block, by reason.
+    pub refused_not_proven: u64,
+    pub refused_not_repeated: u64,
+    /// Sources blocked, by `block_when` (proven, repeated, first_match).
+    pub blocks: [u64; 3],
 }
 
 /// A source blocked in drop mode.
@@ -377,6 +393,38 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Drop mode: sources blocked now, with the seconds their block has left.",
         &blocked,
     );
+    let p = &s.proof;
+    out.single(
+        "sensor_proven_sources",
+        Gauge,
+        "Drop mode: source addresses proven by a TCP handshake whose proof holds now.",
+        p.proven_sources,
+    );
+    out.single(
+        "sensor_drop_mode_proofs",
+        Counter,
+        "Drop mode: TCP handshakes that proved their client's address.",
+        p.proofs,
+    );
+    out.family(
+        "sensor_drop_mode_blocks_refused",
+        Counter,
+        "Drop mode: matches of drop rules that did not block their source, by reason.",
+        &[
+            (&[("reason", "not_proven")], p.refused_not_proven),
+            (&[("reason", "not_repeated")], p.refused_not_repeated),
+        ],
+    );
+    out.family(
+        "sensor_drop_mode_blocks",
+        Counter,
+        "Drop mode: sources blocked, by block_when.",
+        &[
+            (&[("block_when", "proven")], p.blocks[0]),
+            (&[("block_when", "repeated")], p.blocks[1]),
+            (&[("block_when", "first_match")], p.blocks[2]),
+        ],
+    );
     out.text
 }
 
@@ -518,6 +566,13 @@ mod tests {
                 sig_id: 100001,
                 seconds_left: 297,
             }],
+            proof: ProofMetrics {
+                proven_sources: 4,
+                proofs: 9,
+                refused_not_proven: 2,
+                refused_not_repeated: 0,
+                blocks: [1, 0, 5],
+            },
         }
     }
 
@@ -613,6 +668,21 @@ sensor_drop_mode_block_errors_total 0
 # HELP sensor_blocked_source_seconds_left Drop mode: sources blocked now, with the seconds their block has left.
 # TYPE sensor_blocked_source_seconds_left gauge
 sensor_blocked_source_seconds_left{src="198.51.100.7",sig_id="100001"} 297
+# HELP sensor_proven_sources Drop mode: source addresses proven by a TCP handshake whose proof holds now.
+# TYPE sensor_proven_sources gauge
+sensor_proven_sources 4
+# HELP sensor_drop_mode_proofs_total Drop mode: TCP handshakes that proved their client's address.
+# TYPE sensor_drop_mode_proofs_total counter
+sensor_drop_mode_proofs_total 9
+# HELP sensor_drop_mode_blocks_refused_total Drop mode: matches of drop rules that did not block their source, by reason.
+# TYPE sensor_drop_mode_blocks_refused_total counter
+sensor_drop_mode_blocks_refused_total{reason="not_proven"} 2
+sensor_drop_mode_blocks_refused_total{reason="not_repeated"} 0
+# HELP sensor_drop_mode_blocks_total Drop mode: sources blocked, by block_when.
+# TYPE sensor_drop_mode_blocks_total counter
+sensor_drop_mode_blocks_total{block_when="proven"} 1
+sensor_drop_mode_blocks_total{block_when="repeated"} 0
+sensor_drop_mode_blocks_total{block_when="first_match"} 5
 "#;
         assert_eq!(render(&small_snapshot()), expected);
     }

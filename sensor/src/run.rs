@@ -217,6 +217,8 @@ struct Engine {
     community_id_seed: u16,
     /// The last save failed: try again at the next tick.
     blocks_unsaved: bool,
+    /// Drop mode: proven sources counted at a time (a map walk, so sampled).
+    proven_sample: crate::drop_policy::ProvenSample,
 }
 
 impl Engine {
@@ -250,7 +252,7 @@ impl Engine {
                 .iter()
                 .any(|net| net.contains(&src))
         {
-            tracing::warn!(src = %src, rule = rule.id, "dry run: would drop, and block the source");
+            crate::drop_policy::report_would_block(&src, rule.id, record.block);
         }
     }
 
@@ -475,6 +477,13 @@ impl Engine {
                     seconds_left: (entry.until_ns - now).div_ceil(1_000_000_000),
                 })
                 .collect(),
+            proof: crate::drop_policy::proof_metrics(
+                kernel,
+                &counters,
+                &self.drop_policy,
+                &self.proven_sample,
+                now,
+            ),
         })
     }
 
@@ -575,6 +584,7 @@ pub async fn run(
             .block_state
             .filter(|_| settings.mode == SensorMode::Drop),
         blocks_unsaved: false,
+        proven_sample: Default::default(),
         community_id_seed: settings.community_id_seed,
     };
     engine.install(&mut kernel, &rules, settings.mode)?;

@@ -14,8 +14,9 @@ use std::hash::Hash;
 use sensor_common::detect::DetectState;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    AlertBudget, MAX_RULES, RATE_ENTRIES, RateKey, RateState, RuleStats, SYN_WINDOW_ENTRIES,
-    SynKey, SynWindow, TTL_BASELINE_ENTRIES,
+    AlertBudget, BlockPolicy, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MAX_RULES,
+    PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES, RateKey, RateState, RepeatWindow, RuleStats,
+    SYN_WINDOW_ENTRIES, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
 };
 
 /// A hash map of bounded size that evicts its least recently used entry.
@@ -67,6 +68,12 @@ impl<K: Copy + Eq + Hash, V> LruMap<K, V> {
         &mut self.entries.entry(*key).or_insert((make(), tick)).0
     }
 
+    fn remove(&mut self, key: &K) {
+        if let Some((_, used)) = self.entries.remove(key) {
+            self.by_age.remove(&used);
+        }
+    }
+
     /// Entries, least recently used first.
     fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.by_age.values().map(|key| (key, &self.entries[key].0))
@@ -105,6 +112,11 @@ pub struct MemoryState {
     rate_states: LruMap<RateKey, RateState>,
     alert_budget: AlertBudget,
     rule_stats: Vec<RuleStats>,
+    /// Drop mode (the kernel's map sizes): handshakes, proofs, repeats.
+    handshakes: LruMap<HandshakeKey, Handshake>,
+    proven: LruMap<AddrKey, u64>,
+    repeats: LruMap<AddrKey, RepeatWindow>,
+    block_policy: BlockPolicy,
 }
 
 impl Default for MemoryState {
@@ -126,7 +138,16 @@ impl MemoryState {
             rate_states: LruMap::new(limits.rate_states),
             alert_budget: AlertBudget::default(),
             rule_stats: vec![RuleStats::default(); MAX_RULES as usize],
+            handshakes: LruMap::new(HANDSHAKE_ENTRIES as usize),
+            proven: LruMap::new(PROVEN_ENTRIES as usize),
+            repeats: LruMap::new(REPEAT_ENTRIES as usize),
+            block_policy: BlockPolicy::DEFAULT,
         }
+    }
+
+    /// Drop mode's blocking policy (the configuration's default until set).
+    pub fn set_block_policy(&mut self, policy: BlockPolicy) {
+        self.block_policy = policy;
     }
 
     /// The rate limiter of every (rule slot, source), least recently used
@@ -203,6 +224,40 @@ impl DetectState for MemoryState {
         if let Some(stats) = self.rule_stats.get_mut(slot as usize) {
             stats.alerts += 1;
         }
+    }
+
+    fn handshake(&mut self, key: &HandshakeKey) -> Option<Handshake> {
+        self.handshakes.touch(key).copied()
+    }
+
+    fn set_handshake(&mut self, key: &HandshakeKey, value: &Handshake) {
+        *self.handshakes.get_or_insert_with(key, Handshake::default) = *value;
+    }
+
+    fn forget_handshake(&mut self, key: &HandshakeKey) {
+        self.handshakes.remove(key);
+    }
+
+    fn prove(&mut self, src: &AddrKey, now: u64) {
+        *self.proven.get_or_insert_with(src, || now) = now;
+    }
+
+    fn proven_at(&mut self, src: &AddrKey) -> Option<u64> {
+        self.proven.touch(src).copied()
+    }
+
+    fn repeat_window<R, F: FnOnce(&mut RepeatWindow) -> R>(
+        &mut self,
+        src: &AddrKey,
+        step: F,
+    ) -> Option<R> {
+        Some(step(
+            self.repeats.get_or_insert_with(src, RepeatWindow::default),
+        ))
+    }
+
+    fn block_policy(&self) -> BlockPolicy {
+        self.block_policy
     }
 }
 

@@ -80,6 +80,10 @@ pub struct Report {
     pub tcp_flags: Vec<FlagCount>,
     /// Every bucket of [`TTL_BUCKETS`], in order.
     pub ttl: Vec<TtlCount>,
+    /// Drop mode (`sensor run`'s program): the sources blocked now, with
+    /// why and for how long; absent when none is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<crate::drop_policy::BlockedNow>,
 }
 
 impl Report {
@@ -159,6 +163,7 @@ impl Report {
             protocols,
             tcp_flags,
             ttl,
+            blocked: current.blocked.clone(),
         }
     }
 
@@ -217,6 +222,7 @@ impl Report {
             .map(|t| format!("{}: {}", t.ttl, t.packets))
             .collect();
         let _ = writeln!(out, "  ttl:       {}", ttl.join(", "));
+        out.push_str(&crate::drop_policy::blocked_text(&self.blocked));
         out
     }
 }
@@ -288,6 +294,7 @@ mod tests {
             protocols: vec![0; summary::PROTO_SLOTS as usize],
             tcp_flags: vec![0; summary::FLAG_SLOTS as usize],
             ttl: vec![0; summary::TTL_SLOTS as usize],
+            blocked: Vec::new(),
         }
     }
 

@@ -178,6 +178,20 @@ pub fn icmp_echo(icmp_type: u8, id: u16, seq: u16) -> Vec<u8> {
     h
 }
 
+/// Ethernet + IPv4 + TCP with chosen sequence and acknowledgement numbers
+/// (a handshake's segments).
+pub fn ipv4_tcp_numbered(
+    (src, dst): ([u8; 4], [u8; 4]),
+    (src_port, dst_port): (u16, u16),
+    flags: u16,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut segment = tcp(src_port, dst_port, flags, seq, &[]);
+    segment[8..12].copy_from_slice(&ack.to_be_bytes());
+    ethernet(&[], ETH_IPV4, &Ipv4::new(src, dst, 6).build(&segment))
+}
+
 /// Ethernet + IPv4 + TCP, the common case.
 pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], src_port: u16, dst_port: u16, flags: u16) -> Vec<u8> {
     ethernet(
