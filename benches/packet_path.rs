@@ -13,9 +13,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use sensor::loader::{Kernel, SensorMode};
+use sensor::kernel::loader::{Kernel, SensorMode};
+use sensor::replay::state::MemoryState;
 use sensor::rules::{MemoryTables, compile, load_path};
-use sensor::state::MemoryState;
 use sensor::testing::frames::{self, Ipv4, flags};
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::parse::parse_ethernet;

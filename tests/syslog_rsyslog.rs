@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
 use sensor::cli::SyslogFormat;
 use sensor::rules::{RuleMeta, Severity};
-use sensor::syslog::{
+use sensor::sinks::syslog::{
     HostPort, SyslogHandle, SyslogSink, SyslogStats, SyslogTarget, machine_hostname,
 };
 use sensor_common::alert::{AlertRecord, outcome};

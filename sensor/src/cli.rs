@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 
-use crate::loader::{AttachMode, SensorMode};
-use crate::redis_sink::RedisMode;
+use crate::kernel::loader::{AttachMode, SensorMode};
+use crate::sinks::redis::RedisMode;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,24 +1,44 @@
-//! The sensor's userspace: rules, kernel loader, alert engine, sinks,
-//! replay and inspect. The binary (`main.rs`) only wires these together.
+//! The sensor's userspace, in layers; each module may use only the ones
+//! listed before it (its own comment says which). From the bottom:
+//!
+//! - `settings`-like plain types live with `cli` for now; `testing`: frame
+//!   builders for tests and benches.
+//! - `rules`: load, validate, compile, summarise rule files.
+//! - `alert`: the alert line (EVE JSON) and its formatting helpers.
+//! - `filter`: the inspect filter language, compiled to the kernel's ops.
+//! - `kernel`: the XDP program as userspace drives it (aya).
+//! - `sinks`: JSON lines, syslog, Redis.
+//! - `metrics`: the Prometheus snapshot and endpoint.
+//! - `engine`: the one alert pipeline, records → lines → sinks.
+//! - `replay`: captures through the shared parser and detector.
+//! - `control`: the inspect control socket (protocol, server, client).
+//! - `inspect`: `sensor inspect`, local and remote.
+//! - `run`: `sensor run`, the live sensor.
+//! - `config`, `cli`: the inputs; `main.rs` wires them to the commands.
 
-pub mod aggregate;
-pub mod alert;
-pub mod blockstate;
-pub mod cli;
-pub mod community_id;
-pub mod config;
-pub mod control;
-pub mod inspect;
-pub mod loader;
-pub mod metrics;
-pub mod netlink;
-pub mod perf;
-pub mod preflight;
-pub mod redis_sink;
-pub mod replay;
-pub mod rules;
-pub mod run;
-pub mod sinks;
-pub mod state;
-pub mod syslog;
 pub mod testing;
+
+pub mod rules;
+
+pub mod alert;
+
+pub mod filter;
+
+pub mod kernel;
+
+pub mod sinks;
+
+pub mod metrics;
+
+pub mod engine;
+
+pub mod replay;
+
+pub mod control;
+
+pub mod inspect;
+
+pub mod run;
+
+pub mod cli;
+pub mod config;

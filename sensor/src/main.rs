@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
 use sensor::config::Config;
-use sensor::loader::{AttachMode, DropPolicy, SensorMode};
-use sensor::redis_sink::RedisTarget;
+use sensor::kernel::loader::{AttachMode, DropPolicy, SensorMode};
 use sensor::replay::ReplayOptions;
 use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
-use sensor::sinks::{JsonSink, JsonTarget};
-use sensor::syslog::SyslogTarget;
+use sensor::sinks::json::{JsonSink, JsonTarget};
+use sensor::sinks::redis::RedisTarget;
+use sensor::sinks::syslog::SyslogTarget;
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 
 const EXIT_RUNTIME: u8 = 1;

@@ -15,7 +15,6 @@
 //!
 //! User documentation (and the comparison with tcpdump): `docs/inspect.md`.
 
-pub mod filter;
 pub mod output;
 mod remote;
 pub mod summary;
@@ -33,14 +32,16 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::alert::unix_ns_to_datetime;
 use crate::cli::InspectArgs;
-use crate::loader::{AttachMode, InspectCounters, InspectSummary, Kernel, LoaderError, SensorMode};
+use crate::kernel::loader::{
+    AttachMode, InspectCounters, InspectSummary, Kernel, LoaderError, SensorMode,
+};
 use crate::rules::CompiledRules;
 use crate::run::Clock;
 
-use self::filter::CompiledFilter;
 use self::output::{PacketLine, text_line, time_of_day};
 use self::summary::{Report, Scope};
-use crate::perf::{PerfStats, join_readers, spawn_readers};
+use crate::filter::{self, CompiledFilter};
+use crate::kernel::perf::{PerfStats, join_readers, spawn_readers};
 
 /// `--max-rate` when not given: packet records per second, per CPU.
 pub const DEFAULT_MAX_RATE: u32 = 1_000;

@@ -17,7 +17,7 @@ use sensor_common::filter::TalkerStats;
 use sensor_common::packet::AddrKey;
 
 use crate::alert::{ip_addr, proto_name, rfc3339_micros, tcp_flag_letters};
-use crate::loader::InspectSummary;
+use crate::kernel::loader::InspectSummary;
 
 /// Talkers listed per report.
 pub const TOP_TALKERS: usize = 10;

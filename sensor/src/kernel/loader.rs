@@ -19,7 +19,7 @@ use sensor_common::tables::{
     scope_value_key,
 };
 
-use crate::preflight;
+use crate::kernel::preflight;
 use crate::rules::CompiledRules;
 
 /// The kernel program, built by build.rs for the bpf target.

@@ -15,20 +15,20 @@ use sensor_common::tables::{BlockEntry, MAX_RULES, RATE_WINDOW_NS, kind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::aggregate::{Aggregator, RateEntry};
 use crate::alert::{Alert, CapturedPacket, ip_addr, unix_ns_to_datetime};
-use crate::blockstate;
 use crate::cli::SyslogFormat;
 use crate::control::ControlHost;
-use crate::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
+use crate::engine::aggregate::{Aggregator, RateEntry};
+use crate::kernel::blockstate;
+use crate::kernel::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
+use crate::kernel::netlink::LinkEvents;
+use crate::kernel::perf::{self, AlertSample, PerfError, PerfStats};
+use crate::kernel::preflight;
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
-use crate::netlink::LinkEvents;
-use crate::perf::{self, AlertSample, PerfError, PerfStats};
-use crate::preflight;
-use crate::redis_sink::{RedisHandle, RedisTarget};
 use crate::rules::{CompiledRules, RuleMeta};
-use crate::sinks::JsonSink;
-use crate::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
+use crate::sinks::json::JsonSink;
+use crate::sinks::redis::{RedisHandle, RedisTarget};
+use crate::sinks::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
 
 /// Records waiting between the perf readers and the engine. When full the
 /// readers wait and the kernel's rings absorb the burst (then count losses).
@@ -539,9 +539,9 @@ pub async fn run(
         ),
         None => None,
     };
-    let syslog = settings
-        .syslog
-        .map(|(target, format)| SyslogSink::spawn(target, format, crate::syslog::DEFAULT_CAPACITY));
+    let syslog = settings.syslog.map(|(target, format)| {
+        SyslogSink::spawn(target, format, crate::sinks::syslog::DEFAULT_CAPACITY)
+    });
 
     let mut engine = Engine {
         iface: settings.iface.clone(),
@@ -552,7 +552,7 @@ pub async fn run(
         syslog,
         redis: settings
             .redis
-            .map(|target| RedisHandle::spawn(target, crate::redis_sink::DEFAULT_CAPACITY)),
+            .map(|target| RedisHandle::spawn(target, crate::sinks::redis::DEFAULT_CAPACITY)),
         lines_by_rule: HashMap::new(),
         banked_hits: HashMap::new(),
         slot_ids: HashMap::new(),

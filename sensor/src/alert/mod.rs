@@ -9,6 +9,8 @@
 //! (serde writes fields in declaration order). Optional fields are left out
 //! (not `null`) when the packet does not have them.
 
+pub mod community_id;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -23,7 +25,6 @@ use sensor_common::packet::{
     MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp,
 };
 
-use crate::community_id;
 use crate::rules::RuleMeta;
 
 /// pcap's LINKTYPE_ETHERNET: what the XDP program's frames start with.
@@ -167,7 +168,7 @@ pub struct PacketInfo {
 /// header facts of the packet it shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensorFields {
-    /// Matching packets this line stands for (see `crate::aggregate`).
+    /// Matching packets this line stands for (see `crate::engine::aggregate`).
     pub count: u64,
     #[serde(flatten)]
     pub header: HeaderFacts,

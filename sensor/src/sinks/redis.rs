@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::syslog::backoff_delay;
+use crate::sinks::syslog::backoff_delay;
 
 /// Lines waiting for Redis at most (the bound, as syslog's).
 pub const DEFAULT_CAPACITY: usize = 10_000;

@@ -50,9 +50,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::inspect::filter;
-use crate::loader::{InspectCounters, InspectSummary, Kernel};
-use crate::perf::{self, PerfStats};
+use crate::filter;
+use crate::kernel::loader::{InspectCounters, InspectSummary, Kernel};
+use crate::kernel::perf::{self, PerfStats};
 
 /// Where the control sockets live.
 pub const RUN_DIR: &str = "/run/sensor";

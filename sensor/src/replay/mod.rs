@@ -25,6 +25,8 @@
 //!   (aggregated remainders included), then [`ReplayError::Corrupt`] names
 //!   the byte offset and how many packets were read; the CLI exits 1.
 
+pub mod state;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Cursor, ErrorKind, Read};
@@ -47,10 +49,10 @@ use sensor_common::packet::{IP_VERSION_NONE, PacketMeta};
 use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at};
 use sensor_common::tables::RATE_WINDOW_NS;
 
-use crate::aggregate::{Aggregator, RateEntry};
 use crate::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
+use crate::engine::aggregate::{Aggregator, RateEntry};
+use crate::replay::state::MemoryState;
 use crate::rules::{CompiledRules, MemoryTables, RuleMeta};
-use crate::state::MemoryState;
 
 /// What `replay` reads, for messages.
 pub const SUPPORTED_LINK_TYPES: &str = "Ethernet (1), raw IP (101, and 12 / 14 as written by some systems), \

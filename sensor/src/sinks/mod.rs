@@ -1,0 +1,10 @@
+//! Where alert lines go: a JSON lines file or stdout (`json`), syslog
+//! (`syslog`: target, format, sender) and Redis (`redis`). Each sink takes
+//! finished lines; none of them waits on its peer on the engine's task, and
+//! each counts what it could not deliver.
+//!
+//! May use: `settings`, `alert`. Never the engine, the kernel or commands.
+
+pub mod json;
+pub mod redis;
+pub mod syslog;
