@@ -15,8 +15,8 @@ use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
-use sensor::cli::SyslogFormat;
-use sensor::rules::{RuleMeta, Severity};
+use sensor::rules::RuleMeta;
+use sensor::settings::{Severity, SyslogFormat};
 use sensor::sinks::syslog::{
     HostPort, SyslogHandle, SyslogSink, SyslogStats, SyslogTarget, machine_hostname,
 };

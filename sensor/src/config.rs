@@ -14,12 +14,11 @@ use ipnet::IpNet;
 use sensor_common::alert::MAX_ALERT_PACKET_BYTES;
 use sensor_common::tables::DROP_LIST_ENTRIES;
 
-use crate::cli::SyslogFormat;
-use crate::kernel::loader::{AttachMode, SensorMode};
 use crate::rules::SourceError;
 use crate::rules::load::parse_prefix;
 use crate::rules::yaml::{self, Located, Node};
-use crate::sinks::redis::{RedisMode, RedisTarget};
+use crate::settings::{AttachMode, RedisMode, SensorMode, SyslogFormat};
+use crate::sinks::redis::RedisTarget;
 
 /// Longest accepted interface name (Linux IFNAMSIZ minus the NUL).
 const MAX_IFACE_LEN: usize = 15;

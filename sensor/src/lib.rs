@@ -1,7 +1,7 @@
 //! The sensor's userspace, in layers; each module may use only the ones
 //! listed before it (its own comment says which). From the bottom:
 //!
-//! - `settings`-like plain types live with `cli` for now; `testing`: frame
+//! - `settings`: plain types (modes, formats, policies); `testing`: frame
 //!   builders for tests and benches.
 //! - `rules`: load, validate, compile, summarise rule files.
 //! - `alert`: the alert line (EVE JSON) and its formatting helpers.
@@ -16,6 +16,7 @@
 //! - `run`: `sensor run`, the live sensor.
 //! - `config`, `cli`: the inputs; `main.rs` wires them to the commands.
 
+pub mod settings;
 pub mod testing;
 
 pub mod rules;
@@ -42,3 +43,6 @@ pub mod run;
 
 pub mod cli;
 pub mod config;
+
+#[cfg(test)]
+mod layering_tests;

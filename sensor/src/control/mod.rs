@@ -1058,7 +1058,7 @@ async fn run_session(
                 batch.sort_by_key(|r| r.timestamp_ns);
                 session.send(&batch, None).await;
             }
-            _ = crate::inspect::tick(&mut ticker) => {
+            _ = crate::engine::clock::tick(&mut ticker) => {
                 match session.ask(|reply| Inner::Summary { reply }).await {
                     Some(Ok(current)) => {
                         let message = Message::Summary { summary: WireSummary::from(&current) };

@@ -6,3 +6,4 @@
 //! replay's capture reading, control or the commands.
 
 pub mod aggregate;
+pub mod clock;

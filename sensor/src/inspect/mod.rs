@@ -15,6 +15,7 @@
 //!
 //! User documentation (and the comparison with tcpdump): `docs/inspect.md`.
 
+mod args;
 pub mod output;
 mod remote;
 pub mod summary;
@@ -28,15 +29,14 @@ use std::time::{Duration, Instant};
 use sensor_common::filter::InspectRecord;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
+pub use self::args::InspectArgs;
 use crate::alert::unix_ns_to_datetime;
-use crate::cli::InspectArgs;
-use crate::kernel::loader::{
-    AttachMode, InspectCounters, InspectSummary, Kernel, LoaderError, SensorMode,
-};
+use crate::engine::clock::{Clock, tick};
+use crate::kernel::loader::{InspectCounters, InspectSummary, Kernel, LoaderError};
 use crate::rules::CompiledRules;
-use crate::run::Clock;
+use crate::settings::{AttachMode, SensorMode};
 
 use self::output::{PacketLine, text_line, time_of_day};
 use self::summary::{Report, Scope};
@@ -292,16 +292,6 @@ fn attach_error(iface: &str, err: LoaderError) -> InspectError {
         ));
     }
     runtime(err)
-}
-
-/// The next tick, or never.
-pub(crate) async fn tick(interval: &mut Option<Interval>) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// The "listening" line's filter and output descriptions.

@@ -21,6 +21,7 @@ use sensor_common::tables::{
 
 use crate::kernel::preflight;
 use crate::rules::CompiledRules;
+use crate::settings::{AttachMode, DropPolicy, SensorMode};
 
 /// The kernel program, built by build.rs for the bpf target.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-xdp"));
@@ -84,33 +85,6 @@ pub enum LoaderError {
         #[source]
         source: ProgramError,
     },
-}
-
-/// `--xdp-mode`: how to attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachMode {
-    /// Native (driver) mode, falling back to generic (skb) mode when the
-    /// driver refuses.
-    Auto,
-    Native,
-    Skb,
-}
-
-/// The sensor's mode: `ids` only reports, `drop` enforces `drop` rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SensorMode {
-    Ids,
-    Drop,
-}
-
-/// Drop mode's safety settings (configuration `drop:` section).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DropPolicy {
-    pub allowlist: Vec<ipnet::IpNet>,
-    pub blocklist: Vec<ipnet::IpNet>,
-    pub dry_run: bool,
 }
 
 /// An inspect session's counters.

@@ -16,16 +16,17 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::alert::{Alert, CapturedPacket, ip_addr, unix_ns_to_datetime};
-use crate::cli::SyslogFormat;
 use crate::control::ControlHost;
 use crate::engine::aggregate::{Aggregator, RateEntry};
+use crate::engine::clock::Clock;
 use crate::kernel::blockstate;
-use crate::kernel::loader::{AttachMode, DropPolicy, Kernel, LoaderError, SensorMode};
+use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::netlink::LinkEvents;
 use crate::kernel::perf::{self, AlertSample, PerfError, PerfStats};
 use crate::kernel::preflight;
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::rules::{CompiledRules, RuleMeta};
+use crate::settings::{AttachMode, DropPolicy, SensorMode, SyslogFormat};
 use crate::sinks::json::JsonSink;
 use crate::sinks::redis::{RedisHandle, RedisTarget};
 use crate::sinks::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
@@ -135,50 +136,6 @@ impl Watch {
             ),
         }
     }
-}
-
-/// Kernel monotonic time (what `bpf_ktime_get_ns` returns) to wall-clock.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    realtime_minus_monotonic: i128,
-}
-
-impl Clock {
-    pub fn new() -> Clock {
-        let realtime = clock_ns(libc::CLOCK_REALTIME);
-        let monotonic = clock_ns(libc::CLOCK_MONOTONIC);
-        Clock {
-            realtime_minus_monotonic: realtime as i128 - monotonic as i128,
-        }
-    }
-
-    pub fn monotonic_now() -> u64 {
-        clock_ns(libc::CLOCK_MONOTONIC)
-    }
-
-    pub fn to_unix_ns(self, monotonic_ns: u64) -> u64 {
-        (monotonic_ns as i128 + self.realtime_minus_monotonic).max(0) as u64
-    }
-
-    pub fn to_monotonic_ns(self, unix_ns: u64) -> u64 {
-        (unix_ns as i128 - self.realtime_minus_monotonic).max(0) as u64
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Turns records into lines and writes them to the sinks.

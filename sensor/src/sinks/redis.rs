@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::settings::RedisMode;
 use crate::sinks::syslog::backoff_delay;
 
 /// Lines waiting for Redis at most (the bound, as syslog's).
@@ -25,28 +26,6 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 const BATCH: usize = 512;
 /// Longest wait for a connection or a pipeline's answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `--redis-mode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum RedisMode {
-    /// RPUSH onto a list.
-    #[default]
-    List,
-    /// PUBLISH on a channel.
-    Channel,
-    /// XADD to a stream, capped with `MAXLEN ~`.
-    Stream,
-}
-
-impl RedisMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            RedisMode::List => "list",
-            RedisMode::Channel => "channel",
-            RedisMode::Stream => "stream",
-        }
-    }
-}
 
 /// Where and how to write.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,8 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::alert::{Alert, rfc3339_micros};
-use crate::cli::SyslogFormat;
-use crate::rules::Severity;
+use crate::settings::{Severity, SyslogFormat};
 
 /// Messages waiting for the peer when no capacity is configured.
 pub const DEFAULT_CAPACITY: usize = 10_000;
