@@ -18,6 +18,13 @@ impl Clock {
         }
     }
 
+    /// A clock with a given offset (tests: 0 makes monotonic time wall time).
+    pub fn with_offset(realtime_minus_monotonic: i128) -> Clock {
+        Clock {
+            realtime_minus_monotonic,
+        }
+    }
+
     pub fn monotonic_now() -> u64 {
         clock_ns(libc::CLOCK_MONOTONIC)
     }

@@ -7,3 +7,4 @@
 
 pub mod aggregate;
 pub mod clock;
+pub mod pipeline;

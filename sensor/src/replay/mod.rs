@@ -27,7 +27,6 @@
 
 pub mod state;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Cursor, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -49,10 +48,11 @@ use sensor_common::packet::{IP_VERSION_NONE, PacketMeta};
 use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at};
 use sensor_common::tables::RATE_WINDOW_NS;
 
-use crate::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
-use crate::engine::aggregate::{Aggregator, RateEntry};
+use crate::alert::{Alert, CapturedPacket};
+use crate::engine::aggregate::RateEntry;
+use crate::engine::pipeline::{CaptureTime, LineError, LineSink, LineTag, Pipeline};
 use crate::replay::state::MemoryState;
-use crate::rules::{CompiledRules, MemoryTables, RuleMeta};
+use crate::rules::{CompiledRules, MemoryTables};
 
 /// What `replay` reads, for messages.
 pub const SUPPORTED_LINK_TYPES: &str = "Ethernet (1), raw IP (101, and 12 / 14 as written by some systems), \
@@ -296,18 +296,53 @@ impl PacketBytes for CapturedFrame<'_> {
     }
 }
 
-/// Detection state, aggregation and output for one replay.
+/// What replay attaches to a record: its packet number and captured bytes.
+#[derive(Clone, Debug)]
+struct NumberedPacket {
+    pcap_cnt: u64,
+    packet: CapturedPacket,
+}
+
+impl LineTag for NumberedPacket {
+    fn packet(&self) -> &CapturedPacket {
+        &self.packet
+    }
+
+    fn annotate(&self, alert: Alert) -> Alert {
+        alert.with_pcap_cnt(self.pcap_cnt)
+    }
+}
+
+/// The caller's output as the pipeline's sink.
+struct Output<'o>(&'o mut dyn FnMut(&Alert) -> io::Result<()>);
+
+impl LineSink for Output<'_> {
+    type Error = io::Error;
+
+    fn deliver(&mut self, alert: &Alert) -> io::Result<()> {
+        (self.0)(alert)
+    }
+}
+
+impl From<LineError<io::Error>> for ReplayError {
+    fn from(err: LineError<io::Error>) -> Self {
+        match err {
+            LineError::UnknownRule(sig_id) => ReplayError::UnknownRule(sig_id),
+            LineError::Sink(err) => ReplayError::Output(err),
+        }
+    }
+}
+
+/// Detection state for one replay, feeding the shared pipeline.
 struct Detector<'r, 'o> {
     tables: MemoryTables<'r>,
-    rules_by_id: HashMap<u32, &'r RuleMeta>,
     state: MemoryState,
     options: ReplayOptions,
-    /// Tagged with the packet number and the captured bytes of each record.
-    aggregator: Aggregator<(u64, CapturedPacket)>,
+    pipeline: Pipeline<CaptureTime, NumberedPacket>,
     last_sweep_ns: Option<u64>,
     records: Vec<AlertRecord>,
     stats: ReplayStats,
-    out: &'o mut dyn FnMut(&Alert) -> io::Result<()>,
+    out: Output<'o>,
 }
 
 impl<'r, 'o> Detector<'r, 'o> {
@@ -316,19 +351,20 @@ impl<'r, 'o> Detector<'r, 'o> {
         options: ReplayOptions,
         out: &'o mut dyn FnMut(&Alert) -> io::Result<()>,
     ) -> Self {
+        let mut pipeline = Pipeline::new(CaptureTime, None, options.community_id_seed);
+        pipeline.learn_rules(rules);
         Detector {
             tables: MemoryTables {
                 rules,
                 drop_mode: false,
             },
-            rules_by_id: rules.meta.iter().map(|meta| (meta.id, meta)).collect(),
             state: MemoryState::new(),
             options,
-            aggregator: Aggregator::default(),
+            pipeline,
             last_sweep_ns: None,
             records: Vec::new(),
             stats: ReplayStats::default(),
-            out,
+            out: Output(out),
         }
     }
 
@@ -368,15 +404,16 @@ impl<'r, 'o> Detector<'r, 'o> {
             .bytes
             .len()
             .min(usize::from(self.options.packet_bytes));
-        let packet = CapturedPacket {
-            linktype,
-            bytes: frame.bytes[..shown].into(),
+        let tag = NumberedPacket {
+            pcap_cnt,
+            packet: CapturedPacket {
+                linktype,
+                bytes: frame.bytes[..shown].into(),
+            },
         };
         for record in std::mem::take(&mut self.records) {
-            let tag = (pcap_cnt, packet.clone());
-            if let Some(count) = self.aggregator.on_tagged_record(&record, tag) {
-                self.emit(&record, count, (pcap_cnt, packet.clone()))?;
-            }
+            self.pipeline
+                .on_record(&record, tag.clone(), &mut self.out)?;
         }
         Ok(())
     }
@@ -389,19 +426,16 @@ impl<'r, 'o> Detector<'r, 'o> {
         }
         self.last_sweep_ns = Some(now_ns);
         let entries = self.rate_entries();
-        for line in self.aggregator.sweep(entries, now_ns) {
-            self.emit(&line.record, line.count, line.tag)?;
-        }
-        Ok(())
+        Ok(self.pipeline.sweep(entries, now_ns, &mut self.out)?)
     }
 
     /// Reports what the aggregator still holds: the end of the capture.
     fn finish(&mut self) -> Result<(), ReplayError> {
         let entries = self.rate_entries();
-        for line in self.aggregator.flush_all(entries) {
-            self.emit(&line.record, line.count, line.tag)?;
-        }
-        Ok(())
+        let flushed = self.pipeline.flush_all(entries, &mut self.out);
+        self.stats.alerts = self.pipeline.lines();
+        self.stats.alert_count = self.pipeline.matches();
+        Ok(flushed?)
     }
 
     fn rate_entries(&self) -> Vec<RateEntry> {
@@ -414,31 +448,6 @@ impl<'r, 'o> Detector<'r, 'o> {
                 state: *state,
             })
             .collect()
-    }
-
-    fn emit(
-        &mut self,
-        record: &AlertRecord,
-        count: u64,
-        (pcap_cnt, packet): (u64, CapturedPacket),
-    ) -> Result<(), ReplayError> {
-        let rule = self
-            .rules_by_id
-            .get(&record.sig_id)
-            .ok_or(ReplayError::UnknownRule(record.sig_id))?;
-        let alert = Alert::new(
-            record,
-            &packet,
-            rule,
-            count,
-            unix_ns_to_datetime(record.timestamp_ns),
-            self.options.community_id_seed,
-        )
-        .with_pcap_cnt(pcap_cnt);
-        (self.out)(&alert).map_err(ReplayError::Output)?;
-        self.stats.alerts += 1;
-        self.stats.alert_count += count;
-        Ok(())
     }
 }
 
@@ -721,7 +730,7 @@ impl<'a> PacketBlock<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Severity;
+    use crate::rules::{RuleMeta, Severity};
     use crate::testing::frames::{ETH_IPV4, ETH_IPV6, Ipv4, doc_v6, ethernet, ipv6, tcp};
     use sensor_common::packet::event;
     use sensor_common::tables::{

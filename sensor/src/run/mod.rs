@@ -3,6 +3,7 @@
 //! SIGTERM with every sink flushed.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -11,21 +12,22 @@ use std::time::Duration;
 
 use sensor_common::alert::AlertRecord;
 use sensor_common::packet::AddrKey;
-use sensor_common::tables::{BlockEntry, MAX_RULES, RATE_WINDOW_NS, kind};
+use sensor_common::tables::{BlockEntry, MAX_RULES, RATE_WINDOW_NS};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::alert::{Alert, CapturedPacket, ip_addr, unix_ns_to_datetime};
+use crate::alert::{Alert, CapturedPacket, ip_addr};
 use crate::control::ControlHost;
-use crate::engine::aggregate::{Aggregator, RateEntry};
+use crate::engine::aggregate::RateEntry;
 use crate::engine::clock::Clock;
+use crate::engine::pipeline::{LineError, LineSink, Pipeline};
 use crate::kernel::blockstate;
 use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::netlink::LinkEvents;
 use crate::kernel::perf::{self, AlertSample, PerfError, PerfStats};
 use crate::kernel::preflight;
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
-use crate::rules::{CompiledRules, RuleMeta};
+use crate::rules::CompiledRules;
 use crate::settings::{AttachMode, DropPolicy, SensorMode, SyslogFormat};
 use crate::sinks::json::JsonSink;
 use crate::sinks::redis::{RedisHandle, RedisTarget};
@@ -58,6 +60,9 @@ pub struct RunSettings {
 
 /// How long shutdown waits for the syslog peer to take queued alerts.
 const SYSLOG_CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod equivalence_tests;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -138,20 +143,41 @@ impl Watch {
     }
 }
 
-/// Turns records into lines and writes them to the sinks.
-struct Engine {
-    iface: String,
-    clock: Clock,
-    /// Tagged with each record's frame bytes, for the lines it shows.
-    aggregator: Aggregator<CapturedPacket>,
-    /// Every rule ever loaded, by id: records still in flight after a reload
-    /// keep their rule's name.
-    rules_by_id: HashMap<u32, RuleMeta>,
+/// The live sinks, fed by the pipeline. None of them fails a line: each
+/// counts its own losses.
+struct LiveSinks {
     json: Option<JsonSink>,
     syslog: Option<SyslogHandle>,
     redis: Option<RedisHandle>,
-    /// Alert lines written, by rule id.
-    lines_by_rule: HashMap<u32, u64>,
+}
+
+impl LineSink for LiveSinks {
+    type Error = Infallible;
+
+    fn deliver(&mut self, alert: &Alert) -> Result<(), Infallible> {
+        let line = alert.to_json_line();
+        if let Some(redis) = self.redis.as_ref() {
+            // Never waits: a full queue is counted in the sink's stats.
+            redis.send(&line);
+        }
+        if let Some(json) = self.json.as_mut() {
+            json.write_line(&line);
+        }
+        if let Some(syslog) = self.syslog.as_ref() {
+            // Never waits: a full queue is counted in the sink's stats.
+            syslog.send(alert);
+        }
+        Ok(())
+    }
+}
+
+/// The live side of the pipeline: kernel rule slots, blocks, and the
+/// sinks the lines go to.
+struct Engine {
+    clock: Clock,
+    /// Records → lines, tagged with each record's frame bytes.
+    pipeline: Pipeline<Clock, CapturedPacket>,
+    sinks: LiveSinks,
     /// Kernel hit counts of earlier rule sets, by rule id (a reload reuses
     /// the kernel's per-slot counters).
     banked_hits: HashMap<u32, u64>,
@@ -160,24 +186,39 @@ struct Engine {
     slot_ids: HashMap<u32, u32>,
     reloads_ok: u64,
     reloads_failed: u64,
-    /// Records whose rule id is unknown (should never happen; counted).
-    unknown_rule: u64,
-    lines: u64,
     drop_mode: bool,
     drop_policy: DropPolicy,
     /// Blocked sources already reported, with the end of their block.
     blocks: HashMap<AddrKey, BlockEntry>,
     /// `drop.state_file`.
     block_state: Option<PathBuf>,
-    community_id_seed: u16,
     /// The last save failed: try again at the next tick.
     blocks_unsaved: bool,
 }
 
 impl Engine {
-    fn learn_rules(&mut self, rules: &CompiledRules) {
-        for meta in &rules.meta {
-            self.rules_by_id.insert(meta.id, meta.clone());
+    fn new(
+        clock: Clock,
+        iface: &str,
+        community_id_seed: u16,
+        sinks: LiveSinks,
+        mode: SensorMode,
+        drop_policy: DropPolicy,
+        block_state: Option<PathBuf>,
+    ) -> Engine {
+        Engine {
+            clock,
+            pipeline: Pipeline::new(clock, Some(iface.to_owned()), community_id_seed),
+            sinks,
+            banked_hits: HashMap::new(),
+            slot_ids: HashMap::new(),
+            reloads_ok: 0,
+            reloads_failed: 0,
+            drop_mode: mode == SensorMode::Drop,
+            drop_policy,
+            blocks: HashMap::new(),
+            block_state: block_state.filter(|_| mode == SensorMode::Drop),
+            blocks_unsaved: false,
         }
     }
 
@@ -187,14 +228,13 @@ impl Engine {
             self.report_would_block(record);
         }
         let packet = CapturedPacket::ethernet(&sample.frame);
-        if let Some(count) = self.aggregator.on_tagged_record(record, packet.clone()) {
-            self.write(record, &packet, count);
-        }
+        let written = self.pipeline.on_record(record, packet, &mut self.sinks);
+        log_unknown_rule(written);
     }
 
     /// Dry run: what a `drop` rule would have done (the kernel drops nothing).
     fn report_would_block(&self, record: &AlertRecord) {
-        let Some(rule) = self.rules_by_id.get(&record.sig_id) else {
+        let Some(rule) = self.pipeline.rule(record.sig_id) else {
             return;
         };
         let src = ip_addr(record.packet.ip_version, &record.packet.src_addr);
@@ -294,38 +334,6 @@ impl Engine {
         Ok(())
     }
 
-    fn write(&mut self, record: &AlertRecord, packet: &CapturedPacket, count: u64) {
-        let Some(rule) = self.rules_by_id.get(&record.sig_id) else {
-            self.unknown_rule += 1;
-            tracing::error!(sig_id = record.sig_id, "alert for an unknown rule id");
-            return;
-        };
-        let timestamp = unix_ns_to_datetime(self.clock.to_unix_ns(record.timestamp_ns));
-        let alert = Alert::new(
-            record,
-            packet,
-            rule,
-            count,
-            timestamp,
-            self.community_id_seed,
-        )
-        .with_iface(self.iface.clone());
-        let line = alert.to_json_line();
-        if let Some(redis) = self.redis.as_ref() {
-            // Never waits: a full queue is counted in the sink's stats.
-            redis.send(&line);
-        }
-        if let Some(json) = self.json.as_mut() {
-            json.write_line(&line);
-        }
-        if let Some(syslog) = self.syslog.as_ref() {
-            // Never waits: a full queue is counted in the sink's stats.
-            syslog.send(&alert);
-        }
-        self.lines += 1;
-        *self.lines_by_rule.entry(record.sig_id).or_default() += 1;
-    }
-
     /// Installs a rule set in the kernel's free generation: first banks
     /// that generation's last counts under the ids of the rules that had its
     /// slots and forgets their state, then writes and switches.
@@ -348,7 +356,7 @@ impl Engine {
         for (slot, info) in (base..).zip(&rules.rules) {
             self.slot_ids.insert(slot, info.sig_id);
         }
-        self.learn_rules(rules);
+        self.pipeline.learn_rules(rules);
         Ok(())
     }
 
@@ -378,7 +386,7 @@ impl Engine {
                 sig_id: meta.id,
                 name: meta.name.clone(),
                 hits: hits.get(&meta.id).copied().unwrap_or(0),
-                alerts: self.lines_by_rule.get(&meta.id).copied().unwrap_or(0),
+                alerts: self.pipeline.lines_of_rule(meta.id),
             })
             .collect();
         per_rule.sort_by_key(|r| r.sig_id);
@@ -393,6 +401,7 @@ impl Engine {
             packets_not_ip: counters.not_ip,
             rules: per_rule,
             json: self
+                .sinks
                 .json
                 .as_ref()
                 .map(|j| SinkCounters {
@@ -401,11 +410,13 @@ impl Engine {
                 })
                 .unwrap_or_default(),
             syslog: self
+                .sinks
                 .syslog
                 .as_ref()
                 .map(SyslogHandle::stats)
                 .unwrap_or_default(),
             redis: self
+                .sinks
                 .redis
                 .as_ref()
                 .map(RedisHandle::stats)
@@ -434,35 +445,47 @@ impl Engine {
     }
 
     fn flush(&mut self) {
-        if let Some(json) = self.json.as_mut() {
+        if let Some(json) = self.sinks.json.as_mut() {
             json.flush();
         }
     }
 
     /// Lines for matches the kernel counted but did not send (rate limit).
-    fn sweep(&mut self, kernel: &Kernel, final_flush: bool) {
-        let entries = match kernel.rate_entries() {
-            Ok(entries) => entries,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read the rate-limit map");
-                return;
-            }
-        };
-        let entries = entries.into_iter().map(|(key, cpu, state)| RateEntry {
-            sig_id: key.sig_id,
-            src: key.addr,
-            cpu,
-            state,
-        });
-        let lines = if final_flush {
-            self.aggregator.flush_all(entries)
+    /// `entries` is the whole rate map, read at `now_ns` (monotonic).
+    fn sweep(&mut self, entries: Vec<RateEntry>, now_ns: u64, final_flush: bool) {
+        let written = if final_flush {
+            self.pipeline.flush_all(entries, &mut self.sinks)
         } else {
-            self.aggregator.sweep(entries, Clock::monotonic_now())
+            self.pipeline.sweep(entries, now_ns, &mut self.sinks)
         };
-        for line in lines {
-            debug_assert_ne!(line.record.kind, kind::SYN_FLOOD);
-            self.write(&line.record, &line.tag, line.count);
+        log_unknown_rule(written);
+    }
+}
+
+/// The kernel's rate map as the pipeline's sweep reads it; `None` (logged)
+/// when it cannot be read.
+fn rate_entries(kernel: &Kernel) -> Option<Vec<RateEntry>> {
+    let entries = match kernel.rate_entries() {
+        Ok(entries) => entries,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read the rate-limit map");
+            return None;
         }
+    };
+    let entries = entries.into_iter().map(|(key, cpu, state)| RateEntry {
+        sig_id: key.sig_id,
+        src: key.addr,
+        cpu,
+        state,
+    });
+    Some(entries.collect())
+}
+
+/// Live sinks never fail; an unknown rule id is counted by the pipeline
+/// and logged here.
+fn log_unknown_rule(written: Result<(), LineError<Infallible>>) {
+    if let Err(err) = written {
+        tracing::error!(sig_id = err.unknown_rule(), "alert for an unknown rule id");
     }
 }
 
@@ -500,32 +523,22 @@ pub async fn run(
         SyslogSink::spawn(target, format, crate::sinks::syslog::DEFAULT_CAPACITY)
     });
 
-    let mut engine = Engine {
-        iface: settings.iface.clone(),
-        clock: Clock::new(),
-        aggregator: Aggregator::default(),
-        rules_by_id: HashMap::new(),
+    let sinks = LiveSinks {
         json: settings.json,
         syslog,
         redis: settings
             .redis
             .map(|target| RedisHandle::spawn(target, crate::sinks::redis::DEFAULT_CAPACITY)),
-        lines_by_rule: HashMap::new(),
-        banked_hits: HashMap::new(),
-        slot_ids: HashMap::new(),
-        reloads_ok: 0,
-        reloads_failed: 0,
-        unknown_rule: 0,
-        lines: 0,
-        drop_mode: settings.mode == SensorMode::Drop,
-        drop_policy: settings.drop_policy.clone(),
-        blocks: HashMap::new(),
-        block_state: settings
-            .block_state
-            .filter(|_| settings.mode == SensorMode::Drop),
-        blocks_unsaved: false,
-        community_id_seed: settings.community_id_seed,
     };
+    let mut engine = Engine::new(
+        Clock::new(),
+        &settings.iface,
+        settings.community_id_seed,
+        sinks,
+        settings.mode,
+        settings.drop_policy.clone(),
+        settings.block_state.clone(),
+    );
     engine.install(&mut kernel, &rules, settings.mode)?;
     engine.restore_blocks(&mut kernel)?;
 
@@ -562,7 +575,9 @@ pub async fn run(
                 engine.flush();
             }
             _ = sweep.tick() => {
-                engine.sweep(&kernel, false);
+                if let Some(entries) = rate_entries(&kernel) {
+                    engine.sweep(entries, Clock::monotonic_now(), false);
+                }
                 engine.flush();
                 if engine.drop_mode {
                     engine.track_blocks(&mut kernel);
@@ -604,7 +619,7 @@ pub async fn run(
                         tracing::error!("rules reload rejected, the old rules stay in force: {err}");
                     }
                 }
-                if let Some(json) = engine.json.as_mut()
+                if let Some(json) = engine.sinks.json.as_mut()
                     && let Err(err) = json.reopen()
                 {
                     tracing::error!(error = %err, "cannot reopen the JSON file");
@@ -634,7 +649,9 @@ pub async fn run(
         engine.on_record(sample);
     }
     let reader_problems = perf::join_readers(readers).await;
-    engine.sweep(&kernel, true);
+    if let Some(entries) = rate_entries(&kernel) {
+        engine.sweep(entries, Clock::monotonic_now(), true);
+    }
     if engine.drop_mode {
         // The last word on the blocks, for the next start.
         engine.track_blocks(&mut kernel);
@@ -644,13 +661,13 @@ pub async fn run(
     if let Some(server) = metrics_server {
         server.abort();
     }
-    if let Some(redis) = engine.redis.take() {
+    if let Some(redis) = engine.sinks.redis.take() {
         let stats = redis.close(SYSLOG_CLOSE_DEADLINE).await;
         if stats.dropped() > 0 {
             eprintln!("sensor: Redis alerts dropped: {}", stats.dropped());
         }
     }
-    let syslog_stats = match engine.syslog.take() {
+    let syslog_stats = match engine.sinks.syslog.take() {
         Some(handle) => Some(handle.close(SYSLOG_CLOSE_DEADLINE).await),
         None => None,
     };
@@ -670,7 +687,7 @@ pub async fn run(
         dropped_by_rule = counters.dropped_by_rule,
         would_drop = counters.would_drop,
         block_errors = counters.block_errors,
-        alert_lines = engine.lines,
+        alert_lines = engine.pipeline.lines(),
         records = stats.received.load(Ordering::Relaxed),
         perf_lost = lost,
         kernel_output_errors = counters.alert_output_errors,
@@ -688,10 +705,15 @@ pub async fn run(
             eprintln!("sensor: syslog alerts dropped: {}", syslog.dropped());
         }
     }
-    if lost > 0 || malformed > 0 || counters.alert_output_errors > 0 || engine.unknown_rule > 0 {
+    if lost > 0
+        || malformed > 0
+        || counters.alert_output_errors > 0
+        || engine.pipeline.unknown_rule() > 0
+    {
         eprintln!(
             "sensor: alert records lost: {lost} (perf ring full), {} (kernel output errors), {malformed} malformed, {} unknown rule",
-            counters.alert_output_errors, engine.unknown_rule
+            counters.alert_output_errors,
+            engine.pipeline.unknown_rule()
         );
     }
     match failure.or_else(|| reader_problems.into_iter().next()) {
