@@ -15,6 +15,7 @@
 //! - `inspect`: `sensor inspect`, local and remote.
 //! - `run`: `sensor run`, the live sensor.
 //! - `config`, `cli`: the inputs; `main.rs` wires them to the commands.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod settings;
 pub mod testing;

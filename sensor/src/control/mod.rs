@@ -42,6 +42,7 @@ use std::time::Duration;
 use aya::maps::{MapData, PerfEventArray};
 use sensor_common::filter::{FilterProgram, InspectRecord, TalkerStats};
 use sensor_common::packet::AddrKey;
+use sensor_common::zerocopy::IntoBytes;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -286,12 +287,10 @@ pub enum Frame {
     Message(Message),
 }
 
+/// The record as sent: its bytes, every one defined (no padding, checked
+/// by `IntoBytes`).
 fn record_bytes(record: &InspectRecord) -> &[u8] {
-    // SAFETY: InspectRecord is plain #[repr(C)] data with explicit padding
-    // (aya::Pod); the slice covers exactly the value and lives as long.
-    unsafe {
-        std::slice::from_raw_parts((record as *const InspectRecord).cast::<u8>(), RECORD_SIZE)
-    }
+    record.as_bytes()
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(

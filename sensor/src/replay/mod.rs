@@ -47,6 +47,7 @@ use sensor_common::detect::{AlertHead, process};
 use sensor_common::packet::{IP_VERSION_NONE, PacketMeta};
 use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at};
 use sensor_common::tables::RATE_WINDOW_NS;
+use sensor_common::zerocopy::FromBytes;
 
 use crate::alert::{Alert, CapturedPacket};
 use crate::engine::aggregate::RateEntry;
@@ -291,7 +292,7 @@ impl PacketBytes for CapturedFrame<'_> {
         self.wire_len.max(self.bytes.len())
     }
 
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Copy + FromBytes>(&self, offset: usize) -> Option<T> {
         self.bytes.load(offset)
     }
 }
