@@ -693,16 +693,18 @@ impl Kernel {
             .ok_or(LoaderError::MissingMap("RATE"))?;
         let hash: PerCpuHashMap<_, RateKey, RateState> =
             PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
-        let mut out = Vec::new();
-        for entry in hash.iter() {
-            let (key, values) = entry.map_err(map_err("RATE"))?;
-            for (cpu, state) in values.iter().enumerate() {
-                if state.matched_total > 0 {
-                    out.push((key, cpu as u32, *state));
-                }
-            }
-        }
-        Ok(out)
+        crate::kernel::rate::read_entries(&hash)
+    }
+
+    /// Takes the rate map out of the program, for reading elsewhere (then
+    /// [`Kernel::rate_entries`] reports it missing).
+    pub fn take_rate_reader(&mut self) -> Result<crate::kernel::rate::RateReader, LoaderError> {
+        let map = self
+            .ebpf
+            .take_map("RATE")
+            .ok_or(LoaderError::MissingMap("RATE"))?;
+        let hash = PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
+        Ok(crate::kernel::rate::RateReader::new(hash))
     }
 
     fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, LoaderError>

@@ -2,7 +2,8 @@
 //! program (aya), its rule tables, drop lists, inspect maps and counters
 //! (`loader`), the perf readers that bring alert and inspect records up
 //! (`perf`), the checks before attaching (`preflight`), link notifications
-//! (`netlink`) and the blocked sources kept across restarts (`blockstate`).
+//! (`netlink`), the rate map read for sweeps (`rate`) and the blocked
+//! sources kept across restarts (`blockstate`).
 //!
 //! May use: `settings`, `rules`, `alert` (address helpers), `filter` (the
 //! compiled inspect filter it writes). Never the engine, sinks or commands.
@@ -12,3 +13,4 @@ pub mod loader;
 pub mod netlink;
 pub mod perf;
 pub mod preflight;
+pub mod rate;

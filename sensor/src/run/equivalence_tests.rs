@@ -83,11 +83,14 @@ fn lines_through_replay(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) -> Ve
 
 /// The records the kernel program would send for `traffic`, through the
 /// live engine, its sweeps on the same one-second timer.
-fn lines_through_run(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) -> Vec<Alert> {
+async fn lines_through_run(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) -> Vec<Alert> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alerts.json");
     let sinks = LiveSinks {
-        json: Some(JsonSink::open(JsonTarget::File(path.clone())).unwrap()),
+        json: Some(JsonHandle::spawn(
+            JsonSink::open(JsonTarget::File(path.clone())).unwrap(),
+            json_sink::DEFAULT_CAPACITY,
+        )),
         syslog: None,
         redis: None,
     };
@@ -147,7 +150,8 @@ fn lines_through_run(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) -> Vec<A
         }
     }
     engine.sweep(entries(&state), 0, true);
-    engine.flush();
+    let json = engine.sinks.json.take().unwrap().close().await;
+    assert_eq!(json.dropped_queue_full, 0);
     std::fs::read_to_string(&path)
         .unwrap()
         .lines()
@@ -155,12 +159,12 @@ fn lines_through_run(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) -> Vec<A
         .collect()
 }
 
-#[test]
-fn the_same_records_give_the_same_lines_through_run_and_replay() {
+#[tokio::test]
+async fn the_same_records_give_the_same_lines_through_run_and_replay() {
     let rules = flag_rules();
     let traffic = traffic();
     let replayed = lines_through_replay(&rules, &traffic);
-    let live = lines_through_run(&rules, &traffic);
+    let live = lines_through_run(&rules, &traffic).await;
 
     // Each command adds its own field: replay the packet number, run the
     // interface. Everything else must be the same, line by line.

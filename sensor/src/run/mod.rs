@@ -15,6 +15,7 @@ use sensor_common::packet::AddrKey;
 use sensor_common::tables::{BlockEntry, MAX_RULES, RATE_WINDOW_NS};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::alert::{Alert, CapturedPacket, ip_addr};
 use crate::control::ControlHost;
@@ -26,10 +27,11 @@ use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::netlink::LinkEvents;
 use crate::kernel::perf::{self, AlertSample, PerfError, PerfStats};
 use crate::kernel::preflight;
+use crate::kernel::rate::RateEntries;
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::rules::CompiledRules;
 use crate::settings::{AttachMode, DropPolicy, SensorMode, SyslogFormat};
-use crate::sinks::json::JsonSink;
+use crate::sinks::json::{self as json_sink, JsonHandle, JsonSink};
 use crate::sinks::redis::{RedisHandle, RedisTarget};
 use crate::sinks::syslog::{SyslogHandle, SyslogSink, SyslogTarget};
 
@@ -146,7 +148,7 @@ impl Watch {
 /// The live sinks, fed by the pipeline. None of them fails a line: each
 /// counts its own losses.
 struct LiveSinks {
-    json: Option<JsonSink>,
+    json: Option<JsonHandle>,
     syslog: Option<SyslogHandle>,
     redis: Option<RedisHandle>,
 }
@@ -160,8 +162,9 @@ impl LineSink for LiveSinks {
             // Never waits: a full queue is counted in the sink's stats.
             redis.send(&line);
         }
-        if let Some(json) = self.json.as_mut() {
-            json.write_line(&line);
+        if let Some(json) = self.json.as_ref() {
+            // Never waits: a full queue is counted in the sink's stats.
+            json.send(&line);
         }
         if let Some(syslog) = self.syslog.as_ref() {
             // Never waits: a full queue is counted in the sink's stats.
@@ -404,9 +407,14 @@ impl Engine {
                 .sinks
                 .json
                 .as_ref()
-                .map(|j| SinkCounters {
-                    lines: j.lines,
-                    errors: j.errors,
+                .map(|json| {
+                    let stats = json.stats();
+                    // A line dropped at the writer's full queue is a failed
+                    // write as far as the metric is concerned.
+                    SinkCounters {
+                        lines: stats.lines,
+                        errors: stats.errors + stats.dropped_queue_full,
+                    }
                 })
                 .unwrap_or_default(),
             syslog: self
@@ -444,12 +452,6 @@ impl Engine {
         })
     }
 
-    fn flush(&mut self) {
-        if let Some(json) = self.sinks.json.as_mut() {
-            json.flush();
-        }
-    }
-
     /// Lines for matches the kernel counted but did not send (rate limit).
     /// `entries` is the whole rate map, read at `now_ns` (monotonic).
     fn sweep(&mut self, entries: Vec<RateEntry>, now_ns: u64, final_flush: bool) {
@@ -462,10 +464,10 @@ impl Engine {
     }
 }
 
-/// The kernel's rate map as the pipeline's sweep reads it; `None` (logged)
-/// when it cannot be read.
-fn rate_entries(kernel: &Kernel) -> Option<Vec<RateEntry>> {
-    let entries = match kernel.rate_entries() {
+/// The rate map as the pipeline's sweep reads it; `None` (logged) when it
+/// could not be read.
+fn rate_entries(read: Result<RateEntries, LoaderError>) -> Option<Vec<RateEntry>> {
+    let entries = match read {
         Ok(entries) => entries,
         Err(err) => {
             tracing::error!(error = %err, "cannot read the rate-limit map");
@@ -481,6 +483,14 @@ fn rate_entries(kernel: &Kernel) -> Option<Vec<RateEntry>> {
     Some(entries.collect())
 }
 
+/// A background job's result, or never while there is none.
+async fn finished<T>(job: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match job {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Live sinks never fail; an unknown rule id is counted by the pipeline
 /// and logged here.
 fn log_unknown_rule(written: Result<(), LineError<Infallible>>) {
@@ -493,12 +503,19 @@ fn log_unknown_rule(written: Result<(), LineError<Infallible>>) {
 pub async fn run(
     settings: RunSettings,
     mut rules: CompiledRules,
-    reload: impl Fn() -> Result<CompiledRules, String>,
+    reload: impl Fn() -> Result<CompiledRules, String> + Send + Sync + 'static,
 ) -> Result<(), RunError> {
+    // Rule files are parsed on a blocking thread, off the engine's task.
+    let reload = Arc::new(reload);
+    let mut reloading: Option<JoinHandle<Result<CompiledRules, String>>> = None;
+    // A SIGHUP that came while a reload ran: files may have changed since.
+    let mut reload_again = false;
     let mut kernel = Kernel::load()?;
     kernel.write_drop_policy(&settings.drop_policy)?;
     kernel.write_alert_packet_bytes(settings.packet_bytes)?;
     let mut events = kernel.take_events()?;
+    let rate_reader = Arc::new(kernel.take_rate_reader()?);
+    let mut sweeping: Option<JoinHandle<(Result<RateEntries, LoaderError>, u64)>> = None;
 
     let (tx, mut rx) = mpsc::channel(ALERT_QUEUE);
     let stats = Arc::new(PerfStats::default());
@@ -524,7 +541,9 @@ pub async fn run(
     });
 
     let sinks = LiveSinks {
-        json: settings.json,
+        json: settings
+            .json
+            .map(|sink| JsonHandle::spawn(sink, json_sink::DEFAULT_CAPACITY)),
         syslog,
         redis: settings
             .redis
@@ -568,17 +587,22 @@ pub async fn run(
         tokio::select! {
             Some(sample) = rx.recv() => {
                 engine.on_record(sample);
-                // Take whatever else is queued before flushing once.
+                // Take whatever else is queued (the JSON writer flushes
+                // once per batch it receives).
                 while let Ok(sample) = rx.try_recv() {
                     engine.on_record(sample);
                 }
-                engine.flush();
             }
             _ = sweep.tick() => {
-                if let Some(entries) = rate_entries(&kernel) {
-                    engine.sweep(entries, Clock::monotonic_now(), false);
+                // The map is read on a blocking thread (up to 65,536 keys);
+                // records keep flowing meanwhile.
+                if sweeping.is_none() {
+                    let reader = rate_reader.clone();
+                    sweeping = Some(tokio::task::spawn_blocking(move || {
+                        let entries = reader.entries();
+                        (entries, Clock::monotonic_now())
+                    }));
                 }
-                engine.flush();
                 if engine.drop_mode {
                     engine.track_blocks(&mut kernel);
                 }
@@ -598,7 +622,37 @@ pub async fn run(
                 }
             }
             _ = sighup.recv() => {
-                match reload() {
+                if reloading.is_none() {
+                    let reload = reload.clone();
+                    reloading = Some(tokio::task::spawn_blocking(move || reload()));
+                } else {
+                    reload_again = true;
+                }
+                if let Some(json) = engine.sinks.json.as_ref() {
+                    // After the lines already queued; errors are logged by
+                    // the writer, which keeps the old file then.
+                    json.reopen();
+                }
+            }
+            swept = finished(&mut sweeping) => {
+                sweeping = None;
+                match swept {
+                    Ok((read, now)) => {
+                        if let Some(entries) = rate_entries(read) {
+                            engine.sweep(entries, now, false);
+                        }
+                    }
+                    Err(err) => tracing::error!(error = %err, "the rate-map reader failed"),
+                }
+            }
+            parsed = finished(&mut reloading) => {
+                reloading = None;
+                if std::mem::take(&mut reload_again) {
+                    let reload = reload.clone();
+                    reloading = Some(tokio::task::spawn_blocking(move || reload()));
+                }
+                let parsed = parsed.unwrap_or_else(|err| Err(format!("the rule parser failed: {err}")));
+                match parsed {
                     Ok(new_rules) => {
                         // No flush: the rate limiter's accounts are keyed
                         // by rule id and carry on across the switch.
@@ -618,11 +672,6 @@ pub async fn run(
                         engine.reloads_failed += 1;
                         tracing::error!("rules reload rejected, the old rules stay in force: {err}");
                     }
-                }
-                if let Some(json) = engine.sinks.json.as_mut()
-                    && let Err(err) = json.reopen()
-                {
-                    tracing::error!(error = %err, "cannot reopen the JSON file");
                 }
             }
             request = control.request() => control.handle(&mut kernel, request),
@@ -649,7 +698,12 @@ pub async fn run(
         engine.on_record(sample);
     }
     let reader_problems = perf::join_readers(readers).await;
-    if let Some(entries) = rate_entries(&kernel) {
+    if let Some(job) = sweeping.take() {
+        // Its lines would come before the final flush's; the flush reads the
+        // map again and reports the same matches, so the job is just ended.
+        job.abort();
+    }
+    if let Some(entries) = rate_entries(rate_reader.entries()) {
         engine.sweep(entries, Clock::monotonic_now(), true);
     }
     if engine.drop_mode {
@@ -657,7 +711,15 @@ pub async fn run(
         engine.track_blocks(&mut kernel);
         engine.save_blocks();
     }
-    engine.flush();
+    if let Some(json) = engine.sinks.json.take() {
+        let stats = json.close().await;
+        if stats.dropped_queue_full > 0 {
+            eprintln!(
+                "sensor: JSON alert lines dropped: {} (writer queue full)",
+                stats.dropped_queue_full
+            );
+        }
+    }
     if let Some(server) = metrics_server {
         server.abort();
     }
