@@ -18,10 +18,9 @@ use crate::rules::SourceError;
 use crate::rules::load::parse_prefix;
 use crate::rules::yaml::{self, Located, Node};
 use crate::settings::{AttachMode, RedisMode, SensorMode, SyslogFormat};
+use crate::settings::{MAX_IFACE_LEN, valid_iface_name};
 use crate::sinks::redis::RedisTarget;
-
-/// Longest accepted interface name (Linux IFNAMSIZ minus the NUL).
-const MAX_IFACE_LEN: usize = 15;
+use crate::sinks::syslog::SyslogTarget;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -32,8 +31,9 @@ pub struct Config {
     pub xdp_mode: Option<AttachMode>,
     /// Alert file, or `-` for stdout.
     pub json: Option<String>,
-    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix://PATH`.
-    pub syslog: Option<String>,
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///PATH`, parsed here
+    /// by the sink's own parser.
+    pub syslog: Option<SyslogTarget>,
     pub syslog_format: Option<SyslogFormat>,
     /// Where to serve `/metrics`.
     pub metrics: Option<SocketAddr>,
@@ -239,10 +239,7 @@ fn non_empty_text<'a>(node: &'a Node, field: &str) -> Result<&'a str, Located> {
 /// The checks Linux applies to interface names (`dev_valid_name`).
 fn parse_iface(node: &Node) -> Result<String, Located> {
     let name = non_empty_text(node, "iface")?;
-    let bad_char = name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
-    if name.len() > MAX_IFACE_LEN || bad_char || name == "." || name == ".." {
+    if !valid_iface_name(name) {
         return Err(node.error(format!(
             "`iface` {} is not a valid interface name (at most {MAX_IFACE_LEN} bytes, \
              no '/', ':' or spaces)",
@@ -252,27 +249,17 @@ fn parse_iface(node: &Node) -> Result<String, Located> {
     Ok(name.to_owned())
 }
 
-fn parse_syslog_url(node: &Node) -> Result<String, Located> {
+/// Parsed by the syslog sink's parser, the one that `--syslog` goes through
+/// too; the error keeps this value's place in the file.
+fn parse_syslog_url(node: &Node) -> Result<SyslogTarget, Located> {
     let url = non_empty_text(node, "syslog")?;
-    let valid = if let Some(path) = url.strip_prefix("unix://") {
-        !path.is_empty()
-    } else if let Some(target) = url
-        .strip_prefix("udp://")
-        .or_else(|| url.strip_prefix("tcp://"))
-    {
-        target.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-        })
-    } else {
-        false
-    };
-    if !valid {
-        return Err(node.error(format!(
-            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH, not {}",
-            yaml::quote(url)
-        )));
-    }
-    Ok(url.to_owned())
+    SyslogTarget::parse(url).map_err(|err| {
+        node.error(format!(
+            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH, not {}: {}",
+            yaml::quote(url),
+            err.reason
+        ))
+    })
 }
 
 fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
@@ -388,7 +375,7 @@ drop:
                 mode: Some(SensorMode::Drop),
                 xdp_mode: Some(AttachMode::Skb),
                 json: Some("/var/log/sensor/alerts.json".into()),
-                syslog: Some("tcp://127.0.0.1:514".into()),
+                syslog: Some(SyslogTarget::parse("tcp://127.0.0.1:514").unwrap()),
                 syslog_format: Some(SyslogFormat::Rfc3164),
                 metrics: Some("127.0.0.1:9464".parse().unwrap()),
                 packet_bytes: Some(256),
@@ -515,11 +502,17 @@ drop:
     fn other_accepted_forms() {
         let text = "syslog: unix:///dev/log\nmetrics: \"[::1]:9464\"\njson: '-'\n";
         let config = parse_config("c.yaml", text).unwrap();
-        assert_eq!(config.syslog.as_deref(), Some("unix:///dev/log"));
+        assert_eq!(
+            config.syslog.map(|target| target.to_string()).as_deref(),
+            Some("unix:///dev/log")
+        );
         assert_eq!(config.metrics, Some("[::1]:9464".parse().unwrap()));
         assert_eq!(config.json.as_deref(), Some("-"));
         let config = parse_config("c.yaml", "syslog: udp://[2001:db8::1]:514\n").unwrap();
-        assert_eq!(config.syslog.as_deref(), Some("udp://[2001:db8::1]:514"));
+        assert_eq!(
+            config.syslog.map(|target| target.to_string()).as_deref(),
+            Some("udp://[2001:db8::1]:514")
+        );
     }
 
     #[test]
@@ -563,6 +556,33 @@ drop:
         for cut in 0..chars.len() {
             let text: String = chars[..cut].iter().chain(&chars[cut + 1..]).collect();
             let _ = parse_config("c.yaml", &text);
+        }
+    }
+
+    /// The config file and `--syslog` answer alike: both go through
+    /// `SyslogTarget::parse`, and a config error keeps its place.
+    #[test]
+    fn syslog_urls_are_judged_as_the_command_line_judges_them() {
+        for url in [
+            "unix://relative/log",
+            "udp://host",
+            "tcp://[::1:514",
+            "ftp://h:1",
+        ] {
+            assert!(SyslogTarget::parse(url).is_err(), "{url}");
+            assert_error(&format!("syslog: {url}\n"), 1, 9, "`syslog` must be");
+        }
+        for url in [
+            "TCP://127.0.0.1:514",
+            "udp://[2001:db8::1]:514",
+            "unix:///dev/log",
+        ] {
+            let config = parse_config("c.yaml", &format!("syslog: {url}\n")).unwrap();
+            assert_eq!(
+                config.syslog,
+                Some(SyslogTarget::parse(url).unwrap()),
+                "{url}"
+            );
         }
     }
 }

@@ -131,9 +131,13 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
     let block_seconds = config.drop.block_seconds;
     let compiled = load_rules(&rules_path, block_seconds).map_err(Failure::invalid)?;
 
-    let syslog = match args.syslog.or(config.syslog.clone()) {
-        Some(url) => {
-            let target = SyslogTarget::parse(&url).map_err(Failure::invalid)?;
+    // A config file's URL was parsed (and located) when the file was read.
+    let syslog_target = match args.syslog {
+        Some(url) => Some(SyslogTarget::parse(&url).map_err(Failure::invalid)?),
+        None => config.syslog.clone(),
+    };
+    let syslog = match syslog_target {
+        Some(target) => {
             let format = args
                 .syslog_format
                 .or(config.syslog_format)

@@ -2,6 +2,8 @@
 //! and policies, chosen on the command line or in the configuration and
 //! read by the kernel loader, the sinks and the engine. No I/O and no
 //! dependency on any other module of the crate: this is the bottom layer.
+//! Also the checks of plain values more than one input shares (interface
+//! names, inspect limits), so each is written once.
 
 use clap::ValueEnum;
 
@@ -94,5 +96,80 @@ impl Severity {
             Severity::Medium => "medium",
             Severity::Low => "low",
         }
+    }
+}
+
+/// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
+pub const MAX_IFACE_LEN: usize = 15;
+
+/// Whether `name` can be a Linux interface's name (the kernel's
+/// `dev_valid_name`, plus no control characters): 1 to 15 bytes, not `.`
+/// or `..`, no `/`, `:` or white space. The one check for `--iface`,
+/// `iface:` in the config and the control socket's file name.
+pub fn valid_iface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IFACE_LEN
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+/// The limits of an inspect session, checked where they are given (the
+/// `sensor inspect` flags) and where they are obeyed (the control server):
+/// a summary period of at least a second, a record rate of at least one
+/// per second.
+pub fn check_inspect_limits(
+    max_rate: Option<u32>,
+    summary: Option<u64>,
+) -> Result<(), &'static str> {
+    if summary == Some(0) {
+        return Err("--summary needs a period of at least 1 second");
+    }
+    if max_rate == Some(0) {
+        return Err("--max-rate must be at least 1 packet per second (per CPU)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_linux() {
+        for good in ["eth0", "veth-a.100", "a", "123456789012345"] {
+            assert!(valid_iface_name(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "eth0:1",
+            "eth 0",
+            "tab\t",
+            "nul\0",
+            "1234567890123456",
+        ] {
+            assert!(!valid_iface_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn inspect_limits_refuse_zero() {
+        assert_eq!(check_inspect_limits(None, None), Ok(()));
+        assert_eq!(check_inspect_limits(Some(1), Some(1)), Ok(()));
+        assert!(
+            check_inspect_limits(None, Some(0))
+                .unwrap_err()
+                .contains("--summary")
+        );
+        assert!(
+            check_inspect_limits(Some(0), None)
+                .unwrap_err()
+                .contains("--max-rate")
+        );
     }
 }

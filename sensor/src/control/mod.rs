@@ -54,6 +54,7 @@ use tokio::time::MissedTickBehavior;
 use crate::filter;
 use crate::kernel::loader::{InspectCounters, InspectSummary, Kernel};
 use crate::kernel::perf::{self, PerfStats};
+use crate::settings::{check_inspect_limits, valid_iface_name};
 
 /// Where the control sockets live.
 pub const RUN_DIR: &str = "/run/sensor";
@@ -90,13 +91,7 @@ const TAG_RECORD: u8 = b'R';
 /// The control socket of `sensor run` on `iface`; `None` when the name
 /// cannot be an interface's (and so could escape the directory).
 pub fn socket_path(iface: &str) -> Option<PathBuf> {
-    let valid = !iface.is_empty()
-        && iface.len() < libc::IFNAMSIZ
-        && iface != "."
-        && iface != ".."
-        && !iface.contains(['/', '\0'])
-        && !iface.chars().any(char::is_whitespace);
-    valid.then(|| Path::new(RUN_DIR).join(format!("{iface}.sock")))
+    valid_iface_name(iface).then(|| Path::new(RUN_DIR).join(format!("{iface}.sock")))
 }
 
 /// This process's network namespace (the inode of `/proc/self/ns/net`):
@@ -803,22 +798,11 @@ impl SessionContext {
                 ),
             ));
         }
-        let max_rate = match request.summary {
-            Some(0) => {
-                return Err((
-                    Refusal::Usage,
-                    "--summary needs a period of at least 1 second".into(),
-                ));
-            }
-            Some(_) => 0,
-            None if request.max_rate == 0 => {
-                return Err((
-                    Refusal::Usage,
-                    "--max-rate must be at least 1 packet per second (per CPU)".into(),
-                ));
-            }
-            None => request.max_rate,
-        };
+        // The rate means nothing in summary mode (0 is sent then).
+        let rate = Some(request.max_rate).filter(|_| request.summary.is_none());
+        check_inspect_limits(rate, request.summary)
+            .map_err(|message| (Refusal::Usage, message.to_owned()))?;
+        let max_rate = rate.unwrap_or(0);
         let compiled = filter::compile(&request.filter)
             .map_err(|err| (Refusal::Filter, err.render(&request.filter)))?;
         Ok(Plan {

@@ -36,7 +36,7 @@ use crate::alert::unix_ns_to_datetime;
 use crate::engine::clock::{Clock, tick};
 use crate::kernel::loader::{InspectCounters, InspectSummary, Kernel, LoaderError};
 use crate::rules::CompiledRules;
-use crate::settings::{AttachMode, SensorMode};
+use crate::settings::{AttachMode, SensorMode, check_inspect_limits};
 
 use self::output::{PacketLine, text_line, time_of_day};
 use self::summary::{Report, Scope};
@@ -93,16 +93,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_args(args: &InspectArgs) -> Result<Settings, InspectError> {
-        if args.summary == Some(0) {
-            return Err(InspectError::Usage(
-                "--summary needs a period of at least 1 second".into(),
-            ));
-        }
-        if args.max_rate == Some(0) {
-            return Err(InspectError::Usage(
-                "--max-rate must be at least 1 packet per second (per CPU)".into(),
-            ));
-        }
+        check_inspect_limits(args.max_rate, args.summary)
+            .map_err(|message| InspectError::Usage(message.into()))?;
         if args.summary.is_some() && args.max_rate.is_some() {
             return Err(InspectError::Usage(
                 "--max-rate limits packet lines, and --summary prints none: give one or the other"
