@@ -10,19 +10,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sensor::testing::frames::{self, flags};
+use support::fixtures::SYN_FIN_RULE;
 use support::netns::{Started, Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const PORT: &str = "6391";
 const METRICS: &str = "127.0.0.1:9468";
-
-const RULES: &str = "rules:
-  - id: 1
-    name: SYN and FIN
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-";
 
 fn start_redis(bed: &Testbed, dir: &Path) -> Started {
     let log = std::fs::File::create(dir.join("redis.log")).unwrap();
@@ -94,28 +87,17 @@ fn attacks(bed: &Testbed, dir: &Path, name: &str, sources: std::ops::Range<u8>) 
 
 fn start_sensor(bed: &Testbed, dir: &Path, mode: &str, json: &Path) -> Started {
     let rules = dir.join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
-    bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-            "--redis",
-            &format!("redis://127.0.0.1:{PORT}"),
-            "--redis-mode",
-            mode,
-            "--redis-key",
-            &format!("alerts-{mode}"),
-            "--metrics",
-            METRICS,
-        ],
-        &dir.join(format!("sensor-{mode}.log")),
-    )
+    std::fs::write(&rules, SYN_FIN_RULE).unwrap();
+    bed.sensor_run(&rules)
+        .json(json)
+        .arg("--redis")
+        .arg(format!("redis://127.0.0.1:{PORT}"))
+        .arg("--redis-mode")
+        .arg(mode)
+        .arg("--redis-key")
+        .arg(format!("alerts-{mode}"))
+        .metrics(METRICS)
+        .start(None, &dir.join(format!("sensor-{mode}.log")))
 }
 
 fn file_lines(path: &Path) -> Vec<String> {

@@ -7,29 +7,16 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use sensor::testing::frames::{self, flags};
 use serde_json::Value;
+use support::fixtures::FLAG_SCAN_RULES;
 use support::netns::{Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 use support::rsyslog::{Rsyslog, read_received, rsyslogd};
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const METRICS: &str = "127.0.0.1:9464";
-
-const RULES: &str = r#"
-rules:
-  - id: 100001
-    name: TCP SYN and FIN set
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-  - id: 100002
-    name: TCP NULL scan
-    severity: medium
-    match: { tcp_flags: { clear: [FIN, SYN, RST, PSH, ACK, URG, ECE, CWR] } }
-"#;
 
 fn attacks() -> Vec<Vec<u8>> {
     vec![
@@ -59,7 +46,7 @@ fn run_case(format: &str) {
     };
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FLAG_SCAN_RULES).unwrap();
     let json = dir.path().join("alerts.json");
     let stderr = dir.path().join("sensor.stderr");
     let pcap = dir.path().join("attacks.pcap");
@@ -67,25 +54,15 @@ fn run_case(format: &str) {
 
     let bed = Testbed::new(if format == "rfc5424" { "s54" } else { "s31" });
     let syslog_url = format!("unix://{}", socket.display());
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-            "--syslog",
-            &syslog_url,
-            "--syslog-format",
-            format,
-            "--metrics",
-            METRICS,
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .json(&json)
+        .arg("--syslog")
+        .arg(&syslog_url)
+        .arg("--syslog-format")
+        .arg(format)
+        .metrics(METRICS)
+        .start(None, &stderr);
     let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
     bed.inject(&pcap, 100);
 

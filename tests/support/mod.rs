@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod eve;
+pub mod fixtures;
 pub mod kinds;
 pub mod live;
 pub mod netns;
