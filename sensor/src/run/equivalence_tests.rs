@@ -14,6 +14,7 @@ use sensor_common::tables::{RATE_BURST, RATE_WINDOW_NS};
 
 use super::*;
 use crate::alert::Alert;
+use crate::kernel::perf::AlertSample;
 use crate::replay::state::MemoryState;
 use crate::replay::{ReplayOptions, replay_with};
 use crate::rules::MemoryTables;
