@@ -13,9 +13,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use sensor::loader::{DropPolicy, Kernel, SensorMode};
+use sensor::kernel::loader::Kernel;
+use sensor::replay::state::MemoryState;
 use sensor::rules::{MemoryTables, compile, load_path};
-use sensor::state::MemoryState;
+use sensor::settings::{DropPolicy, SensorMode};
 use sensor::testing::frames::{self, Ipv4, flags};
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::parse::parse_ethernet;

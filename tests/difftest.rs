@@ -34,10 +34,11 @@ use std::net::IpAddr;
 use aya::maps::MapData;
 use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
 use ipnet::IpNet;
-use sensor::loader::{Counters, DropPolicy, Kernel, SensorMode};
-use sensor::perf::{AlertSample, Sample as _};
+use sensor::kernel::loader::{Counters, Kernel};
+use sensor::kernel::perf::{AlertSample, Sample as _};
+use sensor::replay::state::MemoryState;
 use sensor::rules::{CompiledRules, MemoryTables};
-use sensor::state::MemoryState;
+use sensor::settings::{DropPolicy, SensorMode};
 use sensor::testing::frames::{self, Ipv4};
 use sensor_common::alert::{
     AlertRecord, DEFAULT_ALERT_PACKET_BYTES, aggregate, block, captured_len, outcome,
@@ -733,7 +734,7 @@ impl KernelSide {
         let mut extra_inspect = 0;
         self.inspect.drain(&mut self.lost, |head, tail| {
             let record: InspectRecord =
-                sensor::perf::decode(head, tail).expect("well-formed inspect record");
+                sensor::kernel::perf::decode(head, tail).expect("well-formed inspect record");
             if out.parsed.is_some() {
                 extra_inspect += 1;
             }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sensor::alert::TcpInfo;
-use sensor::community_id::{Transport, community_id};
+use sensor::alert::community_id::{Transport, community_id};
 use sensor::rules::CompiledRules;
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags, more_flags};
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;

@@ -13,10 +13,9 @@
 
 mod support;
 
-use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use sensor::testing::frames::{self, Ipv4, flags};
@@ -43,36 +42,15 @@ impl Inspect {
     fn start(bed: &Testbed, dir: &Path, name: &str, args: &[&str]) -> Inspect {
         let stdout = dir.join(format!("{name}.stdout"));
         let stderr = dir.join(format!("{name}.stderr"));
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &bed.sensor_ns,
-                SENSOR,
-                "inspect",
-                "--iface",
-            ])
-            .arg(&bed.sensor_if)
+        let process = bed
+            .sensor_inspect()
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start sensor inspect");
-        let inspect = Inspect {
-            process: Started(child),
+            .start(Some(&stdout), &stderr);
+        Inspect {
+            process,
             stdout,
             stderr,
-        };
-        let listening = wait_for(Duration::from_secs(30), || {
-            inspect.stderr_text().contains("listening on")
-        });
-        assert!(
-            listening,
-            "sensor inspect did not attach:\n{}",
-            inspect.stderr_text()
-        );
-        inspect
+        }
     }
 
     fn stdout_text(&self) -> String {
@@ -525,18 +503,7 @@ fn an_interface_with_an_xdp_program_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let bed = Testbed::new("ibz");
     let mut first = Inspect::start(&bed, dir.path(), "first", &[]);
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.sensor_ns,
-            SENSOR,
-            "inspect",
-            "--iface",
-        ])
-        .arg(&bed.sensor_if)
-        .output()
-        .unwrap();
+    let output = bed.sensor_inspect().output();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -608,19 +575,7 @@ impl Run {
         std::fs::write(&rules, RUN_RULES).unwrap();
         let alerts = dir.join("alerts.json");
         let log = dir.join("run.stderr");
-        let process = bed.start_sensor(
-            Path::new(SENSOR),
-            &[
-                "run",
-                "--iface",
-                &bed.sensor_if,
-                "--rules",
-                rules.to_str().unwrap(),
-                "--json",
-                alerts.to_str().unwrap(),
-            ],
-            &log,
-        );
+        let process = bed.sensor_run(&rules).json(&alerts).start(None, &log);
         Run {
             process,
             alerts,
@@ -663,43 +618,9 @@ fn socket_path(bed: &Testbed) -> PathBuf {
     PathBuf::from(format!("/run/sensor/{}.sock", bed.sensor_if))
 }
 
-/// The id of the XDP program on the sensor interface.
-fn xdp_prog_id(bed: &Testbed) -> Option<String> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.sensor_ns,
-            "ip",
-            "-d",
-            "link",
-            "show",
-            "dev",
-        ])
-        .arg(&bed.sensor_if)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let at = text.find("prog/xdp id ")?;
-    Some(text[at..].split_whitespace().nth(2)?.to_string())
-}
-
 /// `sensor inspect` run to its end (for refusals).
 fn inspect_output(bed: &Testbed, args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.sensor_ns,
-            SENSOR,
-            "inspect",
-            "--iface",
-        ])
-        .arg(&bed.sensor_if)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = bed.sensor_inspect().args(args).output();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -720,7 +641,7 @@ fn inspect_runs_alongside_sensor_run_in_its_program() {
     let dir = tempfile::tempdir().unwrap();
     let bed = Testbed::new("ial");
     let mut run = Run::start(&bed, dir.path());
-    let program = xdp_prog_id(&bed).expect("sensor run attached");
+    let program = bed.xdp_prog_id().expect("sensor run attached");
 
     // The control socket: root's only.
     let socket = socket_path(&bed);
@@ -769,7 +690,7 @@ fn inspect_runs_alongside_sensor_run_in_its_program() {
     assert_eq!((footer.matched, footer.shown, footer.skipped), (4, 4, 0));
     // ... and the same frames raised the alert: both roles at once.
     run.wait_alert("198.51.100.7", 41000);
-    assert_eq!(xdp_prog_id(&bed), Some(program.clone()), "program replaced");
+    assert_eq!(bed.xdp_prog_id(), Some(program.clone()), "program replaced");
 
     // After the session, alerts still flow.
     let syn_fin = |src, sport| frames::ipv4_tcp(src, SERVER, sport, 80, flags::SYN | flags::FIN);
@@ -851,7 +772,7 @@ fn inspect_runs_alongside_sensor_run_in_its_program() {
     assert_eq!(log.matches("inspect session started").count(), 3, "{log}");
     assert_eq!(log.matches("inspect session ended").count(), 3, "{log}");
     assert!(!socket.exists(), "the socket outlived sensor run");
-    assert_eq!(xdp_prog_id(&bed), None, "still attached");
+    assert_eq!(bed.xdp_prog_id(), None, "still attached");
     assert_eq!(run.alerts().len(), 3, "{:?}", run.alerts());
 }
 

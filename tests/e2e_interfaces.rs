@@ -9,19 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use sensor::testing::frames::{self, flags};
+use support::fixtures::SYN_FIN_RULE;
 use support::live::read_lines;
 use support::netns::{Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const METRICS: &str = "127.0.0.1:9471";
-
-const RULES: &str = "rules:
-  - id: 1
-    name: SYN and FIN
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-";
 
 #[test]
 fn a_deleted_interface_is_watched_for_and_reattached() {
@@ -31,7 +24,7 @@ fn a_deleted_interface_is_watched_for_and_reattached() {
     let bed = Testbed::new("ifc");
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, SYN_FIN_RULE).unwrap();
     let alerts = dir.path().join("alerts.json");
     let log_path = dir.path().join("sensor.log");
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -61,21 +54,11 @@ fn a_deleted_interface_is_watched_for_and_reattached() {
         })
     };
 
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            alerts.to_str().unwrap(),
-            "--metrics",
-            METRICS,
-        ],
-        &log_path,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .json(&alerts)
+        .metrics(METRICS)
+        .start(None, &log_path);
     attack(1, &dir.path().join("a1.pcap"));
     assert!(alerted_from(1), "alert before anything happens:\n{}", log());
 

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,27 +14,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sensor::testing::frames::{self, Ipv4, flags};
 use serde_json::Value;
+use support::fixtures::FLAG_SCAN_RULES;
 use support::live::{essence, read_lines};
 use support::netns::{Testbed, wait_for};
 use support::pcap::write_pcap;
 
 const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
-
-const RULES: &str = r#"
-rules:
-  - id: 100001
-    name: TCP SYN and FIN set
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-  - id: 100002
-    name: TCP NULL scan
-    severity: medium
-    match: { tcp_flags: { clear: [FIN, SYN, RST, PSH, ACK, URG, ECE, CWR] } }
-  - id: 100003
-    name: TCP XMAS scan
-    severity: medium
-    match: { tcp_flags: { set: [FIN, PSH, URG] } }
-"#;
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 7];
 const CLIENT: [u8; 4] = [203, 0, 113, 5];
@@ -111,7 +95,7 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     }
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FLAG_SCAN_RULES).unwrap();
     let alerts_path = dir.path().join("alerts.json");
     let stderr = dir.path().join("sensor.stderr");
     let pcap = dir.path().join("traffic.pcap");
@@ -123,21 +107,12 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     write_pcap(&pcap, &traffic);
 
     let bed = Testbed::new("e2e");
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--xdp-mode",
-            "native",
-            "--json",
-            alerts_path.to_str().unwrap(),
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .arg("--xdp-mode")
+        .arg("native")
+        .json(&alerts_path)
+        .start(None, &stderr);
 
     bed.inject(&pcap, 200);
     let complete = wait_for(Duration::from_secs(10), || {
@@ -273,26 +248,6 @@ fn live_alerts_on_a_veth_span_port_match_the_contract_and_replay() {
     }
 }
 
-fn xdp_prog_id(bed: &Testbed) -> Option<String> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.sensor_ns,
-            "ip",
-            "-d",
-            "link",
-            "show",
-            "dev",
-            &bed.sensor_if,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let at = text.find("prog/xdp id ")?;
-    Some(text[at..].split_whitespace().nth(2)?.to_string())
-}
-
 /// SIGHUP reloads the rules without detaching the program; an invalid set
 /// is reported with its position and the old set stays in force; SIGTERM
 /// flushes every line before exit.
@@ -312,21 +267,12 @@ fn sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid() {
     std::fs::write(&rules, syn_fin_only).unwrap();
 
     let bed = Testbed::new("rld");
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            alerts_path.to_str().unwrap(),
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .json(&alerts_path)
+        .start(None, &stderr);
     let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    let prog_before = xdp_prog_id(&bed).expect("XDP attached");
+    let prog_before = bed.xdp_prog_id().expect("XDP attached");
 
     let probes = dir.path().join("probes.pcap");
     let syn_fin = frames::ipv4_tcp(ATTACKER, SERVER, 1, 80, flags::SYN | flags::FIN);
@@ -388,7 +334,7 @@ fn sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid() {
     drop(probes);
 
     assert_eq!(
-        xdp_prog_id(&bed).as_deref(),
+        bed.xdp_prog_id().as_deref(),
         Some(prog_before.as_str()),
         "program replaced or detached"
     );
@@ -396,7 +342,7 @@ fn sighup_reloads_rules_in_place_and_keeps_the_old_set_when_invalid() {
         .stop(Duration::from_secs(15))
         .expect("exits on SIGTERM");
     assert!(status.success(), "{}", log());
-    assert_eq!(xdp_prog_id(&bed), None, "still attached after exit");
+    assert_eq!(bed.xdp_prog_id(), None, "still attached after exit");
     assert_eq!(sids(), [1, 2, 2], "lines lost at shutdown");
 }
 
@@ -420,21 +366,11 @@ fn a_reload_keeps_the_rate_limited_account() {
     let stderr = dir.path().join("sensor.stderr");
     let bed = Testbed::new("acc");
     let metrics = "127.0.0.1:9467";
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            alerts_path.to_str().unwrap(),
-            "--metrics",
-            metrics,
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .json(&alerts_path)
+        .metrics(metrics)
+        .start(None, &stderr);
     let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
     let burst = |name: &str, n: u16| {
         let frames: Vec<Vec<u8>> = (0..n)

@@ -13,20 +13,13 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, flags};
 use support::certs::TestPki;
+use support::fixtures::SYN_FIN_RULE;
 use support::netns::{Started, Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const PORT: &str = "6391";
 const TLS_PORT: &str = "6392";
 const METRICS: &str = "127.0.0.1:9468";
-
-const RULES: &str = "rules:
-  - id: 1
-    name: SYN and FIN
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-";
 
 fn start_redis(bed: &Testbed, dir: &Path) -> Started {
     let log = std::fs::File::create(dir.join("redis.log")).unwrap();
@@ -98,28 +91,17 @@ fn attacks(bed: &Testbed, dir: &Path, name: &str, sources: std::ops::Range<u8>) 
 
 fn start_sensor(bed: &Testbed, dir: &Path, mode: &str, json: &Path) -> Started {
     let rules = dir.join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
-    bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-            "--redis",
-            &format!("redis://127.0.0.1:{PORT}"),
-            "--redis-mode",
-            mode,
-            "--redis-key",
-            &format!("alerts-{mode}"),
-            "--metrics",
-            METRICS,
-        ],
-        &dir.join(format!("sensor-{mode}.log")),
-    )
+    std::fs::write(&rules, SYN_FIN_RULE).unwrap();
+    bed.sensor_run(&rules)
+        .json(json)
+        .arg("--redis")
+        .arg(format!("redis://127.0.0.1:{PORT}"))
+        .arg("--redis-mode")
+        .arg(mode)
+        .arg("--redis-key")
+        .arg(format!("alerts-{mode}"))
+        .metrics(METRICS)
+        .start(None, &dir.join(format!("sensor-{mode}.log")))
 }
 
 fn file_lines(path: &Path) -> Vec<String> {
@@ -312,30 +294,19 @@ fn rediss_delivers_with_the_given_ca_and_refuses_another() {
     let pki = TestPki::create(dir);
     let _redis = start_redis_tls(&bed, dir, &pki);
     let rules = dir.join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, SYN_FIN_RULE).unwrap();
     let start = |ca: &Path, name: &str| {
         let json = dir.join(format!("{name}.json"));
-        let sensor = bed.start_sensor(
-            Path::new(SENSOR),
-            &[
-                "run",
-                "--iface",
-                &bed.sensor_if,
-                "--rules",
-                rules.to_str().unwrap(),
-                "--json",
-                json.to_str().unwrap(),
-                "--redis",
-                &format!("rediss://127.0.0.1:{TLS_PORT}"),
-                "--redis-ca",
-                ca.to_str().unwrap(),
-                "--redis-key",
-                "alerts-tls",
-                "--metrics",
-                METRICS,
-            ],
-            &dir.join(format!("{name}.log")),
-        );
+        let sensor = bed
+            .sensor_run(&rules)
+            .json(&json)
+            .arg("--redis")
+            .arg(format!("rediss://127.0.0.1:{TLS_PORT}"))
+            .arg("--redis-ca")
+            .arg(ca)
+            .args(["--redis-key", "alerts-tls"])
+            .metrics(METRICS)
+            .start(None, &dir.join(format!("{name}.log")));
         (sensor, json)
     };
     let list = || {
@@ -387,7 +358,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
     let dir = dir.path();
     let pki = TestPki::create(dir);
     let rules = dir.join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, SYN_FIN_RULE).unwrap();
     let missing = dir.join("missing.pem");
     let ca = pki.ca.to_str().unwrap();
     for (redis, redis_ca, expected) in [
@@ -407,7 +378,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
             "no PEM `CERTIFICATE` block",
         ),
     ] {
-        let out = Command::new(SENSOR)
+        let out = Command::new(support::netns::SENSOR)
             .args(["run", "--iface", "sensor-none0", "--rules"])
             .arg(&rules)
             .args(["--redis", redis, "--redis-ca", redis_ca])
@@ -423,7 +394,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
         "redis: rediss://127.0.0.1:6379\nredis_ca: missing.pem\n",
     )
     .unwrap();
-    let out = Command::new(SENSOR)
+    let out = Command::new(support::netns::SENSOR)
         .args(["run", "--iface", "sensor-none0", "--rules"])
         .arg(&rules)
         .arg("--config")

@@ -15,24 +15,12 @@ use std::time::Duration;
 use sensor::testing::frames::{self, flags};
 use serde_json::Value;
 use support::certs::TestPki;
+use support::fixtures::FLAG_SCAN_RULES;
 use support::netns::{Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 use support::rsyslog::{Options, Rsyslog, TlsServer, read_received, rsyslogd};
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const METRICS: &str = "127.0.0.1:9464";
-
-const RULES: &str = r#"
-rules:
-  - id: 100001
-    name: TCP SYN and FIN set
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-  - id: 100002
-    name: TCP NULL scan
-    severity: medium
-    match: { tcp_flags: { clear: [FIN, SYN, RST, PSH, ACK, URG, ECE, CWR] } }
-"#;
 
 fn attacks() -> Vec<Vec<u8>> {
     vec![
@@ -62,7 +50,7 @@ fn run_case(format: &str) {
     };
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FLAG_SCAN_RULES).unwrap();
     let json = dir.path().join("alerts.json");
     let stderr = dir.path().join("sensor.stderr");
     let pcap = dir.path().join("attacks.pcap");
@@ -70,25 +58,15 @@ fn run_case(format: &str) {
 
     let bed = Testbed::new(if format == "rfc5424" { "s54" } else { "s31" });
     let syslog_url = format!("unix://{}", socket.display());
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-            "--syslog",
-            &syslog_url,
-            "--syslog-format",
-            format,
-            "--metrics",
-            METRICS,
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .json(&json)
+        .arg("--syslog")
+        .arg(&syslog_url)
+        .arg("--syslog-format")
+        .arg(format)
+        .metrics(METRICS)
+        .start(None, &stderr);
     let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
     bed.inject(&pcap, 100);
 
@@ -227,30 +205,19 @@ fn alerts_reach_rsyslog_over_tls_through_a_restart_and_a_wrong_ca_is_counted() {
     let mut rsyslog = Rsyslog::start_with(binary, options);
     let received = rsyslog.received_path();
     let rules = dir.join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FLAG_SCAN_RULES).unwrap();
     let url = format!("tls://127.0.0.1:{}", rsyslog.tls_port);
     let start = |ca: &Path, name: &str| {
         let json = dir.join(format!("{name}.json"));
         let stderr = dir.join(format!("{name}.stderr"));
-        let sensor = bed.start_sensor(
-            Path::new(SENSOR),
-            &[
-                "run",
-                "--iface",
-                &bed.sensor_if,
-                "--rules",
-                rules.to_str().unwrap(),
-                "--json",
-                json.to_str().unwrap(),
-                "--syslog",
-                &url,
-                "--syslog-ca",
-                ca.to_str().unwrap(),
-                "--metrics",
-                METRICS,
-            ],
-            &stderr,
-        );
+        let sensor = bed
+            .sensor_run(&rules)
+            .json(&json)
+            .args(["--syslog", &url])
+            .arg("--syslog-ca")
+            .arg(ca)
+            .metrics(METRICS)
+            .start(None, &stderr);
         (sensor, json, stderr)
     };
     let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();

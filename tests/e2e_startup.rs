@@ -8,23 +8,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use support::fixtures::SYN_FIN_RULE;
 use support::netns::Testbed;
 
 const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
-
-const RULES: &str = "rules:
-  - id: 1
-    name: SYN and FIN
-    severity: high
-    match: { tcp_flags: { set: [SYN, FIN] } }
-";
 
 /// A rule file anyone may read (the unprivileged run reads it first).
 fn readable_rules(dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.join("rules.yaml");
-    std::fs::write(&path, RULES).unwrap();
+    std::fs::write(&path, SYN_FIN_RULE).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     path.display().to_string()
 }
@@ -89,27 +83,16 @@ fn a_second_sensor_says_who_holds_the_interface() {
     let bed = Testbed::new("dup");
     let dir = tempfile::tempdir().unwrap();
     let rules = readable_rules(dir.path());
-    let args = [
-        "run",
-        "--iface",
-        &bed.sensor_if,
-        "--rules",
-        &rules,
-        "--json",
-    ];
     let first_log = dir.path().join("first.log");
     let out = dir.path().join("first.json");
-    let mut first = bed.start_sensor(
-        Path::new(SENSOR),
-        &[&args[..], &[out.to_str().unwrap()]].concat(),
-        &first_log,
-    );
-    let output = Command::new("ip")
-        .args(["netns", "exec", &bed.sensor_ns, SENSOR])
-        .args(args)
-        .arg(dir.path().join("second.json"))
-        .output()
-        .unwrap();
+    let mut first = bed
+        .sensor_run(Path::new(&rules))
+        .json(&out)
+        .start(None, &first_log);
+    let output = bed
+        .sensor_run(Path::new(&rules))
+        .json(&dir.path().join("second.json"))
+        .output();
     let line = failure_line(&output);
     let pid = first.0.id();
     assert!(

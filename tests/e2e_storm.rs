@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sensor::testing::frames::{self, ETH_IPV6, flags};
 use sensor_common::tables::{ALERT_BUDGET, RATE_ENTRIES};
 use serde_json::Value;
-use support::live::{SENSOR, read_lines, replay_cli, write_pcap_spaced};
+use support::live::{read_lines, replay_cli, write_pcap_spaced};
 use support::netns::{Testbed, metric, scrape, wait_for};
 
 /// Default rule 100001: TCP SYN and FIN set.
@@ -65,23 +65,12 @@ fn a_storm_from_more_sources_than_the_rate_map_holds_is_counted_exactly() {
     let rules = default_rules();
 
     let bed = Testbed::new("storm");
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--xdp-mode",
-            "native",
-            "--json",
-            alerts.to_str().unwrap(),
-            "--metrics",
-            METRICS,
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .args(["--xdp-mode", "native"])
+        .json(&alerts)
+        .metrics(METRICS)
+        .start(None, &stderr);
     let start = Instant::now();
     bed.inject(&pcap, PPS);
     let inject_time = start.elapsed();

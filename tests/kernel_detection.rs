@@ -2512,7 +2512,7 @@ fn rate_limit_sends_a_burst_per_rule_and_source_and_counts_every_match() {
 /// record, and the aggregator's lines add up to the kernel's hit counter.
 #[test]
 fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
-    use sensor::aggregate::{Aggregator, RateEntry};
+    use sensor::engine::aggregate::{Aggregator, RateEntry};
     use sensor_common::alert::aggregate;
     use sensor_common::tables::{ALERT_BUDGET, RateKey};
     if !sensor::testing::bpf_available(

@@ -11,7 +11,8 @@ mod support;
 
 use std::time::Duration;
 
-use sensor::loader::{Counters, DropPolicy, Kernel, SensorMode};
+use sensor::kernel::loader::{Counters, Kernel};
+use sensor::settings::{DropPolicy, SensorMode};
 use sensor::testing::frames::{self, flags};
 use sensor_common::alert::block;
 use sensor_common::tables::{BlockPolicy, block_when};

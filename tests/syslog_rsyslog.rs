@@ -24,12 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
-use sensor::cli::SyslogFormat;
-use sensor::rules::{RuleMeta, Severity};
-use sensor::syslog::{
+use sensor::rules::RuleMeta;
+use sensor::settings::{Severity, SyslogFormat};
+use sensor::sinks::syslog::{
     HostPort, SyslogHandle, SyslogOptions, SyslogSink, SyslogStats, SyslogTarget, machine_hostname,
 };
-use sensor::tls::{Roles, TlsFiles, client_config};
+use sensor::sinks::tls::{Roles, TlsFiles, client_config};
 use sensor_common::alert::{AlertRecord, outcome};
 use sensor_common::packet::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp};
 use time::OffsetDateTime;

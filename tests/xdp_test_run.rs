@@ -5,7 +5,8 @@
 
 mod support;
 
-use sensor::loader::{Kernel, SensorMode};
+use sensor::kernel::loader::Kernel;
+use sensor::settings::SensorMode;
 use sensor::testing::frames::{self, Ipv4, flags};
 use sensor_common::alert::AlertRecord;
 use sensor_common::packet::flag;

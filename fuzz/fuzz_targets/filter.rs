@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor::inspect::filter::{Expr, compile};
+use sensor::filter::{Expr, compile};
 use sensor_common::PacketMeta;
 use sensor_common::filter::FilterProgram;
 

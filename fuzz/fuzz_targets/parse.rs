@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sensor::rules::{CompiledRules, MemoryTables};
-use sensor::state::MemoryState;
+use sensor::replay::state::MemoryState;
 use sensor_common::detect::process;
 use sensor_common::packet::{MAX_VLAN_TAGS, flag};
 use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at, peek_source};

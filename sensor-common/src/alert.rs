@@ -1,5 +1,7 @@
 //! The record the XDP program sends to userspace for each alert.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::packet::PacketMeta;
 
 /// `AlertRecord::aggregate` values: whose matches the record's `count`
@@ -37,7 +39,9 @@ pub mod block {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct AlertRecord {
     /// Kernel monotonic clock (`bpf_ktime_get_ns`), or capture time in replay.
     pub timestamp_ns: u64,
@@ -92,6 +96,7 @@ const _: () =
     assert!(core::mem::size_of::<AlertRecord>() == 32 + core::mem::size_of::<PacketMeta>());
 const _: () = assert!(core::mem::align_of::<AlertRecord>() == 8);
 
+// SAFETY: AlertRecord derives zerocopy's IntoBytes and FromBytes: no padding
+// (checked at compile time) and every bit pattern valid, as Pod asks.
 #[cfg(feature = "user")]
-// SAFETY: plain #[repr(C)] data with explicit padding.
 unsafe impl aya::Pod for AlertRecord {}

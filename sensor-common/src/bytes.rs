@@ -1,5 +1,7 @@
 //! Bounded byte access: the only way the parser reads a packet.
 
+use zerocopy::FromBytes;
+
 /// The furthest offset the parser ever reads at: a jumbo frame (9 KiB), so
 /// no header inside a frame the sensor can receive is out of reach (long
 /// IPv6 extension headers must not hide the transport header). Every load is
@@ -14,7 +16,7 @@ pub trait PacketBytes {
 
     /// Reads a `T` (plain bytes, any alignment) at `offset`, or `None` when
     /// it does not lie wholly inside the frame or beyond [`MAX_PARSE_OFFSET`].
-    fn load<T: Copy>(&self, offset: usize) -> Option<T>;
+    fn load<T: Copy + FromBytes>(&self, offset: usize) -> Option<T>;
 
     /// Returns `value` unchanged, but in the kernel forgets what the
     /// verifier knows of it (by a round trip through map memory). The
@@ -50,7 +52,7 @@ impl PacketBytes for [u8] {
     }
 
     #[inline(always)]
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Copy + FromBytes>(&self, offset: usize) -> Option<T> {
         if offset > MAX_PARSE_OFFSET {
             return None;
         }
@@ -58,8 +60,8 @@ impl PacketBytes for [u8] {
         if end > self.len() {
             return None;
         }
-        // SAFETY: offset..end is inside the slice, and T is plain bytes
-        // (Copy, read unaligned).
+        // SAFETY: offset..end is inside the slice, read unaligned, and T is
+        // FromBytes: every bit pattern of its size is a valid T.
         Some(unsafe { core::ptr::read_unaligned(self.as_ptr().add(offset).cast::<T>()) })
     }
 }

@@ -8,6 +8,8 @@
 //! [`MAX_STACK`]; a program is at most [`MAX_FILTER_OPS`] ops. An empty
 //! program matches every packet.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::packet::{AddrKey, PacketMeta, flag};
 
 pub const MAX_FILTER_OPS: usize = 32;
@@ -44,7 +46,9 @@ pub mod op {
 pub const VLAN_ANY: u32 = u32::MAX;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct FilterOp {
     pub code: u8,
     pub _pad0: u8,
@@ -77,7 +81,7 @@ pub const fn net_mask(prefix_len: u8) -> [u8; 16] {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct FilterProgram {
     /// Ops in use (0: match everything).
     pub len: u32,
@@ -99,7 +103,9 @@ impl Default for FilterProgram {
 /// map rather than on the stack: the verifier then sees unknown values at
 /// every step and checks the step once, instead of once per stack depth.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct FilterVm {
     stack: u64,
     depth: u32,
@@ -208,7 +214,9 @@ impl FilterProgram {
 
 /// The record the kernel sends per inspected packet.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct InspectRecord {
     /// Kernel monotonic clock.
     pub timestamp_ns: u64,
@@ -217,7 +225,9 @@ pub struct InspectRecord {
 
 /// `sensor inspect` settings (the `INSPECT_CONFIG` array's single entry).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct InspectConfig {
     /// 1 while an inspect session is running.
     pub enabled: u32,
@@ -230,7 +240,9 @@ pub struct InspectConfig {
 
 /// Per-CPU token bucket of the inspect rate limit.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct InspectBudget {
     pub window_start_ns: u64,
     pub sent_in_window: u32,
@@ -263,7 +275,9 @@ pub mod summary {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TalkerStats {
     pub packets: u64,
     pub bytes: u64,
@@ -286,10 +300,19 @@ pub fn inspect_budget_step(budget: &mut InspectBudget, now_ns: u64, max_per_sec:
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain #[repr(C)] data with explicit padding.
+    // SAFETY: FilterProgram derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::FilterProgram {}
+    // SAFETY: InspectRecord derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::InspectRecord {}
+    // SAFETY: InspectConfig derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::InspectConfig {}
+    // SAFETY: InspectBudget derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::InspectBudget {}
+    // SAFETY: TalkerStats derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::TalkerStats {}
 }

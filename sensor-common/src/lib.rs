@@ -13,12 +13,20 @@
 //!
 //! Nothing here allocates or knows about aya (except `Pod` impls under the
 //! `user` feature).
+//!
+//! Every `#[repr(C)]` type shared with the kernel has explicit padding
+//! fields, derives zerocopy's `IntoBytes` (which refuses to compile a type
+//! with padding) and `FromBytes` (every bit pattern valid), and has a
+//! `const` size and alignment assertion next to it ([`layout`]). Byte views
+//! go through those traits, never through pointer casts.
 #![no_std]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod alert;
 pub mod bytes;
 pub mod detect;
 pub mod filter;
+pub mod layout;
 pub mod packet;
 pub mod parse;
 pub mod proof;
@@ -27,3 +35,5 @@ pub mod tables;
 pub use alert::AlertRecord;
 pub use bytes::PacketBytes;
 pub use packet::PacketMeta;
+/// The byte-view traits of the shared types, for their users.
+pub use zerocopy;

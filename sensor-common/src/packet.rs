@@ -1,5 +1,7 @@
 //! What the parser extracts from one frame.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// VLAN tags (802.1Q, 802.1ad, 0x9100) walked and recorded, outermost first.
 /// A frame with more tags is not parsed further (no IP fields, no alerts).
 pub const MAX_VLAN_TAGS: usize = 4;
@@ -93,7 +95,9 @@ pub mod tcp {
 /// four bytes, the rest zero). Used for LPM tries and per-source state so
 /// that IPv4 and IPv6 never collide.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct AddrKey {
     pub version: u8,
     pub addr: [u8; 16],
@@ -103,7 +107,9 @@ pub struct AddrKey {
 ///
 /// `#[repr(C)]` because it travels to userspace inside [`crate::AlertRecord`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PacketMeta {
     /// Source address; IPv4 in the first four bytes.
     pub src_addr: [u8; 16],
@@ -140,11 +146,10 @@ pub struct PacketMeta {
     pub vlan_count: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 6],
+    /// Explicit tail padding: the record is copied to userspace byte for
+    /// byte, so no byte of it may be left undefined.
+    pub _pad: [u8; 8],
 }
-
-// Travels inside AlertRecord and InspectRecord: no implicit padding.
-const _: () = assert!(core::mem::size_of::<PacketMeta>() == 88);
 
 impl PacketMeta {
     #[inline(always)]

@@ -2,6 +2,8 @@
 //! and what [`crate::detect`] reads per packet. Every lookup is O(1) in the
 //! number of rules: a rule's membership is a bit in a [`RuleMask`].
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// 64-bit words in a [`RuleMask`].
 pub const MASK_WORDS: usize = 16;
 
@@ -14,7 +16,9 @@ pub const MAX_RULES: u32 = 64 * MASK_WORDS as u32;
 /// reads only the words where a rule can still match: the cost of a packet
 /// that matches nothing does not grow with the number of rules.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RuleMask {
     /// Bit `w`: `words[w] != 0`.
     pub summary: u32,
@@ -168,7 +172,9 @@ pub mod syn_track {
 
 /// Per-slot facts the kernel needs beyond the masks (the `RULES` array).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RuleInfo {
     /// The rule's `id` (alert `signature_id`).
     pub sig_id: u32,
@@ -186,7 +192,9 @@ pub struct RuleInfo {
 
 /// Sensor-wide settings (the `CONFIG` array's single entry).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SensorConfig {
     /// [`mode`] value.
     pub mode: u8,
@@ -224,7 +232,9 @@ pub const fn scope_value_key(generation: u8, value: u16) -> u32 {
 
 /// A blocked source (the `BLOCKED` LRU map's value).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BlockEntry {
     /// Kernel monotonic time the block ends; checked per packet, so expiry
     /// does not wait for userspace's clean-up.
@@ -261,7 +271,7 @@ pub mod block_when {
 /// Drop mode's blocking policy (the `DROP_POLICY` array's single entry),
 /// read only in drop mode.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct BlockPolicy {
     /// [`block_when`] value.
     pub block_when: u8,
@@ -297,7 +307,9 @@ const _: () = assert!(core::mem::size_of::<BlockPolicy>() == 24);
 /// connection as its initiator (the *client*, whose address it may prove)
 /// sent its SYN.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HandshakeKey {
     pub client: crate::packet::AddrKey,
     pub server: [u8; 16],
@@ -322,7 +334,9 @@ pub mod stage {
 
 /// A handshake's progress (the `HANDSHAKES` map's value).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Handshake {
     /// When the client's SYN was seen.
     pub syn_ns: u64,
@@ -336,7 +350,9 @@ pub struct Handshake {
 
 /// A source's `repeated` window (the `REPEATS` LRU map's value).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RepeatWindow {
     pub start_ns: u64,
     pub count: u32,
@@ -345,7 +361,9 @@ pub struct RepeatWindow {
 
 /// Key of the per-(rule, address) `syn_flood` window.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SynKey {
     pub slot: u32,
     pub addr: crate::packet::AddrKey,
@@ -354,7 +372,9 @@ pub struct SynKey {
 
 /// A tumbling `syn_flood` window for one tracked address.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SynWindow {
     pub start_ns: u64,
     pub count: u32,
@@ -366,7 +386,9 @@ pub struct SynWindow {
 /// id, not its slot: a reload that keeps a rule keeps its account, so the
 /// running totals userspace turns into line counts never split in two.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RateKey {
     pub sig_id: u32,
     pub addr: crate::packet::AddrKey,
@@ -394,7 +416,9 @@ const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 
 /// Alert rate limiting state for one (rule, source), per CPU in the kernel.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RateState {
     pub window_start_ns: u64,
     /// Packets matched by this (rule, source) since the entry was created.
@@ -418,7 +442,9 @@ pub const ALERT_BUDGET: u32 = 2_000;
 
 /// One CPU's [`ALERT_BUDGET`] window (the per-CPU `ALERT_BUDGET` map).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct AlertBudget {
     pub window_start_ns: u64,
     /// Records sent in the window.
@@ -452,7 +478,9 @@ pub const REPEAT_ENTRIES: u32 = 65_536;
 
 /// Per-rule counters (the per-CPU `RULE_STATS` array, one entry per slot).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RuleStats {
     /// Packets the rule matched (for `syn_flood`: SYNs counted in scope).
     pub hits: u64,
@@ -494,20 +522,49 @@ pub mod counter {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain #[repr(C)] data with explicit padding, no invalid bit patterns.
+    // SAFETY: RuleInfo derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RuleInfo {}
+    // SAFETY: AlertBudget derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::AlertBudget {}
+    // SAFETY: RuleMask derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RuleMask {}
+    // SAFETY: SensorConfig derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::SensorConfig {}
+    // SAFETY: SynKey derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::SynKey {}
+    // SAFETY: RateKey derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateKey {}
+    // SAFETY: SynWindow derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::SynWindow {}
+    // SAFETY: RateState derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateState {}
+    // SAFETY: RuleStats derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RuleStats {}
+    // SAFETY: BlockEntry derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::BlockEntry {}
+    // SAFETY: BlockPolicy derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::BlockPolicy {}
+    // SAFETY: HandshakeKey derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::HandshakeKey {}
+    // SAFETY: Handshake derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::Handshake {}
+    // SAFETY: RepeatWindow derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RepeatWindow {}
+    // SAFETY: AddrKey derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for crate::packet::AddrKey {}
 }

@@ -3,6 +3,7 @@
 //! rule logic live in `sensor-common`, shared with `sensor replay`.
 #![no_std]
 #![no_main]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -38,6 +39,7 @@ use sensor_common::{
         SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
         VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version, scope_value_key,
     },
+    zerocopy::FromBytes,
 };
 
 // ---- maps: the compiled rule set (written by userspace) --------------------
@@ -161,10 +163,13 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     let Some(record) = SCRATCH.get_ptr_mut(0) else {
         return pass();
     };
-    // SAFETY (all derefs of `record`): a per-CPU slot, and XDP does not
+    // The derefs of `record` below: a per-CPU slot, and XDP does not
     // re-enter on the same CPU. `process` borrows only the `packet` field;
     // `emit` writes only the other fields.
+    // SAFETY: the per-CPU record (above); nothing else borrows it yet.
     parse_ethernet_into(&XdpBytes(&ctx), unsafe { &mut (*record).packet });
+    // SAFETY: the per-CPU record; from here on only shared borrows of
+    // `packet` and writes to the other fields.
     let packet = unsafe { &(*record).packet };
     if packet.ip_version == IP_VERSION_NONE {
         count(counter::NOT_IP);
@@ -172,6 +177,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     }
     // The clock is read only when needed (a rule may match, or inspect is
     // on): it is one of the dearer helpers. 0 = not read yet.
+    // SAFETY: the per-CPU record; a field `packet` does not overlap.
     unsafe { (*record).timestamp_ns = 0 };
     if let Some(inspect) = INSPECT_CONFIG.get(0)
         && inspect.enabled != 0
@@ -191,6 +197,8 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         0,
         &tables,
         &mut KernelState { record },
+        // SAFETY: the per-CPU record; `emit` writes only fields other than
+        // `packet`, which `process` is reading.
         &mut |head: &AlertHead| unsafe {
             (*record).sig_id = head.sig_id;
             (*record).kind = head.kind;
@@ -224,6 +232,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
             let entry = BlockEntry {
                 // A drop was decided by a rule walk, which read the clock.
                 until_ns: clock(record) + decision.block_ns,
+                // SAFETY: the per-CPU record, read after `process` ended.
                 sig_id: unsafe { (*record).sig_id },
                 block_when: policy.block_when,
                 _pad: [0; 3],
@@ -322,6 +331,7 @@ fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
         }
     // SAFETY: an entry is read whole; a concurrent update replaces it.
     } else if unsafe { BLOCKED.get(src) }
+        // SAFETY: a helper without arguments; it only reads the clock.
         .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_ns() })
         && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
     {
@@ -352,6 +362,8 @@ fn inspect_packet(ctx: &XdpContext, packet: &PacketMeta, now: u64, config: &Insp
         program.len
     };
     if len > 0 {
+        // SAFETY: `filter_step` takes the `FilterWalk` passed here, which
+        // outlives the call (bpf_loop returns only after the last step).
         unsafe {
             bpf_loop(
                 len,
@@ -361,6 +373,7 @@ fn inspect_packet(ctx: &XdpContext, packet: &PacketMeta, now: u64, config: &Insp
             );
         }
     }
+    // SAFETY: the per-CPU filter machine; the walk above has ended.
     if !unsafe { (*vm).verdict(len) } {
         return;
     }
@@ -371,6 +384,7 @@ fn inspect_packet(ctx: &XdpContext, packet: &PacketMeta, now: u64, config: &Insp
     let Some(budget) = INSPECT_BUDGET.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: a per-CPU slot; XDP does not re-enter on the same CPU.
     if !inspect_budget_step(unsafe { &mut *budget }, now, config.max_per_sec) {
         count_inspect(inspect_counter::SKIPPED_RATE);
         return;
@@ -378,6 +392,9 @@ fn inspect_packet(ctx: &XdpContext, packet: &PacketMeta, now: u64, config: &Insp
     let Some(out) = INSPECT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: `out` is the per-CPU inspect record (XDP does not re-enter on
+    // the same CPU), valid for the helper's whole call, which reads
+    // `size_of::<InspectRecord>()` bytes of it.
     let ret = unsafe {
         (*out).timestamp_ns = now;
         (*out).packet = *packet;
@@ -404,10 +421,13 @@ struct FilterWalk<'a> {
 }
 
 extern "C" fn filter_step(index: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `inspect_packet` passes a live `FilterWalk` to bpf_loop,
+    // which hands it to each step and to nothing else.
     let walk = unsafe { &mut *walk.cast::<FilterWalk>() };
     let Some(op) = walk.program.ops.get(index as usize) else {
         return 1;
     };
+    // SAFETY: the per-CPU filter machine; XDP does not re-enter on the CPU.
     unsafe { (*walk.vm).step(op, walk.packet) };
     0
 }
@@ -421,6 +441,7 @@ fn summarise(packet: &PacketMeta) {
     }
     let key = packet.src_key();
     match SUMMARY_TALKERS.get_ptr_mut(key) {
+        // SAFETY: a per-CPU map value; XDP does not re-enter on the same CPU.
         Some(stats) => unsafe {
             (*stats).packets += 1;
             (*stats).bytes += packet.frame_len as u64;
@@ -438,6 +459,7 @@ fn summarise(packet: &PacketMeta) {
 #[inline(always)]
 fn bump(map: &PerCpuArray<u64>, index: u32) {
     if let Some(value) = map.get_ptr_mut(index) {
+        // SAFETY: a per-CPU array slot; XDP does not re-enter on the CPU.
         unsafe { *value += 1 };
     }
 }
@@ -495,6 +517,7 @@ fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
 #[inline(always)]
 fn count(index: u32) {
     if let Some(value) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU array slot; XDP does not re-enter on the CPU.
         unsafe { *value += 1 };
     }
 }
@@ -525,7 +548,7 @@ impl PacketBytes for XdpBytes<'_> {
     }
 
     #[inline(always)]
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Copy + FromBytes>(&self, offset: usize) -> Option<T> {
         // Cap first: the verifier needs a bounded offset before it will
         // accept the pointer arithmetic below.
         if offset > MAX_PARSE_OFFSET {
@@ -539,6 +562,9 @@ impl PacketBytes for XdpBytes<'_> {
         if start + offset + size > end {
             return None;
         }
+        // SAFETY: start + offset + size <= data_end was checked above, so
+        // the read stays inside the packet; unaligned reads are allowed, and
+        // T is FromBytes: every bit pattern of its size is a valid T.
         Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
     }
 }
@@ -755,6 +781,8 @@ extern "C" fn slot_step<F: FnMut(u32)>(_index: u64, walk: *mut c_void) -> i64 {
         let w = walk.left.trailing_zeros() & (MASK_WORDS as u32 - 1);
         walk.left &= walk.left - 1;
         walk.base = w * 64;
+        // SAFETY: `words` points at the per-CPU buffer (see above); `w` is
+        // masked to a valid index.
         walk.pending = unsafe { (*walk.words)[w as usize] };
         return 0;
     }
@@ -800,6 +828,9 @@ impl DetectState for KernelState {
                 SYN_WINDOWS.get_ptr_mut(key)?
             }
         };
+        // SAFETY: a value of the shared LRU map, valid for this program run
+        // (RCU). Another CPU may update the same window at once; that race
+        // is accepted (an increment can be lost under it), as before.
         Some(step(unsafe { &mut *window }))
     }
 
@@ -816,6 +847,8 @@ impl DetectState for KernelState {
                 RATE.get_ptr_mut(key)?
             }
         };
+        // SAFETY: a per-CPU map value, valid for this program run; XDP does
+        // not re-enter on the same CPU.
         Some(step(unsafe { &mut *state }))
     }
 
@@ -842,6 +875,7 @@ impl DetectState for KernelState {
     #[inline(always)]
     fn count_hit(&mut self, slot: u32) {
         if let Some(stats) = RULE_STATS.get_ptr_mut(slot) {
+            // SAFETY: a per-CPU array slot; XDP does not re-enter on the CPU.
             unsafe { (*stats).hits += 1 };
         }
     }
@@ -849,6 +883,7 @@ impl DetectState for KernelState {
     #[inline(always)]
     fn count_alert(&mut self, slot: u32) {
         if let Some(stats) = RULE_STATS.get_ptr_mut(slot) {
+            // SAFETY: a per-CPU array slot; XDP does not re-enter on the CPU.
             unsafe { (*stats).alerts += 1 };
         }
     }
@@ -895,6 +930,9 @@ impl DetectState for KernelState {
                 REPEATS.get_ptr_mut(src)?
             }
         };
+        // SAFETY: a map value the helper returned; a concurrent update of
+        // the same source from another CPU may interleave (a window's count
+        // is advisory, like the other per-source LRU state).
         Some(step(unsafe { &mut *window }))
     }
 

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 
-use crate::loader::{AttachMode, SensorMode};
-use crate::redis_sink::RedisMode;
+pub use crate::inspect::InspectArgs;
+use crate::settings::{AttachMode, RedisMode, SensorMode, SyslogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -131,33 +131,4 @@ fn packet_bytes(text: &str) -> Result<u16, String> {
 pub enum RulesCommand {
     /// Validate a rule file or directory and summarise what it will do.
     Check { path: PathBuf },
-}
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    #[arg(long)]
-    pub iface: String,
-    /// pcap-filter subset, e.g. "tcp and dst port 80".
-    #[arg(long)]
-    pub filter: Option<String>,
-    /// Stop after N packets.
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// One JSON object per packet instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Most records per second the kernel sends.
-    #[arg(long)]
-    pub max_rate: Option<u32>,
-    /// Print a summary every SECS seconds instead of packets.
-    #[arg(long, value_name = "SECS")]
-    pub summary: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyslogFormat {
-    #[default]
-    Rfc5424,
-    Rfc3164,
 }

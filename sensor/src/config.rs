@@ -14,15 +14,13 @@ use ipnet::IpNet;
 use sensor_common::alert::MAX_ALERT_PACKET_BYTES;
 use sensor_common::tables::{BlockPolicy, DROP_LIST_ENTRIES};
 
-use crate::cli::SyslogFormat;
-use crate::loader::{AttachMode, SensorMode};
-use crate::redis_sink::{RedisMode, RedisTarget};
 use crate::rules::SourceError;
 use crate::rules::load::parse_prefix;
 use crate::rules::yaml::{self, Located, Node};
-
-/// Longest accepted interface name (Linux IFNAMSIZ minus the NUL).
-const MAX_IFACE_LEN: usize = 15;
+use crate::settings::{AttachMode, RedisMode, SensorMode, SyslogFormat};
+use crate::settings::{MAX_IFACE_LEN, valid_iface_name};
+use crate::sinks::redis::RedisTarget;
+use crate::sinks::syslog::SyslogTarget;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -33,8 +31,9 @@ pub struct Config {
     pub xdp_mode: Option<AttachMode>,
     /// Alert file, or `-` for stdout.
     pub json: Option<String>,
-    /// `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT` or `unix://PATH`.
-    pub syslog: Option<String>,
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT` or `unix:///PATH`,
+    /// parsed here by the sink's own parser.
+    pub syslog: Option<SyslogTarget>,
     pub syslog_format: Option<SyslogFormat>,
     /// `tls://` only: CA, client certificate and key files (checked by `load_config`).
     pub syslog_ca: Option<PlacedPath>,
@@ -187,10 +186,10 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
 /// Resolves the TLS files against the config's folder and reads each, so a
 /// missing or unusable one is reported at its place in the file.
 fn check_tls_files(file: &str, base: &Path, config: &mut Config) -> Result<(), ConfigError> {
-    type Check = fn(&str, &Path) -> Result<(), crate::tls::TlsFileError>;
-    let roots: Check = |role, path| crate::tls::read_roots(role, path).map(drop);
-    let chain: Check = |role, path| crate::tls::read_chain(role, path).map(drop);
-    let key: Check = |role, path| crate::tls::read_key(role, path).map(drop);
+    type Check = fn(&str, &Path) -> Result<(), crate::sinks::tls::TlsFileError>;
+    let roots: Check = |role, path| crate::sinks::tls::read_roots(role, path).map(drop);
+    let chain: Check = |role, path| crate::sinks::tls::read_chain(role, path).map(drop);
+    let key: Check = |role, path| crate::sinks::tls::read_key(role, path).map(drop);
     for (name, placed, check) in [
         ("syslog_ca", &mut config.syslog_ca, roots),
         ("syslog_cert", &mut config.syslog_cert, chain),
@@ -316,10 +315,7 @@ fn placed_path(node: &Node, field: &str) -> Result<PlacedPath, Located> {
 /// The checks Linux applies to interface names (`dev_valid_name`).
 fn parse_iface(node: &Node) -> Result<String, Located> {
     let name = non_empty_text(node, "iface")?;
-    let bad_char = name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
-    if name.len() > MAX_IFACE_LEN || bad_char || name == "." || name == ".." {
+    if !valid_iface_name(name) {
         return Err(node.error(format!(
             "`iface` {} is not a valid interface name (at most {MAX_IFACE_LEN} bytes, \
              no '/', ':' or spaces)",
@@ -329,28 +325,17 @@ fn parse_iface(node: &Node) -> Result<String, Located> {
     Ok(name.to_owned())
 }
 
-fn parse_syslog_url(node: &Node) -> Result<String, Located> {
+/// Parsed by the syslog sink's parser, the one that `--syslog` goes through
+/// too; the error keeps this value's place in the file.
+fn parse_syslog_url(node: &Node) -> Result<SyslogTarget, Located> {
     let url = non_empty_text(node, "syslog")?;
-    let valid = if let Some(path) = url.strip_prefix("unix://") {
-        !path.is_empty()
-    } else if let Some(target) = url
-        .strip_prefix("udp://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .or_else(|| url.strip_prefix("tls://"))
-    {
-        target.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-        })
-    } else {
-        false
-    };
-    if !valid {
-        return Err(node.error(format!(
-            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH, not {}",
-            yaml::quote(url)
-        )));
-    }
-    Ok(url.to_owned())
+    SyslogTarget::parse(url).map_err(|err| {
+        node.error(format!(
+            "`syslog` must be udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH, not {}: {}",
+            yaml::quote(url),
+            err.reason
+        ))
+    })
 }
 
 fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
@@ -365,8 +350,8 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
             "allowlist" => drop.allowlist = parse_prefix_list(node, "allowlist")?,
             "blocklist" => drop.blocklist = parse_prefix_list(node, "blocklist")?,
             "state_file" => drop.state_file = Some(non_empty_text(node, "state_file")?.into()),
-            key if crate::drop_policy::KEYS.contains(&key) => {
-                crate::drop_policy::parse_key(key, node, &mut drop.block)?;
+            key if crate::kernel::drop_policy::KEYS.contains(&key) => {
+                crate::kernel::drop_policy::parse_key(key, node, &mut drop.block)?;
             }
             _ => drop.dry_run = node.as_bool("dry_run")?,
         }
@@ -521,7 +506,7 @@ drop:
                 mode: Some(SensorMode::Drop),
                 xdp_mode: Some(AttachMode::Skb),
                 json: Some("/var/log/sensor/alerts.json".into()),
-                syslog: Some("tcp://127.0.0.1:514".into()),
+                syslog: Some(SyslogTarget::parse("tcp://127.0.0.1:514").unwrap()),
                 syslog_format: Some(SyslogFormat::Rfc3164),
                 metrics: Some("127.0.0.1:9464".parse().unwrap()),
                 packet_bytes: Some(256),
@@ -653,11 +638,17 @@ drop:
     fn other_accepted_forms() {
         let text = "syslog: unix:///dev/log\nmetrics: \"[::1]:9464\"\njson: '-'\n";
         let config = parse_config("c.yaml", text).unwrap();
-        assert_eq!(config.syslog.as_deref(), Some("unix:///dev/log"));
+        assert_eq!(
+            config.syslog.map(|target| target.to_string()).as_deref(),
+            Some("unix:///dev/log")
+        );
         assert_eq!(config.metrics, Some("[::1]:9464".parse().unwrap()));
         assert_eq!(config.json.as_deref(), Some("-"));
         let config = parse_config("c.yaml", "syslog: udp://[2001:db8::1]:514\n").unwrap();
-        assert_eq!(config.syslog.as_deref(), Some("udp://[2001:db8::1]:514"));
+        assert_eq!(
+            config.syslog.map(|target| target.to_string()).as_deref(),
+            Some("udp://[2001:db8::1]:514")
+        );
     }
 
     #[test]
@@ -701,6 +692,33 @@ drop:
         for cut in 0..chars.len() {
             let text: String = chars[..cut].iter().chain(&chars[cut + 1..]).collect();
             let _ = parse_config("c.yaml", &text);
+        }
+    }
+
+    /// The config file and `--syslog` answer alike: both go through
+    /// `SyslogTarget::parse`, and a config error keeps its place.
+    #[test]
+    fn syslog_urls_are_judged_as_the_command_line_judges_them() {
+        for url in [
+            "unix://relative/log",
+            "udp://host",
+            "tcp://[::1:514",
+            "ftp://h:1",
+        ] {
+            assert!(SyslogTarget::parse(url).is_err(), "{url}");
+            assert_error(&format!("syslog: {url}\n"), 1, 9, "`syslog` must be");
+        }
+        for url in [
+            "TCP://127.0.0.1:514",
+            "udp://[2001:db8::1]:514",
+            "unix:///dev/log",
+        ] {
+            let config = parse_config("c.yaml", &format!("syslog: {url}\n")).unwrap();
+            assert_eq!(
+                config.syslog,
+                Some(SyslogTarget::parse(url).unwrap()),
+                "{url}"
+            );
         }
     }
 }

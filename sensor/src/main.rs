@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use sensor::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
 use sensor::config::{Config, PlacedPath};
-use sensor::loader::{AttachMode, DropPolicy, SensorMode};
-use sensor::redis_sink::RedisTarget;
 use sensor::replay::ReplayOptions;
 use sensor::rules::{self, CompiledRules};
 use sensor::run::{RunSettings, run};
-use sensor::sinks::{JsonSink, JsonTarget};
-use sensor::syslog::SyslogTarget;
-use sensor::syslog_tls::SyslogTlsFiles;
+use sensor::settings::{AttachMode, DropPolicy, SensorMode};
+use sensor::sinks::json::{JsonSink, JsonTarget};
+use sensor::sinks::redis::RedisTarget;
+use sensor::sinks::syslog::SyslogTarget;
+use sensor::sinks::syslog_tls::SyslogTlsFiles;
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 
 const EXIT_RUNTIME: u8 = 1;
@@ -167,9 +167,13 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             "syslog_key",
         ),
     };
-    let (syslog, syslog_tls) = match args.syslog.or(config.syslog.clone()) {
-        Some(url) => {
-            let target = SyslogTarget::parse(&url).map_err(Failure::invalid)?;
+    // A config file's URL was parsed (and located) when the file was read.
+    let syslog_target = match args.syslog {
+        Some(url) => Some(SyslogTarget::parse(&url).map_err(Failure::invalid)?),
+        None => config.syslog.clone(),
+    };
+    let (syslog, syslog_tls) = match syslog_target {
+        Some(target) => {
             let format = args
                 .syslog_format
                 .or(config.syslog_format)

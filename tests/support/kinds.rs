@@ -4,9 +4,10 @@
 //! frames and the same clock, so stateful kinds (`ttl: deviation`,
 //! `syn_flood`, the per-(rule, source) rate limit) can be compared too.
 
-use sensor::loader::{Kernel, SensorMode};
+use sensor::kernel::loader::Kernel;
+use sensor::replay::state::MemoryState;
 use sensor::rules::{CompiledRules, MemoryTables};
-use sensor::state::MemoryState;
+use sensor::settings::SensorMode;
 use sensor_common::alert::AlertRecord;
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::parse::parse_ethernet;

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::netns::{Testbed, wait_for};
 
-pub const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
+pub use super::netns::SENSOR;
 
 /// Writes `frames` as an Ethernet pcap, `spacing` apart, so that `sensor
 /// replay` sees the times a live injection at `1 / spacing` packets per
@@ -138,21 +138,12 @@ pub fn run_live(
     let alerts = dir.path().join("alerts.json");
     let stderr = dir.path().join("sensor.stderr");
     let bed = Testbed::new(tag);
-    let mut sensor = bed.start_sensor(
-        Path::new(SENSOR),
-        &[
-            "run",
-            "--iface",
-            &bed.sensor_if,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--xdp-mode",
-            "native",
-            "--json",
-            alerts.to_str().unwrap(),
-        ],
-        &stderr,
-    );
+    let mut sensor = bed
+        .sensor_run(rules)
+        .arg("--xdp-mode")
+        .arg("native")
+        .json(&alerts)
+        .start(None, &stderr);
     let start = Instant::now();
     bed.inject(pcap, pps);
     let inject_time = start.elapsed();

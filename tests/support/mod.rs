@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod eve;
+pub mod fixtures;
 pub mod kinds;
 pub mod live;
 pub mod netns;
@@ -17,11 +18,11 @@ use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
 use std::path::{Path, PathBuf};
 
 use sensor::alert::Alert;
-use sensor::loader::Kernel;
-use sensor::perf::{AlertSample, Sample as _};
+use sensor::kernel::loader::Kernel;
+use sensor::kernel::perf::{AlertSample, Sample as _};
+use sensor::replay::state::MemoryState;
 use sensor::replay::{ReplayError, ReplayStats, replay};
 use sensor::rules::{CompiledRules, MemoryTables};
-use sensor::state::MemoryState;
 use sensor_common::alert::AlertRecord;
 use sensor_common::detect::{AlertHead, process};
 use sensor_common::parse::parse_ethernet;

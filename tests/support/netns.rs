@@ -1,10 +1,12 @@
 //! Two network namespaces joined by a veth pair: an injector host and a
 //! sensor host whose interface models a span port (up, no address). No
 //! default route anywhere; everything is removed on drop (and stale copies
-//! of the same names before creation).
+//! of the same names before creation). [`SensorCommand`] is the one place
+//! tests build `sensor run` / `sensor inspect` command lines for it.
 
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Testbed {
@@ -120,17 +122,39 @@ impl Testbed {
     /// `stderr`) and waits until it reports "sensor attached".
     pub fn start_sensor(&self, sensor: &Path, args: &[&str], stderr: &Path) -> Started {
         let started = Started(self.spawn_in_sensor_ns(sensor, args, stderr));
-        let log = || std::fs::read_to_string(stderr).unwrap_or_default();
-        let attached = wait_for(Duration::from_secs(30), || {
-            log().contains("sensor attached")
-        });
-        assert!(
-            attached,
-            "sensor did not attach:
-{}",
-            log()
-        );
+        wait_until_logged(&started, stderr, "sensor attached");
         started
+    }
+
+    /// The id of the XDP program on the sensor interface, if one is attached.
+    pub fn xdp_prog_id(&self) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.sensor_ns,
+                "ip",
+                "-d",
+                "link",
+                "show",
+                "dev",
+            ])
+            .arg(&self.sensor_if)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let at = text.find("prog/xdp id ")?;
+        Some(text[at..].split_whitespace().nth(2)?.to_string())
+    }
+
+    /// `sensor run --iface SENSOR_IF --rules RULES`, in the sensor namespace.
+    pub fn sensor_run(&self, rules: &Path) -> SensorCommand<'_> {
+        SensorCommand::new(self, "run").arg("--rules").arg(rules)
+    }
+
+    /// `sensor inspect --iface SENSOR_IF`, in the sensor namespace.
+    pub fn sensor_inspect(&self) -> SensorCommand<'_> {
+        SensorCommand::new(self, "inspect")
     }
 
     /// Sends the frames of `pcap` from the injector side, bounded in rate
@@ -216,5 +240,104 @@ impl Drop for Started {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
+    }
+}
+
+/// The sensor binary of this build.
+pub const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
+
+/// Waits (30 s at most) until `stderr` holds `text`; panics with the log.
+fn wait_until_logged(_process: &Started, stderr: &Path, text: &str) {
+    let log = || std::fs::read_to_string(stderr).unwrap_or_default();
+    let ready = wait_for(Duration::from_secs(30), || log().contains(text));
+    assert!(ready, "the sensor never logged {text:?}:\n{}", log());
+}
+
+/// A `sensor` command on the testbed's sensor interface, inside the sensor
+/// namespace: `ip netns exec NS sensor SUBCOMMAND --iface IF ...`.
+pub struct SensorCommand<'b> {
+    bed: &'b Testbed,
+    subcommand: &'static str,
+    args: Vec<OsString>,
+}
+
+impl<'b> SensorCommand<'b> {
+    fn new(bed: &'b Testbed, subcommand: &'static str) -> SensorCommand<'b> {
+        SensorCommand {
+            bed,
+            subcommand,
+            args: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<A: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = A>) -> Self {
+        self.args
+            .extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
+        self
+    }
+
+    /// `--json PATH`.
+    pub fn json(self, path: &Path) -> Self {
+        self.arg("--json").arg(path)
+    }
+
+    /// `--metrics ADDR`.
+    pub fn metrics(self, addr: &str) -> Self {
+        self.arg("--metrics").arg(addr)
+    }
+
+    /// The command, stdin closed, output not redirected yet.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args([
+                "netns",
+                "exec",
+                &self.bed.sensor_ns,
+                SENSOR,
+                self.subcommand,
+            ])
+            .arg("--iface")
+            .arg(&self.bed.sensor_if)
+            .args(&self.args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs it to the end.
+    pub fn output(&self) -> Output {
+        self.command().output().expect("run the sensor")
+    }
+
+    /// Starts it, stdout to `stdout` (or nowhere), stderr to `stderr`.
+    pub fn spawn(&self, stdout: Option<&Path>, stderr: &Path) -> Started {
+        let stdout = match stdout {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("stdout file")),
+            None => Stdio::null(),
+        };
+        let child = self
+            .command()
+            .stdout(stdout)
+            .stderr(std::fs::File::create(stderr).expect("stderr file"))
+            .spawn()
+            .expect("start the sensor");
+        Started(child)
+    }
+
+    /// Starts it and waits until it is ready: `sensor run` attached, or
+    /// `sensor inspect` listening.
+    pub fn start(&self, stdout: Option<&Path>, stderr: &Path) -> Started {
+        let started = self.spawn(stdout, stderr);
+        let ready = match self.subcommand {
+            "inspect" => "listening on",
+            _ => "sensor attached",
+        };
+        wait_until_logged(&started, stderr, ready);
+        started
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! User documentation (and the comparison with tcpdump): `docs/inspect.md`.
 
-pub mod filter;
+mod args;
 pub mod output;
 mod remote;
 pub mod summary;
@@ -29,18 +29,19 @@ use std::time::{Duration, Instant};
 use sensor_common::filter::InspectRecord;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
+pub use self::args::InspectArgs;
 use crate::alert::unix_ns_to_datetime;
-use crate::cli::InspectArgs;
-use crate::loader::{AttachMode, InspectCounters, InspectSummary, Kernel, LoaderError, SensorMode};
+use crate::engine::clock::{Clock, tick};
+use crate::kernel::loader::{InspectCounters, InspectSummary, Kernel, LoaderError};
 use crate::rules::CompiledRules;
-use crate::run::Clock;
+use crate::settings::{AttachMode, SensorMode, check_inspect_limits};
 
-use self::filter::CompiledFilter;
 use self::output::{PacketLine, text_line, time_of_day};
 use self::summary::{Report, Scope};
-use crate::perf::{PerfStats, join_readers, spawn_readers};
+use crate::filter::{self, CompiledFilter};
+use crate::kernel::perf::{PerfStats, join_readers, spawn_readers};
 
 /// `--max-rate` when not given: packet records per second, per CPU.
 pub const DEFAULT_MAX_RATE: u32 = 1_000;
@@ -92,16 +93,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_args(args: &InspectArgs) -> Result<Settings, InspectError> {
-        if args.summary == Some(0) {
-            return Err(InspectError::Usage(
-                "--summary needs a period of at least 1 second".into(),
-            ));
-        }
-        if args.max_rate == Some(0) {
-            return Err(InspectError::Usage(
-                "--max-rate must be at least 1 packet per second (per CPU)".into(),
-            ));
-        }
+        check_inspect_limits(args.max_rate, args.summary)
+            .map_err(|message| InspectError::Usage(message.into()))?;
         if args.summary.is_some() && args.max_rate.is_some() {
             return Err(InspectError::Usage(
                 "--max-rate limits packet lines, and --summary prints none: give one or the other"
@@ -293,16 +286,6 @@ fn attach_error(iface: &str, err: LoaderError) -> InspectError {
     runtime(err)
 }
 
-/// The next tick, or never.
-pub(crate) async fn tick(interval: &mut Option<Interval>) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// The "listening" line's filter and output descriptions.
 fn describe(settings: &Settings) -> (String, String) {
     let filter_desc = if settings.filter_text.trim().is_empty() {
@@ -406,7 +389,7 @@ async fn run_local(settings: Settings) -> Result<(), InspectError> {
                 }
             }
             _ = tick(&mut ticker) => {
-                match kernel.inspect_summary() {
+                match kernel.inspect_summary(Clock::monotonic_now()) {
                     Ok(current) => {
                         printer.summary(
                             previous.as_ref(),
@@ -447,7 +430,7 @@ async fn run_local(settings: Settings) -> Result<(), InspectError> {
     printer.flush();
 
     if summary_mode {
-        match kernel.inspect_summary() {
+        match kernel.inspect_summary(Clock::monotonic_now()) {
             Ok(current) => {
                 printer.summary(None, &current, Scope::Total, started.elapsed().as_secs());
             }

@@ -156,8 +156,11 @@ pub fn text_line(meta: &PacketMeta, time: &str) -> String {
 pub fn time_of_day(unix_ns: u64) -> String {
     let secs = (unix_ns / 1_000_000_000) as libc::time_t;
     let micros = (unix_ns % 1_000_000_000) / 1_000;
-    // SAFETY: localtime_r writes only into `tm`, which we own.
+    // SAFETY: libc::tm is plain integers (and a nullable pointer): all
+    // zeros is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `secs` and writes only into `tm`, which we
+    // own; both outlive the call.
     let ok = !unsafe { libc::localtime_r(&secs, &mut tm) }.is_null();
     if !ok {
         let day = unix_ns / 1_000_000_000 % 86_400;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use crate::control::{self, Frame, Message, Refusal, SessionRequest};
-use crate::loader::InspectSummary;
+use crate::kernel::loader::InspectSummary;
 
 use super::summary::Scope;
 use super::{Footer, InspectError, Printer, Settings, describe, runtime};

@@ -17,7 +17,7 @@ use sensor_common::filter::TalkerStats;
 use sensor_common::packet::AddrKey;
 
 use crate::alert::{ip_addr, proto_name, rfc3339_micros, tcp_flag_letters};
-use crate::loader::InspectSummary;
+use crate::kernel::loader::InspectSummary;
 
 /// Talkers listed per report.
 pub const TOP_TALKERS: usize = 10;
@@ -83,7 +83,7 @@ pub struct Report {
     /// Drop mode (`sensor run`'s program): the sources blocked now, with
     /// why and for how long; absent when none is.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub blocked: Vec<crate::drop_policy::BlockedNow>,
+    pub blocked: Vec<crate::kernel::drop_policy::BlockedNow>,
 }
 
 impl Report {
@@ -222,7 +222,7 @@ impl Report {
             .map(|t| format!("{}: {}", t.ttl, t.packets))
             .collect();
         let _ = writeln!(out, "  ttl:       {}", ttl.join(", "));
-        out.push_str(&crate::drop_policy::blocked_text(&self.blocked));
+        out.push_str(&crate::kernel::drop_policy::blocked_text(&self.blocked));
         out
     }
 }

@@ -336,9 +336,10 @@ pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::compiled::{MemoryTables, Severity};
+    use crate::rules::compiled::MemoryTables;
     use crate::rules::load::load_str;
     use crate::rules::model::{HeaderCheck, Scope, SynFlood};
+    use crate::settings::Severity;
     use sensor_common::detect::RuleTables;
     use sensor_common::packet::AddrKey;
     use std::net::IpAddr;

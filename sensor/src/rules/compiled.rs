@@ -8,40 +8,7 @@ use sensor_common::detect::RuleTables;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{MASK_TABLE_LEN, RuleInfo, RuleMask};
 
-/// Alert severity (`severity` in the rule; JSON 1..4, syslog 2..5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Critical,
-    High,
-    Medium,
-    Low,
-}
-
-impl Severity {
-    /// The alert JSON's `severity` number.
-    pub fn number(self) -> u8 {
-        match self {
-            Severity::Critical => 1,
-            Severity::High => 2,
-            Severity::Medium => 3,
-            Severity::Low => 4,
-        }
-    }
-
-    /// RFC 5424 severity for syslog (crit, err, warning, notice).
-    pub fn syslog(self) -> u8 {
-        self.number() + 1
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        }
-    }
-}
+use crate::settings::Severity;
 
 /// What userspace keeps about each loaded rule, to enrich its alerts.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,12 +12,12 @@ use sensor_common::tables::{
     ADDR_SCOPE_ENTRIES, MAX_RULES, MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES,
 };
 
-use super::compiled::Severity;
 use super::model::{
     Action, FragmentMatch, HeaderCheck, Match, Protocol, Rule, RuleSet, Scope, SynFlood, SynTrack,
     TCP_FLAG_NAMES, TtlMatch,
 };
 use super::yaml::{self, Fields, Located, Node, Pos, SourceError, Value};
+use crate::settings::Severity;
 
 /// Why a rule path could not be loaded.
 #[derive(Debug, thiserror::Error)]

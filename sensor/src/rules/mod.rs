@@ -8,8 +8,10 @@ pub mod load;
 pub mod model;
 pub(crate) mod yaml;
 
+/// Rules name a severity; the type is a shared plain one.
+pub use crate::settings::Severity;
 pub use compile::{CompileError, compile, summary, try_compile};
-pub use compiled::{AddrPrefix, CompiledRules, MemoryTables, RuleMeta, Severity};
+pub use compiled::{AddrPrefix, CompiledRules, MemoryTables, RuleMeta};
 pub use load::{RulesError, load_path, load_str};
 pub use model::{
     Action, FragmentMatch, HeaderCheck, Match, Protocol, Rule, RuleSet, Scope, SynFlood, SynTrack,

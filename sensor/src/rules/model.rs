@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use sensor_common::packet::{event, tcp};
 
-use super::compiled::Severity;
+use crate::settings::Severity;
 
 /// Every rule read from one rule path, in file order (files in name order).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 /// Whether BPF tests can run here. Outside CI a missing privilege prints a
 /// visible SKIP; with `CI=true` it is a failure (CI runs as root).
 pub fn bpf_available(test: &str) -> bool {
+    // SAFETY: geteuid takes nothing and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
         return true;

@@ -19,8 +19,9 @@ use sensor_common::tables::{
     scope_key_version, scope_value_key,
 };
 
-use crate::preflight;
+use crate::kernel::preflight;
 use crate::rules::CompiledRules;
+use crate::settings::{AttachMode, DropPolicy, SensorMode};
 
 /// The kernel program, built by build.rs for the bpf target.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-xdp"));
@@ -86,35 +87,6 @@ pub enum LoaderError {
     },
 }
 
-/// `--xdp-mode`: how to attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachMode {
-    /// Native (driver) mode, falling back to generic (skb) mode when the
-    /// driver refuses.
-    Auto,
-    Native,
-    Skb,
-}
-
-/// The sensor's mode: `ids` only reports, `drop` enforces `drop` rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SensorMode {
-    Ids,
-    Drop,
-}
-
-/// Drop mode's safety settings (configuration `drop:` section).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DropPolicy {
-    pub allowlist: Vec<ipnet::IpNet>,
-    pub blocklist: Vec<ipnet::IpNet>,
-    pub dry_run: bool,
-    /// When a match blocks its source (`block_when`, `block_repeat`, `proof_seconds`).
-    pub block: BlockPolicy,
-}
-
 /// An inspect session's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InspectCounters {
@@ -140,7 +112,7 @@ pub struct InspectSummary {
     /// Packets by TTL / hop limit (256 entries).
     pub ttl: Vec<u64>,
     /// Drop mode: the sources blocked now (empty in a program of its own).
-    pub blocked: Vec<crate::drop_policy::BlockedNow>,
+    pub blocked: Vec<crate::kernel::drop_policy::BlockedNow>,
 }
 
 /// Global packet counters summed over CPUs.
@@ -494,8 +466,9 @@ impl Kernel {
         })
     }
 
-    /// What the summary maps hold now, summed over CPUs.
-    pub fn inspect_summary(&self) -> Result<InspectSummary, LoaderError> {
+    /// What the summary maps hold now, summed over CPUs, and the blocks
+    /// that have not ended at `now_ns` (the kernel's monotonic clock).
+    pub fn inspect_summary(&self, now_ns: u64) -> Result<InspectSummary, LoaderError> {
         let map = self
             .ebpf
             .map("SUMMARY_TALKERS")
@@ -522,10 +495,7 @@ impl Kernel {
             protocols: self.per_cpu_sums("SUMMARY_PROTO", summary::PROTO_SLOTS)?,
             tcp_flags: self.per_cpu_sums("SUMMARY_FLAGS", summary::FLAG_SLOTS)?,
             ttl: self.per_cpu_sums("SUMMARY_TTL", summary::TTL_SLOTS)?,
-            blocked: crate::drop_policy::blocked_now(
-                &self.blocked_sources()?,
-                crate::run::Clock::monotonic_now(),
-            ),
+            blocked: crate::kernel::drop_policy::blocked_now(&self.blocked_sources()?, now_ns),
         })
     }
 
@@ -759,16 +729,18 @@ impl Kernel {
             .ok_or(LoaderError::MissingMap("RATE"))?;
         let hash: PerCpuHashMap<_, RateKey, RateState> =
             PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
-        let mut out = Vec::new();
-        for entry in hash.iter() {
-            let (key, values) = entry.map_err(map_err("RATE"))?;
-            for (cpu, state) in values.iter().enumerate() {
-                if state.matched_total > 0 {
-                    out.push((key, cpu as u32, *state));
-                }
-            }
-        }
-        Ok(out)
+        crate::kernel::rate::read_entries(&hash)
+    }
+
+    /// Takes the rate map out of the program, for reading elsewhere (then
+    /// [`Kernel::rate_entries`] reports it missing).
+    pub fn take_rate_reader(&mut self) -> Result<crate::kernel::rate::RateReader, LoaderError> {
+        let map = self
+            .ebpf
+            .take_map("RATE")
+            .ok_or(LoaderError::MissingMap("RATE"))?;
+        let hash = PerCpuHashMap::try_from(map).map_err(map_err("RATE"))?;
+        Ok(crate::kernel::rate::RateReader::new(hash))
     }
 
     fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, LoaderError>
@@ -865,7 +837,7 @@ mod tests {
         let counters = kernel.inspect_counters().unwrap();
         assert_eq!(counters.matched, 3, "{counters:?}");
         assert_eq!(counters.skipped_rate, 2, "a budget of 1: {counters:?}");
-        let summary = kernel.inspect_summary().unwrap();
+        let summary = kernel.inspect_summary(0).unwrap();
         assert_eq!((summary.protocols[6], summary.talkers.len()), (3, 1));
         kernel.stop_inspect().unwrap();
         kernel.test_run(&frame).unwrap();
@@ -876,7 +848,7 @@ mod tests {
             kernel.inspect_counters().unwrap(),
             InspectCounters::default()
         );
-        let summary = kernel.inspect_summary().unwrap();
+        let summary = kernel.inspect_summary(0).unwrap();
         assert!(summary.talkers.is_empty(), "{summary:?}");
         assert!(
             [&summary.protocols, &summary.tcp_flags, &summary.ttl]

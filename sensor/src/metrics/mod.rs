@@ -22,8 +22,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::redis_sink::RedisStats;
-use crate::syslog::SyslogStats;
+use crate::sinks::redis::RedisStats;
+use crate::sinks::syslog::SyslogStats;
 
 /// The exposition format's media type, as Prometheus asks for it.
 pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -47,9 +47,9 @@ pub struct MetricsSnapshot {
     pub rules: Vec<RuleMetrics>,
     /// The JSON lines sink (file or stdout).
     pub json: SinkCounters,
-    /// The syslog sink, as [`crate::syslog::SyslogHandle::stats`] reports it.
+    /// The syslog sink, as [`crate::sinks::syslog::SyslogHandle::stats`] reports it.
     pub syslog: SyslogStats,
-    /// The Redis sink, as [`crate::redis_sink::RedisHandle::stats`] reports it.
+    /// The Redis sink, as [`crate::sinks::redis::RedisHandle::stats`] reports it.
     pub redis: RedisStats,
     /// Perf ring samples the kernel could not deliver (ring full).
     pub perf_lost_samples: u64,

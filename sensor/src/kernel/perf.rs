@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aya::Pod;
 use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
 use aya::maps::{MapData, PerfEventArray};
 use sensor_common::alert::{AlertRecord, MAX_ALERT_PACKET_BYTES};
 use sensor_common::filter::InspectRecord;
+use sensor_common::zerocopy::FromBytes;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
@@ -224,7 +224,7 @@ impl<T: Sample> CpuReader<T> {
 }
 
 /// One sample's bytes (possibly wrapped around the ring) as a record.
-pub fn decode<T: Pod>(head: &[u8], tail: &[u8]) -> Option<T> {
+pub fn decode<T: FromBytes>(head: &[u8], tail: &[u8]) -> Option<T> {
     let size = std::mem::size_of::<T>();
     if head.len() + tail.len() < size {
         return None;
@@ -232,13 +232,14 @@ pub fn decode<T: Pod>(head: &[u8], tail: &[u8]) -> Option<T> {
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(&head[..head.len().min(size)]);
     bytes.extend_from_slice(&tail[..size - bytes.len()]);
-    // SAFETY: T is Pod: plain #[repr(C)] data for which every bit pattern is valid.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    // FromBytes: every bit pattern is a T, checked by the type, not here.
+    T::read_from_bytes(&bytes).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sensor_common::zerocopy::IntoBytes;
 
     #[test]
     fn decode_joins_a_sample_wrapped_around_the_ring() {
@@ -248,9 +249,7 @@ mod tests {
             ..AlertRecord::default()
         };
         let size = std::mem::size_of::<AlertRecord>();
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&record as *const AlertRecord).cast::<u8>(), size)
-        };
+        let bytes = record.as_bytes();
         for split in 0..=size {
             let (head, tail) = bytes.split_at(split);
             assert_eq!(decode(head, tail), Some(record), "split at {split}");
@@ -266,10 +265,7 @@ mod tests {
             ..AlertRecord::default()
         };
         let size = std::mem::size_of::<AlertRecord>();
-        let mut bytes = unsafe {
-            std::slice::from_raw_parts((&record as *const AlertRecord).cast::<u8>(), size)
-        }
-        .to_vec();
+        let mut bytes = record.as_bytes().to_vec();
         bytes.extend_from_slice(&[1, 2, 3, 4, 5, 0, 0, 0]); // frame, then perf's padding
         for split in 0..=bytes.len() {
             let (head, tail) = bytes.split_at(split);

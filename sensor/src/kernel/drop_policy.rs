@@ -1,23 +1,22 @@
 //! Drop mode's `block_when` settings (CONTRACT section 5): the config keys
 //! `drop.block_when`, `drop.block_repeat` and `drop.proof_seconds`, read into
 //! the kernel's [`BlockPolicy`], and the names alerts and metrics use for
-//! them. The judgement itself is shared with the kernel
-//! (`sensor_common::proof`).
+//! them, and the blocked sources as `sensor inspect --summary` lists them.
+//! The judgement itself is shared with the kernel (`sensor_common::proof`);
+//! the proof metrics are read in `run::proof`.
+//!
+//! May use: `alert` (address and block names), `rules` (the YAML reader).
 
-use std::cell::Cell;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use sensor_common::alert::block;
 use sensor_common::packet::AddrKey;
-use sensor_common::proof::proof_holds;
 use sensor_common::tables::{BLOCK_RESTORED, BlockEntry, BlockPolicy, block_when};
 
+use crate::alert::format::block_name;
 use crate::alert::ip_addr;
-
-use crate::loader::{Counters, DropPolicy, Kernel};
-use crate::metrics::ProofMetrics;
 use crate::rules::yaml::{Located, Node};
 
 /// The `drop:` keys this module reads.
@@ -65,61 +64,6 @@ pub fn mode_name(value: u8) -> &'static str {
         .iter()
         .find(|(_, v)| *v == value)
         .map_or("proven", |(name, _)| name)
-}
-
-/// The alert's `sensor.block` for an [`block`] value (`None`: absent).
-pub fn block_name(value: u8) -> Option<&'static str> {
-    match value {
-        block::BLOCKED => Some("blocked"),
-        block::NOT_PROVEN => Some("not_proven"),
-        block::NOT_REPEATED => Some("not_repeated"),
-        block::DRY_RUN => Some("dry_run"),
-        block::DROP_ONLY => Some("drop_only"),
-        _ => None,
-    }
-}
-
-/// How often the proven sources are counted: a walk of a map of up to
-/// 65,536 entries, two system calls each.
-const PROVEN_SAMPLE_NS: u64 = 10_000_000_000;
-
-/// The last count of proven sources and when it was taken (kernel clock).
-#[derive(Debug, Default)]
-pub struct ProvenSample(Cell<Option<(u64, u64)>>);
-
-/// The proof and blocking metrics from the kernel's counters, with the
-/// proven sources counted at most every [`PROVEN_SAMPLE_NS`] (a failed
-/// count is logged and keeps the previous one).
-pub fn proof_metrics(
-    kernel: &Kernel,
-    counters: &Counters,
-    policy: &DropPolicy,
-    sample: &ProvenSample,
-    now: u64,
-) -> ProofMetrics {
-    let due = sample
-        .0
-        .get()
-        .is_none_or(|(_, at)| now.saturating_sub(at) >= PROVEN_SAMPLE_NS);
-    if due {
-        match kernel.proven_sources() {
-            Ok(sources) => {
-                let holding = sources
-                    .iter()
-                    .filter(|(_, at)| proof_holds(*at, now, policy.block.proof_ns))
-                    .count();
-                sample.0.set(Some((holding as u64, now)));
-            }
-            Err(err) => tracing::error!(error = %err, "cannot count the proven sources"),
-        }
-    }
-    ProofMetrics {
-        proven_sources: sample.0.get().map_or(0, |(count, _)| count),
-        proofs: counters.proofs,
-        refused_not_proven: counters.refused_not_proven,
-        refused_not_repeated: counters.refused_not_repeated,
-        blocks: counters.blocks,
-    }
 }
 
 /// A source blocked now, as `sensor inspect --summary` lists it.
@@ -264,7 +208,7 @@ mod tests {
 
     // ---- the shared judgement, over replay's in-memory state ----
 
-    use crate::state::MemoryState;
+    use crate::replay::state::MemoryState;
     use crate::testing::frames::{self, flags};
     use sensor_common::detect::DetectState;
     use sensor_common::packet::PacketMeta;

@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::syslog::backoff_delay;
+use crate::settings::RedisMode;
+use crate::sinks::syslog::backoff_delay;
 
 /// Lines waiting for Redis at most (the bound, as syslog's).
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -26,28 +27,6 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 const BATCH: usize = 512;
 /// Longest wait for a connection or a pipeline's answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `--redis-mode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum RedisMode {
-    /// RPUSH onto a list.
-    #[default]
-    List,
-    /// PUBLISH on a channel.
-    Channel,
-    /// XADD to a stream, capped with `MAXLEN ~`.
-    Stream,
-}
-
-impl RedisMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            RedisMode::List => "list",
-            RedisMode::Channel => "channel",
-            RedisMode::Stream => "stream",
-        }
-    }
-}
 
 /// Where and how to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +70,7 @@ impl RedisTarget {
                 url.split_once("://").map_or(url, |(scheme, _)| scheme)
             ));
         }
-        crate::tls::read_ca_pem(&role, &path)
+        crate::sinks::tls::read_ca_pem(&role, &path)
             .map(Some)
             .map_err(|err| err.to_string())
     }

@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::cli::SyslogFormat;
-use crate::syslog::{HostPort, SyslogTarget};
-use crate::tls::{Roles, TlsFiles, client_config};
+use crate::settings::SyslogFormat;
+use crate::sinks::syslog::{HostPort, SyslogTarget};
+use crate::sinks::tls::{Roles, TlsFiles, client_config};
 
 /// How long a new connection is watched for the server's refusal.
 const SETTLE: Duration = Duration::from_millis(200);

@@ -25,32 +25,26 @@
 //!   (aggregated remainders included), then [`ReplayError::Corrupt`] names
 //!   the byte offset and how many packets were read; the CLI exits 1.
 
-use std::collections::HashMap;
+mod capture;
+pub mod state;
+
+use self::capture::*;
+
 use std::fs::File;
-use std::io::{self, Cursor, ErrorKind, Read};
+use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use pcap_file::pcap::{PcapHeader, PcapReader};
-use pcap_file::pcapng::PcapNgReader;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::blocks::{
-    ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, PACKET_BLOCK, SECTION_HEADER_BLOCK,
-    SIMPLE_PACKET_BLOCK,
-};
-use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
-
 use sensor_common::AlertRecord;
-use sensor_common::PacketBytes;
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 use sensor_common::detect::{AlertHead, process};
-use sensor_common::packet::{IP_VERSION_NONE, PacketMeta};
-use sensor_common::parse::{ETH_P_IPV4, ETH_P_IPV6, parse_ethernet, parse_ip_at};
+use sensor_common::packet::IP_VERSION_NONE;
 use sensor_common::tables::RATE_WINDOW_NS;
 
-use crate::aggregate::{Aggregator, RateEntry};
-use crate::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
-use crate::rules::{CompiledRules, MemoryTables, RuleMeta};
-use crate::state::MemoryState;
+use crate::alert::{Alert, CapturedPacket};
+use crate::engine::aggregate::RateEntry;
+use crate::engine::pipeline::{CaptureTime, LineError, LineSink, LineTag, Pipeline};
+use crate::replay::state::MemoryState;
+use crate::rules::{CompiledRules, MemoryTables};
 
 /// What `replay` reads, for messages.
 pub const SUPPORTED_LINK_TYPES: &str = "Ethernet (1), raw IP (101, and 12 / 14 as written by some systems), \
@@ -187,125 +181,53 @@ pub fn replay_with(
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Pcap,
-    PcapNg,
+/// What replay attaches to a record: its packet number and captured bytes.
+#[derive(Clone, Debug)]
+struct NumberedPacket {
+    pcap_cnt: u64,
+    packet: CapturedPacket,
 }
 
-fn read_prefix(file: &mut File, len: usize) -> io::Result<Vec<u8>> {
-    let mut prefix = Vec::with_capacity(len);
-    file.by_ref().take(len as u64).read_to_end(&mut prefix)?;
-    Ok(prefix)
-}
+impl LineTag for NumberedPacket {
+    fn packet(&self) -> &CapturedPacket {
+        &self.packet
+    }
 
-fn detect_format(prefix: &[u8]) -> Result<Format, String> {
-    let Some(magic) = prefix.get(..4) else {
-        return Err(format!("the file has only {} bytes", prefix.len()));
-    };
-    match u32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]) {
-        0xA1B2_C3D4 | 0xA1B2_3C4D | 0xD4C3_B2A1 | 0x4D3C_B2A1 => Ok(Format::Pcap),
-        0x0A0D_0D0A => Ok(Format::PcapNg),
-        magic if magic >> 16 == 0x1F8B => {
-            Err("it is gzip-compressed; decompress it first".to_owned())
-        }
-        magic => Err(format!("unknown magic number {magic:#010x}")),
+    fn annotate(&self, alert: Alert) -> Alert {
+        alert.with_pcap_cnt(self.pcap_cnt)
     }
 }
 
-/// How a link type's frames reach the IP header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Link {
-    Ethernet,
-    /// IPv4 or IPv6, told apart by the version nibble.
-    RawIp,
-    Ipv4,
-    Ipv6,
-    LinuxSll,
-    LinuxSll2,
+/// The caller's output as the pipeline's sink.
+struct Output<'o>(&'o mut dyn FnMut(&Alert) -> io::Result<()>);
+
+impl LineSink for Output<'_> {
+    type Error = io::Error;
+
+    fn deliver(&mut self, alert: &Alert) -> io::Result<()> {
+        (self.0)(alert)
+    }
 }
 
-impl Link {
-    fn from_linktype(linktype: u32) -> Option<Link> {
-        match linktype {
-            1 => Some(Link::Ethernet),
-            12 | 14 | 101 => Some(Link::RawIp),
-            228 => Some(Link::Ipv4),
-            229 => Some(Link::Ipv6),
-            113 => Some(Link::LinuxSll),
-            276 => Some(Link::LinuxSll2),
-            _ => None,
-        }
-    }
-
-    fn parse(self, frame: &CapturedFrame) -> PacketMeta {
-        match self {
-            Link::Ethernet => parse_ethernet(frame),
-            Link::RawIp => {
-                let ethertype = match frame.u8_at(0).map(|b| b >> 4) {
-                    Some(4) => ETH_P_IPV4,
-                    Some(6) => ETH_P_IPV6,
-                    _ => 0,
-                };
-                parse_ip_at(frame, ethertype, 0)
-            }
-            Link::Ipv4 => parse_ip_at(frame, ETH_P_IPV4, 0),
-            Link::Ipv6 => parse_ip_at(frame, ETH_P_IPV6, 0),
-            Link::LinuxSll => {
-                let protocol = frame.be16_at(SLL_PROTOCOL_OFFSET).unwrap_or(0);
-                parse_ip_at(frame, protocol, SLL_HEADER_LEN)
-            }
-            Link::LinuxSll2 => {
-                let protocol = frame.be16_at(0).unwrap_or(0);
-                parse_ip_at(frame, protocol, SLL2_HEADER_LEN)
-            }
+impl From<LineError<io::Error>> for ReplayError {
+    fn from(err: LineError<io::Error>) -> Self {
+        match err {
+            LineError::UnknownRule(sig_id) => ReplayError::UnknownRule(sig_id),
+            LineError::Sink(err) => ReplayError::Output(err),
         }
     }
 }
 
-/// The link type's parser, and the number itself (for `packet_info`).
-fn link_for(path: &Path, linktype: u32) -> Result<(Link, u32), ReplayError> {
-    match Link::from_linktype(linktype) {
-        Some(link) => Ok((link, linktype)),
-        None => Err(ReplayError::UnsupportedLinkType {
-            path: path.to_owned(),
-            linktype,
-            name: format!("{:?}", DataLink::from(linktype)),
-        }),
-    }
-}
-
-/// A frame as captured: `bytes` may stop short of the frame's length on the
-/// wire (snap length). The parser sees the wire length, so IP length fields
-/// are judged against the real packet, and only the captured bytes, so
-/// what was not captured is absent rather than invented.
-struct CapturedFrame<'a> {
-    bytes: &'a [u8],
-    wire_len: usize,
-}
-
-impl PacketBytes for CapturedFrame<'_> {
-    fn frame_len(&self) -> usize {
-        self.wire_len.max(self.bytes.len())
-    }
-
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
-        self.bytes.load(offset)
-    }
-}
-
-/// Detection state, aggregation and output for one replay.
+/// Detection state for one replay, feeding the shared pipeline.
 struct Detector<'r, 'o> {
     tables: MemoryTables<'r>,
-    rules_by_id: HashMap<u32, &'r RuleMeta>,
     state: MemoryState,
     options: ReplayOptions,
-    /// Tagged with the packet number and the captured bytes of each record.
-    aggregator: Aggregator<(u64, CapturedPacket)>,
+    pipeline: Pipeline<CaptureTime, NumberedPacket>,
     last_sweep_ns: Option<u64>,
     records: Vec<AlertRecord>,
     stats: ReplayStats,
-    out: &'o mut dyn FnMut(&Alert) -> io::Result<()>,
+    out: Output<'o>,
 }
 
 impl<'r, 'o> Detector<'r, 'o> {
@@ -314,19 +236,20 @@ impl<'r, 'o> Detector<'r, 'o> {
         options: ReplayOptions,
         out: &'o mut dyn FnMut(&Alert) -> io::Result<()>,
     ) -> Self {
+        let mut pipeline = Pipeline::new(CaptureTime, None, options.community_id_seed);
+        pipeline.learn_rules(rules);
         Detector {
             tables: MemoryTables {
                 rules,
                 drop_mode: false,
             },
-            rules_by_id: rules.meta.iter().map(|meta| (meta.id, meta)).collect(),
             state: MemoryState::new(),
             options,
-            aggregator: Aggregator::default(),
+            pipeline,
             last_sweep_ns: None,
             records: Vec::new(),
             stats: ReplayStats::default(),
-            out,
+            out: Output(out),
         }
     }
 
@@ -366,15 +289,16 @@ impl<'r, 'o> Detector<'r, 'o> {
             .bytes
             .len()
             .min(usize::from(self.options.packet_bytes));
-        let packet = CapturedPacket {
-            linktype,
-            bytes: frame.bytes[..shown].into(),
+        let tag = NumberedPacket {
+            pcap_cnt,
+            packet: CapturedPacket {
+                linktype,
+                bytes: frame.bytes[..shown].into(),
+            },
         };
         for record in std::mem::take(&mut self.records) {
-            let tag = (pcap_cnt, packet.clone());
-            if let Some(count) = self.aggregator.on_tagged_record(&record, tag) {
-                self.emit(&record, count, (pcap_cnt, packet.clone()))?;
-            }
+            self.pipeline
+                .on_record(&record, tag.clone(), &mut self.out)?;
         }
         Ok(())
     }
@@ -387,19 +311,16 @@ impl<'r, 'o> Detector<'r, 'o> {
         }
         self.last_sweep_ns = Some(now_ns);
         let entries = self.rate_entries();
-        for line in self.aggregator.sweep(entries, now_ns) {
-            self.emit(&line.record, line.count, line.tag)?;
-        }
-        Ok(())
+        Ok(self.pipeline.sweep(entries, now_ns, &mut self.out)?)
     }
 
     /// Reports what the aggregator still holds: the end of the capture.
     fn finish(&mut self) -> Result<(), ReplayError> {
         let entries = self.rate_entries();
-        for line in self.aggregator.flush_all(entries) {
-            self.emit(&line.record, line.count, line.tag)?;
-        }
-        Ok(())
+        let flushed = self.pipeline.flush_all(entries, &mut self.out);
+        self.stats.alerts = self.pipeline.lines();
+        self.stats.alert_count = self.pipeline.matches();
+        Ok(flushed?)
     }
 
     fn rate_entries(&self) -> Vec<RateEntry> {
@@ -413,313 +334,19 @@ impl<'r, 'o> Detector<'r, 'o> {
             })
             .collect()
     }
-
-    fn emit(
-        &mut self,
-        record: &AlertRecord,
-        count: u64,
-        (pcap_cnt, packet): (u64, CapturedPacket),
-    ) -> Result<(), ReplayError> {
-        let rule = self
-            .rules_by_id
-            .get(&record.sig_id)
-            .ok_or(ReplayError::UnknownRule(record.sig_id))?;
-        let alert = Alert::new(
-            record,
-            &packet,
-            rule,
-            count,
-            unix_ns_to_datetime(record.timestamp_ns),
-            self.options.community_id_seed,
-        )
-        .with_pcap_cnt(pcap_cnt);
-        (self.out)(&alert).map_err(ReplayError::Output)?;
-        self.stats.alerts += 1;
-        self.stats.alert_count += count;
-        Ok(())
-    }
-}
-
-/// Reading position in one capture file, for error messages.
-struct CaptureFile<'p> {
-    path: &'p Path,
-    packets_read: u64,
-}
-
-impl CaptureFile<'_> {
-    fn read_pcap(
-        &mut self,
-        input: impl Read,
-        detector: &mut Detector<'_, '_>,
-    ) -> Result<(), ReplayError> {
-        let mut reader =
-            PcapReader::new(input).map_err(|error| self.header_error(error, "pcap file header"))?;
-        let header: PcapHeader = reader.header();
-        let link = link_for(self.path, header.datalink.into())?;
-        let fraction_ns: u64 = match header.ts_resolution {
-            TsResolution::MicroSecond => 1_000,
-            TsResolution::NanoSecond => 1,
-        };
-        let mut offset = PCAP_HEADER_LEN;
-        while let Some(next) = reader.next_raw_packet() {
-            let packet = next.map_err(|error| self.record_error(error, offset))?;
-            self.packets_read += 1;
-            let now_ns = u64::from(packet.ts_sec) * NANOS_PER_SECOND
-                + u64::from(packet.ts_frac) * fraction_ns;
-            let frame = CapturedFrame {
-                bytes: &packet.data,
-                wire_len: packet.orig_len as usize,
-            };
-            detector.on_frame(self.packets_read, now_ns, link, &frame)?;
-            offset += PCAP_RECORD_HEADER_LEN + u64::from(packet.incl_len);
-        }
-        Ok(())
-    }
-
-    fn read_pcapng(
-        &mut self,
-        input: impl Read,
-        prefix: &[u8],
-        detector: &mut Detector<'_, '_>,
-    ) -> Result<(), ReplayError> {
-        let mut offset = first_block_len(prefix).ok_or_else(|| ReplayError::NotACapture {
-            path: self.path.to_owned(),
-            reason: "the pcapng section header is truncated".to_owned(),
-        })?;
-        let mut reader = PcapNgReader::new(input)
-            .map_err(|error| self.header_error(error, "pcapng section header"))?;
-        let mut section = Section::of(&reader);
-        // Simple packet blocks have no timestamp: they take the last one seen.
-        let mut last_ns = 0;
-        while let Some(next) = reader.next_raw_block() {
-            let block = next.map_err(|error| self.record_error(error, offset))?;
-            let block_len = u64::from(block.initial_len);
-            let packet = match block.type_ {
-                ENHANCED_PACKET_BLOCK | PACKET_BLOCK | SIMPLE_PACKET_BLOCK => Some(
-                    PacketBlock::parse(block.type_, &block.body, section.endianness).ok_or_else(
-                        || {
-                            self.corrupt(
-                                offset,
-                                "packet block shorter than its captured length".to_owned(),
-                            )
-                        },
-                    )?,
-                ),
-                _ => None,
-            };
-            if let Some(packet) = packet {
-                let interface = section
-                    .interfaces
-                    .get(packet.interface as usize)
-                    .ok_or_else(|| {
-                        self.corrupt(
-                            offset,
-                            format!(
-                                "packet of interface {} that was never described",
-                                packet.interface
-                            ),
-                        )
-                    })?;
-                let link = link_for(self.path, interface.linktype)?;
-                self.packets_read += 1;
-                if let Some(units) = packet.timestamp {
-                    last_ns = interface.timestamp_ns(units);
-                }
-                let frame = CapturedFrame {
-                    bytes: packet.data,
-                    wire_len: packet.wire_len as usize,
-                };
-                detector.on_frame(self.packets_read, last_ns, link, &frame)?;
-            } else if matches!(
-                block.type_,
-                SECTION_HEADER_BLOCK | INTERFACE_DESCRIPTION_BLOCK
-            ) {
-                section = Section::of(&reader);
-            }
-            offset += block_len;
-        }
-        Ok(())
-    }
-
-    fn corrupt(&self, offset: u64, reason: String) -> ReplayError {
-        ReplayError::Corrupt {
-            path: self.path.to_owned(),
-            packets_read: self.packets_read,
-            offset,
-            reason,
-        }
-    }
-
-    fn record_error(&self, error: PcapError, offset: u64) -> ReplayError {
-        match error {
-            PcapError::IoError(source) if source.kind() == ErrorKind::UnexpectedEof => self
-                .corrupt(
-                    offset,
-                    "the file ends inside this record (truncated file, or a corrupt length field)"
-                        .to_owned(),
-                ),
-            PcapError::IoError(source) => ReplayError::Read {
-                path: self.path.to_owned(),
-                offset,
-                source,
-            },
-            other => self.corrupt(offset, other.to_string()),
-        }
-    }
-
-    fn header_error(&self, error: PcapError, what: &str) -> ReplayError {
-        match error {
-            PcapError::IoError(source) if source.kind() != ErrorKind::UnexpectedEof => {
-                ReplayError::Read {
-                    path: self.path.to_owned(),
-                    offset: 0,
-                    source,
-                }
-            }
-            PcapError::IoError(_) => ReplayError::NotACapture {
-                path: self.path.to_owned(),
-                reason: format!("the {what} is truncated"),
-            },
-            other => ReplayError::NotACapture {
-                path: self.path.to_owned(),
-                reason: format!("bad {what}: {other}"),
-            },
-        }
-    }
-}
-
-/// Length of the pcapng file's first block (its section header), read from
-/// the prefix in the byte order its byte-order magic gives.
-fn first_block_len(prefix: &[u8]) -> Option<u64> {
-    let len: [u8; 4] = prefix.get(4..8)?.try_into().ok()?;
-    let magic: [u8; 4] = prefix.get(8..12)?.try_into().ok()?;
-    if u32::from_be_bytes(magic) == PCAPNG_BYTE_ORDER_MAGIC {
-        Some(u64::from(u32::from_be_bytes(len)))
-    } else {
-        Some(u64::from(u32::from_le_bytes(len)))
-    }
-}
-
-/// What a pcapng section says about its interfaces.
-struct Section {
-    endianness: Endianness,
-    interfaces: Vec<Interface>,
-}
-
-struct Interface {
-    linktype: u32,
-    /// `if_tsresol`: the bit 7 flag and the exponent.
-    resolution: u8,
-    /// `if_tsoffset`, seconds.
-    offset_s: u64,
-}
-
-impl Section {
-    fn of<R: Read>(reader: &PcapNgReader<R>) -> Section {
-        let interfaces = reader
-            .interfaces()
-            .iter()
-            .map(|idb| {
-                let mut interface = Interface {
-                    linktype: idb.linktype.into(),
-                    resolution: 6, // microseconds unless said otherwise
-                    offset_s: 0,
-                };
-                for option in &idb.options {
-                    match option {
-                        InterfaceDescriptionOption::IfTsResol(resolution) => {
-                            interface.resolution = *resolution
-                        }
-                        InterfaceDescriptionOption::IfTsOffset(offset) => {
-                            interface.offset_s = *offset
-                        }
-                        _ => {}
-                    }
-                }
-                interface
-            })
-            .collect();
-        Section {
-            endianness: reader.section().endianness,
-            interfaces,
-        }
-    }
-}
-
-impl Interface {
-    /// Nanoseconds since the epoch for a timestamp in this interface's units.
-    fn timestamp_ns(&self, units: u64) -> u64 {
-        let exponent = u32::from(self.resolution & 0x7f);
-        let nanos = u128::from(units) * u128::from(NANOS_PER_SECOND);
-        let nanos = if self.resolution & 0x80 != 0 {
-            nanos.checked_shr(exponent).unwrap_or(0)
-        } else {
-            10u128
-                .checked_pow(exponent)
-                .map_or(0, |divisor| nanos / divisor)
-        };
-        let offset = u128::from(self.offset_s) * u128::from(NANOS_PER_SECOND);
-        u64::try_from(nanos + offset).unwrap_or(u64::MAX)
-    }
-}
-
-/// The fields of an enhanced, simple or (obsolete) packet block.
-struct PacketBlock<'a> {
-    interface: u32,
-    /// In the interface's units; `None` for simple packet blocks.
-    timestamp: Option<u64>,
-    wire_len: u32,
-    data: &'a [u8],
-}
-
-impl<'a> PacketBlock<'a> {
-    fn parse(block_type: u32, body: &'a [u8], endianness: Endianness) -> Option<PacketBlock<'a>> {
-        let u32_at = |offset: usize| -> Option<u32> {
-            let bytes: [u8; 4] = body.get(offset..offset + 4)?.try_into().ok()?;
-            Some(match endianness {
-                Endianness::Big => u32::from_be_bytes(bytes),
-                Endianness::Little => u32::from_le_bytes(bytes),
-            })
-        };
-        if block_type == SIMPLE_PACKET_BLOCK {
-            let wire_len = u32_at(0)?;
-            let data = body.get(4..)?;
-            // The body is padded to 4 bytes; the packet is at most wire_len.
-            let captured = data.len().min(wire_len as usize);
-            return Some(PacketBlock {
-                interface: 0,
-                timestamp: None,
-                wire_len,
-                data: &data[..captured],
-            });
-        }
-        let interface = if block_type == PACKET_BLOCK {
-            // Obsolete layout: 16-bit interface id, 16-bit drop count.
-            let bytes: [u8; 2] = body.get(0..2)?.try_into().ok()?;
-            u32::from(match endianness {
-                Endianness::Big => u16::from_be_bytes(bytes),
-                Endianness::Little => u16::from_le_bytes(bytes),
-            })
-        } else {
-            u32_at(0)?
-        };
-        let timestamp = (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?);
-        let captured = u32_at(12)? as usize;
-        let wire_len = u32_at(16)?;
-        let data = body.get(20..20usize.checked_add(captured)?)?;
-        Some(PacketBlock {
-            interface,
-            timestamp: Some(timestamp),
-            wire_len,
-            data,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::ErrorKind;
+
+    use pcap_file::pcapng::blocks::{
+        ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, SECTION_HEADER_BLOCK,
+    };
+
+    use super::capture::*;
     use super::*;
-    use crate::rules::Severity;
+    use crate::rules::{RuleMeta, Severity};
     use crate::testing::frames::{ETH_IPV4, ETH_IPV6, Ipv4, doc_v6, ethernet, ipv6, tcp};
     use sensor_common::packet::event;
     use sensor_common::tables::{

@@ -9,7 +9,15 @@
 //! (serde writes fields in declaration order). Optional fields are left out
 //! (not `null`) when the packet does not have them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+pub mod community_id;
+pub mod format;
+
+pub use self::format::{
+    eve_timestamp, ip_addr, proto_name, rfc3339_micros, tcp_flag_letters, unix_ns_to_datetime,
+    vlan_ids,
+};
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -19,11 +27,8 @@ use time::OffsetDateTime;
 
 use sensor_common::AlertRecord;
 use sensor_common::alert::{aggregate, outcome};
-use sensor_common::packet::{
-    MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp,
-};
+use sensor_common::packet::{PacketMeta, flag, tcp};
 
-use crate::community_id;
 use crate::rules::RuleMeta;
 
 /// pcap's LINKTYPE_ETHERNET: what the XDP program's frames start with.
@@ -167,14 +172,14 @@ pub struct PacketInfo {
 /// header facts of the packet it shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensorFields {
-    /// Matching packets this line stands for (see `crate::aggregate`).
+    /// Matching packets this line stands for (see `crate::engine::aggregate`).
     pub count: u64,
     /// `"rule"` on a storm line, whose count covers the rule's matches from
     /// many sources (contract §3, alert storms); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<String>,
     /// Drop mode, lines of `drop` rules: what became of the source
-    /// (`crate::drop_policy::block_name`).
+    /// (`crate::alert::format::block_name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<String>,
     #[serde(flatten)]
@@ -261,7 +266,7 @@ impl Alert {
             sensor: SensorFields {
                 count,
                 aggregate: (record.aggregate == aggregate::RULE).then(|| "rule".to_owned()),
-                block: crate::drop_policy::block_name(record.block).map(str::to_owned),
+                block: crate::alert::format::block_name(record.block).map(str::to_owned),
                 header: HeaderFacts::from_meta(meta),
             },
         }
@@ -337,12 +342,6 @@ impl HeaderFacts {
     }
 }
 
-/// The VLAN ids of `packet`, outermost first; `None` when untagged.
-pub fn vlan_ids(packet: &PacketMeta) -> Option<Vec<u16>> {
-    let vlan_count = (packet.vlan_count as usize).min(MAX_VLAN_TAGS);
-    (vlan_count > 0).then(|| packet.vlan[..vlan_count].to_vec())
-}
-
 /// The line as JSON, without the trailing newline.
 pub fn to_json_line(alert: &Alert) -> String {
     // Cannot fail: every field is a string, number, bool or list, and the
@@ -350,111 +349,12 @@ pub fn to_json_line(alert: &Alert) -> String {
     serde_json::to_string(alert).expect("an Alert always serializes")
 }
 
-/// The contract's `proto` value.
-pub fn proto_name(proto: u8) -> String {
-    match proto {
-        PROTO_TCP => "TCP".to_owned(),
-        PROTO_UDP => "UDP".to_owned(),
-        PROTO_ICMP => "ICMP".to_owned(),
-        PROTO_ICMPV6 => "IPv6-ICMP".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// The contract's `tcp_flags` letters for a 9-bit flags field.
-pub fn tcp_flag_letters(flags: u16) -> String {
-    tcp::LETTERS
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, letter)| *letter)
-        .collect()
-}
-
-/// An address as the parser stores it: IPv4 in the first four bytes.
-pub fn ip_addr(ip_version: u8, addr: &[u8; 16]) -> IpAddr {
-    if ip_version == 4 {
-        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*addr))
-    }
-}
-
-/// Wall-clock time from nanoseconds since the Unix epoch (capture time).
-pub fn unix_ns_to_datetime(unix_ns: u64) -> OffsetDateTime {
-    // Every u64 of nanoseconds (up to year 2554) is a valid date.
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// `timestamp` as Suricata's EVE writes it: UTC with six fractional digits
-/// and a numeric offset, "2026-11-26T13:07:51.123456+0000".
-pub mod eve_timestamp {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
-    use time::OffsetDateTime;
-    use time::format_description::well_known::Rfc3339;
-    use time::macros::format_description;
-
-    pub fn format(timestamp: OffsetDateTime) -> String {
-        let mut text = super::rfc3339_micros::format(timestamp);
-        text.pop(); // the 'Z'
-        text.push_str("+0000");
-        text
-    }
-
-    pub fn serialize<S: Serializer>(
-        timestamp: &OffsetDateTime,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(*timestamp))
-    }
-
-    /// Accepts Suricata's form with any offset, and RFC 3339.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<OffsetDateTime, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        let eve = format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond][offset_hour sign:mandatory][offset_minute]"
-        );
-        OffsetDateTime::parse(&text, eve)
-            .or_else(|_| OffsetDateTime::parse(&text, &Rfc3339))
-            .map_err(D::Error::custom)
-    }
-}
-
-/// RFC 3339 in UTC with exactly six fractional digits
-/// ("2026-11-26T13:07:51.123456Z"): syslog headers and `sensor inspect`.
-pub mod rfc3339_micros {
-    use serde::Serializer;
-    use time::OffsetDateTime;
-
-    pub fn format(timestamp: OffsetDateTime) -> String {
-        let utc = timestamp.to_offset(time::UtcOffset::UTC);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            utc.year(),
-            u8::from(utc.month()),
-            utc.day(),
-            utc.hour(),
-            utc.minute(),
-            utc.second(),
-            utc.microsecond()
-        )
-    }
-
-    pub fn serialize<S: Serializer>(
-        timestamp: &OffsetDateTime,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(*timestamp))
-    }
-
-    /// Accepts RFC 3339 (and Suricata's numeric-offset form).
-    pub use super::eve_timestamp::deserialize;
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
+    use sensor_common::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+
     use super::*;
     use crate::rules::Severity;
     use sensor_common::packet::{event, flag};

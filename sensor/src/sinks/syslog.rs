@@ -31,8 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::alert::{Alert, rfc3339_micros};
-use crate::cli::SyslogFormat;
-use crate::rules::Severity;
+use crate::settings::{Severity, SyslogFormat};
 
 /// Messages waiting for the peer when no capacity is configured.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -449,7 +448,7 @@ pub struct SyslogOptions {
     pub facility: Facility,
     /// Most messages waiting for the peer (at least 1).
     pub capacity: usize,
-    /// `tls://` targets: the client configuration (crate::tls::client_config).
+    /// `tls://` targets: the client configuration (crate::sinks::tls::client_config).
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -633,7 +632,7 @@ impl SyslogSink {
             Some(Connection::Tcp(stream)) => {
                 let _ = stream.shutdown().await;
             }
-            Some(Connection::Tls(stream)) => crate::syslog_tls::close(stream).await,
+            Some(Connection::Tls(stream)) => crate::sinks::syslog_tls::close(stream).await,
             _ => {}
         }
     }
@@ -665,7 +664,7 @@ impl SyslogSink {
                     }
                     Err(err) => {
                         Counters::add(&self.counters.connect_errors, 1);
-                        if crate::syslog_tls::is_handshake_failure(&err) {
+                        if crate::sinks::syslog_tls::is_handshake_failure(&err) {
                             Counters::add(&self.counters.tls_failures, 1);
                         }
                         self.note_failure("cannot connect to the syslog peer", &err);
@@ -735,7 +734,7 @@ pub fn backoff_delay(failures: u32) -> Duration {
 enum Connection {
     Udp(UdpSocket),
     Tcp(TcpStream),
-    Tls(Box<crate::syslog_tls::TlsSyslogStream>),
+    Tls(Box<crate::sinks::syslog_tls::TlsSyslogStream>),
     Unix(UnixDatagram),
 }
 
@@ -781,7 +780,8 @@ impl Connection {
                 let config = tls.ok_or_else(|| {
                     io::Error::new(io::ErrorKind::InvalidInput, "tls:// without a CA file")
                 })?;
-                let stream = crate::syslog_tls::connect(peer, config, CONNECT_TIMEOUT).await?;
+                let stream =
+                    crate::sinks::syslog_tls::connect(peer, config, CONNECT_TIMEOUT).await?;
                 Ok(Connection::Tls(Box::new(stream)))
             }
             SyslogTarget::Unix(path) => {
@@ -797,7 +797,7 @@ impl Connection {
             Connection::Udp(socket) => socket.send(message).await.map(drop),
             Connection::Unix(socket) => socket.send(message).await.map(drop),
             Connection::Tcp(stream) => stream.write_all(message).await,
-            Connection::Tls(stream) => crate::syslog_tls::write(stream, message).await,
+            Connection::Tls(stream) => crate::sinks::syslog_tls::write(stream, message).await,
         }
     }
 
@@ -808,7 +808,7 @@ impl Connection {
     fn peer_still_open(&mut self) -> bool {
         let stream = match self {
             Connection::Tcp(stream) => stream,
-            Connection::Tls(stream) => return crate::syslog_tls::peer_still_open(stream),
+            Connection::Tls(stream) => return crate::sinks::syslog_tls::peer_still_open(stream),
             Connection::Udp(_) | Connection::Unix(_) => return true,
         };
         let mut byte = 0u8;

@@ -1,0 +1,407 @@
+//! `sensor run`: load and attach the XDP program, turn its alert records
+//! into lines, ship them, reload on SIGHUP, and detach cleanly on SIGINT /
+//! SIGTERM with every sink flushed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sensor_common::tables::RATE_WINDOW_NS;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::control::ControlHost;
+use crate::engine::aggregate::RateEntry;
+use crate::engine::clock::Clock;
+use crate::kernel::loader::{Kernel, LoaderError};
+use crate::kernel::netlink::LinkEvents;
+use crate::kernel::perf::{self, PerfError, PerfStats};
+use crate::kernel::preflight;
+use crate::kernel::rate::RateEntries;
+use crate::metrics::MetricsSnapshot;
+use crate::rules::CompiledRules;
+use crate::settings::{AttachMode, DropPolicy, SensorMode, SyslogFormat};
+use crate::sinks::json::{self as json_sink, JsonHandle, JsonSink};
+use crate::sinks::redis::{RedisHandle, RedisTarget};
+use crate::sinks::syslog::{SyslogOptions, SyslogSink, SyslogTarget};
+
+/// Records waiting between the perf readers and the engine. When full the
+/// readers wait and the kernel's rings absorb the burst (then count losses).
+const ALERT_QUEUE: usize = 8_192;
+
+/// Everything `run` needs, resolved from flags and the config file.
+pub struct RunSettings {
+    pub iface: String,
+    pub mode: SensorMode,
+    pub attach: AttachMode,
+    pub json: Option<JsonSink>,
+    /// Drop mode's allowlist, static blocklist and dry run.
+    pub drop_policy: DropPolicy,
+    pub syslog: Option<(SyslogTarget, SyslogFormat)>,
+    /// `tls://` syslog: the checked client configuration.
+    pub syslog_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
+    /// Frame bytes each alert carries (EVE `packet`).
+    pub packet_bytes: u16,
+    /// Seed of the alert lines' `community_id`.
+    pub community_id_seed: u16,
+    /// Drop mode: where blocked sources are kept across restarts.
+    pub block_state: Option<PathBuf>,
+    /// The Redis sink.
+    pub redis: Option<RedisTarget>,
+}
+
+/// How long shutdown waits for the syslog peer to take queued alerts.
+const SYSLOG_CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+mod engine;
+#[cfg(test)]
+mod equivalence_tests;
+mod link_watch;
+mod proof;
+
+use self::engine::{Engine, LiveSinks};
+use self::link_watch::Watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Perf(#[from] PerfError),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("subscribing to link notifications: {0}")]
+    Netlink(std::io::Error),
+    /// Detached and flushed, but stopped for this reason.
+    #[error("{0}")]
+    Failed(String),
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The rate map as the pipeline's sweep reads it; `None` (logged) when it
+/// could not be read.
+fn rate_entries(read: Result<RateEntries, LoaderError>) -> Option<Vec<RateEntry>> {
+    let entries = match read {
+        Ok(entries) => entries,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read the rate-limit map");
+            return None;
+        }
+    };
+    let entries = entries.into_iter().map(|(key, cpu, state)| RateEntry {
+        sig_id: key.sig_id,
+        src: key.addr,
+        cpu,
+        state,
+    });
+    Some(entries.collect())
+}
+
+/// A background job's result, or never while there is none.
+async fn finished<T>(job: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match job {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs until SIGINT or SIGTERM. `reload` re-reads the rule files (SIGHUP).
+pub async fn run(
+    settings: RunSettings,
+    mut rules: CompiledRules,
+    reload: impl Fn() -> Result<CompiledRules, String> + Send + Sync + 'static,
+) -> Result<(), RunError> {
+    // Rule files are parsed on a blocking thread, off the engine's task.
+    let reload = Arc::new(reload);
+    let mut reloading: Option<JoinHandle<Result<CompiledRules, String>>> = None;
+    // A SIGHUP that came while a reload ran: files may have changed since.
+    let mut reload_again = false;
+    let mut kernel = Kernel::load()?;
+    kernel.write_drop_policy(&settings.drop_policy)?;
+    kernel.write_alert_packet_bytes(settings.packet_bytes)?;
+    let mut events = kernel.take_events()?;
+    let rate_reader = Arc::new(kernel.take_rate_reader()?);
+    let mut sweeping: Option<JoinHandle<(Result<RateEntries, LoaderError>, u64)>> = None;
+
+    let (tx, mut rx) = mpsc::channel(ALERT_QUEUE);
+    let stats = Arc::new(PerfStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let readers = perf::spawn_readers(&mut events, tx, stats.clone(), stop_rx)?;
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+
+    let metrics = Arc::new(RwLock::new(MetricsSnapshot::default()));
+    let metrics_server = match settings.metrics {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, metrics.clone())
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?
+                .1,
+        ),
+        None => None,
+    };
+    let syslog_tls = settings.syslog_tls;
+    let syslog = settings.syslog.map(|(target, format)| {
+        let options = SyslogOptions {
+            format,
+            tls: syslog_tls,
+            ..SyslogOptions::default()
+        };
+        SyslogSink::spawn_with(target, options)
+    });
+
+    let sinks = LiveSinks {
+        json: settings
+            .json
+            .map(|sink| JsonHandle::spawn(sink, json_sink::DEFAULT_CAPACITY)),
+        syslog,
+        redis: settings
+            .redis
+            .map(|target| RedisHandle::spawn(target, crate::sinks::redis::DEFAULT_CAPACITY)),
+    };
+    let mut engine = Engine::new(
+        Clock::new(),
+        &settings.iface,
+        settings.community_id_seed,
+        sinks,
+        settings.mode,
+        settings.drop_policy.clone(),
+        settings.block_state.clone(),
+    );
+    engine.install(&mut kernel, &rules, settings.mode)?;
+    engine.restore_blocks(&mut kernel)?;
+
+    let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
+    let mut watch = Watch {
+        iface: settings.iface.clone(),
+        attach: settings.attach,
+        ifindex: preflight::interface_index(&settings.iface),
+        lost: 0,
+        reattached: 0,
+    };
+    let mut link_events = LinkEvents::open().map_err(RunError::Netlink)?;
+    tracing::info!(
+        iface = settings.iface,
+        xdp_mode = attached_mode,
+        rules = rules.meta.len(),
+        mode = ?settings.mode,
+        "sensor attached"
+    );
+    // `sensor inspect` sessions in this program (docs/inspect.md).
+    let mut control = ControlHost::serve(&settings.iface, attached_mode);
+
+    let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
+    // Set when the loop ends on a failure rather than a signal.
+    let mut failure: Option<String> = None;
+    loop {
+        tokio::select! {
+            Some(sample) = rx.recv() => {
+                engine.on_record(sample);
+                // Take whatever else is queued (the JSON writer flushes
+                // once per batch it receives).
+                while let Ok(sample) = rx.try_recv() {
+                    engine.on_record(sample);
+                }
+            }
+            _ = sweep.tick() => {
+                // The map is read on a blocking thread (up to 65,536 keys);
+                // records keep flowing meanwhile.
+                if sweeping.is_none() {
+                    let reader = rate_reader.clone();
+                    sweeping = Some(tokio::task::spawn_blocking(move || {
+                        let entries = reader.entries();
+                        (entries, Clock::monotonic_now())
+                    }));
+                }
+                if engine.drop_mode {
+                    engine.track_blocks(&mut kernel);
+                }
+                if metrics_server.is_some() {
+                    match engine.metrics(&kernel, &rules, &stats, &watch) {
+                        Ok(snapshot) => {
+                            *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
+                        }
+                        Err(err) => tracing::error!(error = %err, "cannot read the kernel's counters; the metrics keep their last values"),
+                    }
+                }
+                // A reader ends early only when its buffer failed: that
+                // CPU's alerts would stop for good. Stop loudly instead.
+                if readers.iter().any(|reader| reader.is_finished()) {
+                    failure = Some("a perf reader stopped (see the error above): alerts of its CPU can no longer be read".to_owned());
+                    break;
+                }
+            }
+            _ = sighup.recv() => {
+                if reloading.is_none() {
+                    let reload = reload.clone();
+                    reloading = Some(tokio::task::spawn_blocking(move || reload()));
+                } else {
+                    reload_again = true;
+                }
+                if let Some(json) = engine.sinks.json.as_ref() {
+                    // After the lines already queued; errors are logged by
+                    // the writer, which keeps the old file then.
+                    json.reopen();
+                }
+            }
+            swept = finished(&mut sweeping) => {
+                sweeping = None;
+                match swept {
+                    Ok((read, now)) => {
+                        if let Some(entries) = rate_entries(read) {
+                            engine.sweep(entries, now, false);
+                        }
+                    }
+                    Err(err) => tracing::error!(error = %err, "the rate-map reader failed"),
+                }
+            }
+            parsed = finished(&mut reloading) => {
+                reloading = None;
+                if std::mem::take(&mut reload_again) {
+                    let reload = reload.clone();
+                    reloading = Some(tokio::task::spawn_blocking(move || reload()));
+                }
+                let parsed = parsed.unwrap_or_else(|err| Err(format!("the rule parser failed: {err}")));
+                match parsed {
+                    Ok(new_rules) => {
+                        // No flush: the rate limiter's accounts are keyed
+                        // by rule id and carry on across the switch.
+                        match engine.install(&mut kernel, &new_rules, settings.mode) {
+                            Ok(()) => {
+                                engine.reloads_ok += 1;
+                                tracing::info!(rules = new_rules.meta.len(), "rules reloaded");
+                                rules = new_rules;
+                            }
+                            Err(err) => {
+                                engine.reloads_failed += 1;
+                                tracing::error!(error = %err, "rules reload failed while writing maps");
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        engine.reloads_failed += 1;
+                        tracing::error!("rules reload rejected, the old rules stay in force: {err}");
+                    }
+                }
+            }
+            request = control.request() => control.handle(&mut kernel, request),
+            changed = link_events.changed() => match changed {
+                Ok(()) => watch.on_link_change(&mut kernel),
+                Err(err) => {
+                    failure = Some(format!("link notifications failed: {err}"));
+                    break;
+                }
+            },
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+
+    // End the inspect session (if any), then stop the source and drain
+    // every record already produced.
+    control.close(&mut kernel).await;
+    if let Err(err) = kernel.detach() {
+        tracing::error!(error = %err, "detaching XDP");
+    }
+    let _ = stop_tx.send(true);
+    while let Some(sample) = rx.recv().await {
+        engine.on_record(sample);
+    }
+    let reader_problems = perf::join_readers(readers).await;
+    if let Some(job) = sweeping.take() {
+        // Its lines would come before the final flush's; the flush reads the
+        // map again and reports the same matches, so the job is just ended.
+        job.abort();
+    }
+    if let Some(entries) = rate_entries(rate_reader.entries()) {
+        engine.sweep(entries, Clock::monotonic_now(), true);
+    }
+    if engine.drop_mode {
+        // The last word on the blocks, for the next start.
+        engine.track_blocks(&mut kernel);
+        engine.save_blocks();
+    }
+    if let Some(json) = engine.sinks.json.take() {
+        let stats = json.close().await;
+        if stats.dropped_queue_full > 0 {
+            eprintln!(
+                "sensor: JSON alert lines dropped: {} (writer queue full)",
+                stats.dropped_queue_full
+            );
+        }
+    }
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    if let Some(redis) = engine.sinks.redis.take() {
+        let stats = redis.close(SYSLOG_CLOSE_DEADLINE).await;
+        if stats.dropped() > 0 {
+            eprintln!("sensor: Redis alerts dropped: {}", stats.dropped());
+        }
+    }
+    let syslog_stats = match engine.sinks.syslog.take() {
+        Some(handle) => Some(handle.close(SYSLOG_CLOSE_DEADLINE).await),
+        None => None,
+    };
+
+    let counters = kernel.counters().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot read the kernel's counters for the exit summary");
+        Default::default()
+    });
+    let lost = stats.lost.load(Ordering::Relaxed);
+    let malformed = stats.malformed.load(Ordering::Relaxed);
+    tracing::info!(
+        packets = counters.packets,
+        passed = counters.passed,
+        dropped = counters.dropped,
+        dropped_blocked_source = counters.dropped_blocked_source,
+        dropped_static_blocklist = counters.dropped_static_blocklist,
+        dropped_by_rule = counters.dropped_by_rule,
+        would_drop = counters.would_drop,
+        block_errors = counters.block_errors,
+        alert_lines = engine.pipeline.lines(),
+        records = stats.received.load(Ordering::Relaxed),
+        perf_lost = lost,
+        kernel_output_errors = counters.alert_output_errors,
+        "sensor stopped"
+    );
+    if let Some(syslog) = syslog_stats {
+        tracing::info!(
+            sent = syslog.sent,
+            dropped_queue_full = syslog.dropped_queue_full,
+            dropped_on_close = syslog.dropped_on_close,
+            dropped_unsendable = syslog.dropped_unsendable,
+            "syslog sink closed"
+        );
+        if syslog.dropped() > 0 {
+            eprintln!("sensor: syslog alerts dropped: {}", syslog.dropped());
+        }
+    }
+    if lost > 0
+        || malformed > 0
+        || counters.alert_output_errors > 0
+        || engine.pipeline.unknown_rule() > 0
+    {
+        eprintln!(
+            "sensor: alert records lost: {lost} (perf ring full), {} (kernel output errors), {malformed} malformed, {} unknown rule",
+            counters.alert_output_errors,
+            engine.pipeline.unknown_rule()
+        );
+    }
+    match failure.or_else(|| reader_problems.into_iter().next()) {
+        Some(problem) => Err(RunError::Failed(problem)),
+        None => Ok(()),
+    }
+}
