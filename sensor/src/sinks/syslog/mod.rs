@@ -8,6 +8,9 @@
 //! category), writes RFC 3164 times in local time, and its writers are
 //! blocking sockets with newline framing only.
 //!
+//! URLs are parsed in `target`, messages built in `format`; this module is
+//! the sender.
+//!
 //! Delivery: [`SyslogSink::spawn`] starts a tokio task fed by a bounded queue.
 //! The engine's [`SyslogHandle::send`] never waits: when the queue is full the
 //! alert is dropped and counted. The task keeps a message until it is written;
@@ -15,23 +18,27 @@
 //! the message whose write failed, so nothing is lost silently: every alert
 //! ends up in `sent` or in one of the `dropped_*` counters of [`SyslogStats`].
 
-use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::alert::{Alert, rfc3339_micros};
-use crate::settings::{Severity, SyslogFormat};
+use crate::alert::Alert;
+use crate::settings::SyslogFormat;
+
+mod format;
+mod target;
+
+pub use self::format::{
+    Facility, Framing, SyslogFormatter, machine_hostname, rfc3164_timestamp, syslog_severity,
+};
+pub use self::target::{HostPort, SyslogTarget, SyslogUrlError};
 
 /// Messages waiting for the peer when no capacity is configured.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -43,330 +50,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A TCP peer that does not answer (packets dropped on the way) would
 /// otherwise hold a connection attempt for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-// ---------------------------------------------------------------------------
-// Targets
-
-/// Where messages go: `--syslog URL`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyslogTarget {
-    /// `udp://HOST:PORT`: one message per datagram (RFC 5426).
-    Udp(HostPort),
-    /// `tcp://HOST:PORT`: a stream, framed as [`Framing`] says.
-    Tcp(HostPort),
-    /// `tls://HOST:PORT`: RFC 5425, octet-counted RFC 5424 over TLS.
-    Tls(HostPort),
-    /// `unix:///dev/log`: one message per datagram on a local socket.
-    Unix(PathBuf),
-}
-
-/// A host name or IP literal and a port. The name is resolved at each
-/// (re)connection, so a peer that moved is found again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostPort {
-    /// Without brackets for IPv6 literals.
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl fmt::Display for SyslogTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyslogTarget::Udp(peer) => write!(f, "udp://{peer}"),
-            SyslogTarget::Tcp(peer) => write!(f, "tcp://{peer}"),
-            SyslogTarget::Tls(peer) => write!(f, "tls://{peer}"),
-            SyslogTarget::Unix(path) => write!(f, "unix://{}", path.display()),
-        }
-    }
-}
-
-/// A `--syslog` value that is not one of the accepted URL forms.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid syslog URL `{url}`: {reason} (expected udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH)"
-)]
-pub struct SyslogUrlError {
-    pub url: String,
-    pub reason: String,
-}
-
-impl SyslogTarget {
-    pub fn parse(url: &str) -> Result<SyslogTarget, SyslogUrlError> {
-        let fail = |reason: &str| SyslogUrlError {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(fail("no scheme"));
-        };
-        match scheme.to_ascii_lowercase().as_str() {
-            "udp" => parse_host_port(rest).map(SyslogTarget::Udp).map_err(fail),
-            "tcp" => parse_host_port(rest).map(SyslogTarget::Tcp).map_err(fail),
-            "tls" => parse_host_port(rest).map(SyslogTarget::Tls).map_err(fail),
-            "unix" => {
-                if !rest.starts_with('/') {
-                    return Err(fail("the socket path must be absolute (unix:///dev/log)"));
-                }
-                if rest.len() == 1 || rest.ends_with('/') {
-                    return Err(fail("the socket path names a directory"));
-                }
-                Ok(SyslogTarget::Unix(PathBuf::from(rest)))
-            }
-            _ => Err(fail(&format!(
-                "unknown scheme `{scheme}` (udp, tcp, tls or unix)"
-            ))),
-        }
-    }
-}
-
-impl FromStr for SyslogTarget {
-    type Err = SyslogUrlError;
-    fn from_str(url: &str) -> Result<Self, Self::Err> {
-        SyslogTarget::parse(url)
-    }
-}
-
-fn parse_host_port(authority: &str) -> Result<HostPort, &'static str> {
-    if authority.contains(['/', '?', '#', '@']) {
-        return Err("only HOST:PORT may follow the scheme (no path, query or user)");
-    }
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or("unclosed `[` in an IPv6 address")?;
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err("not an IPv6 address between `[` and `]`");
-        }
-        let port = after.strip_prefix(':').ok_or("missing port")?;
-        (host, port)
-    } else {
-        let (host, port) = authority.rsplit_once(':').ok_or("missing port")?;
-        if host.contains(':') {
-            return Err("an IPv6 address must be written in brackets: [ADDR]:PORT");
-        }
-        (host, port)
-    };
-    if host.is_empty() {
-        return Err("missing host");
-    }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| "the port must be a number from 1 to 65535")?;
-    if port == 0 {
-        return Err("the port must be a number from 1 to 65535");
-    }
-    Ok(HostPort {
-        host: host.to_owned(),
-        port,
-    })
-}
-
-// ---------------------------------------------------------------------------
-// Formatting
-
-/// A syslog facility (RFC 5424 section 6.2.1); `local0` unless configured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Facility(u8);
-
-const FACILITY_NAMES: [(&str, u8); 20] = [
-    ("kern", 0),
-    ("user", 1),
-    ("mail", 2),
-    ("daemon", 3),
-    ("auth", 4),
-    ("syslog", 5),
-    ("lpr", 6),
-    ("news", 7),
-    ("uucp", 8),
-    ("cron", 9),
-    ("authpriv", 10),
-    ("ftp", 11),
-    ("local0", 16),
-    ("local1", 17),
-    ("local2", 18),
-    ("local3", 19),
-    ("local4", 20),
-    ("local5", 21),
-    ("local6", 22),
-    ("local7", 23),
-];
-
-impl Facility {
-    pub const LOCAL0: Facility = Facility(16);
-
-    /// The usual names (`local0`..`local7`, `daemon`, `auth`, ...).
-    pub fn from_name(name: &str) -> Option<Facility> {
-        FACILITY_NAMES
-            .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(name))
-            .map(|&(_, code)| Facility(code))
-    }
-
-    pub fn code(self) -> u8 {
-        self.0
-    }
-}
-
-impl Default for Facility {
-    fn default() -> Self {
-        Facility::LOCAL0
-    }
-}
-
-/// Syslog severity for an alert's JSON `severity` (1..4), through
-/// [`Severity::syslog`]: critical → 2, high → 3, medium → 4, low → 5.
-pub fn syslog_severity(json_severity: u8) -> u8 {
-    [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-    ]
-    .into_iter()
-    .find(|severity| severity.number() == json_severity)
-    .map_or(Severity::Low.syslog(), Severity::syslog)
-}
-
-/// Builds the syslog message (without transport framing) for an alert.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyslogFormatter {
-    pub format: SyslogFormat,
-    pub facility: Facility,
-    /// `None`: RFC 5424 writes the nil value `-`; RFC 3164 leaves the field
-    /// out, as syslog(3) does on `/dev/log` (local daemons add their own).
-    pub hostname: Option<String>,
-    pub pid: u32,
-}
-
-impl SyslogFormatter {
-    /// This machine's host name and this process's id.
-    pub fn for_this_host(format: SyslogFormat, facility: Facility) -> SyslogFormatter {
-        SyslogFormatter {
-            format,
-            facility,
-            hostname: machine_hostname(),
-            pid: std::process::id(),
-        }
-    }
-
-    /// `<PRI>1 TIMESTAMP HOSTNAME sensor PID CATEGORY - JSON` (RFC 5424) or
-    /// `<PRI>Mmm dd hh:mm:ss HOSTNAME sensor[PID]: JSON` (RFC 3164).
-    /// Both times are the alert's own, in UTC.
-    pub fn format(&self, alert: &Alert) -> String {
-        let pri =
-            u16::from(self.facility.code()) * 8 + u16::from(syslog_severity(alert.alert.severity));
-        let json = alert.to_json_line();
-        match self.format {
-            SyslogFormat::Rfc5424 => format!(
-                "<{pri}>1 {time} {host} {APP_NAME} {pid} {msgid} - {json}",
-                time = rfc3339_micros::format(alert.timestamp),
-                host = self.hostname.as_deref().unwrap_or("-"),
-                pid = self.pid,
-                msgid = header_field(&alert.alert.category, 32),
-            ),
-            SyslogFormat::Rfc3164 => {
-                let host = match &self.hostname {
-                    Some(host) => format!("{host} "),
-                    None => String::new(),
-                };
-                format!(
-                    "<{pri}>{time} {host}{APP_NAME}[{pid}]: {json}",
-                    time = rfc3164_timestamp(alert.timestamp),
-                    pid = self.pid,
-                )
-            }
-        }
-    }
-}
-
-/// RFC 3164 `Mmm dd hh:mm:ss` (day padded with a space), in UTC: the format
-/// has no zone, and the JSON body carries the exact time anyway.
-pub fn rfc3164_timestamp(timestamp: OffsetDateTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let utc = timestamp.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{} {:>2} {:02}:{:02}:{:02}",
-        MONTHS[usize::from(u8::from(utc.month())) - 1],
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    )
-}
-
-/// An RFC 5424 header field: printable ASCII without spaces, at most
-/// `max_len` characters, `-` when nothing is left.
-fn header_field(value: &str, max_len: usize) -> String {
-    let field: String = value
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(max_len)
-        .collect();
-    if field.is_empty() {
-        "-".to_owned()
-    } else {
-        field
-    }
-}
-
-/// gethostname(2), cleaned into a valid header field; `None` when unset.
-pub fn machine_hostname() -> Option<String> {
-    let mut buffer = [0u8; 256];
-    // SAFETY: the pointer and length describe `buffer`.
-    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if status != 0 {
-        return None;
-    }
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    let name = header_field(&String::from_utf8_lossy(&buffer[..end]), 255);
-    (name != "-").then_some(name)
-}
-
-/// How messages are delimited on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// One message per datagram (UDP, unix sockets).
-    Datagram,
-    /// RFC 6587 octet counting: `LEN SP MSG`. rsyslog's imtcp and
-    /// syslog-ng's `syslog()` source accept it by default; used for RFC 5424.
-    OctetCounting,
-    /// RFC 6587 non-transparent framing: `MSG LF`, what legacy RFC 3164
-    /// receivers expect. Safe here: a JSON line never holds a raw newline.
-    Newline,
-}
-
-impl Framing {
-    pub fn for_target(target: &SyslogTarget, format: SyslogFormat) -> Framing {
-        match (target, format) {
-            (SyslogTarget::Tcp(_), SyslogFormat::Rfc5424) => Framing::OctetCounting,
-            (SyslogTarget::Tcp(_), SyslogFormat::Rfc3164) => Framing::Newline,
-            // RFC 5425 section 4.3: octet counting only (RFC 3164 is refused
-            // with tls:// before the sink starts).
-            (SyslogTarget::Tls(_), _) => Framing::OctetCounting,
-            (SyslogTarget::Udp(_) | SyslogTarget::Unix(_), _) => Framing::Datagram,
-        }
-    }
-
-    pub fn frame(self, message: &str) -> Vec<u8> {
-        match self {
-            Framing::Datagram => message.as_bytes().to_vec(),
-            Framing::OctetCounting => format!("{} {message}", message.len()).into_bytes(),
-            Framing::Newline => format!("{message}\n").into_bytes(),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Delivery
@@ -835,12 +518,15 @@ fn no_address(peer: &HostPort) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use super::format::header_field;
     use super::*;
     use crate::alert::{CapturedPacket, unix_ns_to_datetime};
     use crate::rules::RuleMeta;
+    use crate::settings::Severity;
     use sensor_common::AlertRecord;
     use sensor_common::packet::{PROTO_TCP, PacketMeta, flag, tcp};
     use sensor_common::tables::kind;
+    use std::path::PathBuf;
 
     fn alert(severity: Severity) -> Alert {
         let rule = RuleMeta {
