@@ -17,7 +17,7 @@ use sensor_common::tables::{BlockPolicy, DROP_LIST_ENTRIES};
 use crate::rules::SourceError;
 use crate::rules::load::parse_prefix;
 use crate::rules::yaml::{self, Located, Node};
-use crate::settings::{AttachMode, RedisMode, SensorMode, SyslogFormat};
+use crate::settings::{AttachMode, DropMapSizes, RedisMode, SensorMode, SyslogFormat};
 use crate::settings::{MAX_IFACE_LEN, valid_iface_name};
 use crate::sinks::redis::RedisTarget;
 use crate::sinks::syslog::SyslogTarget;
@@ -91,8 +91,10 @@ pub struct DropConfig {
     /// Where blocked sources are kept across restarts (none: not kept).
     pub state_file: Option<PathBuf>,
     /// When a match blocks its source (`block_when`, `block_repeat`,
-    /// `proof_seconds`; see `crate::drop_policy`).
+    /// `proof_seconds`; see `crate::kernel::drop_policy`).
     pub block: BlockPolicy,
+    /// `handshake_entries`, `proven_entries`, `repeat_entries`.
+    pub maps: DropMapSizes,
 }
 
 impl Default for DropConfig {
@@ -104,6 +106,7 @@ impl Default for DropConfig {
             dry_run: false,
             state_file: None,
             block: BlockPolicy::DEFAULT,
+            maps: DropMapSizes::default(),
         }
     }
 }
@@ -151,6 +154,9 @@ const DROP_KEYS: &[&str] = &[
     "block_when",
     "block_repeat",
     "proof_seconds",
+    "handshake_entries",
+    "proven_entries",
+    "repeat_entries",
 ];
 
 /// Reads and checks the config file at `path`; relative paths in it are
@@ -351,7 +357,7 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
             "blocklist" => drop.blocklist = parse_prefix_list(node, "blocklist")?,
             "state_file" => drop.state_file = Some(non_empty_text(node, "state_file")?.into()),
             key if crate::kernel::drop_policy::KEYS.contains(&key) => {
-                crate::kernel::drop_policy::parse_key(key, node, &mut drop.block)?;
+                crate::kernel::drop_policy::parse_key(key, node, &mut drop.block, &mut drop.maps)?;
             }
             _ => drop.dry_run = node.as_bool("dry_run")?,
         }
@@ -529,6 +535,7 @@ drop:
                     dry_run: true,
                     state_file: Some("/var/lib/sensor/blocked.json".into()),
                     block: BlockPolicy::DEFAULT,
+                    maps: DropMapSizes::default(),
                 },
             }
         );

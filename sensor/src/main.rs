@@ -255,6 +255,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
             blocklist: config.drop.blocklist.clone(),
             dry_run: args.dry_run || config.drop.dry_run,
             block: config.drop.block,
+            maps: config.drop.maps,
         },
         block_state: config.drop.state_file.clone(),
         redis,

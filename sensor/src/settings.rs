@@ -34,6 +34,33 @@ pub struct DropPolicy {
     pub dry_run: bool,
     /// When a match blocks its source (`block_when`, `block_repeat`, `proof_seconds`).
     pub block: sensor_common::tables::BlockPolicy,
+    /// Sizes of the maps proof of address and `repeated` keep.
+    pub maps: DropMapSizes,
+}
+
+/// Entries of drop mode's LRU maps (`drop.handshake_entries`,
+/// `proven_entries`, `repeat_entries`), set when the program is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropMapSizes {
+    pub handshakes: u32,
+    pub proven: u32,
+    pub repeats: u32,
+}
+
+impl DropMapSizes {
+    /// The smallest and largest size a config may ask for.
+    pub const RANGE: std::ops::RangeInclusive<u32> = 1_024..=4_194_304;
+}
+
+impl Default for DropMapSizes {
+    fn default() -> Self {
+        use sensor_common::tables::{HANDSHAKE_ENTRIES, PROVEN_ENTRIES, REPEAT_ENTRIES};
+        DropMapSizes {
+            handshakes: HANDSHAKE_ENTRIES,
+            proven: PROVEN_ENTRIES,
+            repeats: REPEAT_ENTRIES,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]

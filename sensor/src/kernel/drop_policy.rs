@@ -5,7 +5,7 @@
 //! The judgement itself is shared with the kernel (`sensor_common::proof`);
 //! the proof metrics are read in `run::proof`.
 //!
-//! May use: `alert` (address and block names), `rules` (the YAML reader).
+//! May use: `settings`, `alert` (address and block names), `rules` (the YAML reader).
 
 use std::net::IpAddr;
 
@@ -18,9 +18,17 @@ use sensor_common::tables::{BLOCK_RESTORED, BlockEntry, BlockPolicy, block_when}
 use crate::alert::format::block_name;
 use crate::alert::ip_addr;
 use crate::rules::yaml::{Located, Node};
+use crate::settings::DropMapSizes;
 
 /// The `drop:` keys this module reads.
-pub const KEYS: &[&str] = &["block_when", "block_repeat", "proof_seconds"];
+pub const KEYS: &[&str] = &[
+    "block_when",
+    "block_repeat",
+    "proof_seconds",
+    "handshake_entries",
+    "proven_entries",
+    "repeat_entries",
+];
 
 /// Longest `block_repeat.window_seconds` and `proof_seconds`: a day.
 const MAX_SECONDS: i128 = 86_400;
@@ -36,8 +44,20 @@ const MODES: [(&str, u8); 3] = [
 ];
 
 /// Reads `drop.<key>` (one of [`KEYS`]) into `policy`.
-pub(crate) fn parse_key(key: &str, node: &Node, policy: &mut BlockPolicy) -> Result<(), Located> {
+pub(crate) fn parse_key(
+    key: &str,
+    node: &Node,
+    policy: &mut BlockPolicy,
+    maps: &mut DropMapSizes,
+) -> Result<(), Located> {
+    let entries = |node: &Node| -> Result<u32, Located> {
+        let range = DropMapSizes::RANGE;
+        Ok(node.as_int(key, i128::from(*range.start())..=i128::from(*range.end()))? as u32)
+    };
     match key {
+        "handshake_entries" => maps.handshakes = entries(node)?,
+        "proven_entries" => maps.proven = entries(node)?,
+        "repeat_entries" => maps.repeats = entries(node)?,
         "block_when" => policy.block_when = node.as_choice("block_when", "block_when", &MODES)?,
         "proof_seconds" => {
             policy.proof_ns = node.as_int("proof_seconds", 1..=MAX_SECONDS)? as u64 * NS_PER_SECOND;
@@ -164,6 +184,24 @@ mod tests {
             (policy.repeat_count, policy.repeat_window_ns),
             (3, 10_000_000_000)
         );
+    }
+
+    #[test]
+    fn map_sizes_are_read_and_bounded() {
+        let maps = |text: &str| parse_config("c.yaml", text).expect("valid").drop.maps;
+        assert_eq!(maps("drop: {dry_run: true}\n"), DropMapSizes::default());
+        let sized = maps(
+            "drop:\n  handshake_entries: 262144\n  proven_entries: 1024\n  repeat_entries: 4194304\n",
+        );
+        assert_eq!(
+            (sized.handshakes, sized.proven, sized.repeats),
+            (262_144, 1_024, 4_194_304)
+        );
+        let (line, column, message) = error_of("drop:\n  handshake_entries: 1023\n");
+        assert_eq!((line, column), (2, 22), "{message}");
+        assert!(message.contains("handshake_entries"), "{message}");
+        let (line, _, message) = error_of("drop:\n  repeat_entries: 4194305\n");
+        assert_eq!(line, 2, "{message}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub async fn run(
     let mut reloading: Option<JoinHandle<Result<CompiledRules, String>>> = None;
     // A SIGHUP that came while a reload ran: files may have changed since.
     let mut reload_again = false;
-    let mut kernel = Kernel::load()?;
+    let mut kernel = Kernel::load_sized(&settings.drop_policy.maps)?;
     kernel.write_drop_policy(&settings.drop_policy)?;
     kernel.write_alert_packet_bytes(settings.packet_bytes)?;
     let mut events = kernel.take_events()?;

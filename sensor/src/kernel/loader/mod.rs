@@ -8,7 +8,7 @@ use aya::maps::{
 };
 use aya::programs::xdp::{XdpError, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
-use aya::{Ebpf, EbpfError};
+use aya::{Ebpf, EbpfError, EbpfLoader};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
@@ -19,7 +19,7 @@ use sensor_common::tables::{
 
 use crate::kernel::preflight;
 use crate::rules::CompiledRules;
-use crate::settings::{AttachMode, DropPolicy, SensorMode};
+use crate::settings::{AttachMode, DropMapSizes, DropPolicy, SensorMode};
 
 mod inspect;
 
@@ -145,6 +145,11 @@ pub struct Kernel {
 impl Kernel {
     /// Loads the object and runs the verifier on the program.
     pub fn load() -> Result<Kernel, LoaderError> {
+        Kernel::load_sized(&DropMapSizes::default())
+    }
+
+    /// [`Kernel::load`] with drop mode's maps sized as the config says.
+    pub fn load_sized(sizes: &DropMapSizes) -> Result<Kernel, LoaderError> {
         if XDP_OBJECT.is_empty() {
             return Err(LoaderError::NoProgram);
         }
@@ -152,19 +157,24 @@ impl Kernel {
         if !missing.is_empty() {
             return Err(LoaderError::MissingCapabilities(missing));
         }
-        let mut ebpf = Ebpf::load(XDP_OBJECT).map_err(|err| match err {
-            EbpfError::MapError(MapError::CreateError { name, io_error }) => {
-                match io_error.raw_os_error() {
-                    Some(libc::EPERM) => LoaderError::MapPermission { name },
-                    Some(libc::ENOMEM | libc::E2BIG) => LoaderError::MapMemory { name },
-                    _ => LoaderError::Object(EbpfError::MapError(MapError::CreateError {
-                        name,
-                        io_error,
-                    })),
+        let mut ebpf = EbpfLoader::new()
+            .set_max_entries("HANDSHAKES", sizes.handshakes)
+            .set_max_entries("PROVEN", sizes.proven)
+            .set_max_entries("REPEATS", sizes.repeats)
+            .load(XDP_OBJECT)
+            .map_err(|err| match err {
+                EbpfError::MapError(MapError::CreateError { name, io_error }) => {
+                    match io_error.raw_os_error() {
+                        Some(libc::EPERM) => LoaderError::MapPermission { name },
+                        Some(libc::ENOMEM | libc::E2BIG) => LoaderError::MapMemory { name },
+                        _ => LoaderError::Object(EbpfError::MapError(MapError::CreateError {
+                            name,
+                            io_error,
+                        })),
+                    }
                 }
-            }
-            other => LoaderError::Object(other),
-        })?;
+                other => LoaderError::Object(other),
+            })?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
         program.load().map_err(|err| match err {
             ProgramError::LoadError {
@@ -295,6 +305,16 @@ impl Kernel {
             .map_err(map_err("DROP_POLICY"))?;
         let dry_run = policy.dry_run;
         self.update_config(|config| config.dry_run = dry_run as u8)
+    }
+
+    /// The size the kernel gave the hash map `name` when it was loaded.
+    pub fn hash_map_entries(&self, name: &'static str) -> Result<u32, LoaderError> {
+        use aya::maps::Map;
+        let data = match self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))? {
+            Map::HashMap(data) | Map::LruHashMap(data) => data,
+            _ => return Err(LoaderError::MissingMap(name)),
+        };
+        Ok(data.info().map_err(map_err(name))?.max_entries())
     }
 
     /// Proven sources (drop mode) with the kernel-clock time of their last
@@ -678,6 +698,27 @@ mod tests {
 
     /// `sensor run` hosts one inspect session after another in the same
     /// program: each starts with zero counters, summary maps and budget.
+    #[test]
+    fn drop_maps_take_the_configured_sizes() {
+        if !crate::testing::bpf_available("drop_maps_take_the_configured_sizes") {
+            return;
+        }
+        let sizes = DropMapSizes {
+            handshakes: 1_024,
+            proven: 2_048,
+            repeats: 4_096,
+        };
+        let kernel = Kernel::load_sized(&sizes).expect("XDP program loads");
+        for (name, want) in [("HANDSHAKES", 1_024), ("PROVEN", 2_048), ("REPEATS", 4_096)] {
+            assert_eq!(kernel.hash_map_entries(name).unwrap(), want, "{name}");
+        }
+        let default = Kernel::load().expect("XDP program loads");
+        assert_eq!(
+            default.hash_map_entries("HANDSHAKES").unwrap(),
+            DropMapSizes::default().handshakes
+        );
+    }
+
     #[test]
     fn inspect_sessions_start_from_zero() {
         if !crate::testing::bpf_available("inspect_sessions_start_from_zero") {
