@@ -935,6 +935,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
         ],
         dry_run: false,
         block: BlockPolicy::DEFAULT,
+        maps: Default::default(),
     };
 
     let mut rng = Rng(seed);

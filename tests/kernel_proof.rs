@@ -83,6 +83,7 @@ impl Sensor {
                 blocklist: Vec::new(),
                 dry_run,
                 block,
+                ..DropPolicy::default()
             })
             .expect("drop policy");
         let alerts = KernelAlerts::open(&mut kernel);
