@@ -158,9 +158,9 @@ impl Kernel {
             return Err(LoaderError::MissingCapabilities(missing));
         }
         let mut ebpf = EbpfLoader::new()
-            .set_max_entries("HANDSHAKES", sizes.handshakes)
-            .set_max_entries("PROVEN", sizes.proven)
-            .set_max_entries("REPEATS", sizes.repeats)
+            .map_max_entries("HANDSHAKES", sizes.handshakes)
+            .map_max_entries("PROVEN", sizes.proven)
+            .map_max_entries("REPEATS", sizes.repeats)
             .load(XDP_OBJECT)
             .map_err(|err| match err {
                 EbpfError::MapError(MapError::CreateError { name, io_error }) => {
