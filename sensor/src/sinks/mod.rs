@@ -7,6 +7,7 @@
 //! May use: `settings`, `alert`. Never the engine, the kernel or commands.
 
 pub mod json;
+mod queue;
 pub mod redis;
 pub mod syslog;
 pub mod syslog_tls;

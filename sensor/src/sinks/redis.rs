@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::settings::RedisMode;
+use crate::sinks::queue::Admission;
 use crate::sinks::syslog::backoff_delay;
 
 /// Lines waiting for Redis at most (the bound, as syslog's).
@@ -186,21 +187,18 @@ impl RedisHandle {
     /// (and counted) because the queue is full.
     pub fn send(&self, line: &str) -> bool {
         let counters = &self.counters;
-        let reserved = counters
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued < self.capacity).then_some(queued + 1)
-            })
-            .is_ok();
-        if !reserved {
-            counters.dropped_queue_full.fetch_add(1, Ordering::AcqRel);
-            if !counters.overflowing.swap(true, Ordering::AcqRel) {
-                tracing::warn!(target = %self.target, capacity = self.capacity,
-                    "Redis queue full: dropping alerts until Redis catches up");
-            }
+        let admission = Admission {
+            queued: &counters.queued,
+            capacity: self.capacity,
+            dropped_queue_full: &counters.dropped_queue_full,
+            overflowing: &counters.overflowing,
+        };
+        if !admission.reserve(|| {
+            tracing::warn!(target = %self.target, capacity = self.capacity,
+                "Redis queue full: dropping alerts until Redis catches up");
+        }) {
             return false;
         }
-        counters.overflowing.store(false, Ordering::Release);
         if self.queue.try_send(line.to_owned()).is_err() {
             counters.queued.fetch_sub(1, Ordering::AcqRel);
             counters.dropped_on_close.fetch_add(1, Ordering::AcqRel);

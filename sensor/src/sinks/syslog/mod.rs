@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
 use crate::settings::SyslogFormat;
+use crate::sinks::queue::Admission;
 
 mod format;
 mod target;
@@ -163,26 +164,20 @@ impl SyslogHandle {
     pub fn send(&self, alert: &Alert) -> bool {
         // The `queued` counter is the bound (not the channel's own capacity),
         // so the message the task holds for a retry counts too.
-        let reserved = self
-            .counters
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued < self.capacity).then_some(queued + 1)
-            })
-            .is_ok();
-        if !reserved {
-            Counters::add(&self.counters.dropped_queue_full, 1);
-            if !self.counters.overflowing.swap(true, Ordering::AcqRel) {
-                tracing::warn!(
-                    target_url = %self.target,
-                    capacity = self.capacity,
-                    "syslog queue full: dropping alerts until the peer catches up"
-                );
-            }
+        let admission = Admission {
+            queued: &self.counters.queued,
+            capacity: self.capacity,
+            dropped_queue_full: &self.counters.dropped_queue_full,
+            overflowing: &self.counters.overflowing,
+        };
+        if !admission.reserve(|| {
+            tracing::warn!(
+                target_url = %self.target,
+                capacity = self.capacity,
+                "syslog queue full: dropping alerts until the peer catches up"
+            );
+        }) {
             return false;
-        }
-        if self.counters.overflowing.load(Ordering::Acquire) {
-            self.counters.overflowing.store(false, Ordering::Release);
         }
         let message = self.framing.frame(&self.formatter.format(alert));
         if self.queue.try_send(message).is_err() {
