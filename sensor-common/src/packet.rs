@@ -171,6 +171,24 @@ impl PacketMeta {
         }
     }
 
+    /// Sets every byte to zero, one 32-bit word at a time. A plain
+    /// `*self = PacketMeta::default()` compiles, for BPF, to a call of a
+    /// byte-at-a-time `memset` (about 450 instructions per packet); volatile
+    /// word stores cannot be merged back into that call.
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        const WORDS: usize = core::mem::size_of::<PacketMeta>() / 4;
+        let words = core::ptr::from_mut(self).cast::<u32>();
+        let mut i = 0;
+        while i < WORDS {
+            // SAFETY: `PacketMeta` is 4-aligned, its size a multiple of 4
+            // (sensor_common::layout), and every bit pattern is valid
+            // (FromBytes): word `i` < WORDS lies inside `self`.
+            unsafe { core::ptr::write_volatile(words.add(i), 0) };
+            i += 1;
+        }
+    }
+
     #[inline(always)]
     pub fn src_key(&self) -> AddrKey {
         AddrKey {

@@ -46,10 +46,8 @@ pub fn parse_ethernet<B: PacketBytes + ?Sized>(bytes: &B) -> PacketMeta {
 /// parses straight into a per-CPU buffer to spare its 512-byte stack).
 #[inline(always)]
 pub fn parse_ethernet_into<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) {
-    *meta = PacketMeta {
-        frame_len: bytes.frame_len() as u32,
-        ..PacketMeta::default()
-    };
+    meta.clear();
+    meta.frame_len = bytes.frame_len() as u32;
     if let Some((ethertype, l3)) = walk_link(bytes, meta) {
         parse_l3(bytes, ethertype, l3, meta);
     }
@@ -422,4 +420,15 @@ pub fn is_martian_src(ip_version: u8, addr: &[u8; 16]) -> bool {
         let loopback = addr[..15].iter().all(|b| *b == 0) && addr[15] == 1;
         loopback || addr[0] == 0xff
     }
+}
+
+/// Whether a frame of this outer ethertype can hold an IP packet the parser
+/// would find: IPv4, IPv6 or a VLAN tag. The kernel program asks first, so
+/// that ARP, LLDP and the like cost one load and no parse.
+#[inline(always)]
+pub fn may_carry_ip(ethertype: u16) -> bool {
+    matches!(
+        ethertype,
+        ETH_P_IPV4 | ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100
+    )
 }

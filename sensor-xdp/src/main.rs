@@ -29,7 +29,7 @@ use sensor_common::{
         TalkerStats, inspect_budget_step, inspect_counter, summary,
     },
     packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
-    parse::{parse_ethernet_into, peek_source_with},
+    parse::{may_carry_ip, parse_ethernet_into, peek_source_with},
     proof::{judge_block, observe, seen},
     tables::{
         ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
@@ -147,6 +147,11 @@ const FULL_KEY_BITS: u32 = 8 + 128;
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
+    if !XdpBytes(&ctx).be16_at(12).is_some_and(may_carry_ip) {
+        // What the parse would find anyway (no IP header), for one load.
+        count(counter::NOT_IP);
+        return pass();
+    }
     let config = CONFIG.get(0).copied().unwrap_or_default();
 
     // Drop mode: a blocked source costs a peek at its address, no more.
