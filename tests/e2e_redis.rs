@@ -378,9 +378,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
             "no PEM `CERTIFICATE` block",
         ),
     ] {
-        let out = Command::new(support::netns::SENSOR)
-            .args(["run", "--iface", "sensor-none0", "--rules"])
-            .arg(&rules)
+        let out = support::netns::sensor_run_unattached(&rules)
             .args(["--redis", redis, "--redis-ca", redis_ca])
             .output()
             .unwrap();
@@ -394,9 +392,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
         "redis: rediss://127.0.0.1:6379\nredis_ca: missing.pem\n",
     )
     .unwrap();
-    let out = Command::new(support::netns::SENSOR)
-        .args(["run", "--iface", "sensor-none0", "--rules"])
-        .arg(&rules)
+    let out = support::netns::sensor_run_unattached(&rules)
         .arg("--config")
         .arg(&config)
         .output()
