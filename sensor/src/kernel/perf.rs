@@ -163,11 +163,9 @@ pub trait Ring: Send + Sync + 'static {
 }
 
 impl Ring for AsyncFd<PerfEventArrayBuffer<MapData>> {
-    fn readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
-        async move {
-            self.readable_mut().await?.clear_ready();
-            Ok(())
-        }
+    async fn readable(&mut self) -> std::io::Result<()> {
+        self.readable_mut().await?.clear_ready();
+        Ok(())
     }
 
     fn drain(&mut self, each: &mut dyn FnMut(PerfEvent<'_>)) {

@@ -130,18 +130,18 @@ fn apply_readings(
     if let Some(entries) = rate_entries(rate) {
         engine.sweep(entries, now, false);
     }
-    if let Some(figures) = figures {
-        if installs == engine.installs {
-            let no_blocks = Default::default();
-            let blocks = side
-                .blocks
-                .as_ref()
-                .map_or(&no_blocks, |tracker| &tracker.blocks);
-            let built = figures.map(|figures| {
-                engine.metrics(&figures, blocks, side.proven.count(), rules, perf, watch)
-            });
-            publisher.publish(built);
-        }
+    if let Some(figures) = figures
+        && installs == engine.installs
+    {
+        let no_blocks = Default::default();
+        let blocks = side
+            .blocks
+            .as_ref()
+            .map_or(&no_blocks, |tracker| &tracker.blocks);
+        let built = figures.map(|figures| {
+            engine.metrics(&figures, blocks, side.proven.count(), rules, perf, watch)
+        });
+        publisher.publish(built);
     }
     side
 }
