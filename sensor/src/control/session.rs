@@ -224,13 +224,7 @@ pub(super) async fn run_session(
             _ = input.read(&mut scratch) => break,
             record = rx.recv(), if !summary_mode => {
                 let Some(record) = record else { break };
-                // Each CPU has its own ring: put what is queued in time order.
-                let mut batch = vec![record];
-                while batch.len() < QUEUE {
-                    let Ok(record) = rx.try_recv() else { break };
-                    batch.push(record);
-                }
-                batch.sort_by_key(|r| r.timestamp_ns);
+                let batch = perf::time_ordered_batch(record, &mut rx, QUEUE);
                 session.send(&batch, None).await;
             }
             _ = crate::engine::clock::tick(&mut ticker) => {

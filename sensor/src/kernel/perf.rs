@@ -271,6 +271,22 @@ impl<T: Sample, R: Ring> CpuReader<T, R> {
     }
 }
 
+/// `first` and what else is queued behind it (up to `max` in all), in time
+/// order: each CPU has its own ring, so records arrive interleaved.
+pub fn time_ordered_batch(
+    first: InspectRecord,
+    rx: &mut mpsc::Receiver<InspectRecord>,
+    max: usize,
+) -> Vec<InspectRecord> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        let Ok(record) = rx.try_recv() else { break };
+        batch.push(record);
+    }
+    batch.sort_by_key(|record| record.timestamp_ns);
+    batch
+}
+
 /// One sample's bytes (possibly wrapped around the ring) as a record.
 pub fn decode<T: FromBytes>(head: &[u8], tail: &[u8]) -> Option<T> {
     let size = std::mem::size_of::<T>();
