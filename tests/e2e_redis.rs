@@ -45,8 +45,10 @@ fn start_redis(bed: &Testbed, dir: &Path) -> Started {
     started
 }
 
-fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
-    let out = Command::new("ip")
+/// `redis-cli -p PORT --raw ARGS` in the sensor's namespace.
+fn redis_cli_command(bed: &Testbed, args: &[&str]) -> Command {
+    let mut command = Command::new("ip");
+    command
         .args([
             "netns",
             "exec",
@@ -56,7 +58,12 @@ fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
             PORT,
             "--raw",
         ])
-        .args(args)
+        .args(args);
+    command
+}
+
+fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
+    let out = redis_cli_command(bed, args)
         .stderr(Stdio::null())
         .output()
         .expect("redis-cli");
@@ -126,17 +133,7 @@ fn every_mode_carries_the_json_sinks_lines() {
         // A channel keeps nothing: subscribe before anything is published.
         let subscriber = (mode == "channel").then(|| {
             let out = std::fs::File::create(dir.join("subscribed.txt")).unwrap();
-            let child = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &bed.sensor_ns,
-                    "redis-cli",
-                    "-p",
-                    PORT,
-                    "--raw",
-                ])
-                .args(["SUBSCRIBE", &key])
+            let child = redis_cli_command(&bed, &["SUBSCRIBE", &key])
                 .stdout(out)
                 .spawn()
                 .unwrap();
