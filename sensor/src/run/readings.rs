@@ -234,3 +234,58 @@ impl ProvenSample {
         self.0.map_or(0, |(count, _)| count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(name: &'static str) -> LoaderError {
+        LoaderError::Map {
+            name,
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_get_next_key",
+                io_error: std::io::Error::from_raw_os_error(libc::EFAULT),
+            }),
+        }
+    }
+
+    fn source(last: u8) -> AddrKey {
+        crate::rules::compile::addr_key([198, 51, 100, last].into())
+    }
+
+    /// A blocked-sources read that fails keeps the blocks known so far
+    /// (never an empty list, which would read as "everyone unblocked").
+    #[test]
+    fn a_failed_read_of_the_blocks_keeps_the_known_ones() {
+        let mut tracker = BlockTracker::new(Clock::with_offset(0), None);
+        let entry = BlockEntry {
+            until_ns: 50,
+            sig_id: 7,
+            ..BlockEntry::default()
+        };
+        tracker.track(10, Ok(vec![]), Ok(vec![(source(1), entry)]));
+        assert_eq!(tracker.blocks.len(), 1);
+        tracker.track(20, Err(failed("BLOCKED")), Err(failed("BLOCKED")));
+        assert_eq!(tracker.blocks.get(&source(1)), Some(&entry));
+        tracker.track(60, Ok(vec![(source(1), entry)]), Ok(vec![]));
+        assert!(tracker.blocks.is_empty(), "lifted once ended");
+    }
+
+    /// A proven-sources walk that fails keeps the last count; a count is
+    /// taken again only when the last is old enough.
+    #[test]
+    fn a_failed_walk_of_the_proven_sources_keeps_the_last_count() {
+        let mut sample = ProvenSample::default();
+        let proof_ns = 600 * 1_000_000_000;
+        sample.update(1_000, proof_ns, || {
+            Ok(vec![(source(1), 900), (source(2), 950)])
+        });
+        assert_eq!(sample.count(), 2);
+        sample.update(1_000 + PROVEN_SAMPLE_NS, proof_ns, || Err(failed("PROVEN")));
+        assert_eq!(sample.count(), 2, "the last count stays");
+        sample.update(1_000 + PROVEN_SAMPLE_NS + 1, proof_ns, || {
+            Ok(vec![(source(1), 900)])
+        });
+        assert_eq!(sample.count(), 1, "the failed walk did not count as taken");
+    }
+}
