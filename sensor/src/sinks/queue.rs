@@ -1,12 +1,43 @@
-//! The account every bounded sink queue keeps (syslog, Redis): a place is
-//! taken before a line is queued, a full queue drops the line and counts
-//! it, the overflow is logged once per episode rather than once per line,
-//! a written line leaves the queue as sent, and what is still queued at
-//! close is counted as dropped on close.
+//! The account every bounded sink queue keeps: a full queue drops the line
+//! and counts it, the overflow logged once per episode rather than once per
+//! line ([`Overflow`], every sink); for syslog and Redis, which bound what
+//! they hold themselves ([`QueueAccount`]), a place is taken before a line
+//! is queued, a written line leaves the queue as sent, and what is still
+//! queued at close is counted as dropped on close.
 //!
 //! May use: nothing of the crate.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Lines refused by a full queue, counted, and logged once per episode.
+#[derive(Debug, Default)]
+pub(crate) struct Overflow {
+    dropped: AtomicU64,
+    /// Set while lines are being refused.
+    overflowing: AtomicBool,
+}
+
+impl Overflow {
+    /// A line refused: counted; `log` is called if this starts an episode.
+    pub fn refused(&self, log: impl FnOnce()) {
+        self.dropped.fetch_add(1, Ordering::AcqRel);
+        if !self.overflowing.swap(true, Ordering::AcqRel) {
+            log();
+        }
+    }
+
+    /// A line taken: the episode (if any) is over.
+    pub fn accepted(&self) {
+        if self.overflowing.load(Ordering::Acquire) {
+            self.overflowing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Lines refused so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Acquire)
+    }
+}
 
 /// A sink queue's counters, shared by the engine's handle and the writer.
 #[derive(Debug, Default)]
@@ -16,10 +47,8 @@ pub(crate) struct QueueAccount {
     /// Lines taken and not yet written or dropped (the bound counts the
     /// line a writer holds for a retry too, not only the channel's).
     queued: AtomicU64,
-    dropped_queue_full: AtomicU64,
+    full: Overflow,
     dropped_on_close: AtomicU64,
-    /// Set while lines are being refused.
-    overflowing: AtomicBool,
 }
 
 /// The account's figures at one time.
@@ -43,15 +72,10 @@ impl QueueAccount {
             })
             .is_ok();
         if !reserved {
-            self.dropped_queue_full.fetch_add(1, Ordering::AcqRel);
-            if !self.overflowing.swap(true, Ordering::AcqRel) {
-                log_overflow();
-            }
+            self.full.refused(log_overflow);
             return false;
         }
-        if self.overflowing.load(Ordering::Acquire) {
-            self.overflowing.store(false, Ordering::Release);
-        }
+        self.full.accepted();
         true
     }
 
@@ -85,7 +109,7 @@ impl QueueAccount {
         QueueFigures {
             sent: get(&self.sent),
             queued: get(&self.queued),
-            dropped_queue_full: get(&self.dropped_queue_full),
+            dropped_queue_full: self.full.dropped(),
             dropped_on_close: get(&self.dropped_on_close),
         }
     }
