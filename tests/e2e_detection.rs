@@ -31,17 +31,10 @@ use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags, more_flags}
 use sensor_common::alert::DEFAULT_ALERT_PACKET_BYTES;
 use sensor_common::packet::tcp;
 use serde_json::{Value, json};
-use support::live::{Live, canonical, essence, replay_cli, run_live, write_pcap_spaced};
+use support::live::{Live, canonical, essence, replay_cli, run_live};
+use support::pcap::write_pcap_spaced;
 
-const PROTO_ICMP: u8 = 1;
-const PROTO_IGMP: u8 = 2;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ICMPV6: u8 = 58;
-const V6_HOP_BY_HOP: u8 = 0;
-const V6_ROUTING: u8 = 43;
-const V6_FRAGMENT: u8 = 44;
-const V6_DEST_OPTS: u8 = 60;
+use support::fixtures::ipproto::*;
 
 fn default_rules() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")

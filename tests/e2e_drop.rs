@@ -25,7 +25,6 @@ use support::live::read_lines;
 use support::netns::{Started, Testbed, metric, scrape, wait_for};
 use support::pcap::write_pcap;
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
 const BLOCK_SECONDS: u64 = 3;
 /// Inside the sensor's namespace.
 const METRICS: &str = "127.0.0.1:9464";
@@ -179,23 +178,15 @@ fn start_sensor_with(
     let alerts = dir.join(format!("alerts{name}.json"));
     let stderr = dir.join(format!("sensor{name}.stderr"));
     let config = config(dir, drop_extra);
-    let mut args = vec![
-        "run",
-        "--iface",
-        &bed.sensor_if,
-        "--rules",
-        rules_path.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--xdp-mode",
-        "native",
-        "--json",
-        alerts.to_str().unwrap(),
-        "--metrics",
-        METRICS,
-    ];
-    args.extend_from_slice(extra);
-    let sensor = bed.start_sensor(Path::new(SENSOR), &args, &stderr);
+    let sensor = bed
+        .sensor_run(&rules_path)
+        .arg("--config")
+        .arg(&config)
+        .args(["--xdp-mode", "native"])
+        .json(&alerts)
+        .metrics(METRICS)
+        .args(extra)
+        .start(None, &stderr);
     (sensor, alerts, stderr)
 }
 
@@ -440,22 +431,10 @@ const SCANNER: [u8; 4] = [192, 0, 2, 32];
 /// second and a half: its report lines.
 fn inspect_summary(bed: &Testbed, dir: &Path) -> Vec<serde_json::Value> {
     let out = dir.join("inspect.json");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.sensor_ns,
-            SENSOR,
-            "inspect",
-            "--iface",
-        ])
-        .arg(&bed.sensor_if)
+    let mut inspect = bed
+        .sensor_inspect()
         .args(["--summary", "1", "--json"])
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sensor inspect");
-    let mut inspect = Started(child);
+        .spawn(Some(&out), &dir.join("inspect.stderr"));
     std::thread::sleep(Duration::from_millis(1_500));
     inspect.stop(Duration::from_secs(10));
     read_lines(&out)

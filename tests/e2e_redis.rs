@@ -45,8 +45,10 @@ fn start_redis(bed: &Testbed, dir: &Path) -> Started {
     started
 }
 
-fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
-    let out = Command::new("ip")
+/// `redis-cli -p PORT --raw ARGS` in the sensor's namespace.
+fn redis_cli_command(bed: &Testbed, args: &[&str]) -> Command {
+    let mut command = Command::new("ip");
+    command
         .args([
             "netns",
             "exec",
@@ -56,7 +58,12 @@ fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
             PORT,
             "--raw",
         ])
-        .args(args)
+        .args(args);
+    command
+}
+
+fn redis_cli(bed: &Testbed, args: &[&str]) -> String {
+    let out = redis_cli_command(bed, args)
         .stderr(Stdio::null())
         .output()
         .expect("redis-cli");
@@ -126,17 +133,7 @@ fn every_mode_carries_the_json_sinks_lines() {
         // A channel keeps nothing: subscribe before anything is published.
         let subscriber = (mode == "channel").then(|| {
             let out = std::fs::File::create(dir.join("subscribed.txt")).unwrap();
-            let child = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &bed.sensor_ns,
-                    "redis-cli",
-                    "-p",
-                    PORT,
-                    "--raw",
-                ])
-                .args(["SUBSCRIBE", &key])
+            let child = redis_cli_command(&bed, &["SUBSCRIBE", &key])
                 .stdout(out)
                 .spawn()
                 .unwrap();
@@ -378,9 +375,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
             "no PEM `CERTIFICATE` block",
         ),
     ] {
-        let out = Command::new(support::netns::SENSOR)
-            .args(["run", "--iface", "sensor-none0", "--rules"])
-            .arg(&rules)
+        let out = support::netns::sensor_run_unattached(&rules)
             .args(["--redis", redis, "--redis-ca", redis_ca])
             .output()
             .unwrap();
@@ -394,9 +389,7 @@ fn bad_redis_ca_usage_is_refused_with_exit_2() {
         "redis: rediss://127.0.0.1:6379\nredis_ca: missing.pem\n",
     )
     .unwrap();
-    let out = Command::new(support::netns::SENSOR)
-        .args(["run", "--iface", "sensor-none0", "--rules"])
-        .arg(&rules)
+    let out = support::netns::sensor_run_unattached(&rules)
         .arg("--config")
         .arg(&config)
         .output()

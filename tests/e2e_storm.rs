@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use sensor::testing::frames::{self, ETH_IPV6, flags};
 use sensor_common::tables::{ALERT_BUDGET, RATE_ENTRIES};
 use serde_json::Value;
-use support::live::{read_lines, replay_cli, write_pcap_spaced};
+use support::live::{read_lines, replay_cli};
 use support::netns::{Testbed, metric, scrape, wait_for};
+use support::pcap::write_pcap_spaced;
 
 /// Default rule 100001: TCP SYN and FIN set.
 const SYN_FIN: u64 = 100001;

@@ -31,14 +31,7 @@ use support::kinds::{Bench, addr_key_v4, heads, sig_ids};
 
 // ---- frames -------------------------------------------------------------------
 
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ICMPV6: u8 = 58;
-const V6_FRAGMENT: u8 = 44;
-const V6_DEST_OPTS: u8 = 60;
-const V6_HOP_BY_HOP: u8 = 0;
-const V6_ROUTING: u8 = 43;
+use support::fixtures::ipproto::*;
 
 const DST4: [u8; 4] = [192, 0, 2, 10];
 

@@ -19,7 +19,6 @@
 
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -432,8 +431,6 @@ async fn unix_listener_restart_loses_nothing() {
 // ---------------------------------------------------------------------------
 // TLS (RFC 5425)
 
-const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
-
 fn roles() -> Roles {
     Roles {
         ca: "--syslog-ca".into(),
@@ -688,9 +685,7 @@ fn run_sensor(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
         "rules:\n  - id: 1\n    name: x\n    severity: low\n    match: { tcp_flags: { set: [SYN, FIN] } }\n",
     )
     .unwrap();
-    let out = Command::new(SENSOR)
-        .args(["run", "--iface", "sensor-none0", "--rules"])
-        .arg(&rules)
+    let out = support::netns::sensor_run_unattached(&rules)
         .args(args)
         .output()
         .unwrap();

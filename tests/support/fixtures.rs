@@ -35,3 +35,15 @@ pub fn rules_file(dir: &Path, yaml: &str) -> PathBuf {
     std::fs::write(&path, yaml).unwrap();
     path
 }
+
+/// IP protocol and IPv6 extension header numbers the crafted frames use.
+pub mod ipproto {
+    // Every test binary builds `support`; not every one uses these.
+    #[allow(unused_imports)]
+    pub use sensor_common::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+    pub const PROTO_IGMP: u8 = 2;
+    pub const V6_HOP_BY_HOP: u8 = 0;
+    pub const V6_ROUTING: u8 = 43;
+    pub const V6_FRAGMENT: u8 = 44;
+    pub const V6_DEST_OPTS: u8 = 60;
+}

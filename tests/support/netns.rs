@@ -106,26 +106,6 @@ impl Testbed {
         }
     }
 
-    /// Starts `program args...` inside the sensor namespace.
-    pub fn spawn_in_sensor_ns(&self, program: &Path, args: &[&str], stderr: &Path) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.sensor_ns])
-            .arg(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(stderr).expect("stderr file"))
-            .spawn()
-            .expect("start the sensor")
-    }
-
-    /// Starts `sensor args...` inside the sensor namespace (stderr to
-    /// `stderr`) and waits until it reports "sensor attached".
-    pub fn start_sensor(&self, sensor: &Path, args: &[&str], stderr: &Path) -> Started {
-        let started = Started(self.spawn_in_sensor_ns(sensor, args, stderr));
-        wait_until_logged(&started, stderr, "sensor attached");
-        started
-    }
-
     /// The id of the XDP program on the sensor interface, if one is attached.
     pub fn xdp_prog_id(&self) -> Option<String> {
         let out = Command::new("ip")
@@ -245,6 +225,18 @@ impl Drop for Started {
 
 /// The sensor binary of this build.
 pub const SENSOR: &str = env!("CARGO_BIN_EXE_sensor");
+
+/// `sensor run --iface sensor-none0 --rules RULES` outside any testbed,
+/// for settings refused before anything is attached (the interface is
+/// never reached).
+pub fn sensor_run_unattached(rules: &Path) -> Command {
+    let mut command = Command::new(SENSOR);
+    command
+        .args(["run", "--iface", "sensor-none0", "--rules"])
+        .arg(rules)
+        .stdin(Stdio::null());
+    command
+}
 
 /// Waits (30 s at most) until `stderr` holds `text`; panics with the log.
 fn wait_until_logged(_process: &Started, stderr: &Path, text: &str) {

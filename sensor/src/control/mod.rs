@@ -113,6 +113,26 @@ mod tests {
     use super::*;
     use sensor_common::packet::PacketMeta;
 
+    /// `SO_PEERCRED` failing: the peer is refused, never let in.
+    #[test]
+    fn a_peer_that_cannot_be_identified_is_refused() {
+        let failed = std::io::Error::from_raw_os_error(libc::ENOTCONN);
+        let refused = super::session::admit_peer(Err(&failed), 0).unwrap_err();
+        assert!(
+            refused.contains("cannot tell who is connecting"),
+            "{refused}"
+        );
+        let refused = super::session::admit_peer(Err(&failed), 1000).unwrap_err();
+        assert!(refused.contains("refused"), "{refused}");
+        assert!(super::session::admit_peer(Ok(0), 1000).is_ok(), "root");
+        assert!(
+            super::session::admit_peer(Ok(1000), 1000).is_ok(),
+            "our uid"
+        );
+        let refused = super::session::admit_peer(Ok(1000), 0).unwrap_err();
+        assert!(refused.contains("uid 1000 may not inspect"), "{refused}");
+    }
+
     #[test]
     fn socket_paths_stay_in_the_directory() {
         assert_eq!(

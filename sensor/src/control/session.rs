@@ -107,21 +107,8 @@ pub(super) async fn serve_session(
     };
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    // Fail closed: a peer we cannot identify is refused.
-    match peer {
-        Ok(cred) if cred.uid() == 0 || cred.uid() == euid => {}
-        Ok(cred) => {
-            let message = format!(
-                "uid {} may not inspect through `sensor run` (root only)",
-                cred.uid()
-            );
-            return session.refuse(Refusal::Permission, message).await;
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "control socket: cannot identify the peer; refused");
-            let message = format!("cannot tell who is connecting ({err}); refused");
-            return session.refuse(Refusal::Permission, message).await;
-        }
+    if let Err(message) = admit_peer(peer.as_ref().map(|cred| cred.uid()), euid) {
+        return session.refuse(Refusal::Permission, message).await;
     }
     let request = tokio::select! {
         request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut input)) => request,
@@ -143,6 +130,25 @@ pub(super) async fn serve_session(
         Err((reason, message)) => return session.refuse(reason, message).await,
     };
     run_session(session, input, plan, client_pid).await;
+}
+
+/// Who may inspect: root or our own uid, told by `SO_PEERCRED`. Fails
+/// closed: a peer that cannot be identified is refused (the reason given
+/// to it is the error).
+pub(super) fn admit_peer(
+    peer_uid: Result<u32, &std::io::Error>,
+    our_uid: u32,
+) -> Result<(), String> {
+    match peer_uid {
+        Ok(uid) if uid == 0 || uid == our_uid => Ok(()),
+        Ok(uid) => Err(format!(
+            "uid {uid} may not inspect through `sensor run` (root only)"
+        )),
+        Err(err) => {
+            tracing::warn!(error = %err, "control socket: cannot identify the peer; refused");
+            Err(format!("cannot tell who is connecting ({err}); refused"))
+        }
+    }
 }
 
 pub(super) async fn run_session(
@@ -218,13 +224,7 @@ pub(super) async fn run_session(
             _ = input.read(&mut scratch) => break,
             record = rx.recv(), if !summary_mode => {
                 let Some(record) = record else { break };
-                // Each CPU has its own ring: put what is queued in time order.
-                let mut batch = vec![record];
-                while batch.len() < QUEUE {
-                    let Ok(record) = rx.try_recv() else { break };
-                    batch.push(record);
-                }
-                batch.sort_by_key(|r| r.timestamp_ns);
+                let batch = perf::time_ordered_batch(record, &mut rx, QUEUE);
                 session.send(&batch, None).await;
             }
             _ = crate::engine::clock::tick(&mut ticker) => {

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use sensor_common::filter::{FilterOp, net_mask, op};
-use sensor_common::packet::{AddrKey, tcp};
+use sensor_common::packet::tcp;
 
 use super::parser::*;
 use super::*;
@@ -27,17 +27,7 @@ pub(super) fn version_test(version: u32) -> Expr {
 }
 
 pub(super) fn net_test(code: u8, addr: IpAddr, prefix_len: u8) -> Expr {
-    let mut key = AddrKey::default();
-    match addr {
-        IpAddr::V4(v4) => {
-            key.version = 4;
-            key.addr[..4].copy_from_slice(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            key.version = 6;
-            key.addr = v6.octets();
-        }
-    }
+    let key = crate::rules::compile::addr_key(addr);
     Expr::Test(FilterOp {
         code,
         addr: key,

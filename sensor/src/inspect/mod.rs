@@ -370,13 +370,7 @@ async fn run_local(settings: Settings) -> Result<(), InspectError> {
         tokio::select! {
             record = rx.recv(), if !summary_mode => {
                 let Some(record) = record else { break };
-                // Each CPU has its own ring: put what is queued in time order.
-                let mut batch = vec![record];
-                while batch.len() < QUEUE {
-                    let Ok(record) = rx.try_recv() else { break };
-                    batch.push(record);
-                }
-                batch.sort_by_key(|r| r.timestamp_ns);
+                let batch = crate::kernel::perf::time_ordered_batch(record, &mut rx, QUEUE);
                 for record in &batch {
                     if reached(printer.shown) || printer.failed {
                         break;

@@ -111,17 +111,7 @@ pub fn load(
         .into_iter()
         .filter(|block| block.until_unix_ns > now_unix_ns)
         .map(|block| {
-            let mut key = AddrKey::default();
-            match block.src {
-                IpAddr::V4(v4) => {
-                    key.version = 4;
-                    key.addr[..4].copy_from_slice(&v4.octets());
-                }
-                IpAddr::V6(v6) => {
-                    key.version = 6;
-                    key.addr = v6.octets();
-                }
-            }
+            let key = crate::rules::compile::addr_key(block.src);
             let entry = BlockEntry {
                 until_ns: to_monotonic_ns(block.until_unix_ns),
                 sig_id: block.sig_id,

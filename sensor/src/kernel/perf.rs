@@ -141,32 +141,80 @@ pub fn spawn_readers<T: Sample>(
                 cpu,
                 source: err.into_parts().1,
             })?;
-        let reader = CpuReader {
+        tasks.push(spawn_reader(
             cpu,
             buffer,
-            tx: tx.clone(),
-            stats: stats.clone(),
-        };
-        tasks.push(tokio::spawn(reader.run(shutdown.clone())));
+            tx.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ));
     }
     Ok(tasks)
 }
 
-struct CpuReader<T> {
+/// A CPU's ring as its reader sees it: wait until it may hold samples,
+/// then take them. The perf buffer's fd in production; a test's fake ring
+/// makes the wait fail.
+pub trait Ring: Send + Sync + 'static {
+    /// Resolves when the ring may hold samples; an error when its fd failed.
+    fn readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_;
+    /// Calls `each` for every event the ring holds now.
+    fn drain(&mut self, each: &mut dyn FnMut(PerfEvent<'_>));
+}
+
+impl Ring for AsyncFd<PerfEventArrayBuffer<MapData>> {
+    async fn readable(&mut self) -> std::io::Result<()> {
+        self.readable_mut().await?.clear_ready();
+        Ok(())
+    }
+
+    fn drain(&mut self, each: &mut dyn FnMut(PerfEvent<'_>)) {
+        self.get_mut().for_each(each);
+    }
+}
+
+/// Starts the reader of one CPU's ring (see [`spawn_readers`]).
+pub fn spawn_reader<T: Sample, R: Ring>(
     cpu: u32,
-    buffer: AsyncFd<PerfEventArrayBuffer<MapData>>,
+    ring: R,
+    tx: mpsc::Sender<T>,
+    stats: Arc<PerfStats>,
+    shutdown: watch::Receiver<bool>,
+) -> Reader {
+    let reader = CpuReader {
+        cpu,
+        ring,
+        tx,
+        stats,
+    };
+    tokio::spawn(reader.run(shutdown))
+}
+
+/// The first reader that has ended while the sensor runs, as the reason to
+/// stop: a reader ends early only when its ring failed, and that CPU's
+/// alerts would stop for good.
+pub fn stopped_reader(readers: &[Reader]) -> Option<String> {
+    readers.iter().any(|reader| reader.is_finished()).then(|| {
+        "a perf reader stopped (see the error above): alerts of its CPU can no longer be read"
+            .to_owned()
+    })
+}
+
+struct CpuReader<T, R> {
+    cpu: u32,
+    ring: R,
     tx: mpsc::Sender<T>,
     stats: Arc<PerfStats>,
 }
 
-impl<T: Sample> CpuReader<T> {
+impl<T: Sample, R: Ring> CpuReader<T, R> {
     /// Until shutdown (`Ok`), the engine going away (`Ok`), or a failed
-    /// buffer (`Err`, logged: the owner decides what to do about it).
+    /// ring (`Err`, logged: the owner decides what to do about it).
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PerfError> {
         loop {
             tokio::select! {
-                ready = self.buffer.readable_mut() => match ready {
-                    Ok(mut guard) => guard.clear_ready(),
+                ready = self.ring.readable() => match ready {
+                    Ok(()) => {}
                     Err(source) => {
                         let err = PerfError::Read { cpu: self.cpu, source };
                         tracing::error!("{err}");
@@ -191,7 +239,7 @@ impl<T: Sample> CpuReader<T> {
     fn take(&mut self) -> Vec<T> {
         let mut batch = Vec::new();
         let stats = &self.stats;
-        self.buffer.get_mut().for_each(|event| match event {
+        self.ring.drain(&mut |event| match event {
             PerfEvent::Sample { head, tail } => match T::decode(head, tail) {
                 Some(record) => batch.push(record),
                 None => {
@@ -223,6 +271,22 @@ impl<T: Sample> CpuReader<T> {
     }
 }
 
+/// `first` and what else is queued behind it (up to `max` in all), in time
+/// order: each CPU has its own ring, so records arrive interleaved.
+pub fn time_ordered_batch(
+    first: InspectRecord,
+    rx: &mut mpsc::Receiver<InspectRecord>,
+    max: usize,
+) -> Vec<InspectRecord> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        let Ok(record) = rx.try_recv() else { break };
+        batch.push(record);
+    }
+    batch.sort_by_key(|record| record.timestamp_ns);
+    batch
+}
+
 /// One sample's bytes (possibly wrapped around the ring) as a record.
 pub fn decode<T: FromBytes>(head: &[u8], tail: &[u8]) -> Option<T> {
     let size = std::mem::size_of::<T>();
@@ -240,6 +304,97 @@ pub fn decode<T: FromBytes>(head: &[u8], tail: &[u8]) -> Option<T> {
 mod tests {
     use super::*;
     use sensor_common::zerocopy::IntoBytes;
+
+    /// A ring that yields `samples` at its first wake-up, then fails as
+    /// a broken perf fd would (or, without `fails`, waits forever).
+    struct FakeRing {
+        samples: Vec<Vec<u8>>,
+        fails: Option<i32>,
+        woken: u32,
+    }
+
+    impl Ring for FakeRing {
+        fn readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+            self.woken += 1;
+            let first = self.woken == 1;
+            let fails = self.fails;
+            async move {
+                match (first, fails) {
+                    (true, _) => Ok(()),
+                    (false, Some(errno)) => Err(std::io::Error::from_raw_os_error(errno)),
+                    (false, None) => std::future::pending().await,
+                }
+            }
+        }
+
+        fn drain(&mut self, each: &mut dyn FnMut(PerfEvent<'_>)) {
+            for sample in std::mem::take(&mut self.samples) {
+                each(PerfEvent::Sample {
+                    head: &sample,
+                    tail: &[],
+                });
+            }
+        }
+    }
+
+    fn inspect_record_bytes(timestamp_ns: u64) -> Vec<u8> {
+        InspectRecord {
+            timestamp_ns,
+            ..InspectRecord::default()
+        }
+        .as_bytes()
+        .to_vec()
+    }
+
+    /// A failing ring ends its reader with an error naming the CPU, what it
+    /// already read is delivered, `join_readers` reports it, and the run
+    /// loop's check sees a stopped reader: the sensor stops (exit 1)
+    /// instead of leaving a CPU silent.
+    #[tokio::test]
+    async fn a_failing_ring_stops_its_reader_loudly() {
+        let (tx, mut rx) = mpsc::channel::<InspectRecord>(8);
+        let stats = Arc::new(PerfStats::default());
+        let (_stop, shutdown) = watch::channel(false);
+        let ring = FakeRing {
+            samples: vec![inspect_record_bytes(60)],
+            fails: Some(libc::EBADF),
+            woken: 0,
+        };
+        let reader = spawn_reader(3, ring, tx, stats.clone(), shutdown);
+        assert_eq!(rx.recv().await.map(|record| record.timestamp_ns), Some(60));
+        let readers = vec![reader];
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !readers[0].is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the reader of a failed ring ends");
+        let reason = stopped_reader(&readers).expect("a stopped reader stops the run");
+        assert!(reason.contains("a perf reader stopped"), "{reason}");
+        let problems = join_readers(readers).await;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("CPU 3"), "{problems:?}");
+        assert_eq!(stats.received.load(Ordering::Relaxed), 1);
+    }
+
+    /// A healthy ring's reader keeps running, and ends cleanly on shutdown.
+    #[tokio::test]
+    async fn a_healthy_reader_runs_until_shutdown() {
+        let (tx, mut rx) = mpsc::channel::<InspectRecord>(8);
+        let (stop, shutdown) = watch::channel(false);
+        let ring = FakeRing {
+            samples: vec![inspect_record_bytes(61)],
+            fails: None,
+            woken: 0,
+        };
+        let reader = spawn_reader(0, ring, tx, Arc::default(), shutdown);
+        assert_eq!(rx.recv().await.map(|record| record.timestamp_ns), Some(61));
+        let readers = vec![reader];
+        assert_eq!(stopped_reader(&readers), None);
+        stop.send(true).unwrap();
+        assert!(join_readers(readers).await.is_empty());
+    }
 
     #[test]
     fn decode_joins_a_sample_wrapped_around_the_ring() {

@@ -428,6 +428,51 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     out.text
 }
 
+/// Puts new snapshots up for the endpoint. A snapshot that could not be
+/// built (the kernel's counters unreadable) leaves the last one up:
+/// publishing zeros would look like a counter reset to Prometheus. The
+/// failure is logged once per episode, not at every tick.
+#[derive(Debug)]
+pub struct Publisher {
+    snapshot: Arc<RwLock<MetricsSnapshot>>,
+    failing: bool,
+    /// Episodes of failure so far (each logged once).
+    pub failure_episodes: u64,
+}
+
+impl Publisher {
+    pub fn new(snapshot: Arc<RwLock<MetricsSnapshot>>) -> Publisher {
+        Publisher {
+            snapshot,
+            failing: false,
+            failure_episodes: 0,
+        }
+    }
+
+    pub fn publish<E: std::fmt::Display>(&mut self, built: Result<MetricsSnapshot, E>) {
+        match built {
+            Ok(snapshot) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!("the kernel's counters are readable again; metrics updated");
+                }
+                *self
+                    .snapshot
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
+            }
+            Err(err) if !self.failing => {
+                self.failing = true;
+                self.failure_episodes += 1;
+                tracing::error!(
+                    error = %err,
+                    "cannot read the kernel's counters; the metrics keep their last values"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Serves `GET /metrics` on `addr` (port 0 picks a free one). Returns the
 /// bound address and the server task; aborting the task closes the
 /// listener and every open connection.
@@ -574,6 +619,32 @@ mod tests {
                 blocks: [1, 0, 5],
             },
         }
+    }
+
+    /// Counters that cannot be read keep the last snapshot up (never
+    /// zeros), and one failing episode is logged once, not every second.
+    #[test]
+    fn unreadable_counters_keep_the_last_values() {
+        let shared = Arc::new(RwLock::new(MetricsSnapshot::default()));
+        let mut publisher = Publisher::new(shared.clone());
+        let seen = |shared: &RwLock<MetricsSnapshot>| shared.read().unwrap().packets_seen;
+        publisher.publish::<String>(Ok(MetricsSnapshot {
+            packets_seen: 42,
+            ..MetricsSnapshot::default()
+        }));
+        assert_eq!(seen(&shared), 42);
+        for _ in 0..5 {
+            publisher.publish::<String>(Err("map COUNTERS: EPERM".into()));
+            assert_eq!(seen(&shared), 42, "the last values stay up");
+        }
+        assert_eq!(publisher.failure_episodes, 1, "one episode, logged once");
+        publisher.publish::<String>(Ok(MetricsSnapshot {
+            packets_seen: 50,
+            ..MetricsSnapshot::default()
+        }));
+        assert_eq!(seen(&shared), 50);
+        publisher.publish::<String>(Err("again".into()));
+        assert_eq!((seen(&shared), publisher.failure_episodes), (50, 2));
     }
 
     #[test]

@@ -240,21 +240,27 @@ fn nested_prefixes(masks: &HashMap<IpNet, RuleMask>) -> Vec<(AddrPrefix, RuleMas
 /// four bytes); the length counts the version byte's 8 bits.
 pub fn addr_prefix(net: &IpNet) -> AddrPrefix {
     let net = net.trunc();
-    let mut key = AddrKey::default();
-    match net {
-        IpNet::V4(v4) => {
-            key.version = 4;
-            key.addr[..4].copy_from_slice(&v4.network().octets());
-        }
-        IpNet::V6(v6) => {
-            key.version = 6;
-            key.addr = v6.network().octets();
-        }
-    }
     AddrPrefix {
         prefix_len: 8 + u32::from(net.prefix_len()),
-        key,
+        key: addr_key(net.network()),
     }
+}
+
+/// An address as the kernel's maps key it (version, then the address
+/// left-aligned in 16 bytes).
+pub fn addr_key(addr: std::net::IpAddr) -> AddrKey {
+    let mut key = AddrKey::default();
+    match addr {
+        std::net::IpAddr::V4(v4) => {
+            key.version = 4;
+            key.addr[..4].copy_from_slice(&v4.octets());
+        }
+        std::net::IpAddr::V6(v6) => {
+            key.version = 6;
+            key.addr = v6.octets();
+        }
+    }
+    key
 }
 
 /// What `sensor rules check` prints: counts, the drop rules, and one line

@@ -1,10 +1,9 @@
 //! The live side of the pipeline: the sinks lines go to, the kernel's rule
-//! slots and hit counts across reloads, drop mode's blocks, the metrics
-//! snapshot.
+//! slots and hit counts across reloads, the metrics snapshot (from the
+//! kernel's figures read off this task, in `readings`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use sensor_common::alert::AlertRecord;
@@ -15,7 +14,6 @@ use crate::alert::{Alert, CapturedPacket, ip_addr};
 use crate::engine::aggregate::RateEntry;
 use crate::engine::clock::Clock;
 use crate::engine::pipeline::{LineError, LineSink, Pipeline};
-use crate::kernel::blockstate;
 use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::perf::{AlertSample, PerfStats};
 use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
@@ -26,6 +24,7 @@ use crate::sinks::redis::RedisHandle;
 use crate::sinks::syslog::SyslogHandle;
 
 use super::link_watch::Watch;
+use super::readings::KernelFigures;
 
 /// The live sinks, fed by the pipeline. None of them fails a line: each
 /// counts its own losses.
@@ -73,14 +72,9 @@ pub(super) struct Engine {
     pub(super) reloads_failed: u64,
     pub(super) drop_mode: bool,
     pub(super) drop_policy: DropPolicy,
-    /// Blocked sources already reported, with the end of their block.
-    pub(super) blocks: HashMap<AddrKey, BlockEntry>,
-    /// `drop.state_file`.
-    pub(super) block_state: Option<PathBuf>,
-    /// The last save failed: try again at the next tick.
-    pub(super) blocks_unsaved: bool,
-    /// Drop mode: proven sources counted at a time (a map walk, so sampled).
-    pub(super) proven_sample: super::proof::ProvenSample,
+    /// Rule sets installed so far: kernel figures read across an install
+    /// are not published.
+    pub(super) installs: u64,
 }
 
 impl Engine {
@@ -91,7 +85,6 @@ impl Engine {
         sinks: LiveSinks,
         mode: SensorMode,
         drop_policy: DropPolicy,
-        block_state: Option<PathBuf>,
     ) -> Engine {
         Engine {
             clock,
@@ -103,10 +96,7 @@ impl Engine {
             reloads_failed: 0,
             drop_mode: mode == SensorMode::Drop,
             drop_policy,
-            blocks: HashMap::new(),
-            block_state: block_state.filter(|_| mode == SensorMode::Drop),
-            blocks_unsaved: false,
-            proven_sample: Default::default(),
+            installs: 0,
         }
     }
 
@@ -137,91 +127,6 @@ impl Engine {
         }
     }
 
-    /// Logs new blocks and lifts ended ones (the kernel ignores ended
-    /// blocks already; this keeps the map small and the log complete).
-    pub(super) fn track_blocks(&mut self, kernel: &mut Kernel) {
-        let now = Clock::monotonic_now();
-        match kernel.expire_blocks(now) {
-            Ok(expired) => {
-                for (key, entry) in expired {
-                    self.blocks.remove(&key);
-                    tracing::info!(src = %ip_addr(key.version, &key.addr), rule = entry.sig_id, "source unblocked");
-                }
-            }
-            Err(err) => tracing::error!(error = %err, "cannot expire blocks"),
-        }
-        let current = match kernel.blocked_sources() {
-            Ok(current) => current,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read the blocked sources");
-                return;
-            }
-        };
-        // The kernel's map is the truth (its LRU may have forgotten a block).
-        let current: HashMap<AddrKey, BlockEntry> = current.into_iter().collect();
-        let mut changed = current.len() != self.blocks.len();
-        for (key, entry) in &current {
-            if self.blocks.get(key) != Some(entry) {
-                changed = true;
-                let seconds = entry.until_ns.saturating_sub(now) / 1_000_000_000;
-                tracing::warn!(
-                    src = %ip_addr(key.version, &key.addr),
-                    rule = entry.sig_id,
-                    seconds_left = seconds,
-                    "source blocked"
-                );
-            }
-        }
-        self.blocks = current;
-        if changed || self.blocks_unsaved {
-            self.save_blocks();
-        }
-    }
-
-    /// Keeps the blocks for the next start (`drop.state_file`); a failure
-    /// is logged and retried at the next tick.
-    pub(super) fn save_blocks(&mut self) {
-        let Some(path) = &self.block_state else {
-            return;
-        };
-        let clock = self.clock;
-        let blocks = self.blocks.iter().map(|(key, entry)| (*key, *entry));
-        match blockstate::save(path, blocks, |mono| clock.to_unix_ns(mono)) {
-            Ok(()) => self.blocks_unsaved = false,
-            Err(err) => {
-                self.blocks_unsaved = true;
-                tracing::error!("cannot save the blocked sources: {err}");
-            }
-        }
-    }
-
-    /// Puts back the blocks saved by the previous run (before attaching).
-    pub(super) fn restore_blocks(&mut self, kernel: &mut Kernel) -> Result<(), LoaderError> {
-        let Some(path) = &self.block_state else {
-            return Ok(());
-        };
-        let clock = self.clock;
-        let now_unix = clock.to_unix_ns(Clock::monotonic_now());
-        let saved = match blockstate::load(path, now_unix, |unix| clock.to_monotonic_ns(unix)) {
-            Ok(saved) => saved,
-            Err(err) => {
-                // Fail open: no block is restored, none is half-restored.
-                tracing::error!("{err}");
-                return Ok(());
-            }
-        };
-        for (key, entry) in &saved {
-            kernel.restore_block(key, entry)?;
-            self.blocks.insert(*key, *entry);
-        }
-        tracing::info!(
-            blocks = saved.len(),
-            file = %path.display(),
-            "blocked sources restored"
-        );
-        Ok(())
-    }
-
     /// Installs a rule set in the kernel's free generation: first banks
     /// that generation's last counts under the ids of the rules that had its
     /// slots and forgets their state, then writes and switches.
@@ -245,24 +150,27 @@ impl Engine {
             self.slot_ids.insert(slot, info.sig_id);
         }
         self.pipeline.learn_rules(rules);
+        self.installs += 1;
         Ok(())
     }
 
-    /// The figures to publish; an error when the kernel's counters cannot
-    /// be read (then the last good snapshot stays up: publishing zeros
-    /// would look like a counter reset to Prometheus).
+    /// The figures to publish, from the kernel's `figures` (read when
+    /// the engine had made `installs` installs), the blocks now and the
+    /// last count of proven sources.
     pub(super) fn metrics(
         &self,
-        kernel: &Kernel,
+        figures: &KernelFigures,
+        blocks: &HashMap<AddrKey, BlockEntry>,
+        proven_sources: u64,
         rules: &CompiledRules,
         perf: &PerfStats,
         watch: &Watch,
-    ) -> Result<MetricsSnapshot, LoaderError> {
-        let counters = kernel.counters()?;
+    ) -> MetricsSnapshot {
+        let counters = &figures.counters;
         // Hits by rule id: banked counts plus both generations' slots (the
         // old one may still see packets that started before a reload).
         let mut hits = self.banked_hits.clone();
-        for (slot, stat) in (0u32..).zip(kernel.rule_stats_all()?) {
+        for (slot, stat) in (0u32..).zip(&figures.rule_stats) {
             if let Some(id) = self.slot_ids.get(&slot) {
                 *hits.entry(*id).or_default() += stat.hits;
             }
@@ -279,7 +187,7 @@ impl Engine {
             .collect();
         per_rule.sort_by_key(|r| r.sig_id);
         let now = Clock::monotonic_now();
-        Ok(MetricsSnapshot {
+        MetricsSnapshot {
             iface_attached: watch.ifindex.is_some(),
             iface_lost: watch.lost,
             iface_reattached: watch.reattached,
@@ -324,8 +232,7 @@ impl Engine {
             dropped_by_rule: counters.dropped_by_rule,
             would_drop: counters.would_drop,
             block_errors: counters.block_errors,
-            blocked: self
-                .blocks
+            blocked: blocks
                 .iter()
                 .filter(|(_, entry)| entry.until_ns > now)
                 .map(|(key, entry)| BlockedSource {
@@ -334,14 +241,8 @@ impl Engine {
                     seconds_left: (entry.until_ns - now).div_ceil(1_000_000_000),
                 })
                 .collect(),
-            proof: super::proof::proof_metrics(
-                kernel,
-                &counters,
-                &self.drop_policy,
-                &self.proven_sample,
-                now,
-            ),
-        })
+            proof: super::proof::proof_metrics(counters, proven_sources),
+        }
     }
 
     /// Lines for matches the kernel counted but did not send (rate limit).

@@ -104,7 +104,6 @@ async fn lines_through_run(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) ->
         sinks,
         SensorMode::Ids,
         DropPolicy::default(),
-        None,
     );
     engine.pipeline.learn_rules(rules);
     let tables = MemoryTables {

@@ -21,7 +21,7 @@ use crate::kernel::netlink::LinkEvents;
 use crate::kernel::perf::{self, PerfError, PerfStats};
 use crate::kernel::preflight;
 use crate::kernel::rate::RateEntries;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{MetricsSnapshot, Publisher};
 use crate::rules::CompiledRules;
 use crate::settings::{AttachMode, DropPolicy, SensorMode, SyslogFormat};
 use crate::sinks::json::{self as json_sink, JsonHandle, JsonSink};
@@ -63,9 +63,11 @@ mod engine;
 mod equivalence_tests;
 mod link_watch;
 mod proof;
+mod readings;
 
 use self::engine::{Engine, LiveSinks};
 use self::link_watch::Watch;
+use self::readings::{BlockTracker, KernelSide, Readings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -107,6 +109,43 @@ fn rate_entries(read: Result<RateEntries, LoaderError>) -> Option<Vec<RateEntry>
     Some(entries.collect())
 }
 
+/// Takes a readings job's results: sweeps the rate entries, publishes the
+/// metrics (unless the figures straddle a rule install: then the last ones
+/// stay up a second longer), and returns the side for the next job.
+fn apply_readings(
+    engine: &mut Engine,
+    readings: Readings,
+    publisher: &mut Publisher,
+    rules: &CompiledRules,
+    perf: &PerfStats,
+    watch: &Watch,
+) -> KernelSide {
+    let Readings {
+        side,
+        rate,
+        now,
+        figures,
+        installs,
+    } = readings;
+    if let Some(entries) = rate_entries(rate) {
+        engine.sweep(entries, now, false);
+    }
+    if let Some(figures) = figures
+        && installs == engine.installs
+    {
+        let no_blocks = Default::default();
+        let blocks = side
+            .blocks
+            .as_ref()
+            .map_or(&no_blocks, |tracker| &tracker.blocks);
+        let built = figures.map(|figures| {
+            engine.metrics(&figures, blocks, side.proven.count(), rules, perf, watch)
+        });
+        publisher.publish(built);
+    }
+    side
+}
+
 /// A background job's result, or never while there is none.
 async fn finished<T>(job: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
     match job {
@@ -130,8 +169,10 @@ pub async fn run(
     kernel.write_drop_policy(&settings.drop_policy)?;
     kernel.write_alert_packet_bytes(settings.packet_bytes)?;
     let mut events = kernel.take_events()?;
-    let rate_reader = Arc::new(kernel.take_rate_reader()?);
-    let mut sweeping: Option<JoinHandle<(Result<RateEntries, LoaderError>, u64)>> = None;
+    let rate_reader = kernel.take_rate_reader()?;
+    let kernel_reader = kernel.reader()?;
+    // The per-second readings job (off this task); `side` is home between jobs.
+    let mut reading: Option<JoinHandle<Readings>> = None;
 
     let (tx, mut rx) = mpsc::channel(ALERT_QUEUE);
     let stats = Arc::new(PerfStats::default());
@@ -143,6 +184,7 @@ pub async fn run(
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
     let metrics = Arc::new(RwLock::new(MetricsSnapshot::default()));
+    let mut publisher = Publisher::new(metrics.clone());
     let metrics_server = match settings.metrics {
         Some(addr) => Some(
             crate::metrics::serve(addr, metrics.clone())
@@ -178,10 +220,19 @@ pub async fn run(
         sinks,
         settings.mode,
         settings.drop_policy.clone(),
-        settings.block_state.clone(),
     );
     engine.install(&mut kernel, &rules, settings.mode)?;
-    engine.restore_blocks(&mut kernel)?;
+    let mut blocks = BlockTracker::new(engine.clock, settings.block_state.clone());
+    if engine.drop_mode {
+        blocks.restore(&mut kernel)?;
+    }
+    let mut side = Some(KernelSide {
+        rate: rate_reader,
+        reader: kernel_reader,
+        blocks: engine.drop_mode.then_some(blocks),
+        proven: Default::default(),
+        policy: settings.drop_policy.clone(),
+    });
 
     let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
     let mut watch = Watch {
@@ -216,30 +267,18 @@ pub async fn run(
                 }
             }
             _ = sweep.tick() => {
-                // The map is read on a blocking thread (up to 65,536 keys);
-                // records keep flowing meanwhile.
-                if sweeping.is_none() {
-                    let reader = rate_reader.clone();
-                    sweeping = Some(tokio::task::spawn_blocking(move || {
-                        let entries = reader.entries();
-                        (entries, Clock::monotonic_now())
-                    }));
-                }
-                if engine.drop_mode {
-                    engine.track_blocks(&mut kernel);
-                }
-                if metrics_server.is_some() {
-                    match engine.metrics(&kernel, &rules, &stats, &watch) {
-                        Ok(snapshot) => {
-                            *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
-                        }
-                        Err(err) => tracing::error!(error = %err, "cannot read the kernel's counters; the metrics keep their last values"),
-                    }
+                // The maps are read on a blocking thread (up to 65,536 keys
+                // each); records keep flowing meanwhile. A job still running
+                // keeps the side: this tick starts none.
+                if let Some(idle) = side.take() {
+                    let with_figures = metrics_server.is_some();
+                    let installs = engine.installs;
+                    reading = Some(tokio::task::spawn_blocking(move || idle.read(with_figures, installs)));
                 }
                 // A reader ends early only when its buffer failed: that
                 // CPU's alerts would stop for good. Stop loudly instead.
-                if readers.iter().any(|reader| reader.is_finished()) {
-                    failure = Some("a perf reader stopped (see the error above): alerts of its CPU can no longer be read".to_owned());
+                if let Some(reason) = perf::stopped_reader(&readers) {
+                    failure = Some(reason);
                     break;
                 }
             }
@@ -256,15 +295,14 @@ pub async fn run(
                     json.reopen();
                 }
             }
-            swept = finished(&mut sweeping) => {
-                sweeping = None;
-                match swept {
-                    Ok((read, now)) => {
-                        if let Some(entries) = rate_entries(read) {
-                            engine.sweep(entries, now, false);
-                        }
+            read = finished(&mut reading) => {
+                reading = None;
+                match read {
+                    Ok(readings) => side = Some(apply_readings(&mut engine, readings, &mut publisher, &rules, &stats, &watch)),
+                    Err(err) => {
+                        failure = Some(format!("the kernel readings job failed: {err}"));
+                        break;
                     }
-                    Err(err) => tracing::error!(error = %err, "the rate-map reader failed"),
                 }
             }
             parsed = finished(&mut reloading) => {
@@ -320,18 +358,26 @@ pub async fn run(
         engine.on_record(sample);
     }
     let reader_problems = perf::join_readers(readers).await;
-    if let Some(job) = sweeping.take() {
-        // Its lines would come before the final flush's; the flush reads the
-        // map again and reports the same matches, so the job is just ended.
-        job.abort();
+    if let Some(job) = reading.take() {
+        // Its rate entries are not swept: the final flush reads the map
+        // again and reports the same matches. The side comes back with it.
+        match job.await {
+            Ok(readings) => side = Some(readings.side),
+            Err(err) => tracing::error!(error = %err, "the kernel readings job failed"),
+        }
     }
-    if let Some(entries) = rate_entries(rate_reader.entries()) {
-        engine.sweep(entries, Clock::monotonic_now(), true);
-    }
-    if engine.drop_mode {
-        // The last word on the blocks, for the next start.
-        engine.track_blocks(&mut kernel);
-        engine.save_blocks();
+    if let Some(side) = side.as_mut() {
+        if let Some(entries) = rate_entries(side.rate.entries()) {
+            engine.sweep(entries, Clock::monotonic_now(), true);
+        }
+        if let Some(tracker) = side.blocks.as_mut() {
+            // The last word on the blocks, for the next start.
+            let now = Clock::monotonic_now();
+            let expired = side.reader.expire_blocks(now);
+            let current = side.reader.blocked_sources();
+            tracker.track(now, expired, current);
+            tracker.save();
+        }
     }
     if let Some(json) = engine.sinks.json.take() {
         let stats = json.close().await;

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::sinks::queue::Overflow;
+
 /// `--json PATH|-`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JsonTarget {
@@ -117,11 +119,10 @@ enum Command {
 struct Shared {
     lines: AtomicU64,
     errors: AtomicU64,
-    dropped_queue_full: AtomicU64,
+    /// Lines dropped at a full queue.
+    full: Overflow,
     /// A reopen asked for while the queue was full.
     reopen_pending: AtomicBool,
-    /// Set while lines are being dropped, so the warning is logged once.
-    overflowing: AtomicBool,
 }
 
 /// The engine's side of the JSON sink: lines go to a writer thread through
@@ -157,19 +158,24 @@ impl JsonHandle {
     pub fn send(&self, line: &str) -> bool {
         match self.queue.try_send(Command::Line(line.to_owned())) {
             Ok(()) => {
-                self.shared.overflowing.store(false, Ordering::Relaxed);
+                self.shared.full.accepted();
                 true
             }
             Err(err) => {
-                self.shared
-                    .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
-                let closed = matches!(err, mpsc::error::TrySendError::Closed(_));
-                if closed || !self.shared.overflowing.swap(true, Ordering::Relaxed) {
+                let log = || {
                     tracing::warn!(
                         target_path = ?self.target,
                         "JSON writer behind (or gone): dropping alert lines until it catches up"
                     );
+                };
+                let mut logged = false;
+                self.shared.full.refused(|| {
+                    log();
+                    logged = true;
+                });
+                // A writer that is gone is logged at every line.
+                if matches!(err, mpsc::error::TrySendError::Closed(_)) && !logged {
+                    log();
                 }
                 false
             }
@@ -189,7 +195,7 @@ impl JsonHandle {
         JsonStats {
             lines: self.shared.lines.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
-            dropped_queue_full: self.shared.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_queue_full: self.shared.full.dropped(),
         }
     }
 
@@ -208,7 +214,7 @@ impl JsonHandle {
         JsonStats {
             lines: shared.lines.load(Ordering::Relaxed),
             errors: shared.errors.load(Ordering::Relaxed),
-            dropped_queue_full: shared.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_queue_full: shared.full.dropped(),
         }
     }
 }

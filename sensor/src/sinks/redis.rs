@@ -12,14 +12,14 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::settings::RedisMode;
-use crate::sinks::queue::Admission;
+use crate::sinks::queue::QueueAccount;
 use crate::sinks::syslog::backoff_delay;
 
 /// Lines waiting for Redis at most (the bound, as syslog's).
@@ -128,25 +128,22 @@ impl RedisStats {
 
 #[derive(Default)]
 struct Counters {
-    sent: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    dropped_on_close: AtomicU64,
+    queue: QueueAccount,
     errors: AtomicU64,
     reconnects: AtomicU64,
-    queued: AtomicU64,
-    overflowing: AtomicBool,
 }
 
 impl Counters {
     fn snapshot(&self) -> RedisStats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        let queue = self.queue.figures();
         RedisStats {
-            sent: get(&self.sent),
-            dropped_queue_full: get(&self.dropped_queue_full),
-            dropped_on_close: get(&self.dropped_on_close),
+            sent: queue.sent,
+            dropped_queue_full: queue.dropped_queue_full,
+            dropped_on_close: queue.dropped_on_close,
             errors: get(&self.errors),
             reconnects: get(&self.reconnects),
-            queued: get(&self.queued),
+            queued: queue.queued,
         }
     }
 }
@@ -187,21 +184,14 @@ impl RedisHandle {
     /// (and counted) because the queue is full.
     pub fn send(&self, line: &str) -> bool {
         let counters = &self.counters;
-        let admission = Admission {
-            queued: &counters.queued,
-            capacity: self.capacity,
-            dropped_queue_full: &counters.dropped_queue_full,
-            overflowing: &counters.overflowing,
-        };
-        if !admission.reserve(|| {
+        if !counters.queue.reserve(self.capacity, || {
             tracing::warn!(target = %self.target, capacity = self.capacity,
                 "Redis queue full: dropping alerts until Redis catches up");
         }) {
             return false;
         }
         if self.queue.try_send(line.to_owned()).is_err() {
-            counters.queued.fetch_sub(1, Ordering::AcqRel);
-            counters.dropped_on_close.fetch_add(1, Ordering::AcqRel);
+            counters.queue.lost_to_a_closed_writer();
             tracing::error!(target = %self.target, "Redis writer task is gone; alert dropped");
             return false;
         }
@@ -227,9 +217,8 @@ impl RedisHandle {
             task.abort();
             let _ = task.await;
         }
-        let left = counters.queued.swap(0, Ordering::AcqRel);
+        let left = counters.queue.drop_the_rest();
         if left > 0 {
-            counters.dropped_on_close.fetch_add(left, Ordering::AcqRel);
             tracing::error!(target = %target, dropped = left,
                 "Redis did not take every alert before shutdown; the rest are dropped");
         }
@@ -314,8 +303,7 @@ impl Writer {
             match written {
                 Ok(Ok(())) => {
                     let n = batch.len() as u64;
-                    self.counters.sent.fetch_add(n, Ordering::AcqRel);
-                    self.counters.queued.fetch_sub(n, Ordering::AcqRel);
+                    self.counters.queue.sent(n);
                     self.failures_in_a_row = 0;
                     return;
                 }
@@ -359,7 +347,7 @@ impl Writer {
         self.counters.errors.fetch_add(1, Ordering::AcqRel);
         if self.failures_in_a_row == 0 || self.failures_in_a_row.is_power_of_two() {
             tracing::warn!(target = %self.target, error, failures = self.failures_in_a_row + 1,
-                queued = self.counters.queued.load(Ordering::Acquire),
+                queued = self.counters.queue.figures().queued,
                 "{what}; alerts stay queued and are retried");
         }
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);

@@ -8,6 +8,7 @@ use sensor_common::filter::{
 };
 use sensor_common::packet::AddrKey;
 
+use super::readings::sum_over_cpus;
 use super::{
     Kernel, LoaderError, all_keys, map_err, per_cpu_zeros, possible_cpus, removed_or_gone,
 };
@@ -141,12 +142,10 @@ impl Kernel {
             .map_err(map_err("SUMMARY_TALKERS"))?
             .into_iter()
             .map(|(key, values)| {
-                let total = values
-                    .iter()
-                    .fold(TalkerStats::default(), |acc, v| TalkerStats {
-                        packets: acc.packets + v.packets,
-                        bytes: acc.bytes + v.bytes,
-                    });
+                let total = sum_over_cpus(&values, |acc, v| TalkerStats {
+                    packets: acc.packets + v.packets,
+                    bytes: acc.bytes + v.bytes,
+                });
                 (key, total)
             })
             .collect();

@@ -12,9 +12,9 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState,
-    RuleInfo, RuleMask, RuleStats, SensorConfig, SynKey, SynWindow, block_when, counter, mode,
-    scope_key_version, scope_value_key,
+    BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
+    RuleStats, SensorConfig, SynKey, SynWindow, block_when, mode, scope_key_version,
+    scope_value_key,
 };
 
 use crate::kernel::preflight;
@@ -22,8 +22,10 @@ use crate::rules::CompiledRules;
 use crate::settings::{AttachMode, DropMapSizes, DropPolicy, SensorMode};
 
 mod inspect;
+mod readings;
 
 pub use self::inspect::{InspectCounters, InspectSummary};
+pub use self::readings::KernelReader;
 
 /// The kernel program, built by build.rs for the bpf target.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-xdp"));
@@ -135,6 +137,24 @@ fn removed_or_gone(name: &'static str, result: Result<(), MapError>) -> Result<(
     }
 }
 
+/// A failed load as the user is told it: a map the kernel refused to
+/// create names the map and the limit that refused it.
+fn load_error(err: EbpfError) -> LoaderError {
+    match err {
+        EbpfError::MapError(MapError::CreateError { name, io_error }) => {
+            match io_error.raw_os_error() {
+                Some(libc::EPERM) => LoaderError::MapPermission { name },
+                Some(libc::ENOMEM | libc::E2BIG) => LoaderError::MapMemory { name },
+                _ => LoaderError::Object(EbpfError::MapError(MapError::CreateError {
+                    name,
+                    io_error,
+                })),
+            }
+        }
+        other => LoaderError::Object(other),
+    }
+}
+
 /// The loaded (verified) kernel program and its maps.
 pub struct Kernel {
     ebpf: Ebpf,
@@ -162,19 +182,7 @@ impl Kernel {
             .map_max_entries("PROVEN", sizes.proven)
             .map_max_entries("REPEATS", sizes.repeats)
             .load(XDP_OBJECT)
-            .map_err(|err| match err {
-                EbpfError::MapError(MapError::CreateError { name, io_error }) => {
-                    match io_error.raw_os_error() {
-                        Some(libc::EPERM) => LoaderError::MapPermission { name },
-                        Some(libc::ENOMEM | libc::E2BIG) => LoaderError::MapMemory { name },
-                        _ => LoaderError::Object(EbpfError::MapError(MapError::CreateError {
-                            name,
-                            io_error,
-                        })),
-                    }
-                }
-                other => LoaderError::Object(other),
-            })?;
+            .map_err(load_error)?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
         program.load().map_err(|err| match err {
             ProgramError::LoadError {
@@ -317,19 +325,6 @@ impl Kernel {
         Ok(data.info().map_err(map_err(name))?.max_entries())
     }
 
-    /// Proven sources (drop mode) with the kernel-clock time of their last
-    /// handshake, proofs that have ended included.
-    pub fn proven_sources(&self) -> Result<Vec<(AddrKey, u64)>, LoaderError> {
-        let map = self
-            .ebpf
-            .map("PROVEN")
-            .ok_or(LoaderError::MissingMap("PROVEN"))?;
-        let hash: HashMap<_, AddrKey, u64> = HashMap::try_from(map).map_err(map_err("PROVEN"))?;
-        hash.iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err("PROVEN"))
-    }
-
     fn update_config(&mut self, change: impl FnOnce(&mut SensorConfig)) -> Result<(), LoaderError> {
         let mut config: Array<_, SensorConfig> = self.map_mut("CONFIG")?;
         let mut value = config.get(&0, 0).map_err(map_err("CONFIG"))?;
@@ -337,54 +332,10 @@ impl Kernel {
         config.set(0, value, 0).map_err(map_err("CONFIG"))
     }
 
-    /// Sources blocked now (drop mode), with the kernel-clock end of each block.
-    pub fn blocked_sources(&self) -> Result<Vec<(AddrKey, BlockEntry)>, LoaderError> {
-        let map = self
-            .ebpf
-            .map("BLOCKED")
-            .ok_or(LoaderError::MissingMap("BLOCKED"))?;
-        let hash: HashMap<_, AddrKey, BlockEntry> =
-            HashMap::try_from(map).map_err(map_err("BLOCKED"))?;
-        hash.iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err("BLOCKED"))
-    }
-
     /// Puts a block back (one saved by an earlier run).
     pub fn restore_block(&mut self, src: &AddrKey, entry: &BlockEntry) -> Result<(), LoaderError> {
         let mut hash: HashMap<_, AddrKey, BlockEntry> = self.map_mut("BLOCKED")?;
         hash.insert(src, entry, 0).map_err(map_err("BLOCKED"))
-    }
-
-    /// Removes blocks that ended before `now_ns` (the kernel already ignores
-    /// them); returns what was removed.
-    pub fn expire_blocks(
-        &mut self,
-        now_ns: u64,
-    ) -> Result<Vec<(AddrKey, BlockEntry)>, LoaderError> {
-        let expired: Vec<(AddrKey, BlockEntry)> = self
-            .blocked_sources()?
-            .into_iter()
-            .filter(|(_, entry)| entry.until_ns <= now_ns)
-            .collect();
-        let mut hash: HashMap<_, AddrKey, BlockEntry> = self.map_mut("BLOCKED")?;
-        for (key, _) in &expired {
-            // Gone already (LRU eviction, or a race with a new block): fine.
-            removed_or_gone("BLOCKED", hash.remove(key))?;
-        }
-        Ok(expired)
-    }
-
-    pub(super) fn per_cpu_sums(
-        &self,
-        name: &'static str,
-        len: u32,
-    ) -> Result<Vec<u64>, LoaderError> {
-        let map = self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))?;
-        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(name))?;
-        (0..len)
-            .map(|index| Ok(array.get(&index, 0).map_err(map_err(name))?.iter().sum()))
-            .collect()
     }
 
     /// Attaches to `iface`. Returns the mode actually used.
@@ -497,42 +448,6 @@ impl Kernel {
         PerfEventArray::try_from(map).map_err(map_err("EVENTS"))
     }
 
-    /// Global counters, summed over CPUs.
-    pub fn counters(&self) -> Result<Counters, LoaderError> {
-        let map = self
-            .ebpf
-            .map("COUNTERS")
-            .ok_or(LoaderError::MissingMap("COUNTERS"))?;
-        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err("COUNTERS"))?;
-        let sum = |index: u32| -> Result<u64, LoaderError> {
-            Ok(array
-                .get(&index, 0)
-                .map_err(map_err("COUNTERS"))?
-                .iter()
-                .sum())
-        };
-        Ok(Counters {
-            packets: sum(counter::PACKETS)?,
-            passed: sum(counter::PASSED)?,
-            dropped: sum(counter::DROPPED)?,
-            not_ip: sum(counter::NOT_IP)?,
-            alert_output_errors: sum(counter::ALERT_OUTPUT_ERRORS)?,
-            dropped_blocked_source: sum(counter::DROPPED_BLOCKED_SOURCE)?,
-            dropped_static_blocklist: sum(counter::DROPPED_STATIC_BLOCKLIST)?,
-            dropped_by_rule: sum(counter::DROPPED_BY_RULE)?,
-            would_drop: sum(counter::WOULD_DROP)?,
-            block_errors: sum(counter::BLOCK_ERRORS)?,
-            proofs: sum(counter::PROOFS)?,
-            refused_not_proven: sum(counter::REFUSED_NOT_PROVEN)?,
-            refused_not_repeated: sum(counter::REFUSED_NOT_REPEATED)?,
-            blocks: [
-                sum(counter::BLOCKS + block_when::PROVEN as u32)?,
-                sum(counter::BLOCKS + block_when::REPEATED as u32)?,
-                sum(counter::BLOCKS + block_when::FIRST_MATCH as u32)?,
-            ],
-        })
-    }
-
     /// Per-slot hit and alert counters of the rule set in force, summed
     /// over CPUs (index = slot, as in `CompiledRules::rules`).
     pub fn rule_stats(&self) -> Result<Vec<RuleStats>, LoaderError> {
@@ -541,53 +456,16 @@ impl Kernel {
         Ok(all[base..base + MAX_RULES as usize].to_vec())
     }
 
-    /// Per-slot counters of both rule generations, by global slot
-    /// (`generation * MAX_RULES + slot`), summed over CPUs.
-    pub fn rule_stats_all(&self) -> Result<Vec<RuleStats>, LoaderError> {
-        let map = self
-            .ebpf
-            .map("RULE_STATS")
-            .ok_or(LoaderError::MissingMap("RULE_STATS"))?;
-        let array: PerCpuArray<_, RuleStats> =
-            PerCpuArray::try_from(map).map_err(map_err("RULE_STATS"))?;
-        (0..MAX_RULES * RULE_GENERATIONS)
-            .map(|slot| {
-                let values = array.get(&slot, 0).map_err(map_err("RULE_STATS"))?;
-                Ok(values
-                    .iter()
-                    .fold(RuleStats::default(), |acc, v| RuleStats {
-                        hits: acc.hits + v.hits,
-                        alerts: acc.alerts + v.alerts,
-                    }))
-            })
-            .collect()
-    }
-
     /// Readies the generation not in force for a new rule set: returns its
     /// slots' final counters, zeroes them, and forgets the rate-limit and
     /// SYN-window state keyed by its slots.
     pub fn recycle_generation(&mut self, generation: u8) -> Result<Vec<RuleStats>, LoaderError> {
         let base = generation as u32 * MAX_RULES;
         let finals = self.rule_stats_all()?[base as usize..(base + MAX_RULES) as usize].to_vec();
-        let cpus = aya::util::nr_cpus().map_err(|(what, err)| LoaderError::Map {
-            name: "RULE_STATS",
-            source: MapError::SyscallError(aya::sys::SyscallError {
-                call: what,
-                io_error: err,
-            }),
-        })?;
+        let cpus = possible_cpus("RULE_STATS")?;
         let mut array: PerCpuArray<_, RuleStats> = self.map_mut("RULE_STATS")?;
         for slot in base..base + MAX_RULES {
-            let zeros =
-                PerCpuValues::try_from(vec![RuleStats::default(); cpus]).map_err(|err| {
-                    LoaderError::Map {
-                        name: "RULE_STATS",
-                        source: MapError::SyscallError(aya::sys::SyscallError {
-                            call: "PerCpuValues",
-                            io_error: err,
-                        }),
-                    }
-                })?;
+            let zeros = per_cpu_zeros("RULE_STATS", cpus)?;
             array.set(slot, zeros, 0).map_err(map_err("RULE_STATS"))?;
         }
         // The rate limiter is keyed by rule id, not slot: it outlives
@@ -684,6 +562,109 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
 mod tests {
     use super::*;
     use sensor_common::filter::FilterProgram;
+
+    fn syscall_error(errno: i32) -> MapError {
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_get_next_key",
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    /// A map whose key walk fails part-way: the clearing of a rule
+    /// generation, the drop lists and the summary maps must see the error,
+    /// never a short list of keys (which would leave stale entries behind).
+    #[test]
+    fn a_key_walk_that_fails_is_an_error_not_a_short_list() {
+        let walk = vec![Ok(1u32), Ok(2), Err(syscall_error(libc::EFAULT)), Ok(3)];
+        match all_keys("PORT_SCOPE", walk.into_iter()) {
+            Err(LoaderError::Map { name, source }) => {
+                assert_eq!(name, "PORT_SCOPE");
+                assert!(
+                    source.to_string().contains("bpf_map_get_next_key"),
+                    "{source}"
+                );
+            }
+            other => panic!("a failed walk must be an error: {other:?}"),
+        }
+        let whole = all_keys("PORT_SCOPE", vec![Ok(1u32), Ok(2)].into_iter()).unwrap();
+        assert_eq!(whole, [1, 2]);
+    }
+
+    /// A key already gone (LRU eviction, the kernel's own expiry) is fine;
+    /// any other failed removal is an error.
+    #[test]
+    fn a_removal_fails_unless_the_key_is_already_gone() {
+        assert!(removed_or_gone("BLOCKED", Ok(())).is_ok());
+        assert!(removed_or_gone("BLOCKED", Err(syscall_error(libc::ENOENT))).is_ok());
+        for errno in [libc::EPERM, libc::EBUSY, libc::EINVAL] {
+            match removed_or_gone("SUMMARY_TALKERS", Err(syscall_error(errno))) {
+                Err(LoaderError::Map { name, .. }) => assert_eq!(name, "SUMMARY_TALKERS"),
+                other => panic!("errno {errno} must be an error: {other:?}"),
+            }
+        }
+        assert!(removed_or_gone("BLOCKED", Err(MapError::KeyNotFound)).is_err());
+    }
+
+    /// Map creation refused (memlock, the memory cgroup, a security
+    /// policy): one line naming the map and what to raise, not aya's error.
+    #[test]
+    fn a_refused_map_creation_names_the_map_and_the_limit() {
+        let refused = |errno: i32| {
+            load_error(EbpfError::MapError(MapError::CreateError {
+                name: "RATE".into(),
+                io_error: std::io::Error::from_raw_os_error(errno),
+            }))
+        };
+        for errno in [libc::ENOMEM, libc::E2BIG] {
+            let message = refused(errno).to_string();
+            assert!(
+                message.starts_with("not enough memory for map RATE: raise the memlock limit"),
+                "{message}"
+            );
+            assert!(message.contains("cgroup's memory limit"), "{message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        let message = refused(libc::EPERM).to_string();
+        assert!(
+            message.starts_with("the kernel refused to create map RATE (permission denied)"),
+            "{message}"
+        );
+        assert!(matches!(refused(libc::EINVAL), LoaderError::Object(_)));
+    }
+
+    /// The second handles read the same maps as the program's own.
+    #[test]
+    fn the_reader_sees_what_the_kernel_counts() {
+        if !crate::testing::bpf_available("the_reader_sees_what_the_kernel_counts") {
+            return;
+        }
+        use crate::testing::frames::{self, flags};
+        let mut kernel = Kernel::load().expect("XDP program loads");
+        kernel
+            .write_rules(&CompiledRules::default(), SensorMode::Ids)
+            .unwrap();
+        let mut reader = kernel.reader().expect("second handles");
+        let frame = frames::ipv4_tcp([198, 51, 100, 7], [192, 0, 2, 10], 41000, 80, flags::SYN);
+        for _ in 0..4 {
+            kernel.test_run(&frame).unwrap();
+        }
+        assert_eq!(reader.counters().unwrap().packets, 4);
+        assert_eq!(reader.counters().unwrap(), kernel.counters().unwrap());
+        assert_eq!(
+            reader.rule_stats_all().unwrap(),
+            kernel.rule_stats_all().unwrap()
+        );
+        let src = AddrKey::default();
+        let entry = BlockEntry {
+            until_ns: 5,
+            ..BlockEntry::default()
+        };
+        kernel.restore_block(&src, &entry).unwrap();
+        assert_eq!(reader.blocked_sources().unwrap(), [(src, entry)]);
+        assert_eq!(reader.expire_blocks(10).unwrap(), [(src, entry)]);
+        assert!(kernel.blocked_sources().unwrap().is_empty());
+        assert!(reader.proven_sources().unwrap().is_empty());
+    }
 
     /// The verifier is part of the test suite: load the real program.
     #[test]

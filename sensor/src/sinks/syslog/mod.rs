@@ -21,7 +21,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
 use crate::settings::SyslogFormat;
-use crate::sinks::queue::Admission;
+use crate::sinks::queue::QueueAccount;
 
 mod format;
 mod target;
@@ -90,33 +90,29 @@ impl SyslogStats {
 /// Counters shared by the handle and the task.
 #[derive(Default)]
 struct Counters {
-    sent: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    dropped_on_close: AtomicU64,
+    /// Sent, queued, dropped at a full queue or on close.
+    queue: QueueAccount,
     dropped_unsendable: AtomicU64,
     write_errors: AtomicU64,
     connect_errors: AtomicU64,
     reconnects: AtomicU64,
     tls_failures: AtomicU64,
-    queued: AtomicU64,
-    /// Set while `send` is refusing messages, so the overflow is logged once
-    /// per episode instead of once per alert.
-    overflowing: AtomicBool,
 }
 
 impl Counters {
     fn snapshot(&self) -> SyslogStats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        let queue = self.queue.figures();
         SyslogStats {
-            sent: get(&self.sent),
-            dropped_queue_full: get(&self.dropped_queue_full),
-            dropped_on_close: get(&self.dropped_on_close),
+            sent: queue.sent,
+            dropped_queue_full: queue.dropped_queue_full,
+            dropped_on_close: queue.dropped_on_close,
             dropped_unsendable: get(&self.dropped_unsendable),
             write_errors: get(&self.write_errors),
             connect_errors: get(&self.connect_errors),
             reconnects: get(&self.reconnects),
             tls_failures: get(&self.tls_failures),
-            queued: get(&self.queued),
+            queued: queue.queued,
         }
     }
 
@@ -164,13 +160,7 @@ impl SyslogHandle {
     pub fn send(&self, alert: &Alert) -> bool {
         // The `queued` counter is the bound (not the channel's own capacity),
         // so the message the task holds for a retry counts too.
-        let admission = Admission {
-            queued: &self.counters.queued,
-            capacity: self.capacity,
-            dropped_queue_full: &self.counters.dropped_queue_full,
-            overflowing: &self.counters.overflowing,
-        };
-        if !admission.reserve(|| {
+        if !self.counters.queue.reserve(self.capacity, || {
             tracing::warn!(
                 target_url = %self.target,
                 capacity = self.capacity,
@@ -182,8 +172,7 @@ impl SyslogHandle {
         let message = self.framing.frame(&self.formatter.format(alert));
         if self.queue.try_send(message).is_err() {
             // Only when the task has died (the channel never fills first).
-            self.counters.queued.fetch_sub(1, Ordering::AcqRel);
-            Counters::add(&self.counters.dropped_on_close, 1);
+            self.counters.queue.lost_to_a_closed_writer();
             tracing::error!(
                 target_url = %self.target,
                 "syslog sender task is gone; alert dropped"
@@ -221,9 +210,8 @@ impl SyslogHandle {
             task.abort();
             let _ = task.await;
         }
-        let left = counters.queued.swap(0, Ordering::AcqRel);
+        let left = counters.queue.drop_the_rest();
         if left > 0 {
-            Counters::add(&counters.dropped_on_close, left);
             tracing::error!(
                 target_url = %target,
                 dropped = left,
@@ -353,15 +341,14 @@ impl SyslogSink {
             let connection = self.connection.as_mut().expect("connected above");
             match connection.send(message).await {
                 Ok(()) => {
-                    Counters::add(&self.counters.sent, 1);
-                    self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.counters.queue.sent(1);
                     self.failures_in_a_row = 0;
                     return;
                 }
                 Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
                     // Retrying would block every later message behind it.
                     Counters::add(&self.counters.dropped_unsendable, 1);
-                    self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.counters.queue.discarded();
                     tracing::error!(
                         target_url = %self.target,
                         bytes = message.len(),
@@ -386,7 +373,7 @@ impl SyslogSink {
                 target_url = %self.target,
                 error = %err,
                 failures = self.failures_in_a_row + 1,
-                queued = self.counters.queued.load(Ordering::Acquire),
+                queued = self.counters.queue.figures().queued,
                 "{what}; alerts stay queued and are retried"
             );
         }
