@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![feature(asm_experimental_arch)]
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -570,8 +571,47 @@ impl PacketBytes for XdpBytes<'_> {
         // SAFETY: start + offset + size <= data_end was checked above, so
         // the read stays inside the packet; unaligned reads are allowed, and
         // T is FromBytes: every bit pattern of its size is a valid T.
-        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+        Some(unsafe { read_packet::<T>((start + offset) as *const u8) })
     }
+}
+
+/// Reads a `T` at `ptr`, a whole number of 32-bit words at a time where its
+/// size allows. LLVM may not assume a packet pointer is aligned, so a plain
+/// unaligned read of a 20-byte header becomes 20 single-byte loads; the
+/// words are loaded by hand instead (BPF and the JITs accept unaligned
+/// packet loads), into an aligned buffer on the stack.
+///
+/// # Safety
+/// `size_of::<T>()` bytes from `ptr` lie inside the packet (checked against
+/// `data_end`), and `T` is `FromBytes`.
+#[inline(always)]
+unsafe fn read_packet<T: Copy + FromBytes>(ptr: *const u8) -> T {
+    const MAX_WORDS: usize = 10;
+    let size = core::mem::size_of::<T>();
+    if !size.is_multiple_of(4) || size > MAX_WORDS * 4 {
+        // SAFETY: the caller's promise.
+        return unsafe { core::ptr::read_unaligned(ptr.cast::<T>()) };
+    }
+    let mut words = [0u32; MAX_WORDS];
+    let mut i = 0;
+    while i < size / 4 {
+        let word: u32;
+        // SAFETY: word `i` lies within the `size` bytes the caller checked;
+        // a single BPF load that reads nothing else.
+        unsafe {
+            core::arch::asm!(
+                "{w} = *(u32 *)({p} + 0)",
+                p = in(reg) ptr.add(i * 4),
+                w = lateout(reg) word,
+                options(readonly, nostack, preserves_flags),
+            )
+        };
+        words[i] = word;
+        i += 1;
+    }
+    // SAFETY: `words` holds `size` initialised bytes (size <= its length)
+    // and T is FromBytes.
+    unsafe { core::ptr::read_unaligned(words.as_ptr().cast::<T>()) }
 }
 
 struct KernelTables {
