@@ -1896,6 +1896,16 @@ fn option_and_extension_header_checks_fire_and_their_neighbours_do_not() {
         &[2456],
     ));
     cases.push(case(
+        "NOP, NOP, timestamps",
+        v4_options(&[], &tcp_options(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])),
+        &[],
+    ));
+    cases.push(case(
+        "NOP, NOP, timestamps of length 11",
+        v4_options(&[], &tcp_options(&[1, 1, 8, 11, 0, 0, 0, 1, 0, 0, 0, 2])),
+        &[2456],
+    ));
+    cases.push(case(
         "40 bytes of TCP NOPs",
         v4_options(&[], &tcp_options(&[1; 40])),
         &[],

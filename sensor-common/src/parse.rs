@@ -408,7 +408,7 @@ fn parse_tcp<B: PacketBytes + ?Sized>(
     let data_offset = ((hdr[12] >> 4) as usize) * 4;
     if data_offset < TCP_MIN_HEADER || data_offset > available {
         meta.events |= event::bit(event::BAD_TCP_OFFSET);
-    } else if data_offset > TCP_MIN_HEADER {
+    } else if data_offset > TCP_MIN_HEADER && !is_timestamps_only(bytes, l4, data_offset) {
         meta.events |= bytes.option_events(
             l4 + TCP_MIN_HEADER,
             data_offset - TCP_MIN_HEADER,
@@ -420,6 +420,15 @@ fn parse_tcp<B: PacketBytes + ?Sized>(
     if meta.tcp_flags & syn_ack == crate::packet::tcp::SYN {
         meta.events |= event::bit(event::SYN_NO_ACK);
     }
+}
+
+/// The options of nearly every segment of an established connection: NOP,
+/// NOP, timestamps (12 bytes), which cannot be malformed; the option walk
+/// is skipped for them to keep the common packet's cost flat.
+#[inline(always)]
+fn is_timestamps_only<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, data_offset: usize) -> bool {
+    data_offset == TCP_MIN_HEADER + 12
+        && bytes.load::<[u8; 4]>(l4 + TCP_MIN_HEADER) == Some([1, 1, 8, 10])
 }
 
 /// `land` and `martian_src`: judged on the addresses alone.

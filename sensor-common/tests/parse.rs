@@ -2591,6 +2591,22 @@ fn tcp_malformed_options() {
     assert_events(&tcp_with_options(&[1, 8, 7, 0, 0, 0, 0, 0]), &[syn]);
     // The length byte missing.
     assert_events(&tcp_with_options(&[1, 1, 1, 2]), &[syn, bad]);
+    // NOP, NOP, timestamps (the walk's shortcut) and its near misses.
+    let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    assert_events(&tcp_with_options(&ts), &[syn]);
+    assert_events(
+        &tcp_with_options(&[1, 1, 8, 11, 0, 0, 0, 1, 0, 0, 0, 2]),
+        &[syn, bad],
+    );
+    // Longer than the shortcut's 12 bytes: walked.
+    assert_events(
+        &tcp_with_options(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1, 1, 0]),
+        &[syn],
+    );
+    assert_events(
+        &tcp_with_options(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 2, 1, 0, 0]),
+        &[syn, bad],
+    );
     // 40 bytes of no-operations (the most a data offset allows).
     assert_events(&tcp_with_options(&[1; 40]), &[syn]);
     let mut long = vec![1; 39];
