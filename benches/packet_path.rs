@@ -163,16 +163,7 @@ fn rule_yaml(id: u32, rule: &sensor::rules::Rule) -> String {
         Match::SynFlood(_) => unreachable!("not copied"),
     };
     fn header_name(check: HeaderCheck) -> &'static str {
-        match check {
-            HeaderCheck::Land => "land",
-            HeaderCheck::BadIhl => "bad_ihl",
-            HeaderCheck::BadTotalLength => "bad_total_length",
-            HeaderCheck::BadTcpOffset => "bad_tcp_offset",
-            HeaderCheck::ZeroPort => "zero_port",
-            HeaderCheck::MartianSrc => "martian_src",
-            HeaderCheck::IpReservedBit => "ip_reserved_bit",
-            HeaderCheck::DfWithFragment => "df_with_fragment",
-        }
+        check.name()
     }
     format!(
         "  - {{ id: {id}, name: copy {id}, severity: low, scope: {{ protocol: {protocol} }}, match: {matcher} }}\n"

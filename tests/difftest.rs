@@ -188,6 +188,33 @@ rules:
     action: drop
     block_seconds: 3600
     match: { header: { check: bad_tcp_offset } }
+  - id: 900022
+    name: IPv6 routing type 0
+    severity: medium
+    match: { header: { check: ipv6_routing_type0 } }
+  - id: 900023
+    name: IPv6 duplicate extension header, drop
+    severity: medium
+    action: drop
+    block_seconds: 3600
+    match: { header: { check: ipv6_duplicate_ext_header } }
+  - id: 900024
+    name: IPv6 hop-by-hop not first
+    severity: low
+    scope: { protocol: tcp }
+    match: { header: { check: ipv6_hop_by_hop_not_first } }
+  - id: 900025
+    name: IPv4 source route
+    severity: medium
+    match: { header: { check: ipv4_source_route } }
+  - id: 900026
+    name: IPv4 malformed option
+    severity: low
+    match: { header: { check: ipv4_option_malformed } }
+  - id: 900027
+    name: TCP malformed option
+    severity: low
+    match: { header: { check: tcp_option_malformed } }
 "#;
 
 /// splitmix64: a tiny seeded generator (no dependency, same stream everywhere).
@@ -327,6 +354,27 @@ fn transport(rng: &mut Rng, proto: u8) -> Vec<u8> {
                 rng.next() as u32,
                 &payload,
             );
+            if rng.chance(10) {
+                // Options: NOPs, EOL, MSS, SACK, timestamps, window scale,
+                // any byte (lengths among them); 4 to 40 bytes.
+                let len = 4 * (1 + rng.below(10) as usize);
+                let options: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let any = rng.byte();
+                        rng.pick(&[1, 1, 0, 2, 4, 8, 10, 3, any])
+                    })
+                    .collect();
+                let flags = u16::from_be_bytes([tcp[12], tcp[13]]) & 0x1ff;
+                let ports = [tcp[0], tcp[1], tcp[2], tcp[3]];
+                tcp = frames::tcp_raw(
+                    u16::from_be_bytes([ports[0], ports[1]]),
+                    u16::from_be_bytes([ports[2], ports[3]]),
+                    flags,
+                    5 + (len / 4) as u8,
+                    &options,
+                    &payload,
+                );
+            }
             if rng.chance(8) {
                 // Data offset anything, options or not.
                 tcp[12] = (rng.below(16) as u8) << 4 | (tcp[12] & 0x0f);
@@ -381,12 +429,13 @@ fn ipv4_packet(rng: &mut Rng, layers: &mut Vec<usize>, base: usize) -> Vec<u8> {
         _ => rng.next() as u16,
     };
     if rng.chance(15) {
-        // Options: NOPs, an EOL, a timestamp-like blob; up to 40 bytes.
+        // Options: NOPs, an EOL, timestamp, record and source routes, any
+        // byte (lengths among them); up to 40 bytes.
         let len = 1 + rng.below(40) as usize;
         header.options = (0..len)
             .map(|_| {
                 let any = rng.byte();
-                rng.pick(&[1, 1, 0, 68, 7, 4, any])
+                rng.pick(&[1, 1, 0, 68, 7, 4, 131, 137, 8, any])
             })
             .collect();
     }
@@ -454,6 +503,10 @@ fn ipv6_packet(rng: &mut Rng, layers: &mut Vec<usize>, base: usize) -> Vec<u8> {
                 let len_field = rng.pick(&[0, 0, 1, 3]);
                 let mut h = vec![next, len_field];
                 h.extend(rng.bytes((len_field as usize + 1) * 8 - 2));
+                if kind == 43 && rng.chance(30) {
+                    // A routing type of 0 (RFC 5095) or its neighbours.
+                    h[2] = rng.pick(&[0, 0, 2, 4]);
+                }
                 h
             }
         };
@@ -948,6 +1001,8 @@ fn kernel_and_replay_agree_frame_by_frame() {
     // Dropped frames, parsed IP frames, alert records, alerting frames,
     // syn_flood alerts, matches the rate limit held back, storm records.
     let mut totals = [0u64; 7];
+    // Matches of each rule (by signature id), over every epoch.
+    let mut hits_by_sig = std::collections::BTreeMap::<u32, u64>::new();
     let started = std::time::Instant::now();
     let mut done = 0u64;
     while done < frames {
@@ -1022,6 +1077,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
             if rules.rules[slot].kind != kind::SYN_FLOOD {
                 totals[5] += stats.hits - stats.alerts;
             }
+            *hits_by_sig.entry(rules.rules[slot].sig_id).or_default() += stats.hits;
             if *stats != replay_stats[slot] {
                 disagreements += 1;
                 eprintln!(
@@ -1080,5 +1136,12 @@ fn kernel_and_replay_agree_frame_by_frame() {
             proof_totals.iter().all(|n| *n > 0),
             "handshakes and block_when exercised too little: {proof_totals:?}"
         );
+        // The option and extension-header checks (900022..900027).
+        for sig in 900_022..=900_027 {
+            assert!(
+                hits_by_sig.get(&sig).copied().unwrap_or(0) > 0,
+                "rule {sig} never matched: {hits_by_sig:?}"
+            );
+        }
     }
 }

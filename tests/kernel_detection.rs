@@ -1682,6 +1682,241 @@ fn header_checks_positive_cases_and_near_misses() {
     stats_agree(&bench);
 }
 
+// ---- option and extension-header checks -----------------------------------------
+
+/// An 8-byte IPv6 extension header of type `routing_type` if it is a
+/// routing header (the third byte), before `rest`.
+fn routing_header(next: u8, routing_type: u8, rest: &[u8]) -> Vec<u8> {
+    let mut h = frames::ipv6_ext(next, rest);
+    h[2] = routing_type;
+    h
+}
+
+#[test]
+fn option_and_extension_header_checks_fire_and_their_neighbours_do_not() {
+    if !sensor::testing::bpf_available(
+        "option_and_extension_header_checks_fire_and_their_neighbours_do_not",
+    ) {
+        return;
+    }
+    let yaml = rules_yaml(&[
+        (2451, "", "{ header: { check: ipv6_routing_type0 } }"),
+        (2452, "", "{ header: { check: ipv6_duplicate_ext_header } }"),
+        (2453, "", "{ header: { check: ipv6_hop_by_hop_not_first } }"),
+        (2454, "", "{ header: { check: ipv4_source_route } }"),
+        (2455, "", "{ header: { check: ipv4_option_malformed } }"),
+        (2456, "", "{ header: { check: tcp_option_malformed } }"),
+        (2457, "", "{ header: { check: land } }"),
+    ]);
+    let mut bench = Bench::new(&yaml);
+    let mut next_v6: u16 = 0x700;
+    let mut v6_frame = move |first: u8, chain: Vec<u8>| {
+        next_v6 += 1;
+        eth6(&frames::ipv6(
+            frames::doc_v6(next_v6),
+            frames::doc_v6(1),
+            64,
+            first,
+            &chain,
+        ))
+    };
+    let ack = frames::tcp(40000, 80, flags::ACK, 1, &[]);
+    let mut next_src: u8 = 100;
+    let mut v4_options = move |options: &[u8], tcp: &[u8]| {
+        next_src += 1;
+        let mut ip = Ipv4::new(net1(next_src), DST4, PROTO_TCP);
+        ip.options = options.to_vec();
+        eth4(&ip.build(tcp))
+    };
+    let tcp_options = |options: &[u8]| {
+        frames::tcp_raw(
+            40000,
+            80,
+            flags::SYN,
+            5 + (options.len() / 4) as u8,
+            options,
+            &[],
+        )
+    };
+
+    let mut cases = Vec::new();
+    // ipv6_routing_type0 and its neighbours (types 2 and 4).
+    cases.push(case(
+        "routing type 0",
+        v6_frame(V6_ROUTING, routing_header(PROTO_TCP, 0, &ack)),
+        &[2451],
+    ));
+    for benign in [2u8, 4] {
+        cases.push(case(
+            format!("routing type {benign}"),
+            v6_frame(V6_ROUTING, routing_header(PROTO_TCP, benign, &ack)),
+            &[],
+        ));
+    }
+    // ipv6_duplicate_ext_header: destination options twice is allowed,
+    // three times or routing twice is not.
+    let dest = |rest: &[u8]| frames::ipv6_ext(V6_DEST_OPTS, rest);
+    cases.push(case(
+        "destination options twice",
+        v6_frame(V6_DEST_OPTS, dest(&frames::ipv6_ext(PROTO_TCP, &ack))),
+        &[],
+    ));
+    cases.push(case(
+        "destination options three times",
+        v6_frame(
+            V6_DEST_OPTS,
+            dest(&dest(&frames::ipv6_ext(PROTO_TCP, &ack))),
+        ),
+        &[2452],
+    ));
+    cases.push(case(
+        "routing twice",
+        v6_frame(
+            V6_ROUTING,
+            routing_header(V6_ROUTING, 2, &routing_header(PROTO_TCP, 2, &ack)),
+        ),
+        &[2452],
+    ));
+    cases.push(case(
+        "two fragment headers",
+        v6_frame(
+            V6_FRAGMENT,
+            frames::ipv6_fragment(
+                V6_FRAGMENT,
+                0,
+                true,
+                9,
+                &frames::ipv6_fragment(PROTO_TCP, 0, true, 9, &ack),
+            ),
+        ),
+        &[2452],
+    ));
+    // ipv6_hop_by_hop_not_first.
+    cases.push(case(
+        "hop-by-hop first",
+        v6_frame(V6_HOP_BY_HOP, frames::ipv6_ext(PROTO_TCP, &ack)),
+        &[],
+    ));
+    cases.push(case(
+        "hop-by-hop after destination options",
+        v6_frame(
+            V6_DEST_OPTS,
+            frames::ipv6_ext(V6_HOP_BY_HOP, &frames::ipv6_ext(PROTO_TCP, &ack)),
+        ),
+        &[2453],
+    ));
+    cases.push(case(
+        "hop-by-hop twice",
+        v6_frame(
+            V6_HOP_BY_HOP,
+            frames::ipv6_ext(V6_HOP_BY_HOP, &frames::ipv6_ext(PROTO_TCP, &ack)),
+        ),
+        &[2452, 2453],
+    ));
+    // ipv4_source_route and its neighbour, record route.
+    cases.push(case(
+        "LSRR",
+        v4_options(&[131, 7, 4, 192, 0, 2, 1, 0], &ack),
+        &[2454],
+    ));
+    cases.push(case(
+        "SSRR after NOPs",
+        v4_options(&[1, 1, 1, 137, 7, 4, 192, 0, 2, 1, 0, 0], &ack),
+        &[2454],
+    ));
+    cases.push(case(
+        "record route",
+        v4_options(&[7, 7, 4, 0, 0, 0, 0, 0], &ack),
+        &[],
+    ));
+    cases.push(case(
+        "LSRR after end of list",
+        v4_options(&[0, 131, 7, 4, 192, 0, 2, 1], &ack),
+        &[],
+    ));
+    // ipv4_option_malformed.
+    cases.push(case(
+        "IPv4 option length 1",
+        v4_options(&[68, 1, 0, 0], &ack),
+        &[2455],
+    ));
+    cases.push(case(
+        "IPv4 option past the header",
+        v4_options(&[1, 7, 4, 0], &ack),
+        &[2455],
+    ));
+    cases.push(case(
+        "IPv4 option to the header's end",
+        v4_options(&[1, 7, 3, 0], &ack),
+        &[],
+    ));
+    cases.push(case(
+        "IPv4 option without length byte",
+        v4_options(&[1, 1, 1, 7], &ack),
+        &[2455],
+    ));
+    cases.push(case(
+        "40 bytes of IPv4 NOPs",
+        v4_options(&[1; 40], &ack),
+        &[],
+    ));
+    cases.push(case(
+        "malformed LSRR",
+        v4_options(&[131, 9, 4, 192, 0, 2, 1, 0], &ack),
+        &[2454, 2455],
+    ));
+    // tcp_option_malformed.
+    let linux = frames::tcp_with_options(40000, 80, flags::SYN, 1, &[]);
+    cases.push(case("Linux SYN options", v4_options(&[], &linux), &[]));
+    cases.push(case(
+        "TCP option length 0",
+        v4_options(&[], &tcp_options(&[2, 0, 5, 180])),
+        &[2456],
+    ));
+    cases.push(case(
+        "TCP option past data offset",
+        v4_options(&[], &tcp_options(&[1, 8, 8, 0, 0, 0, 0, 0])),
+        &[2456],
+    ));
+    cases.push(case(
+        "TCP option to data offset",
+        v4_options(&[], &tcp_options(&[1, 8, 7, 0, 0, 0, 0, 0])),
+        &[],
+    ));
+    cases.push(case(
+        "TCP option without length byte",
+        v4_options(&[], &tcp_options(&[1, 1, 1, 2])),
+        &[2456],
+    ));
+    cases.push(case(
+        "NOP, NOP, timestamps",
+        v4_options(&[], &tcp_options(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])),
+        &[],
+    ));
+    cases.push(case(
+        "NOP, NOP, timestamps of length 11",
+        v4_options(&[], &tcp_options(&[1, 1, 8, 11, 0, 0, 0, 1, 0, 0, 0, 2])),
+        &[2456],
+    ));
+    cases.push(case(
+        "40 bytes of TCP NOPs",
+        v4_options(&[], &tcp_options(&[1; 40])),
+        &[],
+    ));
+    // Both rule-table regions at once: land (first) with an option check.
+    let mut land = Ipv4::new(net1(99), net1(99), PROTO_TCP);
+    land.options = vec![131, 7, 4, 192, 0, 2, 1, 0];
+    cases.push(case(
+        "land with LSRR and a bad TCP option",
+        eth4(&land.build(&tcp_options(&[2, 0, 5, 180]))),
+        &[2454, 2456, 2457],
+    ));
+
+    let failures = run_cases(&mut bench, &cases, true);
+    assert_no_failures(&failures);
+    stats_agree(&bench);
+}
+
 // ---- scope --------------------------------------------------------------------------
 
 #[test]

@@ -180,6 +180,13 @@ fn kernel_verdicts_and_alert_records_on_crafted_frames() {
     }
     let rules = compile_yaml(RULES);
     let mut kernel = Kernel::load().expect("XDP program loads");
+    // The verifier's budget is a hard limit (1,000,000): say how much of it
+    // the program takes, so that a change's cost shows in the test log.
+    if let Ok(Some(insns)) = kernel.verified_insns() {
+        sensor::testing::report(&format!(
+            "xdp_test_run: the verifier processed {insns} instructions (limit 1000000)"
+        ));
+    }
     kernel
         .write_rules(&rules, SensorMode::Ids)
         .expect("rule maps written");

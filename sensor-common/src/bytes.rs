@@ -2,6 +2,10 @@
 
 use zerocopy::FromBytes;
 
+use crate::ipv6_chain::{ChainWalk, chain_step};
+use crate::options::{MAX_OPTION_BYTES, OptionWalk, option_step};
+use crate::packet::MAX_IPV6_EXT_HEADERS;
+
 /// The furthest offset the parser ever reads at: a jumbo frame (9 KiB), so
 /// no header inside a frame the sensor can receive is out of reach (long
 /// IPv6 extension headers must not hide the transport header). Every load is
@@ -27,6 +31,46 @@ pub trait PacketBytes {
     #[inline(always)]
     fn opaque(&self, value: usize) -> usize {
         value
+    }
+
+    /// The events of the IPv4 or TCP options in the `len` bytes at `start`
+    /// (see [`crate::options`]): `malformed` for a malformed option, and
+    /// with `source_route` the IPv4 LSRR/SSRR event. The kernel runs the
+    /// same steps in a `bpf_loop`.
+    #[inline(always)]
+    fn option_events(&self, start: usize, len: usize, malformed: u32, source_route: bool) -> u32 {
+        let mut walk = OptionWalk::EMPTY;
+        walk.start(len, malformed, source_route);
+        for i in 0..walk.len as usize {
+            match self.u8_at(start + i) {
+                Some(byte) => walk.bytes[i] = byte,
+                None => {
+                    // Not reached: the options lie inside the header.
+                    walk.len = i as u32;
+                    break;
+                }
+            }
+        }
+        for _ in 0..MAX_OPTION_BYTES {
+            if !option_step(&mut walk) {
+                break;
+            }
+        }
+        walk.events
+    }
+
+    /// The events of the IPv6 extension-header chain that starts at
+    /// `offset` with a header of type `next` (see [`crate::ipv6_chain`]).
+    /// The kernel runs the same steps in a `bpf_loop`.
+    #[inline(always)]
+    fn ipv6_chain_events(&self, offset: usize, ip_end: usize, next: u8) -> u32 {
+        let mut walk = ChainWalk::new(offset, ip_end, next);
+        for _ in 0..MAX_IPV6_EXT_HEADERS {
+            if !chain_step(self, &mut walk) {
+                break;
+            }
+        }
+        walk.events
     }
 
     #[inline(always)]

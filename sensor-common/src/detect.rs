@@ -10,9 +10,10 @@ use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
 use crate::proof::judge_block;
 use crate::tables::{
     ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE,
-    EVENT_SETS, FLAGS_BASE, Handshake, HandshakeKey, MASK_WORDS, MAX_TINY_THRESHOLD, PROTO_BASE,
-    RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynKey,
-    SynWindow, TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track, uses,
+    EVENT_SETS, FLAGS_BASE, Handshake, HandshakeKey, MASK_WORDS, MAX_TINY_THRESHOLD,
+    OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE, RATE_BURST,
+    RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynKey, SynWindow,
+    TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
@@ -345,9 +346,13 @@ fn kind_rows<T: RuleTables + ?Sized, V: FnMut(Option<&RuleMask>)>(
         };
         visit(tables.mask(TINY_BASE + len));
     }
-    let events = meta.events as u32 & (EVENT_SETS - 1);
+    let events = meta.events & (EVENT_SETS - 1);
     if events != 0 {
         visit(tables.mask(EVENT_SET_BASE + events));
+    }
+    let option_events = (meta.events >> OPTION_EVENT_FIRST) & (OPTION_EVENT_SETS - 1);
+    if option_events != 0 {
+        visit(tables.mask(OPTION_EVENT_SET_BASE + option_events));
     }
 }
 

@@ -10,6 +10,8 @@ use crate::filter::{
     FilterOp, FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
     TalkerStats,
 };
+use crate::ipv6_chain::ChainWalk;
+use crate::options::OptionWalk;
 use crate::packet::{AddrKey, PacketMeta};
 use crate::tables::{
     AlertBudget, BlockEntry, BlockPolicy, Handshake, HandshakeKey, MASK_WORDS, RateKey, RateState,
@@ -28,6 +30,8 @@ macro_rules! layout {
 layout! {
     AddrKey: size 17, align 1;
     PacketMeta: size 88, align 4;
+    OptionWalk: size 84, align 4;
+    ChainWalk: size 20, align 4;
     AlertRecord: size 120, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
     RuleInfo: size 32, align 8;

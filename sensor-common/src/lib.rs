@@ -2,6 +2,8 @@
 //!
 //! - [`bytes`]: bounded byte access, implemented for `[u8]` here and for the
 //!   XDP context in the kernel program.
+//! - [`options`]: the IPv4/TCP option walk, one step at a time.
+//! - [`ipv6_chain`]: the IPv6 extension-header chain checks, one header at a time.
 //! - [`parse`]: the one header parser (Ethernet, VLAN/QinQ, IPv4, IPv6 with
 //!   extension headers, TCP, UDP, ICMP, ICMPv6) producing a [`PacketMeta`].
 //! - [`tables`]: the compiled form of the rules, as the BPF maps hold it.
@@ -26,7 +28,9 @@ pub mod alert;
 pub mod bytes;
 pub mod detect;
 pub mod filter;
+pub mod ipv6_chain;
 pub mod layout;
+pub mod options;
 pub mod packet;
 pub mod parse;
 pub mod proof;

@@ -55,11 +55,26 @@ pub mod event {
     pub const FIRST_FRAGMENT: u8 = 11;
     /// TCP SYN without ACK: what `syn_flood` rules count.
     pub const SYN_NO_ACK: u8 = 12;
+    // The option and extension-header checks (docs/CONTRACT.md section 2).
+    // They are a region of their own in the rule tables (see
+    // `tables::OPTION_EVENT_SET_BASE`), so they must stay the top bits.
+    /// An IPv6 routing header of type 0 (RFC 5095).
+    pub const IPV6_ROUTING_TYPE0: u8 = 13;
+    /// An IPv6 extension header more often than RFC 8200 4.1 allows.
+    pub const IPV6_DUPLICATE_EXT_HEADER: u8 = 14;
+    /// An IPv6 hop-by-hop header that is not the first extension header.
+    pub const IPV6_HOP_BY_HOP_NOT_FIRST: u8 = 15;
+    /// An IPv4 LSRR or SSRR option.
+    pub const IPV4_SOURCE_ROUTE: u8 = 16;
+    /// An IPv4 option whose length is below 2 or runs past the header.
+    pub const IPV4_OPTION_MALFORMED: u8 = 17;
+    /// A TCP option whose length is below 2 or runs past the header.
+    pub const TCP_OPTION_MALFORMED: u8 = 18;
     /// Rows in the event table.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 19;
 
     #[inline(always)]
-    pub const fn bit(event: u8) -> u16 {
+    pub const fn bit(event: u8) -> u32 {
         1 << event
     }
 }
@@ -136,7 +151,7 @@ pub struct PacketMeta {
     /// [`flag`] bits.
     pub flags: u16,
     /// [`event`] bits.
-    pub events: u16,
+    pub events: u32,
     /// 4, 6, or [`IP_VERSION_NONE`] when no IP header could be read.
     pub ip_version: u8,
     /// IPv4 TTL or IPv6 hop limit.
@@ -148,7 +163,7 @@ pub struct PacketMeta {
     pub icmp_code: u8,
     /// Explicit tail padding: the record is copied to userspace byte for
     /// byte, so no byte of it may be left undefined.
-    pub _pad: [u8; 8],
+    pub _pad: [u8; 6],
 }
 
 impl PacketMeta {

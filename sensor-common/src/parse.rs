@@ -25,11 +25,11 @@ const TCP_MIN_HEADER: usize = 20;
 /// Where the data offset sits in the TCP header.
 const TCP_DATA_OFFSET_BYTE: usize = 12;
 
-const IPV6_HOP_BY_HOP: u8 = 0;
-const IPV6_ROUTING: u8 = 43;
-const IPV6_FRAGMENT: u8 = 44;
-const IPV6_AH: u8 = 51;
-const IPV6_DEST_OPTS: u8 = 60;
+pub(crate) const IPV6_HOP_BY_HOP: u8 = 0;
+pub(crate) const IPV6_ROUTING: u8 = 43;
+pub(crate) const IPV6_FRAGMENT: u8 = 44;
+pub(crate) const IPV6_AH: u8 = 51;
+pub(crate) const IPV6_DEST_OPTS: u8 = 60;
 
 /// Largest IP datagram a fragment may build up to.
 const MAX_DATAGRAM: u32 = 65_535;
@@ -183,6 +183,14 @@ fn parse_ipv4<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
         meta.events |= event::bit(event::BAD_TOTAL_LENGTH);
         return;
     }
+    if header_len > IPV4_MIN_HEADER {
+        meta.events |= bytes.option_events(
+            l3 + IPV4_MIN_HEADER,
+            header_len - IPV4_MIN_HEADER,
+            event::bit(event::IPV4_OPTION_MALFORMED),
+            true,
+        );
+    }
     let payload = total_len - header_len;
     meta.l3_payload_len = payload as u32;
     fragment_checks(meta, offset, more_fragments, payload as u32);
@@ -218,6 +226,11 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     }
     let ip_end = l3 + IPV6_HEADER + payload_len;
     let mut offset = l3 + IPV6_HEADER;
+    if is_ipv6_extension(next) {
+        // Routing type 0, duplicates, hop-by-hop not first: a walk of its
+        // own over the same chain (in the kernel a `bpf_loop`).
+        meta.events |= bytes.ipv6_chain_events(offset, ip_end, next);
+    }
     // Where the fragment header is (0: none). Its fields are judged after
     // the walk, which keeps the loop body small for the verifier.
     let mut fragment_at = 0;
@@ -246,9 +259,13 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
             IPV6_AH => (len_field as usize + 2) * 4,
             _ => (len_field as usize + 1) * 8,
         };
-        // An extension header running past the packet, or a second
-        // fragment header (RFC 8200 allows one): stop here.
-        if offset + header_len > ip_end || (next == IPV6_FRAGMENT && fragment_at != 0) {
+        // An extension header running past the packet: stop here.
+        if offset + header_len > ip_end {
+            cut_short = true;
+            break;
+        }
+        // A second fragment header (RFC 8200 allows one): stop here too.
+        if next == IPV6_FRAGMENT && fragment_at != 0 {
             cut_short = true;
             break;
         }
@@ -302,7 +319,7 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
 }
 
 #[inline(always)]
-fn is_ipv6_extension(next: u8) -> bool {
+pub(crate) fn is_ipv6_extension(next: u8) -> bool {
     matches!(
         next,
         IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH | IPV6_FRAGMENT
@@ -389,11 +406,27 @@ fn parse_tcp<B: PacketBytes + ?Sized>(
     let data_offset = ((hdr[12] >> 4) as usize) * 4;
     if data_offset < TCP_MIN_HEADER || data_offset > available {
         meta.events |= event::bit(event::BAD_TCP_OFFSET);
+    } else if data_offset > TCP_MIN_HEADER && !is_timestamps_only(bytes, l4, data_offset) {
+        meta.events |= bytes.option_events(
+            l4 + TCP_MIN_HEADER,
+            data_offset - TCP_MIN_HEADER,
+            event::bit(event::TCP_OPTION_MALFORMED),
+            false,
+        );
     }
     let syn_ack = crate::packet::tcp::SYN | crate::packet::tcp::ACK;
     if meta.tcp_flags & syn_ack == crate::packet::tcp::SYN {
         meta.events |= event::bit(event::SYN_NO_ACK);
     }
+}
+
+/// The options of nearly every segment of an established connection: NOP,
+/// NOP, timestamps (12 bytes), which cannot be malformed; the option walk
+/// is skipped for them to keep the common packet's cost flat.
+#[inline(always)]
+fn is_timestamps_only<B: PacketBytes + ?Sized>(bytes: &B, l4: usize, data_offset: usize) -> bool {
+    data_offset == TCP_MIN_HEADER + 12
+        && bytes.load::<[u8; 4]>(l4 + TCP_MIN_HEADER) == Some([1, 1, 8, 10])
 }
 
 /// `land` and `martian_src`: judged on the addresses alone.

@@ -97,6 +97,11 @@ pub const MAX_TINY_THRESHOLD: u32 = 256;
 // masks[EVENT_SET_BASE + events]      the union of the EVENT_BASE rows of
 //                                     each event set in `events & 0x7ff`:
 //                                     one lookup per packet, not one per event
+// masks[OPTION_EVENT_SET_BASE + set]  the same for the option and
+//                                     extension-header events (bits 13..18):
+//                                     a second region rather than a wider
+//                                     first one, which would need 2^17 rows;
+//                                     looked up only when one of them is set
 
 pub const FLAGS_BASE: u32 = 0;
 pub const TTL_BASE: u32 = FLAGS_BASE + crate::packet::tcp::FLAG_VALUES;
@@ -109,7 +114,13 @@ pub const EVENT_SET_BASE: u32 = ANY_BASE + any::COUNT;
 /// Rows of the `EVENT_SET_BASE` region: one per combination of the events
 /// below [`crate::packet::event::FIRST_FRAGMENT`].
 pub const EVENT_SETS: u32 = 1 << crate::packet::event::FIRST_FRAGMENT;
-pub const MASK_TABLE_LEN: u32 = EVENT_SET_BASE + EVENT_SETS;
+/// The first event of the `OPTION_EVENT_SET_BASE` region; it and every
+/// later event up to [`crate::packet::event::COUNT`] are in it.
+pub const OPTION_EVENT_FIRST: u8 = crate::packet::event::IPV6_ROUTING_TYPE0;
+pub const OPTION_EVENT_SET_BASE: u32 = EVENT_SET_BASE + EVENT_SETS;
+/// Rows of the `OPTION_EVENT_SET_BASE` region: one per combination.
+pub const OPTION_EVENT_SETS: u32 = 1 << (crate::packet::event::COUNT - OPTION_EVENT_FIRST as u32);
+pub const MASK_TABLE_LEN: u32 = OPTION_EVENT_SET_BASE + OPTION_EVENT_SETS;
 
 /// Rows of the `ANY_BASE` region.
 pub mod any {

@@ -302,7 +302,7 @@ fn parse(frame: &[u8]) -> PacketMeta {
     parse_ethernet(frame)
 }
 
-const EVENT_NAMES: [&str; 13] = [
+const EVENT_NAMES: [&str; 19] = [
     "LAND",
     "BAD_IHL",
     "BAD_TOTAL_LENGTH",
@@ -316,16 +316,22 @@ const EVENT_NAMES: [&str; 13] = [
     "FRAG_ATOMIC",
     "FIRST_FRAGMENT",
     "SYN_NO_ACK",
+    "IPV6_ROUTING_TYPE0",
+    "IPV6_DUPLICATE_EXT_HEADER",
+    "IPV6_HOP_BY_HOP_NOT_FIRST",
+    "IPV4_SOURCE_ROUTE",
+    "IPV4_OPTION_MALFORMED",
+    "TCP_OPTION_MALFORMED",
 ];
 
-fn event_names(events: u16) -> Vec<&'static str> {
-    (0..16)
+fn event_names(events: u32) -> Vec<&'static str> {
+    (0..32)
         .filter(|bit| events & (1 << bit) != 0)
         .map(|bit| EVENT_NAMES.get(bit).copied().unwrap_or("UNKNOWN_EVENT_BIT"))
         .collect()
 }
 
-fn events_of(list: &[u8]) -> u16 {
+fn events_of(list: &[u8]) -> u32 {
     list.iter().fold(0, |acc, e| acc | event::bit(*e))
 }
 
@@ -637,9 +643,9 @@ fn vlan_truncated_tags_do_not_parse_ip() {
 #[test]
 fn ipv4_options_every_ihl_from_6_to_15() {
     for ihl in 6u8..=15 {
-        // Options bytes that would read as ports 0xaaaa if the parser
-        // assumed a 20-byte header.
-        let options = vec![0xaa; (ihl as usize - 5) * 4];
+        // No-operation options, which would read as ports 0x0101 if the
+        // parser assumed a 20-byte header.
+        let options = vec![1; (ihl as usize - 5) * 4];
         let seg = Tcp {
             sport: 1000 + ihl as u16,
             dport: 2000 + ihl as u16,
@@ -1211,7 +1217,12 @@ fn ipv6_chain_shorter_than_max_is_walked() {
         let m = parse(&ipv6_chain_of(n));
         assert_eq!(m.proto, PROTO_TCP, "{n} headers");
         assert_ports(&m, 40000, 80);
-        assert_events(&m, &[event::SYN_NO_ACK]);
+        // A chain of destination options: a third one is a duplicate.
+        if n <= 2 {
+            assert_events(&m, &[event::SYN_NO_ACK]);
+        } else {
+            assert_events(&m, &[event::SYN_NO_ACK, event::IPV6_DUPLICATE_EXT_HEADER]);
+        }
     }
 }
 
@@ -1225,7 +1236,7 @@ fn regression_ipv6_chain_of_exactly_max_ext_headers_is_parsed() {
     let m = parse(&ipv6_chain_of(MAX_IPV6_EXT_HEADERS));
     assert_eq!(m.proto, PROTO_TCP);
     assert_ports(&m, 40000, 80);
-    assert_events(&m, &[event::SYN_NO_ACK]);
+    assert_events(&m, &[event::SYN_NO_ACK, event::IPV6_DUPLICATE_EXT_HEADER]);
 }
 
 /// Same off-by-one with a fragment header as the 6th header.
@@ -1245,7 +1256,14 @@ fn regression_ipv6_six_headers_ending_with_atomic_fragment_is_parsed() {
     let m = parse(&eth(ETH_P_IPV6, &ipv6(DEST_OPTS, &payload)));
     assert!(m.has(flag::IPV6_FRAG_HEADER));
     assert_ports(&m, 40000, 80);
-    assert_events(&m, &[event::FRAG_ATOMIC, event::SYN_NO_ACK]);
+    assert_events(
+        &m,
+        &[
+            event::FRAG_ATOMIC,
+            event::SYN_NO_ACK,
+            event::IPV6_DUPLICATE_EXT_HEADER,
+        ],
+    );
 }
 
 #[test]
@@ -2066,7 +2084,7 @@ struct Coverage {
     icmp: u32,
     v6_frag: u32,
     four_tags: u32,
-    events: [u32; 13],
+    events: [u32; event::COUNT as usize],
 }
 
 impl Coverage {
@@ -2370,4 +2388,291 @@ fn rate_step_first_match_at_time_zero() {
         rate_step(&mut r, RATE_WINDOW_NS),
         Some(RATE_BURST as u64 + 2)
     );
+}
+
+// ======================================================================
+// Option and extension-header checks (CONTRACT section 2)
+// ======================================================================
+
+/// A routing header of `routing_type` with one address (24 bytes).
+fn routing(next: u8, routing_type: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 24];
+    h[0] = next;
+    h[1] = 2; // (24 / 8) - 1
+    h[2] = routing_type;
+    h[3] = 1; // segments left
+    h
+}
+
+fn v6_chain(first: u8, headers: &[Vec<u8>]) -> PacketMeta {
+    let mut payload = cat(&headers.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    payload.extend(tcp(tcp::ACK));
+    let m = parse(&eth(ETH_P_IPV6, &ipv6(first, &payload)));
+    assert_eq!(m.ip_version, 6);
+    m
+}
+
+#[test]
+fn ipv6_routing_type0_fires_and_types_2_3_4_do_not() {
+    let m = v6_chain(ROUTING, &[routing(PROTO_TCP, 0)]);
+    assert_events(&m, &[event::IPV6_ROUTING_TYPE0]);
+    assert_ports(&m, 40000, 80);
+    for benign in [1, 2, 3, 4, 253] {
+        let m = v6_chain(ROUTING, &[routing(PROTO_TCP, benign)]);
+        assert_events(&m, &[]);
+        assert_ports(&m, 40000, 80);
+    }
+    // After a hop-by-hop header too.
+    let m = v6_chain(HOP_BY_HOP, &[ext(ROUTING, 8), routing(PROTO_TCP, 0)]);
+    assert_events(&m, &[event::IPV6_ROUTING_TYPE0]);
+}
+
+#[test]
+fn ipv6_routing_type0_cut_by_the_payload_length_is_not_judged() {
+    // The routing header runs past the packet: the chain is cut before it.
+    let mut f = eth(ETH_P_IPV6, &ipv6(ROUTING, &routing(PROTO_TCP, 0)));
+    f.truncate(f.len() - 1);
+    set_be16(&mut f, ETH_LEN + 4, 23);
+    let m = parse(&f);
+    assert!(!m.has_event(event::IPV6_ROUTING_TYPE0), "{m:?}");
+}
+
+#[test]
+fn ipv6_duplicate_extension_headers() {
+    let dup = event::IPV6_DUPLICATE_EXT_HEADER;
+    // Destination options twice: allowed (before routing and before the
+    // upper layer).
+    let m = v6_chain(
+        DEST_OPTS,
+        &[ext(ROUTING, 8), ext(DEST_OPTS, 8), ext(PROTO_TCP, 8)],
+    );
+    assert_events(&m, &[]);
+    assert_ports(&m, 40000, 80);
+    let m = v6_chain(DEST_OPTS, &[ext(DEST_OPTS, 8), ext(PROTO_TCP, 8)]);
+    assert_events(&m, &[]);
+    // Three times: a duplicate.
+    let m = v6_chain(
+        DEST_OPTS,
+        &[ext(DEST_OPTS, 8), ext(DEST_OPTS, 8), ext(PROTO_TCP, 8)],
+    );
+    assert_events(&m, &[dup]);
+    assert_ports(&m, 40000, 80);
+    // Routing twice, AH twice.
+    let m = v6_chain(ROUTING, &[ext(ROUTING, 8), ext(PROTO_TCP, 8)]);
+    assert_events(&m, &[dup]);
+    let m = v6_chain(AH, &[ah(AH, 12), ah(PROTO_TCP, 12)]);
+    assert_events(&m, &[dup]);
+    // Routing and AH once each, with everything else once: silent.
+    let m = v6_chain(
+        HOP_BY_HOP,
+        &[
+            ext(DEST_OPTS, 8),
+            ext(ROUTING, 8),
+            ext(FRAGMENT, 8),
+            frag6(AH, 0, true, 7),
+            ah(DEST_OPTS, 12),
+            ext(PROTO_TCP, 8),
+        ],
+    );
+    assert_events(&m, &[event::FIRST_FRAGMENT]);
+    // Two fragment headers: a duplicate, and the walk stops at the second.
+    let m = v6_chain(
+        FRAGMENT,
+        &[frag6(FRAGMENT, 0, true, 1), frag6(PROTO_TCP, 0, true, 1)],
+    );
+    assert!(m.has_event(dup), "{m:?}");
+    assert_no_l4(&m);
+    // Hop-by-hop twice: a duplicate, and the second is not first.
+    let m = v6_chain(HOP_BY_HOP, &[ext(HOP_BY_HOP, 8), ext(PROTO_TCP, 8)]);
+    assert_events(&m, &[dup, event::IPV6_HOP_BY_HOP_NOT_FIRST]);
+}
+
+#[test]
+fn ipv6_hop_by_hop_must_be_first() {
+    let m = v6_chain(HOP_BY_HOP, &[ext(PROTO_TCP, 8)]);
+    assert_events(&m, &[]);
+    let m = v6_chain(DEST_OPTS, &[ext(HOP_BY_HOP, 8), ext(PROTO_TCP, 8)]);
+    assert_events(&m, &[event::IPV6_HOP_BY_HOP_NOT_FIRST]);
+    assert_ports(&m, 40000, 80);
+    let m = v6_chain(
+        ROUTING,
+        &[ext(DEST_OPTS, 8), ext(HOP_BY_HOP, 8), ext(PROTO_TCP, 8)],
+    );
+    assert_events(&m, &[event::IPV6_HOP_BY_HOP_NOT_FIRST]);
+}
+
+fn v4_with_options(options: &[u8]) -> PacketMeta {
+    let ip = Ipv4 {
+        options: options.to_vec(),
+        ..Ipv4::default()
+    }
+    .build(&tcp(tcp::ACK));
+    let m = parse(&eth(ETH_P_IPV4, &ip));
+    assert_eq!(m.ip_version, 4);
+    // An option problem is not a broken layer: the transport is read.
+    assert_ports(&m, 40000, 80);
+    m
+}
+
+#[test]
+fn ipv4_source_route_options() {
+    // LSRR and SSRR with one address, then End of Option List.
+    for kind in [131u8, 137] {
+        let m = v4_with_options(&[kind, 7, 4, 192, 0, 2, 1, 0]);
+        assert_events(&m, &[event::IPV4_SOURCE_ROUTE]);
+        // After no-operations.
+        let m = v4_with_options(&[1, 1, 1, kind, 7, 4, 192, 0, 2, 1, 0, 0]);
+        assert_events(&m, &[event::IPV4_SOURCE_ROUTE]);
+    }
+    // Record route and timestamp, its nearest neighbours: silent.
+    let m = v4_with_options(&[7, 7, 4, 0, 0, 0, 0, 0]);
+    assert_events(&m, &[]);
+    let m = v4_with_options(&[68, 8, 5, 0, 0, 0, 0, 0]);
+    assert_events(&m, &[]);
+    // After End of Option List the bytes are padding, not options.
+    let m = v4_with_options(&[0, 131, 7, 4, 192, 0, 2, 1]);
+    assert_events(&m, &[]);
+}
+
+#[test]
+fn ipv4_malformed_options() {
+    let bad = event::IPV4_OPTION_MALFORMED;
+    // Length 0 and 1.
+    assert_events(&v4_with_options(&[68, 0, 0, 0]), &[bad]);
+    assert_events(&v4_with_options(&[68, 1, 0, 0]), &[bad]);
+    // Length running past IHL*4 by one byte; exactly to the end is fine.
+    assert_events(&v4_with_options(&[1, 7, 5, 0]), &[bad]);
+    assert_events(&v4_with_options(&[1, 7, 3, 0]), &[]);
+    assert_events(&v4_with_options(&[7, 4, 0, 0]), &[]);
+    // The length byte missing: the option type is the header's last byte.
+    assert_events(&v4_with_options(&[1, 1, 1, 7]), &[bad]);
+    // A malformed source route is both.
+    assert_events(
+        &v4_with_options(&[131, 9, 4, 192, 0, 2, 1, 0]),
+        &[bad, event::IPV4_SOURCE_ROUTE],
+    );
+    // The walk stops at the first malformed option.
+    assert_events(&v4_with_options(&[68, 1, 131, 7, 4, 0, 0, 0]), &[bad]);
+    // 40 bytes of no-operations: the longest walk, silent.
+    assert_events(&v4_with_options(&[1; 40]), &[]);
+    let mut long = vec![1; 39];
+    long.push(68);
+    assert_events(&v4_with_options(&long), &[bad]);
+}
+
+fn tcp_with_options(options: &[u8]) -> PacketMeta {
+    let seg = Tcp {
+        options: options.to_vec(),
+        flags: tcp::SYN,
+        ..Tcp::default()
+    }
+    .build();
+    let m = parse(&eth(ETH_P_IPV4, &ipv4(PROTO_TCP, &seg)));
+    assert!(m.has(flag::HAS_TCP_FLAGS), "{m:?}");
+    m
+}
+
+#[test]
+fn tcp_malformed_options() {
+    let bad = event::TCP_OPTION_MALFORMED;
+    let syn = event::SYN_NO_ACK;
+    // A Linux SYN: MSS, SACK permitted, timestamps, NOP, window scale.
+    let linux = [
+        2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    assert_events(&tcp_with_options(&linux), &[syn]);
+    assert_events(&tcp_with_options(&[2, 4, 5, 180]), &[syn]);
+    assert_events(&tcp_with_options(&[0, 2, 0, 0]), &[syn]);
+    // Length 0 and 1.
+    assert_events(&tcp_with_options(&[2, 0, 5, 180]), &[syn, bad]);
+    assert_events(&tcp_with_options(&[1, 1, 2, 1]), &[syn, bad]);
+    // Past the data offset, by one byte.
+    assert_events(&tcp_with_options(&[1, 8, 8, 0, 0, 0, 0, 0]), &[syn, bad]);
+    assert_events(&tcp_with_options(&[1, 8, 7, 0, 0, 0, 0, 0]), &[syn]);
+    // The length byte missing.
+    assert_events(&tcp_with_options(&[1, 1, 1, 2]), &[syn, bad]);
+    // NOP, NOP, timestamps (the walk's shortcut) and its near misses.
+    let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    assert_events(&tcp_with_options(&ts), &[syn]);
+    assert_events(
+        &tcp_with_options(&[1, 1, 8, 11, 0, 0, 0, 1, 0, 0, 0, 2]),
+        &[syn, bad],
+    );
+    // Longer than the shortcut's 12 bytes: walked.
+    assert_events(
+        &tcp_with_options(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1, 1, 0]),
+        &[syn],
+    );
+    assert_events(
+        &tcp_with_options(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 2, 1, 0, 0]),
+        &[syn, bad],
+    );
+    // 40 bytes of no-operations (the most a data offset allows).
+    assert_events(&tcp_with_options(&[1; 40]), &[syn]);
+    let mut long = vec![1; 39];
+    long.push(8);
+    assert_events(&tcp_with_options(&long), &[syn, bad]);
+}
+
+#[test]
+fn tcp_options_of_a_bad_data_offset_are_not_walked() {
+    // Data offset beyond the packet: bad_tcp_offset, options not judged.
+    let seg = Tcp {
+        doff: Some(15),
+        options: vec![2, 0, 0, 0],
+        ..Tcp::default()
+    }
+    .build();
+    let m = parse(&eth(ETH_P_IPV4, &ipv4(PROTO_TCP, &seg)));
+    assert_events(&m, &[event::BAD_TCP_OFFSET]);
+}
+
+#[test]
+fn option_checks_truncated_at_every_byte_never_misfire() {
+    // A frame whose options are valid, cut at every length: no option
+    // event may appear (a cut packet is a bad length, not a bad option).
+    let frames = [
+        eth(
+            ETH_P_IPV4,
+            &Ipv4 {
+                options: vec![131, 7, 4, 192, 0, 2, 1, 0],
+                ..Ipv4::default()
+            }
+            .build(
+                &Tcp {
+                    options: vec![2, 4, 5, 180],
+                    ..Tcp::default()
+                }
+                .build(),
+            ),
+        ),
+        eth(
+            ETH_P_IPV6,
+            &ipv6(
+                DEST_OPTS,
+                &cat(&[&ext(ROUTING, 8), &routing(PROTO_TCP, 2), &tcp(0)]),
+            ),
+        ),
+    ];
+    for frame in frames {
+        let full = parse(&frame);
+        for n in 0..frame.len() {
+            let m = parse(&frame[..n]);
+            check_invariants(&frame[..n], &m);
+            for e in [
+                event::IPV6_ROUTING_TYPE0,
+                event::IPV6_DUPLICATE_EXT_HEADER,
+                event::IPV6_HOP_BY_HOP_NOT_FIRST,
+                event::IPV4_OPTION_MALFORMED,
+                event::TCP_OPTION_MALFORMED,
+            ] {
+                assert!(!m.has_event(e), "n={n}: {m:?}");
+            }
+            // Source route is judged only once the whole header is there.
+            if m.has_event(event::IPV4_SOURCE_ROUTE) {
+                assert!(full.has_event(event::IPV4_SOURCE_ROUTE));
+                assert!(!m.has_event(event::BAD_TOTAL_LENGTH), "n={n}");
+            }
+        }
+    }
 }

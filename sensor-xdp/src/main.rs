@@ -12,7 +12,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        generated::{bpf_loop, bpf_perf_event_output},
+        generated::{bpf_loop, bpf_perf_event_output, bpf_xdp_load_bytes},
     },
     macros::{map, xdp},
     maps::{
@@ -29,7 +29,9 @@ use sensor_common::{
         FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
         TalkerStats, inspect_budget_step, inspect_counter, summary,
     },
-    packet::{AddrKey, IP_VERSION_NONE, PacketMeta, flag},
+    ipv6_chain::{ChainWalk, chain_step},
+    options::{MAX_OPTION_BYTES, OPTION_BUFFER, OptionWalk, option_step},
+    packet::{AddrKey, IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, PacketMeta, flag},
     parse::{may_carry_ip, parse_ethernet_into, peek_source_with},
     proof::{judge_block, observe, seen},
     tables::{
@@ -535,7 +537,150 @@ struct XdpBytes<'a>(&'a XdpContext);
 #[map]
 static OPAQUE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU room for one IPv4 or TCP option walk (see
+/// [`PacketBytes::option_events`]).
+#[map]
+static OPTION_WALK: PerCpuArray<OptionWalk> = PerCpuArray::with_max_entries(1, 0);
+
+/// One `bpf_loop` step of an option walk; `walk` points at the per-CPU
+/// [`OptionWalk`]'s address.
+extern "C" fn option_walk_step(_index: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `option_events` passes the address of a live pointer to the
+    // per-CPU walk (XDP does not re-enter on the CPU), for this loop only.
+    let walk = unsafe { &mut **walk.cast::<*mut OptionWalk>() };
+    if option_step(walk) { 0 } else { 1 }
+}
+
+/// Per-CPU room for one IPv6 extension-header chain walk (see
+/// [`PacketBytes::ipv6_chain_events`]).
+#[map]
+static CHAIN_WALK: PerCpuArray<ChainWalk> = PerCpuArray::with_max_entries(1, 0);
+
+/// What one `bpf_loop` over an extension-header chain carries.
+struct ChainLoop {
+    ctx: *mut xdp_md,
+    walk: *mut ChainWalk,
+}
+
+/// The frame read through `bpf_xdp_load_bytes`: what a `bpf_loop` step
+/// uses, as it holds the context, not packet pointers.
+struct HelperBytes(*mut xdp_md);
+
+impl PacketBytes for HelperBytes {
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        // SAFETY: the program's context, valid for the whole run.
+        unsafe { ((*self.0).data_end - (*self.0).data) as usize }
+    }
+
+    #[inline(always)]
+    fn load<T: Copy + FromBytes>(&self, offset: usize) -> Option<T> {
+        if offset > MAX_PARSE_OFFSET {
+            return None;
+        }
+        let mut value = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: the helper writes size_of::<T>() bytes into `value`, or
+        // fails (outside the frame) and `value` is not read.
+        let ret = unsafe {
+            bpf_xdp_load_bytes(
+                self.0.cast(),
+                offset as u32,
+                value.as_mut_ptr().cast(),
+                core::mem::size_of::<T>() as u32,
+            )
+        };
+        if ret != 0 {
+            return None;
+        }
+        // SAFETY: written in full by the helper (ret 0); T is FromBytes.
+        Some(unsafe { value.assume_init() })
+    }
+}
+
+/// One `bpf_loop` step of a chain walk.
+extern "C" fn chain_walk_step(_index: u64, state: *mut c_void) -> i64 {
+    // SAFETY: `ipv6_chain_events` passes a live `ChainLoop` whose `walk` is
+    // the per-CPU walk (XDP does not re-enter on the CPU).
+    let state = unsafe { &*state.cast::<ChainLoop>() };
+    // SAFETY: as above.
+    let walk = unsafe { &mut *state.walk };
+    if chain_step(&HelperBytes(state.ctx), walk) {
+        0
+    } else {
+        1
+    }
+}
+
 impl PacketBytes for XdpBytes<'_> {
+    /// A `bpf_loop` over the chain: the verifier checks one step once.
+    #[inline(always)]
+    fn ipv6_chain_events(&self, offset: usize, ip_end: usize, next: u8) -> u32 {
+        let Some(walk) = CHAIN_WALK.get_ptr_mut(0) else {
+            return 0;
+        };
+        // SAFETY: the per-CPU walk (XDP does not re-enter on the CPU).
+        unsafe { *walk = ChainWalk::new(offset, ip_end, next) };
+        let mut state = ChainLoop {
+            ctx: self.0.ctx,
+            walk,
+        };
+        // SAFETY: `chain_walk_step` takes `state`, which outlives the call
+        // (bpf_loop returns only after the last step).
+        unsafe {
+            bpf_loop(
+                MAX_IPV6_EXT_HEADERS as u32,
+                chain_walk_step as *mut c_void,
+                core::ptr::from_mut(&mut state).cast(),
+                0,
+            );
+            (*walk).events
+        }
+    }
+
+    /// The walk runs in a `bpf_loop` over a copy of the options, so the
+    /// verifier checks one step once, not 40 unrolled turns per context.
+    #[inline(always)]
+    fn option_events(&self, start: usize, len: usize, malformed: u32, source_route: bool) -> u32 {
+        if len == 0 || len > MAX_OPTION_BYTES || start > MAX_PARSE_OFFSET {
+            return 0;
+        }
+        let Some(walk) = OPTION_WALK.get_ptr_mut(0) else {
+            return 0;
+        };
+        // 1 to 64 in a form the verifier can bound (LLVM would drop a
+        // plain comparison it knows to hold, and the verifier does not know).
+        let size =
+            (core::hint::black_box(len as u32).wrapping_sub(1) & (OPTION_BUFFER as u32 - 1)) + 1;
+        // SAFETY: the per-CPU walk (XDP does not re-enter on the CPU); the
+        // helper writes `size` (1 to 64) bytes into its 64-byte buffer.
+        let copied = unsafe {
+            (*walk).start(len, malformed, source_route);
+            bpf_xdp_load_bytes(
+                self.0.ctx.cast(),
+                start as u32,
+                (*walk).bytes.as_mut_ptr().cast(),
+                size,
+            )
+        };
+        // The options lie inside a header already checked to be in the
+        // frame, so the copy cannot fail; if it did, nothing is judged.
+        if copied != 0 {
+            return 0;
+        }
+        let mut walk_ptr = walk;
+        // SAFETY: `option_walk_step` takes the address of `walk_ptr`, which
+        // outlives the call (bpf_loop returns only after the last step).
+        unsafe {
+            bpf_loop(
+                MAX_OPTION_BYTES as u32,
+                option_walk_step as *mut c_void,
+                core::ptr::from_mut(&mut walk_ptr).cast(),
+                0,
+            );
+            (*walk).events
+        }
+    }
+
     #[inline(always)]
     fn opaque(&self, value: usize) -> usize {
         match OPAQUE.get_ptr_mut(0) {

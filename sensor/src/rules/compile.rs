@@ -8,8 +8,9 @@ use ipnet::IpNet;
 use sensor_common::packet::{AddrKey, event, tcp};
 use sensor_common::tables::{
     ADDR_SCOPE_ENTRIES, ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS,
-    FLAGS_BASE, MAX_RULES, MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask,
-    TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track, uses,
+    FLAGS_BASE, MAX_RULES, MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE,
+    OPTION_EVENT_SETS, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask, TINY_BASE, TTL_BASE,
+    action, any, kind, proto_class, syn_track, uses,
 };
 
 use super::compiled::{AddrPrefix, CompiledRules, RuleMeta};
@@ -102,8 +103,9 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
     out
 }
 
-/// Fills the `EVENT_SET_BASE` rows from the per-event `EVENT_BASE` rows:
-/// one row per combination of events, the union of its events' rows.
+/// Fills the `EVENT_SET_BASE` and `OPTION_EVENT_SET_BASE` rows from the
+/// per-event `EVENT_BASE` rows: one row per combination of events, the
+/// union of its events' rows.
 pub fn fill_event_sets(masks: &mut [RuleMask]) {
     for set in 1..EVENT_SETS {
         let mut row = RuleMask::EMPTY;
@@ -113,6 +115,15 @@ pub fn fill_event_sets(masks: &mut [RuleMask]) {
             }
         }
         masks[(EVENT_SET_BASE + set) as usize] = row;
+    }
+    for set in 1..OPTION_EVENT_SETS {
+        let mut row = RuleMask::EMPTY;
+        for ev in 0..OPTION_EVENT_SETS.trailing_zeros() {
+            if set & (1 << ev) != 0 {
+                row.union_with(&masks[(EVENT_BASE + u32::from(OPTION_EVENT_FIRST) + ev) as usize]);
+            }
+        }
+        masks[(OPTION_EVENT_SET_BASE + set) as usize] = row;
     }
 }
 
@@ -541,6 +552,21 @@ mod tests {
             (HeaderCheck::MartianSrc, event::MARTIAN_SRC),
             (HeaderCheck::IpReservedBit, event::IP_RESERVED_BIT),
             (HeaderCheck::DfWithFragment, event::DF_WITH_FRAGMENT),
+            (HeaderCheck::Ipv6RoutingType0, event::IPV6_ROUTING_TYPE0),
+            (
+                HeaderCheck::Ipv6DuplicateExtHeader,
+                event::IPV6_DUPLICATE_EXT_HEADER,
+            ),
+            (
+                HeaderCheck::Ipv6HopByHopNotFirst,
+                event::IPV6_HOP_BY_HOP_NOT_FIRST,
+            ),
+            (HeaderCheck::Ipv4SourceRoute, event::IPV4_SOURCE_ROUTE),
+            (
+                HeaderCheck::Ipv4OptionMalformed,
+                event::IPV4_OPTION_MALFORMED,
+            ),
+            (HeaderCheck::TcpOptionMalformed, event::TCP_OPTION_MALFORMED),
         ];
         for (check, ev) in expected {
             let c = compiled(vec![rule(1, Match::Header(check))]);
@@ -711,6 +737,32 @@ rules:
         );
         assert_eq!(row(1 << event::BAD_IHL), 0);
         assert_eq!(c.masks[(ANY_BASE + any::ENABLED) as usize].uses, 0);
+    }
+
+    #[test]
+    fn option_event_set_rows_are_unions_of_event_rows() {
+        let c = compiled(vec![
+            rule(1, Match::Header(HeaderCheck::Ipv6RoutingType0)),
+            rule(2, Match::Header(HeaderCheck::TcpOptionMalformed)),
+            rule(3, Match::Header(HeaderCheck::Land)),
+        ]);
+        let row = |events: u32| {
+            c.masks[(OPTION_EVENT_SET_BASE + (events >> OPTION_EVENT_FIRST)) as usize].words[0]
+        };
+        let rh0 = event::bit(event::IPV6_ROUTING_TYPE0);
+        let tcp_opt = event::bit(event::TCP_OPTION_MALFORMED);
+        let src_route = event::bit(event::IPV4_SOURCE_ROUTE);
+        assert_eq!(row(rh0), 0b001);
+        assert_eq!(row(tcp_opt), 0b010);
+        assert_eq!(row(rh0 | tcp_opt), 0b011);
+        assert_eq!(row(src_route), 0);
+        assert_eq!(row(src_route | tcp_opt), 0b010);
+        // The land rule lives in the first region only.
+        assert_eq!(c.masks[(EVENT_SET_BASE + 1) as usize].words[0], 0b100);
+        assert_eq!(
+            OPTION_EVENT_SETS,
+            1 << (event::COUNT - u32::from(OPTION_EVENT_FIRST))
+        );
     }
 
     #[test]

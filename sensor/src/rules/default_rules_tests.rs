@@ -253,6 +253,52 @@ fn attacks_raise_their_rules() {
             with_event(ipv4(PROTO_UDP, 64), event::DF_WITH_FRAGMENT),
             vec![100410],
         ),
+        (
+            "routing type 0",
+            with_event(ipv6(PROTO_TCP, 64), event::IPV6_ROUTING_TYPE0),
+            vec![100411],
+        ),
+        (
+            "duplicated extension header",
+            with_event(ipv6(PROTO_UDP, 64), event::IPV6_DUPLICATE_EXT_HEADER),
+            vec![100412],
+        ),
+        (
+            "hop-by-hop not first",
+            with_event(ipv6(PROTO_UDP, 64), event::IPV6_HOP_BY_HOP_NOT_FIRST),
+            vec![100413],
+        ),
+        (
+            "source route",
+            with_event(ipv4(PROTO_ICMP, 64), event::IPV4_SOURCE_ROUTE),
+            vec![100414],
+        ),
+        (
+            "malformed IPv4 option",
+            with_event(ipv4(PROTO_UDP, 64), event::IPV4_OPTION_MALFORMED),
+            vec![100415],
+        ),
+        (
+            "malformed TCP option",
+            with_event(tcp_segment(tcp::ACK, 64), event::TCP_OPTION_MALFORMED),
+            vec![100416],
+        ),
+        (
+            "source route and malformed TCP option together",
+            with_event(
+                with_event(tcp_segment(tcp::ACK, 64), event::TCP_OPTION_MALFORMED),
+                event::IPV4_SOURCE_ROUTE,
+            ),
+            vec![100414, 100416],
+        ),
+        (
+            "land and routing type 0 together (both regions)",
+            with_event(
+                with_event(ipv6(PROTO_UDP, 64), event::LAND),
+                event::IPV6_ROUTING_TYPE0,
+            ),
+            vec![100401, 100411],
+        ),
         ("TTL 0", ipv4(PROTO_UDP, 0), vec![100101]),
         ("TCP TTL 1", tcp_segment(tcp::ACK, 1), vec![100102]),
         ("TCP TTL 0", tcp_segment(tcp::ACK, 0), vec![100101, 100102]),

@@ -156,10 +156,16 @@ pub enum HeaderCheck {
     MartianSrc,
     IpReservedBit,
     DfWithFragment,
+    Ipv6RoutingType0,
+    Ipv6DuplicateExtHeader,
+    Ipv6HopByHopNotFirst,
+    Ipv4SourceRoute,
+    Ipv4OptionMalformed,
+    TcpOptionMalformed,
 }
 
 impl HeaderCheck {
-    pub const ALL: [HeaderCheck; 8] = [
+    pub const ALL: [HeaderCheck; 14] = [
         HeaderCheck::Land,
         HeaderCheck::BadIhl,
         HeaderCheck::BadTotalLength,
@@ -168,6 +174,12 @@ impl HeaderCheck {
         HeaderCheck::MartianSrc,
         HeaderCheck::IpReservedBit,
         HeaderCheck::DfWithFragment,
+        HeaderCheck::Ipv6RoutingType0,
+        HeaderCheck::Ipv6DuplicateExtHeader,
+        HeaderCheck::Ipv6HopByHopNotFirst,
+        HeaderCheck::Ipv4SourceRoute,
+        HeaderCheck::Ipv4OptionMalformed,
+        HeaderCheck::TcpOptionMalformed,
     ];
 
     /// The name used in rule files.
@@ -181,6 +193,12 @@ impl HeaderCheck {
             HeaderCheck::MartianSrc => "martian_src",
             HeaderCheck::IpReservedBit => "ip_reserved_bit",
             HeaderCheck::DfWithFragment => "df_with_fragment",
+            HeaderCheck::Ipv6RoutingType0 => "ipv6_routing_type0",
+            HeaderCheck::Ipv6DuplicateExtHeader => "ipv6_duplicate_ext_header",
+            HeaderCheck::Ipv6HopByHopNotFirst => "ipv6_hop_by_hop_not_first",
+            HeaderCheck::Ipv4SourceRoute => "ipv4_source_route",
+            HeaderCheck::Ipv4OptionMalformed => "ipv4_option_malformed",
+            HeaderCheck::TcpOptionMalformed => "tcp_option_malformed",
         }
     }
 
@@ -195,6 +213,12 @@ impl HeaderCheck {
             HeaderCheck::MartianSrc => event::MARTIAN_SRC,
             HeaderCheck::IpReservedBit => event::IP_RESERVED_BIT,
             HeaderCheck::DfWithFragment => event::DF_WITH_FRAGMENT,
+            HeaderCheck::Ipv6RoutingType0 => event::IPV6_ROUTING_TYPE0,
+            HeaderCheck::Ipv6DuplicateExtHeader => event::IPV6_DUPLICATE_EXT_HEADER,
+            HeaderCheck::Ipv6HopByHopNotFirst => event::IPV6_HOP_BY_HOP_NOT_FIRST,
+            HeaderCheck::Ipv4SourceRoute => event::IPV4_SOURCE_ROUTE,
+            HeaderCheck::Ipv4OptionMalformed => event::IPV4_OPTION_MALFORMED,
+            HeaderCheck::TcpOptionMalformed => event::TCP_OPTION_MALFORMED,
         }
     }
 
@@ -208,6 +232,14 @@ impl HeaderCheck {
             HeaderCheck::MartianSrc => "source address that cannot appear on the wire",
             HeaderCheck::IpReservedBit => "IPv4 reserved flag set",
             HeaderCheck::DfWithFragment => "IPv4 don't-fragment set on a fragment",
+            HeaderCheck::Ipv6RoutingType0 => "IPv6 routing header of type 0",
+            HeaderCheck::Ipv6DuplicateExtHeader => {
+                "IPv6 extension header more often than RFC 8200 allows"
+            }
+            HeaderCheck::Ipv6HopByHopNotFirst => "IPv6 hop-by-hop header not first",
+            HeaderCheck::Ipv4SourceRoute => "IPv4 loose or strict source route option",
+            HeaderCheck::Ipv4OptionMalformed => "IPv4 option length below 2 or past the header",
+            HeaderCheck::TcpOptionMalformed => "TCP option length below 2 or past the header",
         }
     }
 }
