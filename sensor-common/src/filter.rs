@@ -235,7 +235,9 @@ pub struct InspectConfig {
     pub max_per_sec: u32,
     /// 1: count the summary maps.
     pub summary: u32,
-    pub _pad: u32,
+    /// Only packets that arrived on this interface index (0: every one):
+    /// `sensor run` watching several interfaces hosts a session for one.
+    pub ifindex: u32,
 }
 
 /// Per-CPU token bucket of the inspect rate limit.

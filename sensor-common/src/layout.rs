@@ -28,7 +28,7 @@ macro_rules! layout {
 layout! {
     AddrKey: size 17, align 1;
     PacketMeta: size 88, align 4;
-    AlertRecord: size 120, align 8;
+    AlertRecord: size 128, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
     RuleInfo: size 32, align 8;
     SensorConfig: size 8, align 2;

@@ -15,13 +15,13 @@ use aya_ebpf::{
     },
     macros::{map, xdp},
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerfEventArray,
-        lpm_trie::Key,
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
+        PerfEventArray, lpm_trie::Key,
     },
     programs::XdpContext,
 };
 use sensor_common::{
-    alert::{AlertRecord, block, captured_len, outcome},
+    alert::{AlertRecord, MAX_IFACES, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, process},
     filter::{
@@ -107,6 +107,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 
 // ---- maps: output ----------------------------------------------------------------
 
+/// Packets seen per interface, by ifindex (per CPU). Userspace adds an
+/// entry for each interface it attaches to; the program only counts.
+#[map]
+static IFACE_PACKETS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 #[map]
 static EVENTS: PerfEventArray<AlertRecord> = PerfEventArray::new(0);
 /// Per-CPU room for the packet's alert record: too big for the BPF stack
@@ -147,6 +151,7 @@ const FULL_KEY_BITS: u32 = 8 + 128;
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
+    count_iface_packet(ctx.ctx);
     let config = CONFIG.get(0).copied().unwrap_or_default();
 
     // Drop mode: a blocked source costs a peek at its address, no more.
@@ -166,6 +171,10 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     // The derefs of `record` below: a per-CPU slot, and XDP does not
     // re-enter on the same CPU. `process` borrows only the `packet` field;
     // `emit` writes only the other fields.
+    // In the record (map memory, not the stack): the alert carries it and
+    // an inspect session for one interface compares it.
+    // SAFETY: the per-CPU record (above); nothing else borrows it yet.
+    unsafe { (*record).ifindex = ctx.ingress_ifindex() as u32 };
     // SAFETY: the per-CPU record (above); nothing else borrows it yet.
     parse_ethernet_into(&XdpBytes(&ctx), unsafe { &mut (*record).packet });
     // SAFETY: the per-CPU record; from here on only shared borrows of
@@ -181,6 +190,8 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     unsafe { (*record).timestamp_ns = 0 };
     if let Some(inspect) = INSPECT_CONFIG.get(0)
         && inspect.enabled != 0
+        // SAFETY: the per-CPU record; a field `packet` does not overlap.
+        && (inspect.ifindex == 0 || inspect.ifindex == unsafe { (*record).ifindex })
     {
         inspect_packet(&ctx, packet, clock(record), inspect);
     }
@@ -511,6 +522,18 @@ fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
     };
     if ret != 0 {
         count(counter::ALERT_OUTPUT_ERRORS);
+    }
+}
+
+/// Counts the packet for its interface, when userspace registered it (in
+/// `IFACE_PACKETS`). Not inlined: the lookup key takes its own stack frame.
+#[inline(never)]
+fn count_iface_packet(ctx: *mut xdp_md) {
+    // SAFETY: the context the kernel passed to the program.
+    let ifindex = unsafe { (*ctx).ingress_ifindex };
+    if let Some(packets) = IFACE_PACKETS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU value; XDP does not re-enter on the same CPU.
+        unsafe { *packets += 1 };
     }
 }
 

@@ -323,7 +323,7 @@ async fn run_local(settings: Settings) -> Result<(), InspectError> {
         .write_rules(&CompiledRules::default(), SensorMode::Ids)
         .map_err(runtime)?;
     kernel
-        .start_inspect(&settings.filter.program, settings.max_rate, summary_mode)
+        .start_inspect(&settings.filter.program, settings.max_rate, summary_mode, 0)
         .map_err(runtime)?;
 
     let (tx, mut rx) = mpsc::channel::<InspectRecord>(QUEUE);

@@ -14,11 +14,11 @@ use sensor_common::tables::{BlockEntry, MAX_RULES};
 use crate::alert::{Alert, CapturedPacket, ip_addr};
 use crate::engine::aggregate::RateEntry;
 use crate::engine::clock::Clock;
-use crate::engine::pipeline::{LineError, LineSink, Pipeline};
+use crate::engine::pipeline::{InterfaceNames, LineError, LineSink, Pipeline};
 use crate::kernel::blockstate;
 use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::perf::{AlertSample, PerfStats};
-use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
+use crate::metrics::{BlockedSource, IfaceMetrics, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::rules::CompiledRules;
 use crate::settings::{DropPolicy, SensorMode};
 use crate::sinks::json::JsonHandle;
@@ -86,7 +86,7 @@ pub(super) struct Engine {
 impl Engine {
     pub(super) fn new(
         clock: Clock,
-        iface: &str,
+        ifaces: &[String],
         community_id_seed: u16,
         sinks: LiveSinks,
         mode: SensorMode,
@@ -95,7 +95,11 @@ impl Engine {
     ) -> Engine {
         Engine {
             clock,
-            pipeline: Pipeline::new(clock, Some(iface.to_owned()), community_id_seed),
+            pipeline: Pipeline::new(
+                clock,
+                Some(InterfaceNames::new(ifaces)),
+                community_id_seed,
+            ),
             sinks,
             banked_hits: HashMap::new(),
             slot_ids: HashMap::new(),
@@ -107,6 +111,15 @@ impl Engine {
             block_state: block_state.filter(|_| mode == SensorMode::Drop),
             blocks_unsaved: false,
             proven_sample: Default::default(),
+        }
+    }
+
+    /// The current index of every watched interface, for the lines' names.
+    pub(super) fn learn_ifaces(&mut self, watches: &[Watch]) {
+        for watch in watches {
+            if let Some(ifindex) = watch.ifindex {
+                self.pipeline.learn_iface(ifindex, &watch.iface);
+            }
         }
     }
 
@@ -256,9 +269,21 @@ impl Engine {
         kernel: &Kernel,
         rules: &CompiledRules,
         perf: &PerfStats,
-        watch: &Watch,
+        watches: &[Watch],
     ) -> Result<MetricsSnapshot, LoaderError> {
         let counters = kernel.counters()?;
+        let ifaces = watches
+            .iter()
+            .map(|watch| {
+                Ok(IfaceMetrics {
+                    name: watch.iface.clone(),
+                    attached: watch.ifindex.is_some(),
+                    lost: watch.lost,
+                    reattached: watch.reattached,
+                    packets: watch.packets(kernel)?,
+                })
+            })
+            .collect::<Result<Vec<_>, LoaderError>>()?;
         // Hits by rule id: banked counts plus both generations' slots (the
         // old one may still see packets that started before a reload).
         let mut hits = self.banked_hits.clone();
@@ -280,9 +305,7 @@ impl Engine {
         per_rule.sort_by_key(|r| r.sig_id);
         let now = Clock::monotonic_now();
         Ok(MetricsSnapshot {
-            iface_attached: watch.ifindex.is_some(),
-            iface_lost: watch.lost,
-            iface_reattached: watch.reattached,
+            ifaces,
             packets_seen: counters.packets,
             packets_passed: counters.passed,
             packets_dropped: counters.dropped,

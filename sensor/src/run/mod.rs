@@ -19,7 +19,6 @@ use crate::engine::clock::Clock;
 use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::netlink::LinkEvents;
 use crate::kernel::perf::{self, PerfError, PerfStats};
-use crate::kernel::preflight;
 use crate::kernel::rate::RateEntries;
 use crate::metrics::MetricsSnapshot;
 use crate::rules::CompiledRules;
@@ -34,7 +33,8 @@ const ALERT_QUEUE: usize = 8_192;
 
 /// Everything `run` needs, resolved from flags and the config file.
 pub struct RunSettings {
-    pub iface: String,
+    /// The interfaces to watch (at least one, no name twice).
+    pub ifaces: Vec<String>,
     pub mode: SensorMode,
     pub attach: AttachMode,
     pub json: Option<JsonSink>,
@@ -173,7 +173,7 @@ pub async fn run(
     };
     let mut engine = Engine::new(
         Clock::new(),
-        &settings.iface,
+        &settings.ifaces,
         settings.community_id_seed,
         sinks,
         settings.mode,
@@ -183,24 +183,28 @@ pub async fn run(
     engine.install(&mut kernel, &rules, settings.mode)?;
     engine.restore_blocks(&mut kernel)?;
 
-    let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
-    let mut watch = Watch {
-        iface: settings.iface.clone(),
-        attach: settings.attach,
-        ifindex: preflight::interface_index(&settings.iface),
-        lost: 0,
-        reattached: 0,
-    };
+    // One program, attached to every interface: its maps (rules, drop
+    // lists, per-source state) are shared by construction. A failure names
+    // its interface; returning drops the kernel, which detaches the rest.
+    let mut watches = Vec::with_capacity(settings.ifaces.len());
+    let mut attached = Vec::with_capacity(settings.ifaces.len());
+    for iface in &settings.ifaces {
+        let (watch, xdp_mode) = Watch::start(&mut kernel, iface, settings.attach)?;
+        tracing::info!(iface, xdp_mode, "attached to interface");
+        attached.push((iface.clone(), xdp_mode));
+        watches.push(watch);
+    }
+    engine.learn_ifaces(&watches);
     let mut link_events = LinkEvents::open().map_err(RunError::Netlink)?;
     tracing::info!(
-        iface = settings.iface,
-        xdp_mode = attached_mode,
+        ifaces = settings.ifaces.join(","),
+        xdp_mode = attached.iter().map(|(_, mode)| *mode).collect::<Vec<_>>().join(","),
         rules = rules.meta.len(),
         mode = ?settings.mode,
         "sensor attached"
     );
     // `sensor inspect` sessions in this program (docs/inspect.md).
-    let mut control = ControlHost::serve(&settings.iface, attached_mode);
+    let mut control = ControlHost::serve(&attached);
 
     let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
     // Set when the loop ends on a failure rather than a signal.
@@ -229,7 +233,7 @@ pub async fn run(
                     engine.track_blocks(&mut kernel);
                 }
                 if metrics_server.is_some() {
-                    match engine.metrics(&kernel, &rules, &stats, &watch) {
+                    match engine.metrics(&kernel, &rules, &stats, &watches) {
                         Ok(snapshot) => {
                             *metrics.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
                         }
@@ -298,7 +302,12 @@ pub async fn run(
             }
             request = control.request() => control.handle(&mut kernel, request),
             changed = link_events.changed() => match changed {
-                Ok(()) => watch.on_link_change(&mut kernel),
+                Ok(()) => {
+                    for watch in &mut watches {
+                        watch.on_link_change(&mut kernel);
+                    }
+                    engine.learn_ifaces(&watches);
+                }
                 Err(err) => {
                     failure = Some(format!("link notifications failed: {err}"));
                     break;
