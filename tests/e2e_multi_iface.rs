@@ -97,7 +97,10 @@ fn one_process_two_interfaces_each_alert_names_its_own() {
     );
     assert!(metric_becomes("sensor_packets_total", 7));
     for iface in [&bed.sensor_if, &peer.sensor_if] {
-        assert!(metric_becomes(&series("sensor_interface_attached", iface), 1));
+        assert!(metric_becomes(
+            &series("sensor_interface_attached", iface),
+            1
+        ));
         assert!(metric_becomes(
             &series("sensor_interface_lost_total", iface),
             0
@@ -153,8 +156,7 @@ fn one_process_two_interfaces_each_alert_names_its_own() {
 
 #[test]
 fn inspect_on_one_of_two_interfaces_sees_only_its_packets() {
-    if !sensor::testing::bpf_available("inspect_on_one_of_two_interfaces_sees_only_its_packets")
-    {
+    if !sensor::testing::bpf_available("inspect_on_one_of_two_interfaces_sees_only_its_packets") {
         return;
     }
     let bed = Testbed::new("mic");

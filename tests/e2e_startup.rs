@@ -109,7 +109,9 @@ fn a_second_sensor_says_who_holds_the_interface() {
 
 #[test]
 fn one_missing_interface_of_two_is_named_and_nothing_stays_attached() {
-    if !sensor::testing::bpf_available("one_missing_interface_of_two_is_named_and_nothing_stays_attached") {
+    if !sensor::testing::bpf_available(
+        "one_missing_interface_of_two_is_named_and_nothing_stays_attached",
+    ) {
         return;
     }
     let bed = Testbed::new("two");

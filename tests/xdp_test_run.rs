@@ -401,11 +401,19 @@ fn per_interface_packets_and_inspect_by_interface() {
     let all = FilterProgram::default();
     kernel.start_inspect(&all, 100, true, lo + 1000).unwrap();
     kernel.test_run(&frame).unwrap();
-    assert_eq!(kernel.inspect_counters().unwrap().matched, 0, "another interface's session");
+    assert_eq!(
+        kernel.inspect_counters().unwrap().matched,
+        0,
+        "another interface's session"
+    );
     kernel.start_inspect(&all, 100, true, lo).unwrap();
     kernel.test_run(&frame).unwrap();
-    assert_eq!(kernel.inspect_counters().unwrap().matched, 1, "this interface's session");
-    kernel.start_inspect(&all, 100, true, 0).unwrap();
+    assert_eq!(
+        kernel.inspect_counters().unwrap().matched,
+        1,
+        "this interface's session"
+    );
+    kernel.stop_inspect().unwrap();
     kernel.test_run(&frame).unwrap();
-    assert_eq!(kernel.inspect_counters().unwrap().matched, 1, "every interface");
+    assert_eq!(kernel.inspect_counters().unwrap().matched, 1, "off");
 }

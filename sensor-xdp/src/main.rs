@@ -188,10 +188,12 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     // on): it is one of the dearer helpers. 0 = not read yet.
     // SAFETY: the per-CPU record; a field `packet` does not overlap.
     unsafe { (*record).timestamp_ns = 0 };
+    // A session is on for the packets of one interface: one comparison
+    // (0, the index of none, when off) keeps the verifier's paths as few
+    // as a plain on/off flag did.
     if let Some(inspect) = INSPECT_CONFIG.get(0)
-        && inspect.enabled != 0
         // SAFETY: the per-CPU record; a field `packet` does not overlap.
-        && (inspect.ifindex == 0 || inspect.ifindex == unsafe { (*record).ifindex })
+        && inspect.ifindex == unsafe { (*record).ifindex }
     {
         inspect_packet(&ctx, packet, clock(record), inspect);
     }

@@ -450,12 +450,7 @@ mod tests {
             1,
             "give `iface` (one interface) or `ifaces` (a list), not both",
         );
-        assert_error(
-            "ifaces: [eth1]\nmode: ids\niface: eth0\n",
-            3,
-            1,
-            "not both",
-        );
+        assert_error("ifaces: [eth1]\nmode: ids\niface: eth0\n", 3, 1, "not both");
         assert_error(
             "ifaces: [eth1, eth2, eth1]\n",
             1,

@@ -198,8 +198,14 @@ impl Testbed {
             "netns",
             &peer.sensor_ns,
         ]);
-        in_ns(&peer.injector_ns, &["ip", "link", "set", &peer.injector_if, "up"]);
-        in_ns(&peer.sensor_ns, &["ip", "link", "set", &peer.sensor_if, "up"]);
+        in_ns(
+            &peer.injector_ns,
+            &["ip", "link", "set", &peer.injector_if, "up"],
+        );
+        in_ns(
+            &peer.sensor_ns,
+            &["ip", "link", "set", &peer.sensor_if, "up"],
+        );
         peer
     }
 }

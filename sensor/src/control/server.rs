@@ -231,7 +231,9 @@ impl ControlHost {
         let Some(ifindex) = crate::kernel::preflight::interface_index(iface) else {
             return Err((
                 Refusal::Kernel,
-                format!("`sensor run` watches {iface}, but it is gone now; try again when it is back"),
+                format!(
+                    "`sensor run` watches {iface}, but it is gone now; try again when it is back"
+                ),
             ));
         };
         // The buffers first: records sent before they exist would be lost.

@@ -109,7 +109,11 @@ impl InterfaceNames {
     /// is kept, so records still on their way after the interface went
     /// keep its name).
     pub fn learn(&mut self, ifindex: u32, name: &str) {
-        if self.by_index.get(&ifindex).is_none_or(|known| known != name) {
+        if self
+            .by_index
+            .get(&ifindex)
+            .is_none_or(|known| known != name)
+        {
             self.by_index.insert(ifindex, name.to_owned());
         }
     }
@@ -299,7 +303,10 @@ mod tests {
         assert_eq!(names.name(9), "eth2");
         // eth2 came back with a new index: both of its indexes name it.
         names.learn(12, "eth2");
-        assert_eq!((names.name(9), names.name(12)), ("eth2".into(), "eth2".into()));
+        assert_eq!(
+            (names.name(9), names.name(12)),
+            ("eth2".into(), "eth2".into())
+        );
         assert_eq!(names.name(3), "ifindex:3", "never learnt");
 
         // One interface: every line names it (replayed records carry 0).

@@ -95,11 +95,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             clock,
-            pipeline: Pipeline::new(
-                clock,
-                Some(InterfaceNames::new(ifaces)),
-                community_id_seed,
-            ),
+            pipeline: Pipeline::new(clock, Some(InterfaceNames::new(ifaces)), community_id_seed),
             sinks,
             banked_hits: HashMap::new(),
             slot_ids: HashMap::new(),

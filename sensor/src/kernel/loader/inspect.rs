@@ -45,7 +45,8 @@ impl Kernel {
     /// second, and whether to count the summary maps. The session's
     /// counters, rate budget and summary maps start from zero, so a
     /// long-lived program (`sensor run`) can host one session after another.
-    /// `ifindex` limits it to the packets of one interface (0: all).
+    /// It sees the packets of interface `ifindex` only (an interface's
+    /// index: 0 would see nothing).
     pub fn start_inspect(
         &mut self,
         filter: &FilterProgram,

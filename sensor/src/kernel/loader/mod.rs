@@ -794,8 +794,10 @@ mod tests {
             .unwrap();
         let frame = frames::ipv4_tcp([198, 51, 100, 7], [192, 0, 2, 10], 41000, 80, flags::SYN);
         let all = FilterProgram::default();
+        // BPF_PROG_TEST_RUN frames arrive on the namespace's loopback.
+        let lo = preflight::interface_index("lo").expect("lo");
 
-        kernel.start_inspect(&all, 1, true, 0).unwrap();
+        kernel.start_inspect(&all, 1, true, lo).unwrap();
         for _ in 0..3 {
             kernel.test_run(&frame).unwrap();
         }
@@ -808,7 +810,7 @@ mod tests {
         kernel.test_run(&frame).unwrap();
         assert_eq!(kernel.inspect_counters().unwrap().matched, 3, "off");
 
-        kernel.start_inspect(&all, 1, true, 0).unwrap();
+        kernel.start_inspect(&all, 1, true, lo).unwrap();
         assert_eq!(
             kernel.inspect_counters().unwrap(),
             InspectCounters::default()
