@@ -711,12 +711,7 @@ impl KernelSide {
         kernel.write_drop_policy(policy).expect("drop policy");
         // Every IP packet, no budget: its parsed fields and its clock.
         kernel
-            .start_inspect(
-                &FilterProgram::default(),
-                u32::MAX,
-                false,
-                loopback_index(),
-            )
+            .start_inspect(&FilterProgram::default(), u32::MAX, false, loopback_index())
             .expect("inspect");
         let alerts = Rings::open(kernel.take_events().expect("EVENTS"));
         let inspect = Rings::open(kernel.take_inspect_events().expect("INSPECT_EVENTS"));

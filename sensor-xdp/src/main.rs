@@ -151,7 +151,21 @@ const FULL_KEY_BITS: u32 = 8 + 128;
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
-    count_iface_packet(ctx.ctx);
+    let Some(record) = SCRATCH.get_ptr_mut(0) else {
+        return pass();
+    };
+    // The derefs of `record` below: a per-CPU slot, and XDP does not
+    // re-enter on the same CPU. `process` borrows only the `packet` field;
+    // `emit` writes only the other fields.
+    // The ingress interface, in the record (map memory, not the stack): the
+    // alert carries it, an inspect session for one interface compares it,
+    // and it is the key of the interface's packet count (drop_gate uses
+    // only the record's `packet` as scratch).
+    // SAFETY: the per-CPU record (above); nothing else borrows it yet.
+    unsafe {
+        (*record).ifindex = ctx.ingress_ifindex() as u32;
+        count_iface_packet(&(*record).ifindex);
+    }
     let config = CONFIG.get(0).copied().unwrap_or_default();
 
     // Drop mode: a blocked source costs a peek at its address, no more.
@@ -165,16 +179,6 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         }
     }
 
-    let Some(record) = SCRATCH.get_ptr_mut(0) else {
-        return pass();
-    };
-    // The derefs of `record` below: a per-CPU slot, and XDP does not
-    // re-enter on the same CPU. `process` borrows only the `packet` field;
-    // `emit` writes only the other fields.
-    // In the record (map memory, not the stack): the alert carries it and
-    // an inspect session for one interface compares it.
-    // SAFETY: the per-CPU record (above); nothing else borrows it yet.
-    unsafe { (*record).ifindex = ctx.ingress_ifindex() as u32 };
     // SAFETY: the per-CPU record (above); nothing else borrows it yet.
     parse_ethernet_into(&XdpBytes(&ctx), unsafe { &mut (*record).packet });
     // SAFETY: the per-CPU record; from here on only shared borrows of
@@ -528,11 +532,10 @@ fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
 }
 
 /// Counts the packet for its interface, when userspace registered it (in
-/// `IFACE_PACKETS`). Not inlined: the lookup key takes its own stack frame.
-#[inline(never)]
-fn count_iface_packet(ctx: *mut xdp_md) {
-    // SAFETY: the context the kernel passed to the program.
-    let ifindex = unsafe { (*ctx).ingress_ifindex };
+/// `IFACE_PACKETS`). The key is read where it lies (the per-CPU record),
+/// so the lookup takes no stack.
+#[inline(always)]
+fn count_iface_packet(ifindex: &u32) {
     if let Some(packets) = IFACE_PACKETS.get_ptr_mut(ifindex) {
         // SAFETY: a per-CPU value; XDP does not re-enter on the same CPU.
         unsafe { *packets += 1 };
