@@ -764,7 +764,7 @@ impl KernelSide {
         kernel.write_drop_policy(policy).expect("drop policy");
         // Every IP packet, no budget: its parsed fields and its clock.
         kernel
-            .start_inspect(&FilterProgram::default(), u32::MAX, false)
+            .start_inspect(&FilterProgram::default(), u32::MAX, false, loopback_index())
             .expect("inspect");
         let alerts = Rings::open(kernel.take_events().expect("EVENTS"));
         let inspect = Rings::open(kernel.take_inspect_events().expect("INSPECT_EVENTS"));
@@ -803,6 +803,13 @@ impl KernelSide {
         assert_eq!(extra_inspect, 0, "more than one inspect record for a frame");
         (out, now)
     }
+}
+
+/// The index of this namespace's loopback, where BPF_PROG_TEST_RUN frames
+/// arrive (asked once).
+fn loopback_index() -> u32 {
+    static INDEX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *INDEX.get_or_init(|| sensor::kernel::preflight::interface_index("lo").expect("lo"))
 }
 
 /// Replay's evaluation plus a model of the kernel's drop-mode glue.
@@ -895,6 +902,9 @@ impl ReplaySide<'_> {
                     }
                 }
                 record.captured_len = cap;
+                // The kernel's glue records the ingress interface; test
+                // runs receive on the namespace's loopback.
+                record.ifindex = loopback_index();
                 alerts.push((record, frame[..cap as usize].to_vec()));
             },
         );

@@ -40,9 +40,11 @@ fn a_deleted_interface_is_watched_for_and_reattached() {
         bed.inject(path, 10);
     };
     // The endpoint's figures are refreshed once a second.
-    let metric_becomes = |series: &str, value: u64| {
+    // Per interface, labelled with its name.
+    let metric_becomes = |name: &str, value: u64| {
+        let series = format!("{name}{{iface=\"{}\"}}", bed.sensor_if);
         wait_for(Duration::from_secs(5), || {
-            metric(&scrape(&bed, METRICS), series) == Some(value)
+            metric(&scrape(&bed, METRICS), &series) == Some(value)
         })
     };
     let alerted_from = |last: u8| {

@@ -106,3 +106,44 @@ fn a_second_sensor_says_who_holds_the_interface() {
     let status = first.stop(Duration::from_secs(15)).expect("first exits");
     assert!(status.success(), "the first sensor is unharmed");
 }
+
+#[test]
+fn one_missing_interface_of_two_is_named_and_nothing_stays_attached() {
+    if !sensor::testing::bpf_available(
+        "one_missing_interface_of_two_is_named_and_nothing_stays_attached",
+    ) {
+        return;
+    }
+    let bed = Testbed::new("two");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = readable_rules(dir.path());
+    // The existing interface first: it is attached, then let go.
+    let output = bed
+        .sensor_run(Path::new(&rules))
+        .args(["--iface", "nosuch8"])
+        .json(&dir.path().join("out.json"))
+        .output();
+    let line = failure_line(&output);
+    assert_eq!(line, "sensor: interface nosuch8 does not exist");
+    assert_eq!(bed.xdp_prog_id(), None, "the first interface was let go");
+}
+
+#[test]
+fn an_interface_given_twice_is_bad_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = readable_rules(dir.path());
+    let output = Command::new(SENSOR)
+        .args(["run", "--iface", "lo", "--iface", "lo", "--rules", &rules])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--iface lo is given twice"), "{stderr}");
+    let output = Command::new(SENSOR)
+        .args(["run", "--iface", "a/b", "--rules", &rules])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a valid interface name"), "{stderr}");
+}

@@ -266,6 +266,10 @@ fn kernel_alert_record_carries_the_packet_fields() {
     assert_eq!((p.vlan_count, p.vlan[0]), (1, 100));
     assert_eq!(p.frame_len as usize, frame.len());
     assert_eq!(p.ip_id, 0x1234);
+    // BPF_PROG_TEST_RUN hands the program a frame "received" on the
+    // namespace's loopback: the record names that interface's index.
+    let lo = sensor::kernel::preflight::interface_index("lo").expect("lo");
+    assert_eq!(record.ifindex, lo);
 
     let stats = kernel.rule_stats().unwrap();
     let slot = rules.meta.iter().position(|m| m.id == 1004).unwrap();
@@ -365,4 +369,58 @@ fn reload_switches_rule_generations() {
     assert_eq!(all[base(first)].hits, 1, "first generation, rule 11");
     assert_eq!(all[base(second)].hits, 1, "second generation, rule 22");
     assert_eq!(all[base(second) + 1].hits, 1, "second generation, rule 11");
+}
+
+/// Several interfaces share one program: it counts each one's packets (by
+/// ingress ifindex, for the interfaces userspace registered), and an
+/// inspect session for one interface sees none of another's.
+#[test]
+fn per_interface_packets_and_inspect_by_interface() {
+    if !sensor::testing::bpf_available("per_interface_packets_and_inspect_by_interface") {
+        return;
+    }
+    use sensor_common::filter::FilterProgram;
+    let lo = sensor::kernel::preflight::interface_index("lo").expect("lo");
+    let mut kernel = Kernel::load().expect("XDP program loads");
+    kernel
+        .write_rules(&compile_yaml(RULES), SensorMode::Ids)
+        .expect("rule maps written");
+    let frame = frames::ipv4_tcp([198, 51, 100, 7], [192, 0, 2, 10], 41000, 80, flags::SYN);
+
+    // Not registered: not counted per interface (the global count goes on).
+    kernel.test_run(&frame).unwrap();
+    assert_eq!(kernel.iface_packets(lo).unwrap(), 0);
+    kernel.count_iface_packets(lo).unwrap();
+    for _ in 0..3 {
+        kernel.test_run(&frame).unwrap();
+    }
+    assert_eq!(kernel.iface_packets(lo).unwrap(), 3);
+    // Registering again keeps the count; another index counts nothing.
+    kernel.count_iface_packets(lo).unwrap();
+    kernel.count_iface_packets(lo + 1000).unwrap();
+    kernel.test_run(&frame).unwrap();
+    assert_eq!(kernel.iface_packets(lo).unwrap(), 4);
+    assert_eq!(kernel.iface_packets(lo + 1000).unwrap(), 0);
+    assert_eq!(kernel.forget_iface_packets(lo).unwrap(), 4);
+    assert_eq!(kernel.iface_packets(lo).unwrap(), 0, "forgotten");
+    assert_eq!(kernel.counters().unwrap().packets, 5);
+
+    let all = FilterProgram::default();
+    kernel.start_inspect(&all, 100, true, lo + 1000).unwrap();
+    kernel.test_run(&frame).unwrap();
+    assert_eq!(
+        kernel.inspect_counters().unwrap().matched,
+        0,
+        "another interface's session"
+    );
+    kernel.start_inspect(&all, 100, true, lo).unwrap();
+    kernel.test_run(&frame).unwrap();
+    assert_eq!(
+        kernel.inspect_counters().unwrap().matched,
+        1,
+        "this interface's session"
+    );
+    kernel.stop_inspect().unwrap();
+    kernel.test_run(&frame).unwrap();
+    assert_eq!(kernel.inspect_counters().unwrap().matched, 1, "off");
 }

@@ -68,7 +68,16 @@ pub struct AlertRecord {
     pub block: u8,
     pub _pad: [u8; 2],
     pub packet: PacketMeta,
+    /// Index of the interface the packet arrived on (XDP's ingress
+    /// ifindex); 0 in replay. Userspace maps it to the interface's name.
+    pub ifindex: u32,
+    /// Explicit tail padding (the record is 8-byte aligned).
+    pub _pad_tail: [u8; 4],
 }
+
+/// Interfaces one `sensor run` watches at most: the size of the kernel's
+/// per-interface packet counters (`IFACE_PACKETS`, keyed by ifindex).
+pub const MAX_IFACES: u32 = 64;
 
 /// Upper bound of `alert_packet_bytes`: what one alert may carry of its frame.
 pub const MAX_ALERT_PACKET_BYTES: u16 = 1024;
@@ -93,7 +102,7 @@ pub const fn captured_len(frame_len: u32, cap: u16) -> u16 {
 
 // The kernel and userspace share this layout: no implicit padding.
 const _: () =
-    assert!(core::mem::size_of::<AlertRecord>() == 32 + core::mem::size_of::<PacketMeta>());
+    assert!(core::mem::size_of::<AlertRecord>() == 40 + core::mem::size_of::<PacketMeta>());
 const _: () = assert!(core::mem::align_of::<AlertRecord>() == 8);
 
 // SAFETY: AlertRecord derives zerocopy's IntoBytes and FromBytes: no padding

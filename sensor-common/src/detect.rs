@@ -184,6 +184,9 @@ impl AlertHead {
             block: self.block,
             _pad: [0; 2],
             packet: *meta,
+            // Replay has no interface; the kernel sets its ingress index.
+            ifindex: 0,
+            _pad_tail: [0; 4],
         }
     }
 }

@@ -229,13 +229,17 @@ pub struct InspectRecord {
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct InspectConfig {
-    /// 1 while an inspect session is running.
+    /// 1 while an inspect session is running (userspace's record: the
+    /// program keys on `ifindex`).
     pub enabled: u32,
     /// Records per second the kernel may send, per CPU (0: none, summary only).
     pub max_per_sec: u32,
     /// 1: count the summary maps.
     pub summary: u32,
-    pub _pad: u32,
+    /// The session sees the packets that arrived on this interface index
+    /// and no other (0, no interface's index, while no session runs):
+    /// `sensor run` watching several interfaces hosts a session for one.
+    pub ifindex: u32,
 }
 
 /// Per-CPU token bucket of the inspect rate limit.

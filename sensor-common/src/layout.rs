@@ -32,7 +32,7 @@ layout! {
     PacketMeta: size 88, align 4;
     OptionWalk: size 84, align 4;
     ChainWalk: size 20, align 4;
-    AlertRecord: size 120, align 8;
+    AlertRecord: size 128, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
     RuleInfo: size 32, align 8;
     SensorConfig: size 8, align 2;

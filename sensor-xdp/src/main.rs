@@ -4,7 +4,6 @@
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
-#![feature(asm_experimental_arch)]
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -16,13 +15,13 @@ use aya_ebpf::{
     },
     macros::{map, xdp},
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerfEventArray,
-        lpm_trie::Key,
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
+        PerfEventArray, lpm_trie::Key,
     },
     programs::XdpContext,
 };
 use sensor_common::{
-    alert::{AlertRecord, block, captured_len, outcome},
+    alert::{AlertRecord, MAX_IFACES, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, process},
     filter::{
@@ -110,6 +109,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 
 // ---- maps: output ----------------------------------------------------------------
 
+/// Packets seen per interface, by ifindex (per CPU). Userspace adds an
+/// entry for each interface it attaches to; the program only counts.
+#[map]
+static IFACE_PACKETS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 #[map]
 static EVENTS: PerfEventArray<AlertRecord> = PerfEventArray::new(0);
 /// Per-CPU room for the packet's alert record: too big for the BPF stack
@@ -155,6 +158,21 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         count(counter::NOT_IP);
         return pass();
     }
+    let Some(record) = SCRATCH.get_ptr_mut(0) else {
+        return pass();
+    };
+    // The derefs of `record` below: a per-CPU slot, and XDP does not
+    // re-enter on the same CPU. `process` borrows only the `packet` field;
+    // `emit` writes only the other fields.
+    // The ingress interface, in the record (map memory, not the stack): the
+    // alert carries it, an inspect session for one interface compares it,
+    // and it is the key of the interface's packet count (drop_gate uses
+    // only the record's `packet` as scratch).
+    // SAFETY: the per-CPU record (above); nothing else borrows it yet.
+    unsafe {
+        (*record).ifindex = ctx.ingress_ifindex() as u32;
+        count_iface_packet(&(*record).ifindex);
+    }
     let config = CONFIG.get(0).copied().unwrap_or_default();
 
     // Drop mode: a blocked source costs a peek at its address, no more.
@@ -168,12 +186,6 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         }
     }
 
-    let Some(record) = SCRATCH.get_ptr_mut(0) else {
-        return pass();
-    };
-    // The derefs of `record` below: a per-CPU slot, and XDP does not
-    // re-enter on the same CPU. `process` borrows only the `packet` field;
-    // `emit` writes only the other fields.
     // SAFETY: the per-CPU record (above); nothing else borrows it yet.
     parse_ethernet_into(&XdpBytes(&ctx), unsafe { &mut (*record).packet });
     // SAFETY: the per-CPU record; from here on only shared borrows of
@@ -187,8 +199,12 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     // on): it is one of the dearer helpers. 0 = not read yet.
     // SAFETY: the per-CPU record; a field `packet` does not overlap.
     unsafe { (*record).timestamp_ns = 0 };
+    // A session is on for the packets of one interface: one comparison
+    // (0, the index of none, when off) keeps the verifier's paths as few
+    // as a plain on/off flag did.
     if let Some(inspect) = INSPECT_CONFIG.get(0)
-        && inspect.enabled != 0
+        // SAFETY: the per-CPU record; a field `packet` does not overlap.
+        && inspect.ifindex == unsafe { (*record).ifindex }
     {
         inspect_packet(&ctx, packet, clock(record), inspect);
     }
@@ -522,6 +538,17 @@ fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
     }
 }
 
+/// Counts the packet for its interface, when userspace registered it (in
+/// `IFACE_PACKETS`). The key is read where it lies (the per-CPU record),
+/// so the lookup takes no stack.
+#[inline(always)]
+fn count_iface_packet(ifindex: &u32) {
+    if let Some(packets) = IFACE_PACKETS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU value; XDP does not re-enter on the same CPU.
+        unsafe { *packets += 1 };
+    }
+}
+
 #[inline(always)]
 fn count(index: u32) {
     if let Some(value) = COUNTERS.get_ptr_mut(index) {
@@ -716,47 +743,8 @@ impl PacketBytes for XdpBytes<'_> {
         // SAFETY: start + offset + size <= data_end was checked above, so
         // the read stays inside the packet; unaligned reads are allowed, and
         // T is FromBytes: every bit pattern of its size is a valid T.
-        Some(unsafe { read_packet::<T>((start + offset) as *const u8) })
+        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
     }
-}
-
-/// Reads a `T` at `ptr`, a whole number of 32-bit words at a time where its
-/// size allows. LLVM may not assume a packet pointer is aligned, so a plain
-/// unaligned read of a 20-byte header becomes 20 single-byte loads; the
-/// words are loaded by hand instead (BPF and the JITs accept unaligned
-/// packet loads), into an aligned buffer on the stack.
-///
-/// # Safety
-/// `size_of::<T>()` bytes from `ptr` lie inside the packet (checked against
-/// `data_end`), and `T` is `FromBytes`.
-#[inline(always)]
-unsafe fn read_packet<T: Copy + FromBytes>(ptr: *const u8) -> T {
-    const MAX_WORDS: usize = 10;
-    let size = core::mem::size_of::<T>();
-    if !size.is_multiple_of(4) || size > MAX_WORDS * 4 {
-        // SAFETY: the caller's promise.
-        return unsafe { core::ptr::read_unaligned(ptr.cast::<T>()) };
-    }
-    let mut words = [0u32; MAX_WORDS];
-    let mut i = 0;
-    while i < size / 4 {
-        let word: u32;
-        // SAFETY: word `i` lies within the `size` bytes the caller checked;
-        // a single BPF load that reads nothing else.
-        unsafe {
-            core::arch::asm!(
-                "{w} = *(u32 *)({p} + 0)",
-                p = in(reg) ptr.add(i * 4),
-                w = lateout(reg) word,
-                options(readonly, nostack, preserves_flags),
-            )
-        };
-        words[i] = word;
-        i += 1;
-    }
-    // SAFETY: `words` holds `size` initialised bytes (size <= its length)
-    // and T is FromBytes.
-    unsafe { core::ptr::read_unaligned(words.as_ptr().cast::<T>()) }
 }
 
 struct KernelTables {

@@ -37,9 +37,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Interface to attach to (or `iface` in --config).
-    #[arg(long)]
-    pub iface: Option<String>,
+    /// Interface to attach to; repeat it to watch several in one process
+    /// (or `iface` / `ifaces` in --config).
+    #[arg(long, value_name = "IFACE", value_parser = iface_name)]
+    pub iface: Vec<String>,
     /// Rule file or directory of *.yaml / *.yml (or `rules` in --config).
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -117,6 +118,18 @@ pub struct ReplayArgs {
     /// Seed of the alert lines' Community ID (0 to 65535).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub community_id_seed: u16,
+}
+
+/// `--iface`: a name Linux accepts for an interface (the one validator).
+fn iface_name(text: &str) -> Result<String, String> {
+    if crate::settings::valid_iface_name(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "not a valid interface name (1 to {} bytes, not `.` or `..`, no '/', ':' or spaces)",
+            crate::settings::MAX_IFACE_LEN
+        ))
+    }
 }
 
 /// `--packet-bytes`: 0 to [`MAX_ALERT_PACKET_BYTES`].

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
-use sensor_common::alert::MAX_ALERT_PACKET_BYTES;
+use sensor_common::alert::{MAX_ALERT_PACKET_BYTES, MAX_IFACES};
 use sensor_common::tables::{BlockPolicy, DROP_LIST_ENTRIES};
 
 use crate::rules::SourceError;
@@ -24,7 +24,9 @@ use crate::sinks::syslog::SyslogTarget;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    pub iface: Option<String>,
+    /// `iface: X` or `ifaces: [X, Y]`: the interfaces to watch (empty when
+    /// the file names none).
+    pub ifaces: Vec<String>,
     /// Rule file or directory.
     pub rules: Option<PathBuf>,
     pub mode: Option<SensorMode>,
@@ -126,6 +128,7 @@ pub enum ConfigError {
 
 const TOP_KEYS: &[&str] = &[
     "iface",
+    "ifaces",
     "rules",
     "mode",
     "xdp_mode",
@@ -229,10 +232,21 @@ fn parse_document(text: &str) -> Result<Config, Located> {
         return Ok(config);
     };
     let fields = root.as_map("the config file", TOP_KEYS)?;
+    if let (Some(_), Some(second)) = (fields.field("iface"), fields.field("ifaces")) {
+        let later = match fields.field("iface") {
+            Some(first) if first.key_at.line > second.key_at.line => first,
+            _ => second,
+        };
+        return Err(Located::new(
+            later.key_at,
+            "give `iface` (one interface) or `ifaces` (a list), not both",
+        ));
+    }
     for field in &fields.fields {
         let node = field.value;
         match field.key {
-            "iface" => config.iface = Some(parse_iface(node)?),
+            "iface" => config.ifaces = vec![parse_iface(node, "iface")?],
+            "ifaces" => config.ifaces = parse_ifaces(node)?,
             "rules" => config.rules = Some(non_empty_text(node, "rules")?.into()),
             "mode" => {
                 let modes = [("ids", SensorMode::Ids), ("drop", SensorMode::Drop)];
@@ -319,16 +333,42 @@ fn placed_path(node: &Node, field: &str) -> Result<PlacedPath, Located> {
 }
 
 /// The checks Linux applies to interface names (`dev_valid_name`).
-fn parse_iface(node: &Node) -> Result<String, Located> {
-    let name = non_empty_text(node, "iface")?;
+fn parse_iface(node: &Node, field: &str) -> Result<String, Located> {
+    let name = non_empty_text(node, field)?;
     if !valid_iface_name(name) {
         return Err(node.error(format!(
-            "`iface` {} is not a valid interface name (at most {MAX_IFACE_LEN} bytes, \
+            "`{field}` {} is not a valid interface name (at most {MAX_IFACE_LEN} bytes, \
              no '/', ':' or spaces)",
             yaml::quote(name)
         )));
     }
     Ok(name.to_owned())
+}
+
+/// `ifaces:`: 1 to [`MAX_IFACES`] valid names, none twice.
+fn parse_ifaces(node: &Node) -> Result<Vec<String>, Located> {
+    let items = node.as_list("ifaces")?;
+    if items.is_empty() {
+        return Err(node.error("`ifaces` must name at least one interface"));
+    }
+    if items.len() > MAX_IFACES as usize {
+        return Err(node.error(format!(
+            "`ifaces` has {} entries; one sensor watches at most {MAX_IFACES}",
+            items.len()
+        )));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = parse_iface(item, "ifaces")?;
+        if names.contains(&name) {
+            return Err(item.error(format!(
+                "interface {} is listed twice in `ifaces`",
+                yaml::quote(&name)
+            )));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// Parsed by the syslog sink's parser, the one that `--syslog` goes through
@@ -395,6 +435,44 @@ fn parse_prefix_list(node: &Node, field: &str) -> Result<Vec<IpNet>, Located> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ifaces_take_a_list_of_distinct_valid_names() {
+        let config = parse_config("sensor.yaml", "ifaces: [eth1, eth2]\n").unwrap();
+        assert_eq!(config.ifaces, ["eth1", "eth2"]);
+        let config = parse_config("sensor.yaml", "ifaces:\n  - eth1\n").unwrap();
+        assert_eq!(config.ifaces, ["eth1"]);
+        let config = parse_config("sensor.yaml", "iface: eth3\n").unwrap();
+        assert_eq!(config.ifaces, ["eth3"]);
+        assert_error(
+            "iface: eth0\nifaces: [eth1]\n",
+            2,
+            1,
+            "give `iface` (one interface) or `ifaces` (a list), not both",
+        );
+        assert_error("ifaces: [eth1]\nmode: ids\niface: eth0\n", 3, 1, "not both");
+        assert_error(
+            "ifaces: [eth1, eth2, eth1]\n",
+            1,
+            22,
+            "interface \"eth1\" is listed twice in `ifaces`",
+        );
+        assert_error(
+            "ifaces:\n  - eth1\n  - 'a/b'\n",
+            3,
+            5,
+            "`ifaces` \"a/b\" is not a valid interface name",
+        );
+        assert_error("ifaces: []\n", 1, 9, "at least one interface");
+        assert_error("ifaces: eth0\n", 1, 9, "`ifaces` must be a list");
+        let many: Vec<String> = (0..65).map(|i| format!("e{i}")).collect();
+        assert_error(
+            &format!("ifaces: [{}]\n", many.join(", ")),
+            1,
+            9,
+            "at most 64",
+        );
+    }
 
     fn error_of(text: &str) -> (u64, u64, String) {
         match parse_config("sensor.yaml", text) {
@@ -507,7 +585,7 @@ drop:
         assert_eq!(
             config,
             Config {
-                iface: Some("eth0".into()),
+                ifaces: vec!["eth0".into()],
                 rules: Some("/etc/sensor/rules".into()),
                 mode: Some(SensorMode::Drop),
                 xdp_mode: Some(AttachMode::Skb),

@@ -116,15 +116,41 @@ fn cmd_replay(args: ReplayArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `--iface` given several times: at most `MAX_IFACES`, no name twice
+/// (each name was checked by the flag's parser).
+fn check_cli_ifaces(ifaces: &[String]) -> Result<(), String> {
+    let max = sensor_common::alert::MAX_IFACES as usize;
+    if ifaces.len() > max {
+        return Err(format!(
+            "{} interfaces given with --iface; one sensor watches at most {max}",
+            ifaces.len()
+        ));
+    }
+    for (at, name) in ifaces.iter().enumerate() {
+        if ifaces[..at].contains(name) {
+            return Err(format!("--iface {name} is given twice"));
+        }
+    }
+    Ok(())
+}
+
 fn cmd_run(args: RunArgs) -> Result<(), Failure> {
     let config = match &args.config {
         Some(path) => sensor::config::load_config(path).map_err(Failure::invalid)?,
         None => Config::default(),
     };
-    let iface = args
-        .iface
-        .or(config.iface.clone())
-        .ok_or_else(|| Failure::invalid("no interface: give --iface (or `iface` in --config)"))?;
+    // The command line's interfaces replace the config file's.
+    let ifaces = if args.iface.is_empty() {
+        config.ifaces.clone()
+    } else {
+        check_cli_ifaces(&args.iface).map_err(Failure::invalid)?;
+        args.iface
+    };
+    if ifaces.is_empty() {
+        return Err(Failure::invalid(
+            "no interface: give --iface (or `iface` / `ifaces` in --config)",
+        ));
+    }
     let rules_path: PathBuf = args
         .rules
         .or(config.rules.clone())
@@ -232,7 +258,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
     };
 
     let settings = RunSettings {
-        iface,
+        ifaces,
         mode: args.mode.or(config.mode).unwrap_or(SensorMode::Ids),
         attach: args
             .xdp_mode

@@ -140,18 +140,104 @@ impl Testbed {
     /// Sends the frames of `pcap` from the injector side, bounded in rate
     /// and (by the file) in count.
     pub fn inject(&self, pcap: &Path, pps: u32) {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.injector_ns, "tcpreplay", "-q"])
-            .arg(format!("--intf1={}", self.injector_if))
-            .arg(format!("--pps={pps}"))
-            .arg(pcap)
-            .output()
-            .expect("run tcpreplay (scripts/bootstrap.sh installs it)");
-        assert!(
-            output.status.success(),
-            "tcpreplay failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        inject_from(&self.injector_ns, &self.injector_if, pcap, pps);
+    }
+
+    /// A second injector namespace joined to the sensor namespace by its
+    /// own veth pair: another span port for the same sensor. `tag` as in
+    /// [`Testbed::new`] (and different from the testbed's).
+    pub fn add_peer(&self, tag: &str) -> Peer {
+        let id = std::process::id() % 100_000;
+        let peer = Peer {
+            injector_ns: format!("sen-{tag}-inj-{id}"),
+            sensor_ns: self.sensor_ns.clone(),
+            injector_if: format!("i{tag}{id}"),
+            sensor_if: format!("s{tag}{id}"),
+        };
+        peer.remove();
+        ip(&["netns", "add", &peer.injector_ns]);
+        in_ns(
+            &peer.injector_ns,
+            &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
         );
+        in_ns(
+            &peer.injector_ns,
+            &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+        );
+        ip(&[
+            "link",
+            "add",
+            &peer.injector_if,
+            "netns",
+            &peer.injector_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer.sensor_if,
+            "netns",
+            &peer.sensor_ns,
+        ]);
+        in_ns(
+            &peer.injector_ns,
+            &["ip", "link", "set", &peer.injector_if, "up"],
+        );
+        in_ns(
+            &peer.sensor_ns,
+            &["ip", "link", "set", &peer.sensor_if, "up"],
+        );
+        peer
+    }
+}
+
+/// tcpreplay of `pcap` on `ifname` inside `ns`, at `pps` packets a second.
+fn inject_from(ns: &str, ifname: &str, pcap: &Path, pps: u32) {
+    let output = Command::new("ip")
+        .args(["netns", "exec", ns, "tcpreplay", "-q"])
+        .arg(format!("--intf1={ifname}"))
+        .arg(format!("--pps={pps}"))
+        .arg(pcap)
+        .output()
+        .expect("run tcpreplay (scripts/bootstrap.sh installs it)");
+    assert!(
+        output.status.success(),
+        "tcpreplay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Another injector host on its own veth pair into the testbed's sensor
+/// namespace ([`Testbed::add_peer`]); removed on drop.
+pub struct Peer {
+    pub injector_ns: String,
+    sensor_ns: String,
+    pub injector_if: String,
+    pub sensor_if: String,
+}
+
+impl Peer {
+    /// Sends the frames of `pcap` from this peer, bounded as [`Testbed::inject`].
+    pub fn inject(&self, pcap: &Path, pps: u32) {
+        inject_from(&self.injector_ns, &self.injector_if, pcap, pps);
+    }
+
+    /// Deletes this peer's veth pair (both ends).
+    pub fn delete_link(&self) {
+        in_ns(&self.sensor_ns, &["ip", "link", "del", &self.sensor_if]);
+    }
+
+    fn remove(&self) {
+        // The pair goes with the namespace that holds its injector end.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.injector_ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -250,6 +336,8 @@ fn wait_until_logged(_process: &Started, stderr: &Path, text: &str) {
 pub struct SensorCommand<'b> {
     bed: &'b Testbed,
     subcommand: &'static str,
+    /// `--iface`: the testbed's sensor interface unless [`SensorCommand::on_iface`].
+    iface: String,
     args: Vec<OsString>,
 }
 
@@ -258,8 +346,15 @@ impl<'b> SensorCommand<'b> {
         SensorCommand {
             bed,
             subcommand,
+            iface: bed.sensor_if.clone(),
             args: Vec::new(),
         }
+    }
+
+    /// The first `--iface` names `iface` instead of the testbed's interface.
+    pub fn on_iface(mut self, iface: &str) -> Self {
+        self.iface = iface.to_owned();
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -295,7 +390,7 @@ impl<'b> SensorCommand<'b> {
                 self.subcommand,
             ])
             .arg("--iface")
-            .arg(&self.bed.sensor_if)
+            .arg(&self.iface)
             .args(&self.args)
             .stdin(Stdio::null());
         command

@@ -239,7 +239,7 @@ mod tests {
             xdp_mode: "native",
             netns: Some(1),
             requests,
-            next_id: AtomicU64::new(1),
+            next_id: std::sync::Arc::new(AtomicU64::new(1)),
         };
         let request = |filter: &str, max_rate, summary| SessionRequest {
             netns: Some(1),

@@ -55,6 +55,8 @@ pub(super) type StartResult = Result<Vec<perf::Reader>, (Refusal, String)>;
 /// A session asking to start.
 pub(super) struct NewSession {
     pub(super) id: u64,
+    /// The interface whose socket it came through: it sees only its packets.
+    pub(super) iface: String,
     pub(super) client_pid: Option<i32>,
     pub(super) program: FilterProgram,
     pub(super) max_rate: u32,
@@ -74,21 +76,23 @@ pub(super) struct Stopped {
 
 pub(super) struct Active {
     pub(super) id: u64,
+    pub(super) iface: String,
     pub(super) client_pid: Option<i32>,
     /// The inspect part is off already (the session is draining).
     pub(super) stopped: bool,
 }
 
-/// The control socket and the inspect session state of `sensor run`.
+/// The control sockets (one per watched interface) and the inspect
+/// session state of `sensor run`: one session at a time in the program,
+/// whichever interface it is for.
 pub struct ControlHost {
-    pub(super) iface: String,
-    /// The socket we bound, with its inode (removed on close if still ours).
-    pub(super) socket: Option<(PathBuf, u64)>,
+    /// The sockets we bound, with their inodes (removed on close if still ours).
+    pub(super) sockets: Vec<(PathBuf, u64)>,
     pub(super) requests: mpsc::Receiver<Request>,
     /// Keeps `requests` open when there is no listener.
     pub(super) _sender: mpsc::Sender<Request>,
     pub(super) shutdown: watch::Sender<bool>,
-    pub(super) accept: Option<JoinHandle<()>>,
+    pub(super) accepts: Vec<JoinHandle<()>>,
     /// The inspect perf array, taken from the kernel at the first session.
     pub(super) events: Option<PerfEventArray<MapData>>,
     pub(super) active: Option<Active>,
@@ -101,48 +105,52 @@ pub(super) struct SessionContext {
     pub(super) xdp_mode: &'static str,
     pub(super) netns: Option<u64>,
     pub(super) requests: mpsc::Sender<Request>,
-    pub(super) next_id: AtomicU64,
+    /// Shared by every socket of the host: session ids are unique in it.
+    pub(super) next_id: Arc<AtomicU64>,
 }
 
 impl ControlHost {
-    /// Binds the control socket of `iface` and starts accepting. Without a
-    /// socket (an error is logged) `sensor run` works as before, but
-    /// `sensor inspect` cannot join it.
-    pub fn serve(iface: &str, xdp_mode: &'static str) -> ControlHost {
+    /// Binds the control socket of each watched interface (name and XDP
+    /// mode) and starts accepting. Without a socket (an error is logged)
+    /// `sensor run` works as before, but `sensor inspect` cannot join it
+    /// on that interface.
+    pub fn serve(ifaces: &[(String, &'static str)]) -> ControlHost {
         let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
         let (shutdown, _) = watch::channel(false);
         let mut host = ControlHost {
-            iface: iface.to_owned(),
-            socket: None,
+            sockets: Vec::new(),
             requests,
             _sender: sender.clone(),
             shutdown,
-            accept: None,
+            accepts: Vec::new(),
             events: None,
             active: None,
             closing: false,
         };
-        match bind(iface) {
-            Ok((listener, path, inode)) => {
-                let context = Arc::new(SessionContext {
-                    iface: iface.to_owned(),
-                    xdp_mode,
-                    netns: netns_id(),
-                    requests: sender,
-                    next_id: AtomicU64::new(1),
-                });
-                host.accept = Some(tokio::spawn(accept_loop(
-                    listener,
-                    context,
-                    host.shutdown.subscribe(),
-                )));
-                tracing::info!(socket = %path.display(), "inspect control socket ready");
-                host.socket = Some((path, inode));
+        let next_id = Arc::new(AtomicU64::new(1));
+        for (iface, xdp_mode) in ifaces {
+            match bind(iface) {
+                Ok((listener, path, inode)) => {
+                    let context = Arc::new(SessionContext {
+                        iface: iface.clone(),
+                        xdp_mode,
+                        netns: netns_id(),
+                        requests: sender.clone(),
+                        next_id: next_id.clone(),
+                    });
+                    host.accepts.push(tokio::spawn(accept_loop(
+                        listener,
+                        context,
+                        host.shutdown.subscribe(),
+                    )));
+                    tracing::info!(socket = %path.display(), "inspect control socket ready");
+                    host.sockets.push((path, inode));
+                }
+                Err(err) => tracing::error!(
+                    "no inspect control socket ({err}): `sensor inspect --iface {iface}` cannot \
+                     join this run; detection is not affected"
+                ),
             }
-            Err(err) => tracing::error!(
-                "no inspect control socket ({err}): `sensor inspect --iface {iface}` cannot \
-                 join this run; detection is not affected"
-            ),
         }
         host
     }
@@ -181,6 +189,7 @@ impl ControlHost {
     pub(super) fn start(&mut self, kernel: &mut Kernel, session: NewSession) -> StartResult {
         let NewSession {
             id,
+            iface,
             client_pid,
             program,
             max_rate,
@@ -189,7 +198,7 @@ impl ControlHost {
             stats,
             stop,
         } = session;
-        let iface = &self.iface;
+        let iface = &iface;
         if self.closing {
             return Err((
                 Refusal::Stopping,
@@ -204,8 +213,10 @@ impl ControlHost {
             return Err((
                 Refusal::Busy,
                 format!(
-                    "an inspect session is already running on {iface}{by}: `sensor run` hosts \
-                     one session at a time; try again when it has ended"
+                    "an inspect session is already running on {}{by}: `sensor run` hosts \
+                     one session at a time (on any of its interfaces); try again when it has \
+                     ended",
+                    active.iface
                 ),
             ));
         }
@@ -214,6 +225,16 @@ impl ControlHost {
                 Refusal::Kernel,
                 format!("`sensor run` on {iface} cannot start the session: {err}"),
             )
+        };
+        // Only this interface's packets: the kernel compares the ingress
+        // index (taken now: a returning interface has a new one).
+        let Some(ifindex) = crate::kernel::preflight::interface_index(iface) else {
+            return Err((
+                Refusal::Kernel,
+                format!(
+                    "`sensor run` watches {iface}, but it is gone now; try again when it is back"
+                ),
+            ));
         };
         // The buffers first: records sent before they exist would be lost.
         let readers = if summary {
@@ -228,12 +249,13 @@ impl ControlHost {
             // (it drops the stop sender).
             perf::spawn_readers(events, records, stats, stop).map_err(|e| kernel_error(&e))?
         };
-        if let Err(err) = kernel.start_inspect(&program, max_rate, summary) {
+        if let Err(err) = kernel.start_inspect(&program, max_rate, summary, ifindex) {
             let _ = kernel.stop_inspect();
             return Err(kernel_error(&err));
         }
         self.active = Some(Active {
             id,
+            iface: iface.clone(),
             client_pid,
             stopped: false,
         });
@@ -282,7 +304,7 @@ impl ControlHost {
     pub async fn close(mut self, kernel: &mut Kernel) {
         self.closing = true;
         let _ = self.shutdown.send(true);
-        if let Some(accept) = self.accept.take() {
+        for accept in self.accepts.drain(..) {
             let _ = accept.await;
         }
         let deadline = tokio::time::sleep(CLOSE_DEADLINE);
@@ -304,7 +326,7 @@ impl ControlHost {
         {
             let _ = kernel.stop_inspect();
         }
-        if let Some((path, inode)) = self.socket.take() {
+        for (path, inode) in self.sockets.drain(..) {
             // Only our own: never a newer run's socket.
             if std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.ino() == inode)
                 && let Err(err) = std::fs::remove_file(&path)

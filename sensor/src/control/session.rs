@@ -172,6 +172,7 @@ pub(super) async fn run_session(
             Inner::Start(Box::new(Start {
                 session: NewSession {
                     id,
+                    iface: session.context.iface.clone(),
                     client_pid,
                     program: plan.program,
                     max_rate: plan.max_rate,

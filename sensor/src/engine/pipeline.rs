@@ -82,11 +82,61 @@ impl LineError<Infallible> {
     }
 }
 
+/// The watched interfaces' names by index: a live line's `in_iface` is
+/// the name of the interface its record's `ifindex` says the packet
+/// arrived on.
+#[derive(Clone, Debug, Default)]
+pub struct InterfaceNames {
+    by_index: HashMap<u32, String>,
+    /// With one interface watched, every line names it, whatever the index.
+    only: Option<String>,
+}
+
+impl InterfaceNames {
+    /// The interfaces `sensor run` was given (their indexes come with
+    /// [`InterfaceNames::learn`]).
+    pub fn new(names: &[String]) -> InterfaceNames {
+        InterfaceNames {
+            by_index: HashMap::new(),
+            only: match names {
+                [only] => Some(only.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// `name` has index `ifindex` (now or from an earlier life: an index
+    /// is kept, so records still on their way after the interface went
+    /// keep its name).
+    pub fn learn(&mut self, ifindex: u32, name: &str) {
+        if self
+            .by_index
+            .get(&ifindex)
+            .is_none_or(|known| known != name)
+        {
+            self.by_index.insert(ifindex, name.to_owned());
+        }
+    }
+
+    /// The name for a record's `ifindex`. An index never learnt cannot come
+    /// from a watched interface; it is shown as `ifindex:N` (a name no
+    /// interface can have) rather than dropped.
+    pub fn name(&self, ifindex: u32) -> String {
+        if let Some(only) = &self.only {
+            return only.clone();
+        }
+        match self.by_index.get(&ifindex) {
+            Some(name) => name.clone(),
+            None => format!("ifindex:{ifindex}"),
+        }
+    }
+}
+
 /// Records → aggregation → lines, with the counts both commands report.
 pub struct Pipeline<C, T> {
     clock: C,
-    /// `in_iface` of every line (live only).
-    iface: Option<String>,
+    /// Names for `in_iface` (live only).
+    interfaces: Option<InterfaceNames>,
     community_id_seed: u16,
     aggregator: Aggregator<T>,
     /// Every rule ever loaded, by id: records still in flight after a
@@ -102,10 +152,10 @@ pub struct Pipeline<C, T> {
 }
 
 impl<C: RecordClock, T: LineTag> Pipeline<C, T> {
-    pub fn new(clock: C, iface: Option<String>, community_id_seed: u16) -> Self {
+    pub fn new(clock: C, interfaces: Option<InterfaceNames>, community_id_seed: u16) -> Self {
         Pipeline {
             clock,
-            iface,
+            interfaces,
             community_id_seed,
             aggregator: Aggregator::default(),
             rules_by_id: HashMap::new(),
@@ -120,6 +170,13 @@ impl<C: RecordClock, T: LineTag> Pipeline<C, T> {
     pub fn learn_rules(&mut self, rules: &CompiledRules) {
         for meta in &rules.meta {
             self.rules_by_id.insert(meta.id, meta.clone());
+        }
+    }
+
+    /// `name` has index `ifindex` (live only; see [`InterfaceNames::learn`]).
+    pub fn learn_iface(&mut self, ifindex: u32, name: &str) {
+        if let Some(interfaces) = &mut self.interfaces {
+            interfaces.learn(ifindex, name);
         }
     }
 
@@ -203,8 +260,8 @@ impl<C: RecordClock, T: LineTag> Pipeline<C, T> {
             timestamp,
             self.community_id_seed,
         );
-        if let Some(iface) = &self.iface {
-            alert = alert.with_iface(iface.clone());
+        if let Some(interfaces) = &self.interfaces {
+            alert = alert.with_iface(interfaces.name(record.ifindex));
         }
         let alert = tag.annotate(alert);
         sink.deliver(&alert).map_err(LineError::Sink)?;
@@ -230,5 +287,30 @@ impl<C: RecordClock, T: LineTag> Pipeline<C, T> {
 
     pub fn unknown_rule(&self) -> u64 {
         self.unknown_rule
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InterfaceNames;
+
+    #[test]
+    fn lines_name_the_interface_of_their_index() {
+        let mut names = InterfaceNames::new(&["eth1".into(), "eth2".into()]);
+        names.learn(7, "eth1");
+        names.learn(9, "eth2");
+        assert_eq!(names.name(7), "eth1");
+        assert_eq!(names.name(9), "eth2");
+        // eth2 came back with a new index: both of its indexes name it.
+        names.learn(12, "eth2");
+        assert_eq!(
+            (names.name(9), names.name(12)),
+            ("eth2".into(), "eth2".into())
+        );
+        assert_eq!(names.name(3), "ifindex:3", "never learnt");
+
+        // One interface: every line names it (replayed records carry 0).
+        let one = InterfaceNames::new(&["eq0".into()]);
+        assert_eq!((one.name(0), one.name(5)), ("eq0".into(), "eq0".into()));
     }
 }

@@ -322,8 +322,15 @@ async fn run_local(settings: Settings) -> Result<(), InspectError> {
     kernel
         .write_rules(&CompiledRules::default(), SensorMode::Ids)
         .map_err(runtime)?;
+    // The session's interface (a missing one fails at the attach below).
+    let ifindex = crate::kernel::preflight::interface_index(&settings.iface).unwrap_or(0);
     kernel
-        .start_inspect(&settings.filter.program, settings.max_rate, summary_mode)
+        .start_inspect(
+            &settings.filter.program,
+            settings.max_rate,
+            summary_mode,
+            ifindex,
+        )
         .map_err(runtime)?;
 
     let (tx, mut rx) = mpsc::channel::<InspectRecord>(QUEUE);

@@ -64,17 +64,27 @@ pub struct MetricsSnapshot {
     pub dropped_static_blocklist: u64,
     pub dropped_by_rule: u64,
     pub would_drop: u64,
-    /// The watched interface has the program attached now.
-    pub iface_attached: bool,
-    /// Times the interface disappeared, and times it was attached again.
-    pub iface_lost: u64,
-    pub iface_reattached: u64,
+    /// Each watched interface, in the order given.
+    pub ifaces: Vec<IfaceMetrics>,
     /// Blocks the kernel could not record (map insert failed).
     pub block_errors: u64,
     /// Drop mode: the sources blocked now.
     pub blocked: Vec<BlockedSource>,
     /// Drop mode: proof of address and `block_when`.
     pub proof: ProofMetrics,
+}
+
+/// The figures of one watched interface (label `iface`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IfaceMetrics {
+    pub name: String,
+    /// The program is attached to it now.
+    pub attached: bool,
+    /// Times it disappeared, and times it was attached again.
+    pub lost: u64,
+    pub reattached: u64,
+    /// Packets the XDP program saw on it, over all its lives.
+    pub packets: u64,
 }
 
 /// Drop mode's proof of address and blocking decisions (`block_when`).
@@ -351,23 +361,41 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Dry run: packets drop mode would have dropped.",
         s.would_drop,
     );
-    out.single(
+    let iface_labels: Vec<[(&str, &str); 1]> = s
+        .ifaces
+        .iter()
+        .map(|iface| [("iface", iface.name.as_str())])
+        .collect();
+    let per_iface = |value: fn(&IfaceMetrics) -> u64| -> Vec<(&[(&str, &str)], u64)> {
+        iface_labels
+            .iter()
+            .zip(&s.ifaces)
+            .map(|(labels, iface)| (&labels[..], value(iface)))
+            .collect()
+    };
+    out.family(
+        "sensor_interface_packets",
+        Counter,
+        "Packets seen by the XDP program on each watched interface.",
+        &per_iface(|iface| iface.packets),
+    );
+    out.family(
         "sensor_interface_attached",
         Gauge,
         "1 while the program is attached to the watched interface, 0 while it is gone.",
-        u64::from(s.iface_attached),
+        &per_iface(|iface| u64::from(iface.attached)),
     );
-    out.single(
+    out.family(
         "sensor_interface_lost",
         Counter,
         "Times the watched interface disappeared.",
-        s.iface_lost,
+        &per_iface(|iface| iface.lost),
     );
-    out.single(
+    out.family(
         "sensor_interface_reattached",
         Counter,
         "Times the sensor attached again to the returning interface.",
-        s.iface_reattached,
+        &per_iface(|iface| iface.reattached),
     );
     out.single(
         "sensor_drop_mode_block_errors",
@@ -602,9 +630,22 @@ mod tests {
             dropped_static_blocklist: 3,
             dropped_by_rule: 1,
             would_drop: 0,
-            iface_attached: true,
-            iface_lost: 1,
-            iface_reattached: 1,
+            ifaces: vec![
+                IfaceMetrics {
+                    name: "eth1".into(),
+                    attached: true,
+                    lost: 1,
+                    reattached: 1,
+                    packets: 600,
+                },
+                IfaceMetrics {
+                    name: "eth2".into(),
+                    attached: false,
+                    lost: 2,
+                    reattached: 1,
+                    packets: 400,
+                },
+            ],
             block_errors: 0,
             blocked: vec![BlockedSource {
                 src: "198.51.100.7".to_owned(),
@@ -724,15 +765,22 @@ sensor_drop_mode_dropped_total{reason="rule"} 1
 # HELP sensor_drop_mode_would_drop_total Dry run: packets drop mode would have dropped.
 # TYPE sensor_drop_mode_would_drop_total counter
 sensor_drop_mode_would_drop_total 0
+# HELP sensor_interface_packets_total Packets seen by the XDP program on each watched interface.
+# TYPE sensor_interface_packets_total counter
+sensor_interface_packets_total{iface="eth1"} 600
+sensor_interface_packets_total{iface="eth2"} 400
 # HELP sensor_interface_attached 1 while the program is attached to the watched interface, 0 while it is gone.
 # TYPE sensor_interface_attached gauge
-sensor_interface_attached 1
+sensor_interface_attached{iface="eth1"} 1
+sensor_interface_attached{iface="eth2"} 0
 # HELP sensor_interface_lost_total Times the watched interface disappeared.
 # TYPE sensor_interface_lost_total counter
-sensor_interface_lost_total 1
+sensor_interface_lost_total{iface="eth1"} 1
+sensor_interface_lost_total{iface="eth2"} 2
 # HELP sensor_interface_reattached_total Times the sensor attached again to the returning interface.
 # TYPE sensor_interface_reattached_total counter
-sensor_interface_reattached_total 1
+sensor_interface_reattached_total{iface="eth1"} 1
+sensor_interface_reattached_total{iface="eth2"} 1
 # HELP sensor_drop_mode_block_errors_total Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).
 # TYPE sensor_drop_mode_block_errors_total counter
 sensor_drop_mode_block_errors_total 0

@@ -13,10 +13,10 @@ use sensor_common::tables::{BlockEntry, MAX_RULES};
 use crate::alert::{Alert, CapturedPacket, ip_addr};
 use crate::engine::aggregate::RateEntry;
 use crate::engine::clock::Clock;
-use crate::engine::pipeline::{LineError, LineSink, Pipeline};
+use crate::engine::pipeline::{InterfaceNames, LineError, LineSink, Pipeline};
 use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::perf::{AlertSample, PerfStats};
-use crate::metrics::{BlockedSource, MetricsSnapshot, RuleMetrics, SinkCounters};
+use crate::metrics::{BlockedSource, IfaceMetrics, MetricsSnapshot, RuleMetrics, SinkCounters};
 use crate::rules::CompiledRules;
 use crate::settings::{DropPolicy, SensorMode};
 use crate::sinks::json::JsonHandle;
@@ -80,7 +80,7 @@ pub(super) struct Engine {
 impl Engine {
     pub(super) fn new(
         clock: Clock,
-        iface: &str,
+        ifaces: &[String],
         community_id_seed: u16,
         sinks: LiveSinks,
         mode: SensorMode,
@@ -88,7 +88,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             clock,
-            pipeline: Pipeline::new(clock, Some(iface.to_owned()), community_id_seed),
+            pipeline: Pipeline::new(clock, Some(InterfaceNames::new(ifaces)), community_id_seed),
             sinks,
             banked_hits: HashMap::new(),
             slot_ids: HashMap::new(),
@@ -97,6 +97,15 @@ impl Engine {
             drop_mode: mode == SensorMode::Drop,
             drop_policy,
             installs: 0,
+        }
+    }
+
+    /// The current index of every watched interface, for the lines' names.
+    pub(super) fn learn_ifaces(&mut self, watches: &[Watch]) {
+        for watch in watches {
+            if let Some(ifindex) = watch.ifindex {
+                self.pipeline.learn_iface(ifindex, &watch.iface);
+            }
         }
     }
 
@@ -164,9 +173,19 @@ impl Engine {
         proven_sources: u64,
         rules: &CompiledRules,
         perf: &PerfStats,
-        watch: &Watch,
+        watches: &[Watch],
     ) -> MetricsSnapshot {
         let counters = &figures.counters;
+        let ifaces = watches
+            .iter()
+            .map(|watch| IfaceMetrics {
+                name: watch.iface.clone(),
+                attached: watch.ifindex.is_some(),
+                lost: watch.lost,
+                reattached: watch.reattached,
+                packets: watch.packets(&figures.iface_packets),
+            })
+            .collect();
         // Hits by rule id: banked counts plus both generations' slots (the
         // old one may still see packets that started before a reload).
         let mut hits = self.banked_hits.clone();
@@ -188,9 +207,7 @@ impl Engine {
         per_rule.sort_by_key(|r| r.sig_id);
         let now = Clock::monotonic_now();
         MetricsSnapshot {
-            iface_attached: watch.ifindex.is_some(),
-            iface_lost: watch.lost,
-            iface_reattached: watch.reattached,
+            ifaces,
             packets_seen: counters.packets,
             packets_passed: counters.passed,
             packets_dropped: counters.dropped,

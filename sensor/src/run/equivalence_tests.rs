@@ -99,7 +99,7 @@ async fn lines_through_run(rules: &CompiledRules, traffic: &[(u64, Vec<u8>)]) ->
     // capture's are.
     let mut engine = Engine::new(
         Clock::with_offset(0),
-        "eq0",
+        &["eq0".to_owned()],
         0,
         sinks,
         SensorMode::Ids,

@@ -19,7 +19,6 @@ use crate::engine::clock::Clock;
 use crate::kernel::loader::{Kernel, LoaderError};
 use crate::kernel::netlink::LinkEvents;
 use crate::kernel::perf::{self, PerfError, PerfStats};
-use crate::kernel::preflight;
 use crate::kernel::rate::RateEntries;
 use crate::metrics::{MetricsSnapshot, Publisher};
 use crate::rules::CompiledRules;
@@ -34,7 +33,8 @@ const ALERT_QUEUE: usize = 8_192;
 
 /// Everything `run` needs, resolved from flags and the config file.
 pub struct RunSettings {
-    pub iface: String,
+    /// The interfaces to watch (at least one, no name twice).
+    pub ifaces: Vec<String>,
     pub mode: SensorMode,
     pub attach: AttachMode,
     pub json: Option<JsonSink>,
@@ -118,7 +118,7 @@ fn apply_readings(
     publisher: &mut Publisher,
     rules: &CompiledRules,
     perf: &PerfStats,
-    watch: &Watch,
+    watches: &[Watch],
 ) -> KernelSide {
     let Readings {
         side,
@@ -139,7 +139,7 @@ fn apply_readings(
             .as_ref()
             .map_or(&no_blocks, |tracker| &tracker.blocks);
         let built = figures.map(|figures| {
-            engine.metrics(&figures, blocks, side.proven.count(), rules, perf, watch)
+            engine.metrics(&figures, blocks, side.proven.count(), rules, perf, watches)
         });
         publisher.publish(built);
     }
@@ -215,7 +215,7 @@ pub async fn run(
     };
     let mut engine = Engine::new(
         Clock::new(),
-        &settings.iface,
+        &settings.ifaces,
         settings.community_id_seed,
         sinks,
         settings.mode,
@@ -234,24 +234,28 @@ pub async fn run(
         policy: settings.drop_policy.clone(),
     });
 
-    let attached_mode = kernel.attach(&settings.iface, settings.attach)?;
-    let mut watch = Watch {
-        iface: settings.iface.clone(),
-        attach: settings.attach,
-        ifindex: preflight::interface_index(&settings.iface),
-        lost: 0,
-        reattached: 0,
-    };
+    // One program, attached to every interface: its maps (rules, drop
+    // lists, per-source state) are shared by construction. A failure names
+    // its interface; returning drops the kernel, which detaches the rest.
+    let mut watches = Vec::with_capacity(settings.ifaces.len());
+    let mut attached = Vec::with_capacity(settings.ifaces.len());
+    for iface in &settings.ifaces {
+        let (watch, xdp_mode) = Watch::start(&mut kernel, iface, settings.attach)?;
+        tracing::info!(iface, xdp_mode, "attached to interface");
+        attached.push((iface.clone(), xdp_mode));
+        watches.push(watch);
+    }
+    engine.learn_ifaces(&watches);
     let mut link_events = LinkEvents::open().map_err(RunError::Netlink)?;
     tracing::info!(
-        iface = settings.iface,
-        xdp_mode = attached_mode,
+        ifaces = settings.ifaces.join(","),
+        xdp_mode = attached.iter().map(|(_, mode)| *mode).collect::<Vec<_>>().join(","),
         rules = rules.meta.len(),
         mode = ?settings.mode,
         "sensor attached"
     );
     // `sensor inspect` sessions in this program (docs/inspect.md).
-    let mut control = ControlHost::serve(&settings.iface, attached_mode);
+    let mut control = ControlHost::serve(&attached);
 
     let mut sweep = tokio::time::interval(Duration::from_nanos(RATE_WINDOW_NS));
     // Set when the loop ends on a failure rather than a signal.
@@ -273,7 +277,8 @@ pub async fn run(
                 if let Some(idle) = side.take() {
                     let with_figures = metrics_server.is_some();
                     let installs = engine.installs;
-                    reading = Some(tokio::task::spawn_blocking(move || idle.read(with_figures, installs)));
+                    let ifindexes = watches.iter().filter_map(|w| w.ifindex).collect();
+                    reading = Some(tokio::task::spawn_blocking(move || idle.read(with_figures, installs, ifindexes)));
                 }
                 // A reader ends early only when its buffer failed: that
                 // CPU's alerts would stop for good. Stop loudly instead.
@@ -298,7 +303,7 @@ pub async fn run(
             read = finished(&mut reading) => {
                 reading = None;
                 match read {
-                    Ok(readings) => side = Some(apply_readings(&mut engine, readings, &mut publisher, &rules, &stats, &watch)),
+                    Ok(readings) => side = Some(apply_readings(&mut engine, readings, &mut publisher, &rules, &stats, &watches)),
                     Err(err) => {
                         failure = Some(format!("the kernel readings job failed: {err}"));
                         break;
@@ -336,7 +341,12 @@ pub async fn run(
             }
             request = control.request() => control.handle(&mut kernel, request),
             changed = link_events.changed() => match changed {
-                Ok(()) => watch.on_link_change(&mut kernel),
+                Ok(()) => {
+                    for watch in &mut watches {
+                        watch.on_link_change(&mut kernel);
+                    }
+                    engine.learn_ifaces(&watches);
+                }
                 Err(err) => {
                     failure = Some(format!("link notifications failed: {err}"));
                     break;

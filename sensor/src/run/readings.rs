@@ -53,11 +53,19 @@ pub(super) struct Readings {
 pub(super) struct KernelFigures {
     pub(super) counters: Counters,
     pub(super) rule_stats: Vec<RuleStats>,
+    /// Packets seen per watched interface index, this life of each.
+    pub(super) iface_packets: HashMap<u32, u64>,
 }
 
 impl KernelSide {
     /// The job: everything read once, in the order the engine did it.
-    pub(super) fn read(mut self, with_figures: bool, installs: u64) -> Readings {
+    /// `ifindexes`: the watched interfaces attached now.
+    pub(super) fn read(
+        mut self,
+        with_figures: bool,
+        installs: u64,
+        ifindexes: Vec<u32>,
+    ) -> Readings {
         let rate = self.rate.entries();
         let now = Clock::monotonic_now();
         if let Some(tracker) = self.blocks.as_mut() {
@@ -68,12 +76,17 @@ impl KernelSide {
         let figures = with_figures.then(|| {
             let counters = self.reader.counters()?;
             let rule_stats = self.reader.rule_stats_all()?;
+            let iface_packets = ifindexes
+                .iter()
+                .map(|ifindex| Ok((*ifindex, self.reader.iface_packets(*ifindex)?)))
+                .collect::<Result<_, LoaderError>>()?;
             let reader = &self.reader;
             self.proven
                 .update(now, self.policy.block.proof_ns, || reader.proven_sources());
             Ok(KernelFigures {
                 counters,
                 rule_stats,
+                iface_packets,
             })
         });
         Readings {

@@ -46,11 +46,14 @@ impl Kernel {
     /// second, and whether to count the summary maps. The session's
     /// counters, rate budget and summary maps start from zero, so a
     /// long-lived program (`sensor run`) can host one session after another.
+    /// It sees the packets of interface `ifindex` only (an interface's
+    /// index: 0 would see nothing).
     pub fn start_inspect(
         &mut self,
         filter: &FilterProgram,
         max_per_sec: u32,
         summary: bool,
+        ifindex: u32,
     ) -> Result<(), LoaderError> {
         // Off while the maps are reset (a no-op for a fresh program).
         self.stop_inspect()?;
@@ -63,7 +66,7 @@ impl Kernel {
             enabled: 1,
             max_per_sec,
             summary: summary as u32,
-            _pad: 0,
+            ifindex,
         })
     }
 

@@ -158,8 +158,9 @@ fn load_error(err: EbpfError) -> LoaderError {
 /// The loaded (verified) kernel program and its maps.
 pub struct Kernel {
     ebpf: Ebpf,
-    /// The XDP link while attached.
-    link: Option<XdpLinkId>,
+    /// The XDP links, by interface name, while attached: one program
+    /// attached to every watched interface, so all share its maps.
+    links: Vec<(String, XdpLinkId)>,
 }
 
 impl Kernel {
@@ -194,7 +195,10 @@ impl Kernel {
             )),
             other => LoaderError::Program(other),
         })?;
-        let mut kernel = Kernel { ebpf, link: None };
+        let mut kernel = Kernel {
+            ebpf,
+            links: Vec::new(),
+        };
         kernel.write_alert_packet_bytes(DEFAULT_ALERT_PACKET_BYTES)?;
         Ok(kernel)
     }
@@ -338,7 +342,8 @@ impl Kernel {
         hash.insert(src, entry, 0).map_err(map_err("BLOCKED"))
     }
 
-    /// Attaches to `iface`. Returns the mode actually used.
+    /// Attaches to `iface` (as well as to any interface it is attached to
+    /// already). Returns the mode actually used.
     pub fn attach(&mut self, iface: &str, how: AttachMode) -> Result<&'static str, LoaderError> {
         if preflight::interface_index(iface).is_none() {
             return Err(LoaderError::NoInterface(iface.to_owned()));
@@ -353,7 +358,7 @@ impl Kernel {
         for (xdp_mode, name) in attempts {
             match program.attach(iface, *xdp_mode) {
                 Ok(link) => {
-                    self.link = Some(link);
+                    self.links.push((iface.to_owned(), link));
                     return Ok(name);
                 }
                 Err(err @ ProgramError::UnknownInterface { .. }) => {
@@ -388,12 +393,59 @@ impl Kernel {
         })
     }
 
-    /// Detaches from the interface (dropping the `Kernel` does too).
+    /// Detaches from every interface (dropping the `Kernel` does too).
+    /// Every link is tried; the first error is returned.
     pub fn detach(&mut self) -> Result<(), LoaderError> {
-        if let Some(link) = self.link.take() {
+        let mut first_error = None;
+        let ifaces: Vec<String> = self.links.iter().map(|(iface, _)| iface.clone()).collect();
+        for iface in ifaces {
+            if let Err(err) = self.detach_from(&iface) {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Detaches from `iface` only (a no-op when not attached to it).
+    pub fn detach_from(&mut self, iface: &str) -> Result<(), LoaderError> {
+        if let Some(at) = self.links.iter().position(|(name, _)| name == iface) {
+            let (_, link) = self.links.remove(at);
             program_mut(&mut self.ebpf)?.detach(link)?;
         }
         Ok(())
+    }
+
+    /// Starts counting the packets of interface `ifindex` (an entry of
+    /// zeros in `IFACE_PACKETS`; kept if there is one already).
+    pub fn count_iface_packets(&mut self, ifindex: u32) -> Result<(), LoaderError> {
+        let cpus = possible_cpus("IFACE_PACKETS")?;
+        let mut map: PerCpuHashMap<_, u32, u64> = self.map_mut("IFACE_PACKETS")?;
+        // Only userspace adds entries, so nothing can come between.
+        match map.get(&ifindex, 0) {
+            Ok(_) => Ok(()),
+            Err(MapError::KeyNotFound) => map
+                .insert(ifindex, per_cpu_zeros("IFACE_PACKETS", cpus)?, 0)
+                .map_err(map_err("IFACE_PACKETS")),
+            Err(err) => Err(map_err("IFACE_PACKETS")(err)),
+        }
+    }
+
+    /// Packets seen on interface `ifindex`, summed over CPUs (0 when it is
+    /// not counted).
+    pub fn iface_packets(&self, ifindex: u32) -> Result<u64, LoaderError> {
+        let map = self
+            .ebpf
+            .map("IFACE_PACKETS")
+            .ok_or(LoaderError::MissingMap("IFACE_PACKETS"))?;
+        readings::iface_packets(map, ifindex)
+    }
+
+    /// Stops counting interface `ifindex` (gone): returns its last count.
+    pub fn forget_iface_packets(&mut self, ifindex: u32) -> Result<u64, LoaderError> {
+        let last = self.iface_packets(ifindex)?;
+        let mut map: PerCpuHashMap<_, u32, u64> = self.map_mut("IFACE_PACKETS")?;
+        removed_or_gone("IFACE_PACKETS", map.remove(&ifindex))?;
+        Ok(last)
     }
 
     /// Runs the program `repeat` times on `frame` in the kernel
@@ -673,6 +725,11 @@ mod tests {
             return;
         }
         let kernel = Kernel::load().expect("XDP program loads");
+        // Shown for the record: the verifier's limit is 1,000,000.
+        eprintln!(
+            "verifier: {:?} instructions processed",
+            kernel.verified_insns().expect("program info")
+        );
         let counters = kernel.counters().expect("counters readable");
         assert_eq!(counters.packets, 0);
     }
@@ -712,8 +769,10 @@ mod tests {
             .unwrap();
         let frame = frames::ipv4_tcp([198, 51, 100, 7], [192, 0, 2, 10], 41000, 80, flags::SYN);
         let all = FilterProgram::default();
+        // BPF_PROG_TEST_RUN frames arrive on the namespace's loopback.
+        let lo = preflight::interface_index("lo").expect("lo");
 
-        kernel.start_inspect(&all, 1, true).unwrap();
+        kernel.start_inspect(&all, 1, true, lo).unwrap();
         for _ in 0..3 {
             kernel.test_run(&frame).unwrap();
         }
@@ -726,7 +785,7 @@ mod tests {
         kernel.test_run(&frame).unwrap();
         assert_eq!(kernel.inspect_counters().unwrap().matched, 3, "off");
 
-        kernel.start_inspect(&all, 1, true).unwrap();
+        kernel.start_inspect(&all, 1, true, lo).unwrap();
         assert_eq!(
             kernel.inspect_counters().unwrap(),
             InspectCounters::default()

@@ -6,7 +6,7 @@
 
 use std::os::fd::AsFd;
 
-use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, MAX_RULES, RULE_GENERATIONS, RuleStats, block_when, counter,
@@ -163,7 +163,10 @@ impl Kernel {
             |name: &'static str| -> Result<Map, LoaderError> {
                 let fd = loaded(self, name)?;
                 let data = match fd {
-                    Map::PerCpuArray(data) | Map::HashMap(data) | Map::LruHashMap(data) => data,
+                    Map::PerCpuArray(data)
+                    | Map::HashMap(data)
+                    | Map::LruHashMap(data)
+                    | Map::PerCpuHashMap(data) => data,
                     _ => return Err(LoaderError::MissingMap(name)),
                 };
                 let owned = data.fd().as_fd().try_clone_to_owned().map_err(|io_error| {
@@ -183,6 +186,7 @@ impl Kernel {
             rule_stats: second("RULE_STATS")?,
             blocked: second("BLOCKED")?,
             proven: second("PROVEN")?,
+            iface_packets: second("IFACE_PACKETS")?,
         })
     }
 }
@@ -194,6 +198,7 @@ pub struct KernelReader {
     rule_stats: Map,
     blocked: Map,
     proven: Map,
+    iface_packets: Map,
 }
 
 impl KernelReader {
@@ -205,6 +210,11 @@ impl KernelReader {
     /// As [`Kernel::rule_stats_all`].
     pub fn rule_stats_all(&self) -> Result<Vec<RuleStats>, LoaderError> {
         rule_stats_all(&self.rule_stats)
+    }
+
+    /// As [`Kernel::iface_packets`].
+    pub fn iface_packets(&self, ifindex: u32) -> Result<u64, LoaderError> {
+        iface_packets(&self.iface_packets, ifindex)
     }
 
     /// As [`Kernel::blocked_sources`].
@@ -224,5 +234,17 @@ impl KernelReader {
     ) -> Result<Vec<(AddrKey, BlockEntry)>, LoaderError> {
         let blocked = self.blocked_sources()?;
         expire_blocks(&mut self.blocked, blocked, now_ns)
+    }
+}
+
+/// Packets seen on interface `ifindex` (`IFACE_PACKETS`), summed over CPUs;
+/// 0 when it is not counted.
+pub(super) fn iface_packets(map: &Map, ifindex: u32) -> Result<u64, LoaderError> {
+    let hash: PerCpuHashMap<_, u32, u64> =
+        PerCpuHashMap::try_from(map).map_err(map_err("IFACE_PACKETS"))?;
+    match hash.get(&ifindex, 0) {
+        Ok(values) => Ok(values.iter().sum()),
+        Err(MapError::KeyNotFound) => Ok(0),
+        Err(err) => Err(map_err("IFACE_PACKETS")(err)),
     }
 }
