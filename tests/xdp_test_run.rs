@@ -400,10 +400,16 @@ fn per_interface_packets_and_inspect_by_interface() {
     kernel.count_iface_packets(lo + 1000).unwrap();
     kernel.test_run(&frame).unwrap();
     assert_eq!(kernel.iface_packets(lo).unwrap(), 4);
+    // A frame without IP (passed before the parse) is the interface's too:
+    // the per-interface counts add up to the global one.
+    kernel
+        .test_run(&frames::arp(1, [192, 0, 2, 1], [192, 0, 2, 10]))
+        .unwrap();
+    assert_eq!(kernel.iface_packets(lo).unwrap(), 5);
     assert_eq!(kernel.iface_packets(lo + 1000).unwrap(), 0);
-    assert_eq!(kernel.forget_iface_packets(lo).unwrap(), 4);
+    assert_eq!(kernel.forget_iface_packets(lo).unwrap(), 5);
     assert_eq!(kernel.iface_packets(lo).unwrap(), 0, "forgotten");
-    assert_eq!(kernel.counters().unwrap().packets, 5);
+    assert_eq!(kernel.counters().unwrap().packets, 6);
 
     let all = FilterProgram::default();
     kernel.start_inspect(&all, 100, true, lo + 1000).unwrap();

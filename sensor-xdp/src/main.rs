@@ -153,11 +153,6 @@ const FULL_KEY_BITS: u32 = 8 + 128;
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
-    if !XdpBytes(&ctx).be16_at(12).is_some_and(may_carry_ip) {
-        // What the parse would find anyway (no IP header), for one load.
-        count(counter::NOT_IP);
-        return pass();
-    }
     let Some(record) = SCRATCH.get_ptr_mut(0) else {
         return pass();
     };
@@ -172,6 +167,12 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     unsafe {
         (*record).ifindex = ctx.ingress_ifindex() as u32;
         count_iface_packet(&(*record).ifindex);
+    }
+    // After the interface's count, which every frame is part of.
+    if !XdpBytes(&ctx).be16_at(12).is_some_and(may_carry_ip) {
+        // What the parse would find anyway (no IP header), for one load.
+        count(counter::NOT_IP);
+        return pass();
     }
     let config = CONFIG.get(0).copied().unwrap_or_default();
 
