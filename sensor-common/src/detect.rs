@@ -13,7 +13,7 @@ use crate::tables::{
     EVENT_SETS, FLAGS_BASE, Handshake, HandshakeKey, MASK_WORDS, MAX_TINY_THRESHOLD,
     OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE, RATE_BURST,
     RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynKey, SynWindow,
-    TINY_BASE, TTL_BASE, action, any, kind, proto_class, syn_track, uses,
+    TINY_BASE, TTL_BASE, action, any, counter, kind, proto_class, syn_track, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
@@ -201,6 +201,41 @@ pub struct Decision {
     /// When a blocking `drop` rule matched: whether the source is blocked
     /// ([`block::BLOCKED`]) or why not; [`block::NONE`] otherwise.
     pub block: u8,
+}
+
+/// Carries out a [`Decision`] in drop mode: counts what happened and says
+/// whether to drop the packet. `record_block(block_ns)` stores the block and
+/// returns the source's `block_when`, or `Err` when the store refused it:
+/// the packet is still dropped (the rule said so) and the failure counted,
+/// so a block that could not be recorded is never silent.
+#[inline(always)]
+pub fn enforce(
+    decision: &Decision,
+    dry_run: bool,
+    record_block: impl FnOnce(u64) -> Result<u8, ()>,
+    count: &mut impl FnMut(u32),
+) -> bool {
+    match decision.block {
+        block::NOT_PROVEN => count(counter::REFUSED_NOT_PROVEN),
+        block::NOT_REPEATED => count(counter::REFUSED_NOT_REPEATED),
+        _ => {}
+    }
+    if !decision.drop {
+        return false;
+    }
+    if dry_run {
+        count(counter::WOULD_DROP);
+        return false;
+    }
+    if decision.block_ns > 0 {
+        match record_block(decision.block_ns) {
+            Ok(block_when) => count(counter::BLOCKS + block_when as u32),
+            Err(()) => count(counter::BLOCK_ERRORS),
+        }
+    }
+    count(counter::DROPPED_BY_RULE);
+    count(counter::DROPPED);
+    true
 }
 
 /// Hop count: the smallest common initial TTL (32, 64, 128, 255) that is
@@ -739,4 +774,100 @@ where
         }
     });
     decision
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::tables::block_when;
+    use std::{vec, vec::Vec};
+
+    /// Runs [`enforce`] and returns its verdict and the counters it bumped.
+    fn enforced(
+        decision: Decision,
+        dry_run: bool,
+        store: Result<u8, ()>,
+    ) -> (bool, Vec<u32>, Option<u64>) {
+        let mut counted = Vec::new();
+        let mut stored = None;
+        let drop = enforce(
+            &decision,
+            dry_run,
+            |block_ns| {
+                stored = Some(block_ns);
+                store
+            },
+            &mut |c| counted.push(c),
+        );
+        (drop, counted, stored)
+    }
+
+    const BLOCKING: Decision = Decision {
+        drop: true,
+        block_ns: 60_000_000_000,
+        block: block::BLOCKED,
+    };
+
+    #[test]
+    fn a_recorded_block_is_counted_by_its_block_when() {
+        let (drop, counted, stored) = enforced(BLOCKING, false, Ok(block_when::PROVEN));
+        assert!(drop);
+        assert_eq!(stored, Some(60_000_000_000));
+        assert_eq!(
+            counted,
+            [
+                counter::BLOCKS + block_when::PROVEN as u32,
+                counter::DROPPED_BY_RULE,
+                counter::DROPPED
+            ]
+        );
+    }
+
+    /// The fault of issue #11: a `BLOCKED` insert the kernel map refuses.
+    /// The packet is still dropped, the failure counted, no block counted.
+    #[test]
+    fn a_block_the_store_refuses_still_drops_and_is_counted_as_an_error() {
+        let (drop, counted, stored) = enforced(BLOCKING, false, Err(()));
+        assert!(drop, "the rule said drop: a failed store must not let it through");
+        assert!(stored.is_some());
+        assert_eq!(
+            counted,
+            [
+                counter::BLOCK_ERRORS,
+                counter::DROPPED_BY_RULE,
+                counter::DROPPED
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dry_run_stores_nothing_and_counts_what_it_would_drop() {
+        let (drop, counted, stored) = enforced(BLOCKING, true, Ok(block_when::PROVEN));
+        assert!(!drop);
+        assert_eq!(stored, None);
+        assert_eq!(counted, [counter::WOULD_DROP]);
+    }
+
+    #[test]
+    fn refusals_are_counted_and_a_drop_only_rule_stores_nothing() {
+        let not_proven = Decision {
+            drop: true,
+            block_ns: 0,
+            block: block::NOT_PROVEN,
+        };
+        let (drop, counted, stored) = enforced(not_proven, false, Err(()));
+        assert!(drop);
+        assert_eq!(stored, None);
+        assert_eq!(
+            counted,
+            [
+                counter::REFUSED_NOT_PROVEN,
+                counter::DROPPED_BY_RULE,
+                counter::DROPPED
+            ]
+        );
+        let passing = Decision::default();
+        assert_eq!(enforced(passing, false, Err(())), (false, vec![], None));
+    }
 }

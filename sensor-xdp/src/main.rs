@@ -23,7 +23,7 @@ use aya_ebpf::{
 use sensor_common::{
     alert::{AlertRecord, MAX_IFACES, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
-    detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, process},
+    detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, enforce, process},
     filter::{
         FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
         TalkerStats, inspect_budget_step, inspect_counter, summary,
@@ -243,33 +243,21 @@ pub fn sensor(ctx: XdpContext) -> u32 {
             send_alert(&ctx, &mut *record, config.alert_packet_bytes);
         },
     );
-    match decision.block {
-        block::NOT_PROVEN => count(counter::REFUSED_NOT_PROVEN),
-        block::NOT_REPEATED => count(counter::REFUSED_NOT_REPEATED),
-        _ => {}
-    }
-    if decision.drop && dry_run {
-        count(counter::WOULD_DROP);
-    } else if decision.drop {
-        if decision.block_ns > 0
-            && let Some(policy) = DROP_POLICY.get(0)
-        {
-            let entry = BlockEntry {
-                // A drop was decided by a rule walk, which read the clock.
-                until_ns: clock(record) + decision.block_ns,
-                // SAFETY: the per-CPU record, read after `process` ended.
-                sig_id: unsafe { (*record).sig_id },
-                block_when: policy.block_when,
-                _pad: [0; 3],
-            };
-            if BLOCKED.insert(packet.src_key(), entry, 0).is_err() {
-                count(counter::BLOCK_ERRORS);
-            } else {
-                count(counter::BLOCKS + policy.block_when as u32);
-            }
-        }
-        count(counter::DROPPED_BY_RULE);
-        count(counter::DROPPED);
+    let record_block = |block_ns: u64| {
+        // No policy means no blocking was configured: counted as a failure.
+        let policy = DROP_POLICY.get(0).ok_or(())?;
+        let entry = BlockEntry {
+            // A drop was decided by a rule walk, which read the clock.
+            until_ns: clock(record) + block_ns,
+            // SAFETY: the per-CPU record, read after `process` ended.
+            sig_id: unsafe { (*record).sig_id },
+            block_when: policy.block_when,
+            _pad: [0; 3],
+        };
+        BLOCKED.insert(packet.src_key(), entry, 0).map_err(|_| ())?;
+        Ok(policy.block_when)
+    };
+    if enforce(&decision, dry_run, record_block, &mut count) {
         return xdp_action::XDP_DROP;
     }
     pass()
