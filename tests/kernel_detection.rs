@@ -2814,11 +2814,7 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     assert_eq!(total_of(&RateKey::rule_wide(SIG)), OVER);
     let tracked = RateKey {
         sig_id: SIG,
-        addr: AddrKey {
-            version: 6,
-            addr: source(0),
-        },
-        _pad: [0; 3],
+        addr: AddrKey::new(6, source(0)),
     };
     assert_eq!(total_of(&tracked), 1 + TRACKED_AGAIN);
 

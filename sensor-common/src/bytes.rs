@@ -73,6 +73,20 @@ pub trait PacketBytes {
         walk.events
     }
 
+    /// Copies the 16 bytes at `offset` into `out` (an IPv6 address),
+    /// or returns false when they do not lie wholly inside the frame. The
+    /// kernel reads them as four words.
+    #[inline(always)]
+    fn load_addr(&self, offset: usize, out: &mut [u8; 16]) -> bool {
+        match self.load::<[u8; 16]>(offset) {
+            Some(addr) => {
+                *out = addr;
+                true
+            }
+            None => false,
+        }
+    }
+
     #[inline(always)]
     fn u8_at(&self, offset: usize) -> Option<u8> {
         self.load::<u8>(offset)

@@ -574,7 +574,6 @@ fn rate_limited<S: DetectState>(
     let mut key = RateKey {
         sig_id,
         addr: meta.src_key(),
-        _pad: [0; 3],
     };
     // An unreadable budget must not hide alerts: as if none applied.
     let has_budget = state
@@ -685,7 +684,6 @@ where
             let key = SynKey {
                 slot: global_slot,
                 addr,
-                _pad: [0; 3],
             };
             let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
             let Some((count, crossed)) =
@@ -829,7 +827,10 @@ mod tests {
     #[test]
     fn a_block_the_store_refuses_still_drops_and_is_counted_as_an_error() {
         let (drop, counted, stored) = enforced(BLOCKING, false, Err(()));
-        assert!(drop, "the rule said drop: a failed store must not let it through");
+        assert!(
+            drop,
+            "the rule said drop: a failed store must not let it through"
+        );
         assert!(stored.is_some());
         assert_eq!(
             counted,

@@ -57,7 +57,6 @@ pub struct FilterOp {
     pub value: u32,
     /// For `SRC_NET` / `DST_NET`: the network (its version always compared).
     pub addr: AddrKey,
-    pub _pad: [u8; 3],
     /// For `SRC_NET` / `DST_NET`: the prefix as a byte mask (see [`net_mask`]).
     pub net_mask: [u8; 16],
 }

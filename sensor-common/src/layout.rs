@@ -28,7 +28,7 @@ macro_rules! layout {
 }
 
 layout! {
-    AddrKey: size 17, align 1;
+    AddrKey: size 20, align 4;
     PacketMeta: size 88, align 4;
     OptionWalk: size 84, align 4;
     ChainWalk: size 20, align 4;
@@ -44,7 +44,7 @@ layout! {
     RuleStats: size 16, align 8;
     AlertBudget: size 16, align 8;
     BlockPolicy: size 24, align 8;
-    HandshakeKey: size 40, align 2;
+    HandshakeKey: size 40, align 4;
     Handshake: size 24, align 8;
     RepeatWindow: size 16, align 8;
     FilterOp: size 44, align 4;

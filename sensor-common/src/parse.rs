@@ -204,16 +204,21 @@ fn parse_ipv4<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
 
 #[inline(always)]
 fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMeta) {
-    let Some(hdr) = bytes.load::<[u8; IPV6_HEADER]>(l3) else {
+    // The fixed fields, then the addresses straight into `meta` (a 40-byte
+    // copy of the header would cost the kernel program stack it lacks).
+    let Some(hdr) = bytes.load::<[u8; 8]>(l3) else {
         return;
     };
-    if hdr[0] >> 4 != 6 {
+    // The destination first: when it is in the frame, so is the source,
+    // and a header cut short leaves `meta` untouched.
+    if hdr[0] >> 4 != 6
+        || !bytes.load_addr(l3 + 24, &mut meta.dst_addr)
+        || !bytes.load_addr(l3 + 8, &mut meta.src_addr)
+    {
         return;
     }
     meta.ip_version = 6;
     meta.ttl = hdr[7];
-    meta.src_addr.copy_from_slice(&hdr[8..24]);
-    meta.dst_addr.copy_from_slice(&hdr[24..40]);
     address_checks(meta);
 
     let mut next = hdr[6];

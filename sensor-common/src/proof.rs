@@ -34,8 +34,7 @@ pub mod seen {
 #[inline(always)]
 fn key_of(meta: &PacketMeta, from_client: bool, key: &mut HandshakeKey) {
     key.client.version = meta.ip_version;
-    key._pad = 0;
-    key._pad2 = [0; 2];
+    key.client._pad = [0; 3];
     if from_client {
         key.client.addr = meta.src_addr;
         key.server = meta.dst_addr;

@@ -324,10 +324,8 @@ const _: () = assert!(core::mem::size_of::<BlockPolicy>() == 24);
 pub struct HandshakeKey {
     pub client: crate::packet::AddrKey,
     pub server: [u8; 16],
-    pub _pad: u8,
     pub client_port: u16,
     pub server_port: u16,
-    pub _pad2: [u8; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<HandshakeKey>() == 40);
@@ -378,7 +376,6 @@ pub struct RepeatWindow {
 pub struct SynKey {
     pub slot: u32,
     pub addr: crate::packet::AddrKey,
-    pub _pad: [u8; 3],
 }
 
 /// A tumbling `syn_flood` window for one tracked address.
@@ -403,7 +400,6 @@ pub struct SynWindow {
 pub struct RateKey {
     pub sig_id: u32,
     pub addr: crate::packet::AddrKey,
-    pub _pad: [u8; 3],
 }
 
 impl RateKey {
@@ -413,11 +409,7 @@ impl RateKey {
     pub const fn rule_wide(sig_id: u32) -> RateKey {
         RateKey {
             sig_id,
-            addr: crate::packet::AddrKey {
-                version: 0,
-                addr: [0; 16],
-            },
-            _pad: [0; 3],
+            addr: crate::packet::AddrKey::new(0, [0; 16]),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! rule logic live in `sensor-common`, shared with `sensor replay`.
 #![no_std]
 #![no_main]
+// `asm!` on BPF: word loads of packet bytes (see `word_at`).
+#![feature(asm_experimental_arch)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use aya_ebpf::{
@@ -147,8 +149,8 @@ static SUMMARY_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(summary::
 #[map]
 static SUMMARY_TTL: PerCpuArray<u64> = PerCpuArray::with_max_entries(summary::TTL_SLOTS, 0);
 
-/// Prefix length of an [`AddrKey`] lookup: the version byte and all 128 bits.
-const FULL_KEY_BITS: u32 = 8 + 128;
+/// Prefix length of an exact [`AddrKey`] lookup: the whole key.
+const FULL_KEY_BITS: u32 = AddrKey::BITS;
 
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
@@ -333,7 +335,7 @@ fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
         &*key
     };
     // By reference: a copy would take stack.
-    let src: &AddrKey = &key.data;
+    let (src, key) = (&key.data, key.as_key());
     if ALLOWLIST.get(key).is_some() {
         // The allowlist is never dropped nor blocked, whatever the rules say.
         return GATE_ALLOWED;
@@ -734,6 +736,54 @@ impl PacketBytes for XdpBytes<'_> {
         // T is FromBytes: every bit pattern of its size is a valid T.
         Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
     }
+
+    #[inline(always)]
+    fn load_addr(&self, offset: usize, out: &mut [u8; 16]) -> bool {
+        if offset > MAX_PARSE_OFFSET {
+            return false;
+        }
+        let start = self.0.data();
+        // Opaque for the same reason as in `load`.
+        let size = core::hint::black_box(16);
+        if start + offset + size > self.0.data_end() {
+            return false;
+        }
+        let at = start + offset;
+        // SAFETY: the 16 bytes at `at` lie inside the packet (checked above).
+        let words = unsafe {
+            [
+                word_at(at),
+                word_at(at + 4),
+                word_at(at + 8),
+                word_at(at + 12),
+            ]
+        };
+        // SAFETY: four words are sixteen bytes, in memory order.
+        *out = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) };
+        true
+    }
+}
+
+/// The four packet bytes at `at` in one load. Rust would split an unaligned
+/// read into four byte loads (BPF has no unaligned access in general), but
+/// the verifier allows unaligned *packet* loads wherever the CPU handles
+/// them, as x86-64 and arm64 do.
+///
+/// # Safety
+/// `at..at + 4` must lie inside the packet, proven to the verifier.
+#[inline(always)]
+unsafe fn word_at(at: usize) -> u32 {
+    let word: u64;
+    // SAFETY: the caller's contract; the load only reads packet memory.
+    unsafe {
+        core::arch::asm!(
+            "{word} = *(u32 *)({at} + 0)",
+            at = in(reg) at,
+            word = lateout(reg) word,
+            options(readonly, nostack, preserves_flags),
+        );
+    }
+    word as u32
 }
 
 struct KernelTables {
@@ -747,7 +797,27 @@ struct KernelTables {
 /// stack, whose 512 bytes the rule walk's `bpf_loop` callbacks share with
 /// the main program.
 #[map]
-static SCOPE_KEY: PerCpuArray<Key<AddrKey>> = PerCpuArray::with_max_entries(1, 0);
+static SCOPE_KEY: PerCpuArray<TrieKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// An LPM trie key laid out as aya's `Key<AddrKey>` (the prefix length, then
+/// the address key) but word-aligned: aya's is packed, so LLVM would write
+/// and copy it a byte at a time.
+#[repr(C)]
+struct TrieKey {
+    prefix_len: u32,
+    data: AddrKey,
+}
+
+const _: () = assert!(core::mem::size_of::<TrieKey>() == core::mem::size_of::<Key<AddrKey>>());
+
+impl TrieKey {
+    #[inline(always)]
+    fn as_key(&self) -> &Key<AddrKey> {
+        // SAFETY: the same fields at the same offsets (asserted above), and
+        // `Key` is packed, so any address is aligned for it.
+        unsafe { &*(self as *const TrieKey).cast::<Key<AddrKey>>() }
+    }
+}
 
 impl KernelTables {
     #[inline(always)]
@@ -761,9 +831,11 @@ impl KernelTables {
         // the key is written whole before the lookup reads it.
         unsafe {
             (*key).prefix_len = FULL_KEY_BITS;
-            (*key).data = *addr;
+            // Field by field: the address moves as four words.
             (*key).data.version = scope_key_version(addr.version, self.generation);
-            trie.get(&*key)
+            (*key).data._pad = [0; 3];
+            (*key).data.addr = addr.addr;
+            trie.get((*key).as_key())
         }
     }
 }

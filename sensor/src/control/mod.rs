@@ -161,10 +161,7 @@ mod tests {
         };
         let summary = InspectSummary {
             talkers: vec![(
-                AddrKey {
-                    version: 4,
-                    addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                },
+                AddrKey::new(4, [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
                 TalkerStats {
                     packets: 3,
                     bytes: 180,

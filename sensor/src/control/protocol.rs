@@ -172,10 +172,7 @@ impl From<WireSummary> for InspectSummary {
                 .into_iter()
                 .map(|t| {
                     (
-                        AddrKey {
-                            version: t.version,
-                            addr: t.addr,
-                        },
+                        AddrKey::new(t.version, t.addr),
                         TalkerStats {
                             packets: t.packets,
                             bytes: t.bytes,

@@ -292,7 +292,7 @@ mod tests {
     fn source(last_octet: u8) -> AddrKey {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[10, 0, 0, last_octet]);
-        AddrKey { version: 4, addr }
+        AddrKey::new(4, addr)
     }
 
     /// A miniature kernel: one rate map, records as `process` would send them.

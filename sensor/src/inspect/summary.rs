@@ -285,7 +285,7 @@ mod tests {
     fn key(last: u8) -> AddrKey {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[10, 0, 0, last]);
-        AddrKey { version: 4, addr }
+        AddrKey::new(4, addr)
     }
 
     fn empty() -> InspectSummary {

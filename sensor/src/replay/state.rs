@@ -269,14 +269,13 @@ mod tests {
     fn addr(n: u8) -> AddrKey {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[192, 0, 2, n]);
-        AddrKey { version: 4, addr }
+        AddrKey::new(4, addr)
     }
 
     fn rate_key(n: u8) -> RateKey {
         RateKey {
             sig_id: 1,
             addr: addr(n),
-            _pad: [0; 3],
         }
     }
 
@@ -333,7 +332,6 @@ mod tests {
         let key = SynKey {
             slot: 3,
             addr: addr(1),
-            _pad: [0; 3],
         };
         for _ in 0..4 {
             state.syn_window(&key, |w| w.count += 1);

@@ -247,12 +247,12 @@ fn nested_prefixes(masks: &HashMap<IpNet, RuleMask>) -> Vec<(AddrPrefix, RuleMas
         .collect()
 }
 
-/// The trie key of `net`: version byte, then the address (IPv4 in the first
-/// four bytes); the length counts the version byte's 8 bits.
+/// The trie key of `net`: version byte, three zero bytes, then the address
+/// (IPv4 in the first four bytes); the length counts the 32 bits before it.
 pub fn addr_prefix(net: &IpNet) -> AddrPrefix {
     let net = net.trunc();
     AddrPrefix {
-        prefix_len: 8 + u32::from(net.prefix_len()),
+        prefix_len: AddrKey::PREFIX_BITS + u32::from(net.prefix_len()),
         key: addr_key(net.network()),
     }
 }
@@ -651,14 +651,14 @@ rules:
     #[test]
     fn addr_prefix_layout() {
         let p = addr_prefix(&"192.0.2.77/24".parse().unwrap());
-        assert_eq!(p.prefix_len, 32);
+        assert_eq!(p.prefix_len, 56);
         assert_eq!(p.key.version, 4);
         assert_eq!(
             p.key.addr,
             [192, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         );
         let p = addr_prefix(&"2001:db8::1/128".parse().unwrap());
-        assert_eq!(p.prefix_len, 136);
+        assert_eq!(p.prefix_len, 160);
         assert_eq!(p.key.version, 6);
         assert_eq!(p.key.addr[..4], [0x20, 0x01, 0x0d, 0xb8]);
         assert_eq!(p.key.addr[15], 1);

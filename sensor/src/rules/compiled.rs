@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sensor_common::detect::RuleTables;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{MASK_TABLE_LEN, RuleInfo, RuleMask};
+use sensor_common::zerocopy::IntoBytes;
 
 use crate::settings::Severity;
 
@@ -28,8 +29,9 @@ pub struct RuleMeta {
     pub origin: String,
 }
 
-/// An LPM trie entry: `prefix_len` counts bits of the 17-byte [`AddrKey`]
-/// (8 bits of IP version, then the address), as the kernel trie does.
+/// An LPM trie entry: `prefix_len` counts bits of the 20-byte [`AddrKey`]
+/// (8 bits of IP version, 24 zero bits, then the address), as the kernel
+/// trie does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrPrefix {
     pub prefix_len: u32,
@@ -39,13 +41,7 @@ pub struct AddrPrefix {
 impl AddrPrefix {
     /// Whether `addr` lies inside this prefix.
     pub fn contains(&self, addr: &AddrKey) -> bool {
-        let bytes = |k: &AddrKey| {
-            let mut b = [0u8; 17];
-            b[0] = k.version;
-            b[1..].copy_from_slice(&k.addr);
-            b
-        };
-        let (p, a) = (bytes(&self.key), bytes(addr));
+        let (p, a) = (self.key.as_bytes(), addr.as_bytes());
         let full = (self.prefix_len / 8) as usize;
         let rest = self.prefix_len % 8;
         if p[..full] != a[..full] {
