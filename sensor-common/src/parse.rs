@@ -69,38 +69,46 @@ pub fn parse_ip_at<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize
 /// drop a blocked source before paying for the rest of the parse.
 #[inline(always)]
 pub fn peek_source<B: PacketBytes + ?Sized>(bytes: &B) -> Option<crate::packet::AddrKey> {
-    peek_source_with(bytes, &mut PacketMeta::default())
+    let mut key = crate::packet::AddrKey::default();
+    peek_source_with(bytes, &mut PacketMeta::default(), &mut key).then_some(key)
 }
 
-/// [`peek_source`] with caller-provided room for the link layer's fields
-/// (the kernel passes a per-CPU buffer to spare its stack).
+/// [`peek_source`] into caller-provided room: `scratch` for the link
+/// layer's fields, `key` for the source (the kernel passes per-CPU buffers
+/// to spare its stack). Returns whether `key` holds a source.
 #[inline(always)]
 pub fn peek_source_with<B: PacketBytes + ?Sized>(
     bytes: &B,
     scratch: &mut PacketMeta,
-) -> Option<crate::packet::AddrKey> {
-    let (ethertype, l3) = walk_link(bytes, scratch)?;
-    let mut key = crate::packet::AddrKey::default();
-    match ethertype {
-        ETH_P_IPV4 => {
-            let src = bytes.load::<[u8; 4]>(l3 + 12)?;
-            if bytes.u8_at(l3)? >> 4 != 4 {
-                return None;
-            }
-            key.version = 4;
-            key.addr[..4].copy_from_slice(&src);
-        }
-        ETH_P_IPV6 => {
-            let src = bytes.load::<[u8; 16]>(l3 + 8)?;
-            if bytes.u8_at(l3)? >> 4 != 6 {
-                return None;
-            }
-            key.version = 6;
-            key.addr = src;
-        }
-        _ => return None,
+    key: &mut crate::packet::AddrKey,
+) -> bool {
+    let Some((ethertype, l3)) = walk_link(bytes, scratch) else {
+        return false;
+    };
+    let version = match ethertype {
+        ETH_P_IPV4 => 4,
+        ETH_P_IPV6 => 6,
+        _ => return false,
+    };
+    if bytes.u8_at(l3).is_none_or(|byte| byte >> 4 != version) {
+        return false;
     }
-    Some(key)
+    // Written straight into `key` (the kernel's lives in map memory).
+    key._pad = [0; 3];
+    key.addr = [0; 16];
+    let found = if version == 4 {
+        match bytes.load::<[u8; 4]>(l3 + 12) {
+            Some(src) => {
+                key.addr[..4].copy_from_slice(&src);
+                true
+            }
+            None => false,
+        }
+    } else {
+        bytes.load_addr(l3 + 8, &mut key.addr)
+    };
+    key.version = version;
+    found
 }
 
 /// Ethernet header and VLAN tags: returns the inner ethertype and where the

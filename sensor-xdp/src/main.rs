@@ -327,11 +327,10 @@ fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
     // SAFETY: per-CPU slots, and XDP does not re-enter on the same CPU. The
     // record's packet is only scratch here: the parse overwrites it.
     let key = unsafe {
-        let Some(src) = peek_source_with(&XdpBytes(&ctx), &mut (*record).packet) else {
+        if !peek_source_with(&XdpBytes(&ctx), &mut (*record).packet, &mut (*key).data) {
             return GATE_ALLOWED;
-        };
+        }
         (*key).prefix_len = FULL_KEY_BITS;
-        (*key).data = src;
         &*key
     };
     // By reference: a copy would take stack.
