@@ -8,11 +8,14 @@ use crate::alert::{AlertRecord, aggregate, block, outcome};
 use crate::packet::tcp::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
 use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
 use crate::proof::judge_block;
+use crate::sketch::{
+    SYN_BUCKETS, TTL_SLOTS, addr_hash, fingerprint_of, index_of, syn_way, ttl_step,
+};
 use crate::tables::{
     ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE,
     EVENT_SETS, FLAGS_BASE, Handshake, HandshakeKey, MASK_WORDS, MAX_TINY_THRESHOLD,
     OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE, RATE_BURST,
-    RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynKey, SynWindow,
+    RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynBucket, SynWindow,
     TINY_BASE, TTL_BASE, action, any, counter, kind, proto_class, syn_track, uses,
 };
 
@@ -39,6 +42,12 @@ pub trait RuleTables {
     /// Whether `drop` rules are enforced on this packet: drop mode, not a
     /// dry run, and a source outside the allowlist.
     fn drop_mode(&self) -> bool;
+
+    /// The secret keying [`addr_hash`] (the kernel's is random per run).
+    #[inline(always)]
+    fn hash_seed(&self) -> u32 {
+        0
+    }
 
     /// Calls `f` with each slot of the set whose word `w` is `word(w)`,
     /// for the words `w` set in `summary` (other words are empty), lowest
@@ -87,13 +96,12 @@ pub const SUMMARY_BITS: u32 = ((1u64 << MASK_WORDS) - 1) as u32;
 
 /// Per-address state and counters (LRU / per-CPU maps, or memory).
 pub trait DetectState {
-    /// The hop count learned for `src`. When none is stored: stores `hops`
-    /// if `teach` (the packet may teach, see [`teaches_ttl`]) and returns
-    /// `None` either way (a first packet only teaches).
-    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8>;
-    /// Runs `step` on the `syn_flood` window of `key` (a new one is zeroed).
-    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(&mut self, key: &SynKey, step: F)
-    -> Option<R>;
+    /// Runs `step` on slot `index` (< [`TTL_SLOTS`]) of the TTL baseline
+    /// table ([`crate::sketch`]); `None` when it cannot be read.
+    fn ttl_slot<R, F: FnOnce(&mut u64) -> R>(&mut self, index: u32, step: F) -> Option<R>;
+    /// Runs `step` on bucket `index` (< [`SYN_BUCKETS`]) of the `syn_flood`
+    /// window table; `None` when it cannot be read.
+    fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R>;
     /// Runs `step` on the rate limiter of `key` (a new one is zeroed).
     fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
         &mut self,
@@ -486,7 +494,13 @@ fn deviation_row<T: RuleTables + ?Sized, S: DetectState>(
         }
     }
     let hops = hop_count(meta.ttl);
-    let learned = state.ttl_baseline(&meta.src_key(), hops, teach)?;
+    let hash = addr_hash(tables.hash_seed(), 0, meta.ip_version, &meta.src_addr);
+    let fingerprint = fingerprint_of(hash);
+    let learned = state
+        .ttl_slot(index_of(hash, TTL_SLOTS), |slot| {
+            ttl_step(slot, fingerprint, hops, teach)
+        })
+        .flatten()?;
     Some(DEVIATION_BASE + hops.abs_diff(learned) as u32)
 }
 
@@ -677,18 +691,19 @@ where
             let global_slot = tables.slot_base() + slot;
             state.count_hit(global_slot);
             let addr = if rule.syn_track == syn_track::BY_SRC {
-                meta.src_key()
+                &meta.src_addr
             } else {
-                meta.dst_key()
+                &meta.dst_addr
             };
-            let key = SynKey {
-                slot: global_slot,
-                addr,
-            };
+            let hash = addr_hash(tables.hash_seed(), slot, meta.ip_version, addr);
+            let fingerprint = fingerprint_of(hash);
             let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
-            let Some((count, crossed)) =
-                state.syn_window(&key, |w| syn_step(w, now_ns, window_ns, threshold))
-            else {
+            let Some((count, crossed)) = state.syn_bucket(index_of(hash, SYN_BUCKETS), |bucket| {
+                let way = syn_way(bucket, global_slot, fingerprint, now_ns);
+                let way = &mut bucket.ways[way & 1];
+                way.window_ns = window_ns;
+                syn_step(&mut way.window, now_ns, window_ns, threshold)
+            }) else {
                 return;
             };
             let blocks = drop_mode && rule.action == action::DROP && count >= threshold;

@@ -15,7 +15,7 @@ use crate::options::OptionWalk;
 use crate::packet::{AddrKey, PacketMeta};
 use crate::tables::{
     AlertBudget, BlockEntry, BlockPolicy, Handshake, HandshakeKey, MASK_WORDS, RateKey, RateState,
-    RepeatWindow, RuleInfo, RuleMask, RuleStats, SensorConfig, SynKey, SynWindow,
+    RepeatWindow, RuleInfo, RuleMask, RuleStats, SensorConfig, SynBucket, SynSlot, SynWindow,
 };
 
 macro_rules! layout {
@@ -35,10 +35,11 @@ layout! {
     AlertRecord: size 128, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
     RuleInfo: size 32, align 8;
-    SensorConfig: size 8, align 2;
+    SensorConfig: size 12, align 4;
     BlockEntry: size 16, align 8;
-    SynKey: size 24, align 4;
     SynWindow: size 16, align 8;
+    SynSlot: size 32, align 8;
+    SynBucket: size 64, align 8;
     RateKey: size 24, align 4;
     RateState: size 24, align 8;
     RuleStats: size 16, align 8;

@@ -12,6 +12,8 @@
 //! - [`alert`]: the record the kernel sends to userspace for each alert.
 //! - [`proof`]: drop mode's proof of address (TCP handshakes) and the
 //!   `block_when` judgement.
+//! - [`sketch`]: the fixed-size, hash-indexed per-address state (TTL
+//!   baselines, `syn_flood` windows) that a spoofed flood cannot thrash.
 //!
 //! Nothing here allocates or knows about aya (except `Pod` impls under the
 //! `user` feature).
@@ -34,6 +36,7 @@ pub mod options;
 pub mod packet;
 pub mod parse;
 pub mod proof;
+pub mod sketch;
 pub mod tables;
 
 pub use alert::AlertRecord;

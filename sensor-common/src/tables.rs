@@ -218,9 +218,10 @@ pub struct SensorConfig {
     /// [`crate::alert::MAX_ALERT_PACKET_BYTES`]); 0: none.
     pub alert_packet_bytes: u16,
     pub _pad2: [u8; 2],
+    /// The secret of the hash that places per-address state
+    /// ([`crate::sketch::addr_hash`]); random per run, 0 in replay.
+    pub hash_seed: u32,
 }
-
-const _: () = assert!(core::mem::size_of::<SensorConfig>() == 8);
 
 /// Rule tables the kernel holds: userspace fills the one not in force,
 /// then flips [`SensorConfig::generation`], so a reload is atomic for every
@@ -368,16 +369,6 @@ pub struct RepeatWindow {
     pub _pad: u32,
 }
 
-/// Key of the per-(rule, address) `syn_flood` window.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct SynKey {
-    pub slot: u32,
-    pub addr: crate::packet::AddrKey,
-}
-
 /// A tumbling `syn_flood` window for one tracked address.
 #[repr(C)]
 #[derive(
@@ -388,6 +379,32 @@ pub struct SynWindow {
     pub count: u32,
     /// 1 once this window has raised its alert.
     pub alerted: u32,
+}
+
+/// One way of a [`SynBucket`]: a window and whose it is.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct SynSlot {
+    pub window: SynWindow,
+    /// The length of the owner rule's window, to tell when it has ended.
+    pub window_ns: u64,
+    /// [`crate::sketch::fingerprint_of`] the owner's hash; 0: never used.
+    pub fingerprint: u32,
+    /// The owner rule's global slot (`slot_base() + slot`): the fingerprint
+    /// is computed from the slot within its generation, so this tells the
+    /// generations apart and lets a reload clear the one it recycles.
+    pub slot: u32,
+}
+
+/// A bucket of the `syn_flood` window table ([`crate::sketch`]).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct SynBucket {
+    pub ways: [SynSlot; 2],
 }
 
 /// Key of the per-(rule, source) alert rate limiter. Keyed by the rule's
@@ -415,7 +432,6 @@ impl RateKey {
 }
 
 const _: () = assert!(core::mem::size_of::<RateKey>() == 24);
-const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 
 /// Alert rate limiting state for one (rule, source), per CPU in the kernel.
 #[repr(C)]
@@ -458,8 +474,6 @@ pub struct AlertBudget {
 const _: () = assert!(core::mem::size_of::<AlertBudget>() == 16);
 
 /// Entries in the per-source / per-key LRU maps.
-pub const TTL_BASELINE_ENTRIES: u32 = 65_536;
-pub const SYN_WINDOW_ENTRIES: u32 = 65_536;
 pub const RATE_ENTRIES: u32 = 65_536;
 pub const PORT_SCOPE_ENTRIES: u32 = 4_096;
 pub const VLAN_SCOPE_ENTRIES: u32 = 4_096;
@@ -537,15 +551,12 @@ mod pod {
     // SAFETY: SensorConfig derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::SensorConfig {}
-    // SAFETY: SynKey derives zerocopy's IntoBytes and FromBytes: no padding
-    // (checked at compile time) and every bit pattern valid, as Pod asks.
-    unsafe impl aya::Pod for super::SynKey {}
     // SAFETY: RateKey derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateKey {}
-    // SAFETY: SynWindow derives zerocopy's IntoBytes and FromBytes: no padding
+    // SAFETY: SynBucket derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
-    unsafe impl aya::Pod for super::SynWindow {}
+    unsafe impl aya::Pod for super::SynBucket {}
     // SAFETY: RateState derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateState {}

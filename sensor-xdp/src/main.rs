@@ -35,13 +35,14 @@ use sensor_common::{
     packet::{AddrKey, IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, PacketMeta, flag},
     parse::{may_carry_ip, parse_ethernet_into, peek_source_with},
     proof::{judge_block, observe, seen},
+    sketch::{SYN_BUCKETS, TTL_SLOTS},
     tables::{
         ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
         DROP_LIST_ENTRIES, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MASK_TABLE_LEN, MASK_WORDS,
         MAX_RULES, PORT_SCOPE_ENTRIES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES,
         RULE_GENERATIONS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats,
-        SYN_WINDOW_ENTRIES, SensorConfig, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
-        VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version, scope_value_key,
+        SensorConfig, SynBucket, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
+        scope_value_key,
     },
     zerocopy::FromBytes,
 };
@@ -91,12 +92,12 @@ static REPEATS: LruHashMap<AddrKey, RepeatWindow> = LruHashMap::with_max_entries
 
 // ---- maps: state and counters ------------------------------------------------
 
+/// TTL baselines by source ([`sensor_common::sketch`]).
 #[map]
-static TTL_BASELINE: LruHashMap<AddrKey, u8> =
-    LruHashMap::with_max_entries(TTL_BASELINE_ENTRIES, 0);
+static TTL_BASELINE: Array<u64> = Array::with_max_entries(TTL_SLOTS, 0);
+/// `syn_flood` windows by (rule, address) ([`sensor_common::sketch`]).
 #[map]
-static SYN_WINDOWS: LruHashMap<SynKey, SynWindow> =
-    LruHashMap::with_max_entries(SYN_WINDOW_ENTRIES, 0);
+static SYN_WINDOWS: Array<SynBucket> = Array::with_max_entries(SYN_BUCKETS, 0);
 #[map]
 static RATE: LruPerCpuHashMap<RateKey, RateState> =
     LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
@@ -216,6 +217,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     }
     let tables = KernelTables {
         judge_drops,
+        hash_seed: config.hash_seed,
         // Read once: the whole packet sees one rule set, even mid-reload.
         generation: config.generation & 1,
     };
@@ -788,6 +790,8 @@ unsafe fn word_at(at: usize) -> u32 {
 struct KernelTables {
     /// Drop mode, and the source is not allowlisted.
     judge_drops: bool,
+    /// [`SensorConfig::hash_seed`].
+    hash_seed: u32,
     /// The rule tables in force (0 or 1).
     generation: u8,
 }
@@ -881,6 +885,11 @@ impl RuleTables for KernelTables {
     #[inline(always)]
     fn drop_mode(&self) -> bool {
         self.judge_drops
+    }
+
+    #[inline(always)]
+    fn hash_seed(&self) -> u32 {
+        self.hash_seed
     }
 
     /// The words are computed first, into a per-CPU buffer, by one
@@ -1042,34 +1051,23 @@ impl DetectState for KernelState {
     }
 
     #[inline(always)]
-    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8> {
-        // SAFETY: a u8 read; a concurrent update writes a whole byte.
-        if let Some(learned) = unsafe { TTL_BASELINE.get(src) } {
-            return Some(*learned);
-        }
-        if teach {
-            let _ = TTL_BASELINE.insert(src, hops, BPF_NOEXIST as u64);
-        }
-        None
+    fn ttl_slot<R, F: FnOnce(&mut u64) -> R>(&mut self, index: u32, step: F) -> Option<R> {
+        let slot = TTL_BASELINE.get_ptr_mut(index)?;
+        // SAFETY: an element of a shared array map, valid for this program
+        // run. Another CPU may write the same slot at once: a slot is one
+        // u64, written whole, so a reader sees one source's entry or the
+        // other's, never a mix.
+        Some(step(unsafe { &mut *slot }))
     }
 
     #[inline(always)]
-    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(
-        &mut self,
-        key: &SynKey,
-        step: F,
-    ) -> Option<R> {
-        let window = match SYN_WINDOWS.get_ptr_mut(key) {
-            Some(window) => window,
-            None => {
-                let _ = SYN_WINDOWS.insert(key, SynWindow::default(), BPF_NOEXIST as u64);
-                SYN_WINDOWS.get_ptr_mut(key)?
-            }
-        };
-        // SAFETY: a value of the shared LRU map, valid for this program run
-        // (RCU). Another CPU may update the same window at once; that race
-        // is accepted (an increment can be lost under it), as before.
-        Some(step(unsafe { &mut *window }))
+    fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R> {
+        let bucket = SYN_WINDOWS.get_ptr_mut(index)?;
+        // SAFETY: an element of a shared array map, valid for this program
+        // run. Another CPU may update the same bucket at once; that race is
+        // accepted (an increment can be lost under it), as with any shared
+        // counter updated without atomics.
+        Some(step(unsafe { &mut *bucket }))
     }
 
     #[inline(always)]

@@ -1,7 +1,11 @@
-//! [`DetectState`] in memory, for `replay` (and tests): the per-source maps
-//! the kernel keeps in BPF LRU hash maps, with the same entry limits.
+//! [`DetectState`] in memory, for `replay` (and tests): the per-source
+//! state the kernel keeps in BPF maps, with the same sizes.
 //!
-//! Eviction: when a map is full, the least recently used entry goes, like
+//! TTL baselines and `syn_flood` windows are the kernel's fixed-size,
+//! hash-indexed tables (`sensor_common::sketch`), held in vectors: the same
+//! functions place, keep and replace entries in both.
+//!
+//! The other maps are LRU hash maps. When one is full, the least recently used entry goes, like
 //! the kernel's `BPF_MAP_TYPE_LRU_HASH` (whose LRU is approximate and per
 //! CPU list; this one is exact, which keeps replay deterministic). The
 //! limits are the kernel's (`sensor_common::tables::*_ENTRIES`), so a
@@ -13,10 +17,11 @@ use std::hash::Hash;
 
 use sensor_common::detect::DetectState;
 use sensor_common::packet::AddrKey;
+use sensor_common::sketch::{SYN_BUCKETS, TTL_SLOTS};
 use sensor_common::tables::{
     AlertBudget, BlockPolicy, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MAX_RULES,
     PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES, RateKey, RateState, RepeatWindow, RuleStats,
-    SYN_WINDOW_ENTRIES, SynKey, SynWindow, TTL_BASELINE_ENTRIES,
+    SynBucket,
 };
 
 /// A hash map of bounded size that evicts its least recently used entry.
@@ -84,20 +89,16 @@ impl<K: Copy + Eq + Hash, V> LruMap<K, V> {
     }
 }
 
-/// Entry limits of the three per-source maps.
+/// Entry limit of the rate-limiter map (the fixed-size tables have none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateLimits {
-    pub ttl_baselines: usize,
-    pub syn_windows: usize,
     pub rate_states: usize,
 }
 
 impl Default for StateLimits {
-    /// The kernel's map sizes.
+    /// The kernel's map size.
     fn default() -> Self {
         StateLimits {
-            ttl_baselines: TTL_BASELINE_ENTRIES as usize,
-            syn_windows: SYN_WINDOW_ENTRIES as usize,
             rate_states: RATE_ENTRIES as usize,
         }
     }
@@ -107,8 +108,10 @@ impl Default for StateLimits {
 /// "CPU").
 #[derive(Clone, Debug)]
 pub struct MemoryState {
-    ttl_baselines: LruMap<AddrKey, u8>,
-    syn_windows: LruMap<SynKey, SynWindow>,
+    /// `TTL_BASELINE`: [`TTL_SLOTS`] slots.
+    ttl_slots: Vec<u64>,
+    /// `SYN_WINDOWS`: [`SYN_BUCKETS`] buckets.
+    syn_buckets: Vec<SynBucket>,
     rate_states: LruMap<RateKey, RateState>,
     alert_budget: AlertBudget,
     rule_stats: Vec<RuleStats>,
@@ -133,8 +136,8 @@ impl MemoryState {
 
     pub fn with_limits(limits: StateLimits) -> Self {
         MemoryState {
-            ttl_baselines: LruMap::new(limits.ttl_baselines),
-            syn_windows: LruMap::new(limits.syn_windows),
+            ttl_slots: vec![0; TTL_SLOTS as usize],
+            syn_buckets: vec![SynBucket::default(); SYN_BUCKETS as usize],
             rate_states: LruMap::new(limits.rate_states),
             alert_budget: AlertBudget::default(),
             rule_stats: vec![RuleStats::default(); MAX_RULES as usize],
@@ -161,35 +164,28 @@ impl MemoryState {
         &self.rule_stats
     }
 
-    /// Entries held in the TTL baseline, syn window and rate maps.
+    /// Entries held in the TTL baseline table, syn window table (ways in
+    /// use) and rate map.
     pub fn entry_counts(&self) -> (usize, usize, usize) {
         (
-            self.ttl_baselines.len(),
-            self.syn_windows.len(),
+            self.ttl_slots.iter().filter(|slot| **slot != 0).count(),
+            self.syn_buckets
+                .iter()
+                .flat_map(|bucket| &bucket.ways)
+                .filter(|way| way.fingerprint != 0)
+                .count(),
             self.rate_states.len(),
         )
     }
 }
 
 impl DetectState for MemoryState {
-    fn ttl_baseline(&mut self, src: &AddrKey, hops: u8, teach: bool) -> Option<u8> {
-        if let Some(learned) = self.ttl_baselines.touch(src) {
-            return Some(*learned);
-        }
-        if teach {
-            self.ttl_baselines.get_or_insert_with(src, || hops);
-        }
-        None
+    fn ttl_slot<R, F: FnOnce(&mut u64) -> R>(&mut self, index: u32, step: F) -> Option<R> {
+        self.ttl_slots.get_mut(index as usize).map(step)
     }
 
-    fn syn_window<R, F: FnOnce(&mut SynWindow) -> R>(
-        &mut self,
-        key: &SynKey,
-        step: F,
-    ) -> Option<R> {
-        Some(step(
-            self.syn_windows.get_or_insert_with(key, SynWindow::default),
-        ))
+    fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R> {
+        self.syn_buckets.get_mut(index as usize).map(step)
     }
 
     fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
@@ -265,6 +261,7 @@ impl DetectState for MemoryState {
 mod tests {
     use super::*;
     use sensor_common::detect::rate_step;
+    use sensor_common::sketch::ttl_step;
 
     fn addr(n: u8) -> AddrKey {
         let mut addr = [0u8; 16];
@@ -281,40 +278,35 @@ mod tests {
 
     #[test]
     fn default_limits_are_the_kernel_map_sizes() {
-        let limits = StateLimits::default();
-        assert_eq!(limits.ttl_baselines, TTL_BASELINE_ENTRIES as usize);
-        assert_eq!(limits.syn_windows, SYN_WINDOW_ENTRIES as usize);
-        assert_eq!(limits.rate_states, RATE_ENTRIES as usize);
+        assert_eq!(StateLimits::default().rate_states, RATE_ENTRIES as usize);
+        let state = MemoryState::new();
+        assert_eq!(state.ttl_slots.len(), TTL_SLOTS as usize);
+        assert_eq!(state.syn_buckets.len(), SYN_BUCKETS as usize);
     }
 
     #[test]
-    fn ttl_baseline_teaches_once_and_keeps_what_it_learned() {
+    fn fixed_tables_hold_what_is_stored_and_refuse_other_indices() {
         let mut state = MemoryState::new();
-        assert_eq!(state.ttl_baseline(&addr(1), 10, true), None);
-        assert_eq!(state.ttl_baseline(&addr(1), 20, true), Some(10));
-        assert_eq!(state.ttl_baseline(&addr(1), 30, true), Some(10));
-        assert_eq!(state.ttl_baseline(&addr(2), 3, true), None);
+        assert_eq!(
+            state.ttl_slot(7, |slot| ttl_step(slot, 5, 3, true)),
+            Some(None)
+        );
+        assert_eq!(
+            state.ttl_slot(7, |slot| ttl_step(slot, 5, 9, true)),
+            Some(Some(3))
+        );
+        assert_eq!(state.ttl_slot(TTL_SLOTS, |_| ()), None);
+        for _ in 0..4 {
+            state.syn_bucket(3, |b| b.ways[1].window.count += 1);
+        }
+        assert_eq!(state.syn_bucket(3, |b| b.ways[1].window.count), Some(4));
+        assert_eq!(state.syn_bucket(SYN_BUCKETS, |_| ()), None);
+        assert_eq!(state.entry_counts().0, 1);
     }
 
     #[test]
-    fn full_maps_evict_the_least_recently_used_entry() {
-        let mut state = MemoryState::with_limits(StateLimits {
-            ttl_baselines: 2,
-            syn_windows: 2,
-            rate_states: 2,
-        });
-        state.ttl_baseline(&addr(1), 1, true);
-        state.ttl_baseline(&addr(2), 2, true);
-        state.ttl_baseline(&addr(1), 9, true); // 1 is now the most recent
-        state.ttl_baseline(&addr(3), 3, true); // evicts 2
-        assert_eq!(state.entry_counts().0, 2);
-        assert_eq!(state.ttl_baseline(&addr(1), 9, true), Some(1));
-        assert_eq!(
-            state.ttl_baseline(&addr(2), 7, true),
-            None,
-            "2 was evicted and re-learns"
-        );
-
+    fn a_full_rate_map_evicts_the_least_recently_used_entry() {
+        let mut state = MemoryState::with_limits(StateLimits { rate_states: 2 });
         for n in 1..=3 {
             state.rate_state(&rate_key(n), |r| rate_step(r, u64::from(n)));
         }
@@ -329,14 +321,6 @@ mod tests {
     #[test]
     fn state_persists_between_steps() {
         let mut state = MemoryState::new();
-        let key = SynKey {
-            slot: 3,
-            addr: addr(1),
-        };
-        for _ in 0..4 {
-            state.syn_window(&key, |w| w.count += 1);
-        }
-        assert_eq!(state.syn_window(&key, |w| w.count), Some(4));
         let totals: Vec<_> = (0..3)
             .map(|t| state.rate_state(&rate_key(1), |r| rate_step(r, t)).unwrap())
             .collect();

@@ -167,6 +167,7 @@ pub async fn run(
     let mut reload_again = false;
     let mut kernel = Kernel::load_sized(&settings.drop_policy.maps)?;
     kernel.write_drop_policy(&settings.drop_policy)?;
+    kernel.set_hash_seed(random_seed())?;
     kernel.write_alert_packet_bytes(settings.packet_bytes)?;
     let mut events = kernel.take_events()?;
     let rate_reader = kernel.take_rate_reader()?;
@@ -460,4 +461,11 @@ pub async fn run(
         Some(problem) => Err(RunError::Failed(problem)),
         None => Ok(()),
     }
+}
+
+/// A secret for the kernel's per-address hash: std's `RandomState` is keyed
+/// from the operating system's random source once per process.
+fn random_seed() -> u32 {
+    use std::hash::BuildHasher as _;
+    std::collections::hash_map::RandomState::new().hash_one(0x5e45_0115_u32) as u32
 }

@@ -13,8 +13,7 @@ use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
-    RuleStats, SensorConfig, SynKey, SynWindow, block_when, mode, scope_key_version,
-    scope_value_key,
+    RuleStats, SensorConfig, SynBucket, block_when, mode, scope_key_version, scope_value_key,
 };
 
 use crate::kernel::preflight;
@@ -329,6 +328,14 @@ impl Kernel {
         Ok(data.info().map_err(map_err(name))?.max_entries())
     }
 
+    /// Keys the hash that places per-address state in the kernel's tables
+    /// (`sensor_common::sketch`), so that spoofed sources cannot be aimed at
+    /// one source's slot. `sensor run` sets a random one; tests that compare
+    /// the kernel with replay leave it at 0, replay's.
+    pub fn set_hash_seed(&mut self, seed: u32) -> Result<(), LoaderError> {
+        self.update_config(|config| config.hash_seed = seed)
+    }
+
     fn update_config(&mut self, change: impl FnOnce(&mut SensorConfig)) -> Result<(), LoaderError> {
         let mut config: Array<_, SensorConfig> = self.map_mut("CONFIG")?;
         let mut value = config.get(&0, 0).map_err(map_err("CONFIG"))?;
@@ -522,11 +529,24 @@ impl Kernel {
         }
         // The rate limiter is keyed by rule id, not slot: it outlives
         // reloads on purpose (see `RateKey`), so it is not cleared here.
+        // syn_flood windows of the recycled generation's rules: emptied, so
+        // the new rule set's windows start from zero.
         let in_generation = |slot: u32| slot / MAX_RULES == generation as u32;
-        let mut windows: HashMap<_, SynKey, SynWindow> = self.map_mut("SYN_WINDOWS")?;
-        let keys = all_keys("SYN_WINDOWS", windows.keys())?;
-        for key in keys.into_iter().filter(|k| in_generation(k.slot)) {
-            removed_or_gone("SYN_WINDOWS", windows.remove(&key))?;
+        let mut windows: Array<_, SynBucket> = self.map_mut("SYN_WINDOWS")?;
+        for index in 0..windows.len() {
+            let mut bucket = windows.get(&index, 0).map_err(map_err("SYN_WINDOWS"))?;
+            let mut stale = false;
+            for way in &mut bucket.ways {
+                if way.fingerprint != 0 && in_generation(way.slot) {
+                    *way = Default::default();
+                    stale = true;
+                }
+            }
+            if stale {
+                windows
+                    .set(index, bucket, 0)
+                    .map_err(map_err("SYN_WINDOWS"))?;
+            }
         }
         Ok(finals)
     }

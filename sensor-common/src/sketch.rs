@@ -1,0 +1,220 @@
+//! Fixed-size per-address state: TTL baselines and `syn_flood` windows.
+//!
+//! Both live in plain arrays indexed by a keyed hash of the address, not in
+//! LRU hash maps: a lookup is an array index the verifier inlines (no helper
+//! call, no lock, no allocation), and a flood of spoofed sources can only
+//! take over the slots it hashes to, never make the kernel allocate,
+//! evict and relink entries on every packet. The kernel (BPF array maps) and
+//! replay (vectors) run these same functions over the same layouts, so both
+//! keep, share and lose state identically.
+//!
+//! - TTL baselines: one `u64` per slot, [`TTL_SLOTS`] slots, direct-mapped.
+//!   A slot holds one source's fingerprint and hop count; a teaching packet
+//!   whose source finds another source in its slot takes the slot over.
+//! - `syn_flood` windows: [`SYN_BUCKETS`] buckets of two ways. A window stays
+//!   until it has ended; a key finding both ways of its bucket live takes
+//!   the way with the smaller count (a heavy hitter is kept, one-packet
+//!   spoofed windows replace each other). A new window starts at zero, so a
+//!   replaced window can only delay an alert, never cause one.
+
+use crate::tables::{SynBucket, SynWindow};
+
+/// Slots of the TTL baseline table (a power of two).
+pub const TTL_SLOTS: u32 = 65_536;
+/// Buckets of the `syn_flood` window table, two windows each (a power of two).
+pub const SYN_BUCKETS: u32 = 32_768;
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// One round of the hash: the word in, then a multiply and a fold.
+#[inline(always)]
+const fn round(h: u64, word: u64) -> u64 {
+    let h = (h ^ word).wrapping_mul(MIX);
+    h ^ (h >> 29)
+}
+
+/// Keyed 64-bit hash of an address (`version`, 16 bytes as the parser
+/// stores it) and a `salt` (the rule slot; 0 for TTL baselines). `seed`
+/// is the kernel's per-run secret, so that an outsider cannot aim spoofed
+/// sources at a chosen slot; replay uses 0.
+#[inline(always)]
+pub fn addr_hash(seed: u32, salt: u32, version: u8, addr: &[u8; 16]) -> u64 {
+    let word = |i: usize| {
+        u64::from_le_bytes([
+            addr[i],
+            addr[i + 1],
+            addr[i + 2],
+            addr[i + 3],
+            addr[i + 4],
+            addr[i + 5],
+            addr[i + 6],
+            addr[i + 7],
+        ])
+    };
+    let mut h = ((seed as u64) << 32) | ((salt as u64) << 8) | version as u64;
+    h = round(h, MIX);
+    h = round(h, word(0));
+    h = round(h, word(8));
+    h.wrapping_mul(MIX)
+}
+
+/// The slot of `hash` in a table of `slots` (a power of two).
+#[inline(always)]
+pub const fn index_of(hash: u64, slots: u32) -> u32 {
+    (hash >> 32) as u32 & (slots - 1)
+}
+
+/// The fingerprint stored with a key: never 0, which marks an empty slot.
+#[inline(always)]
+pub const fn fingerprint_of(hash: u64) -> u32 {
+    hash as u32 | 1
+}
+
+/// A TTL slot: fingerprint in the low 32 bits, hop count above; 0 is empty.
+#[inline(always)]
+pub const fn ttl_entry(fingerprint: u32, hops: u8) -> u64 {
+    fingerprint as u64 | (hops as u64) << 32
+}
+
+/// The baseline in `slot` for the source of `fingerprint`: the hop count
+/// it learned, or `None` (then a teaching packet stores `hops`, replacing
+/// whichever source held the slot).
+#[inline(always)]
+pub fn ttl_step(slot: &mut u64, fingerprint: u32, hops: u8, teach: bool) -> Option<u8> {
+    let entry = *slot;
+    if entry as u32 == fingerprint {
+        return Some((entry >> 32) as u8);
+    }
+    if teach {
+        *slot = ttl_entry(fingerprint, hops);
+    }
+    None
+}
+
+/// Which way of `bucket` holds the window of (`slot`, `fingerprint`) at
+/// `now_ns`: its own, else a free one (never used, or its window over),
+/// else the one with the smaller count (the first on a tie). The chosen way
+/// is reset for the key when it was not its own.
+///
+/// Not inlined: in the kernel a subprogram returning a plain number, so the
+/// verifier checks its many branches once per call, and only the two
+/// outcomes (way 0 or 1), not every path to them, reach the rule walk.
+#[inline(never)]
+pub fn syn_way(bucket: &mut SynBucket, slot: u32, fingerprint: u32, now_ns: u64) -> usize {
+    let owns = |w: usize| bucket.ways[w].fingerprint == fingerprint && bucket.ways[w].slot == slot;
+    if owns(0) {
+        return 0;
+    }
+    if owns(1) {
+        return 1;
+    }
+    let free = |w: usize| {
+        let way = &bucket.ways[w];
+        way.fingerprint == 0
+            || way.window.count == 0
+            || now_ns.wrapping_sub(way.window.start_ns) >= way.window_ns
+    };
+    let way = if free(0) {
+        0
+    } else if free(1) || bucket.ways[1].window.count < bucket.ways[0].window.count {
+        1
+    } else {
+        0
+    };
+    let taken = &mut bucket.ways[way];
+    taken.fingerprint = fingerprint;
+    taken.slot = slot;
+    taken.window = SynWindow::default();
+    way
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::tables::SynSlot;
+    use std::vec;
+
+    fn v4(last: u8) -> [u8; 16] {
+        let mut a = [0; 16];
+        a[..4].copy_from_slice(&[192, 0, 2, last]);
+        a
+    }
+
+    #[test]
+    fn the_hash_depends_on_every_input() {
+        let base = addr_hash(0, 0, 4, &v4(1));
+        assert_ne!(base, addr_hash(1, 0, 4, &v4(1)));
+        assert_ne!(base, addr_hash(0, 1, 4, &v4(1)));
+        assert_ne!(base, addr_hash(0, 0, 6, &v4(1)));
+        assert_ne!(base, addr_hash(0, 0, 4, &v4(2)));
+        let mut high = v4(1);
+        high[15] = 1;
+        assert_ne!(base, addr_hash(0, 0, 4, &high));
+    }
+
+    #[test]
+    fn addresses_spread_over_the_slots() {
+        // 65,536 sequential addresses into 65,536 slots: a uniform hash
+        // leaves about 1/e of them empty.
+        let mut used = vec![false; TTL_SLOTS as usize];
+        for i in 0..65_536u32 {
+            let mut a = [0; 16];
+            a[..4].copy_from_slice(&(0xc612_0000u32 + i).to_be_bytes());
+            used[index_of(addr_hash(7, 0, 4, &a), TTL_SLOTS) as usize] = true;
+        }
+        let empty = used.iter().filter(|u| !**u).count();
+        assert!((22_000..26_000).contains(&empty), "{empty} empty slots");
+    }
+
+    #[test]
+    fn a_ttl_slot_keeps_its_source_until_another_teaches() {
+        let mut slot = 0;
+        assert_eq!(ttl_step(&mut slot, 11, 3, false), None);
+        assert_eq!(slot, 0, "a packet that does not teach stores nothing");
+        assert_eq!(ttl_step(&mut slot, 11, 3, true), None);
+        assert_eq!(ttl_step(&mut slot, 11, 9, true), Some(3));
+        assert_eq!(ttl_step(&mut slot, 13, 5, false), None);
+        assert_eq!(ttl_step(&mut slot, 11, 9, false), Some(3));
+        assert_eq!(ttl_step(&mut slot, 13, 5, true), None);
+        assert_eq!(ttl_step(&mut slot, 11, 9, false), None, "taken over");
+        assert_eq!(ttl_step(&mut slot, 13, 0, false), Some(5));
+    }
+
+    fn way(fingerprint: u32, slot: u32, start_ns: u64, count: u32) -> SynSlot {
+        SynSlot {
+            window: SynWindow {
+                start_ns,
+                count,
+                alerted: 0,
+            },
+            window_ns: 1_000,
+            fingerprint,
+            slot,
+        }
+    }
+
+    #[test]
+    fn a_key_finds_its_own_way_then_a_free_one() {
+        let mut b = SynBucket {
+            ways: [way(5, 1, 100, 7), SynSlot::default()],
+        };
+        assert_eq!(syn_way(&mut b, 1, 5, 200), 0);
+        assert_eq!(b.ways[0].window.count, 7, "its own window is kept");
+        assert_eq!(syn_way(&mut b, 2, 5, 200), 1, "another rule: another key");
+        assert_eq!((b.ways[1].slot, b.ways[1].window.count), (2, 0));
+    }
+
+    #[test]
+    fn a_live_heavy_window_is_kept_and_an_ended_one_is_free() {
+        let mut b = SynBucket {
+            ways: [way(5, 1, 100, 900), way(7, 1, 100, 1)],
+        };
+        assert_eq!(syn_way(&mut b, 1, 9, 500), 1, "the lighter way goes");
+        assert_eq!(b.ways[0].window.count, 900);
+        b.ways[1] = way(7, 1, 100, 2);
+        // At 1,100 the first window (started at 100, 1,000 long) is over.
+        assert_eq!(syn_way(&mut b, 1, 9, 1_100), 0);
+        assert_eq!(b.ways[1].window.count, 2);
+    }
+}
