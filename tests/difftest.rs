@@ -8,10 +8,12 @@
 //! every alert record (all fields but `cpu`, plus the captured frame bytes).
 //! Per epoch: the per-rule hit/alert counters and the global counters.
 //!
-//! Time: the kernel reads `bpf_ktime_get_ns` once per IP packet and puts
-//! it in the inspect record; replay evaluates the frame at exactly that
-//! time, so rate limits (per second) and `syn_flood` windows (milliseconds)
-//! are compared exactly. The test thread is pinned to one CPU, because the
+//! Time: the kernel reads its (coarse) clock once per IP packet and puts
+//! it in the inspect record (`clock_ns`); replay evaluates the frame at
+//! exactly that time, so rate limits (per second) and `syn_flood` windows
+//! (milliseconds) are compared exactly. An alert record's own timestamp is
+//! the precise time it was sent: checked to lie within a second after that
+//! clock, then compared as that clock. The test thread is pinned to one CPU, because the
 //! rate-limit state is per CPU in the kernel and single in replay.
 //!
 //! The kernel glue around the shared code (drop mode: allowlist, static
@@ -792,12 +794,20 @@ impl KernelSide {
                 extra_inspect += 1;
             }
             out.parsed = Some(record.packet);
-            now = Some(record.timestamp_ns);
+            now = Some(record.clock_ns);
         });
         self.alerts.drain(&mut self.lost, |head, tail| {
             let sample = AlertSample::decode(head, tail).expect("well-formed alert sample");
             let mut record = sample.record;
             record.cpu = 0;
+            if let Some(clock) = now {
+                assert!(
+                    (clock..clock + 1_000_000_000).contains(&record.timestamp_ns),
+                    "alert sent at {} ns, its packet judged at {clock} ns",
+                    record.timestamp_ns
+                );
+                record.timestamp_ns = clock;
+            }
             out.alerts.push((record, sample.frame));
         });
         assert_eq!(extra_inspect, 0, "more than one inspect record for a frame");

@@ -217,8 +217,11 @@ impl FilterProgram {
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct InspectRecord {
-    /// Kernel monotonic clock.
+    /// Kernel monotonic clock, precise: when the record was sent.
     pub timestamp_ns: u64,
+    /// The coarse clock the packet's rules were judged at (what a test that
+    /// replays the packet must judge it at).
+    pub clock_ns: u64,
     pub packet: PacketMeta,
 }
 

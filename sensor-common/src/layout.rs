@@ -51,7 +51,7 @@ layout! {
     FilterOp: size 44, align 4;
     FilterProgram: size 8 + 44 * MAX_FILTER_OPS, align 4;
     FilterVm: size 16, align 8;
-    InspectRecord: size 96, align 8;
+    InspectRecord: size 104, align 8;
     InspectConfig: size 16, align 4;
     InspectBudget: size 16, align 8;
     TalkerStats: size 16, align 8;

@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{BPF_F_CURRENT_CPU, BPF_NOEXIST, xdp_action, xdp_md},
     cty::c_void,
     helpers::{
-        bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns,
         generated::{bpf_loop, bpf_perf_event_output, bpf_xdp_load_bytes},
     },
     macros::{map, xdp},
@@ -297,18 +297,31 @@ fn judge_source(record: *mut AlertRecord, now: u64, count_repeat: bool) -> u8 {
     judge_block(&src, now, policy, count_repeat, &mut KernelState { record })
 }
 
-/// The packet's time (kernel monotonic clock) and CPU, read into the
-/// per-CPU record the first time they are needed for this packet.
+/// The packet's time and CPU, read into the per-CPU record the first time
+/// they are needed for this packet. The time is the kernel's coarse
+/// monotonic clock (the last tick: 1–4 ms behind, which windows of
+/// milliseconds to seconds do not notice): the precise clock costs a
+/// clock-source read, which measured 2–3 times the rest of a SYN's cost
+/// on a virtual machine (BENCHMARKS.md). A record that is sent gets the
+/// precise time (see `precise_time`).
 #[inline(always)]
 fn clock(record: *mut AlertRecord) -> u64 {
     // SAFETY: the per-CPU record; XDP does not re-enter on the same CPU.
     unsafe {
         if (*record).timestamp_ns == 0 {
-            (*record).timestamp_ns = bpf_ktime_get_ns();
+            (*record).timestamp_ns = bpf_ktime_get_coarse_ns();
             (*record).cpu = bpf_get_smp_processor_id();
         }
         (*record).timestamp_ns
     }
+}
+
+/// The precise monotonic time, for the records sent to userspace (alert
+/// lines and inspect records say when their packet was seen).
+#[inline(always)]
+fn precise_time() -> u64 {
+    // SAFETY: a helper without arguments; it only reads the clock.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 /// [`drop_gate`]: judge the packet's drops by the rules.
@@ -348,7 +361,7 @@ fn drop_gate(ctx: *mut xdp_md, dry_run: bool) -> u32 {
     // SAFETY: an entry is read whole; a concurrent update replaces it.
     } else if unsafe { BLOCKED.get(src) }
         // SAFETY: a helper without arguments; it only reads the clock.
-        .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_ns() })
+        .is_some_and(|b| b.until_ns > unsafe { bpf_ktime_get_coarse_ns() })
         && let Some(verdict) = drop_unless_dry_run(dry_run, counter::DROPPED_BLOCKED_SOURCE)
     {
         return verdict;
@@ -412,7 +425,8 @@ fn inspect_packet(ctx: &XdpContext, packet: &PacketMeta, now: u64, config: &Insp
     // the same CPU), valid for the helper's whole call, which reads
     // `size_of::<InspectRecord>()` bytes of it.
     let ret = unsafe {
-        (*out).timestamp_ns = now;
+        (*out).timestamp_ns = precise_time();
+        (*out).clock_ns = now;
         (*out).packet = *packet;
         bpf_perf_event_output(
             ctx.as_ptr(),
@@ -509,6 +523,7 @@ fn drop_unless_dry_run(dry_run: bool, reason: u32) -> Option<u32> {
 /// the flags' upper 32 bits), so no packet bytes pass through the stack.
 #[inline(always)]
 fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
+    record.timestamp_ns = precise_time();
     let frame_len = (ctx.data_end() - ctx.data()) as u32;
     let captured = captured_len(frame_len, packet_bytes);
     record.captured_len = captured;

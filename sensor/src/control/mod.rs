@@ -152,6 +152,7 @@ mod tests {
     async fn inspect_frames_round_trip() {
         let record = InspectRecord {
             timestamp_ns: 123_456_789,
+            clock_ns: 123_000_000,
             packet: PacketMeta {
                 src_port: 41000,
                 dst_port: 80,
