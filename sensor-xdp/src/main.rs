@@ -191,7 +191,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     }
 
     // SAFETY: the per-CPU record (above); nothing else borrows it yet.
-    parse_ethernet_into(&XdpBytes(&ctx), unsafe { &mut (*record).packet });
+    parse_frame(ctx.ctx, unsafe { &mut (*record).packet });
     // SAFETY: the per-CPU record; from here on only shared borrows of
     // `packet` and writes to the other fields.
     let packet = unsafe { &(*record).packet };
@@ -322,6 +322,15 @@ fn clock(record: *mut AlertRecord) -> u64 {
 fn precise_time() -> u64 {
     // SAFETY: a helper without arguments; it only reads the clock.
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// The parse, in a subprogram of its own: its frame (header copies and
+/// spills) is not added to the main program's, whose stack the rule walk
+/// needs.
+#[inline(never)]
+fn parse_frame(ctx: *mut xdp_md, meta: &mut PacketMeta) {
+    let ctx = XdpContext::new(ctx);
+    parse_ethernet_into(&XdpBytes(&ctx), meta);
 }
 
 /// [`drop_gate`]: judge the packet's drops by the rules.
