@@ -218,9 +218,11 @@ pub struct SensorConfig {
     /// [`crate::alert::MAX_ALERT_PACKET_BYTES`]); 0: none.
     pub alert_packet_bytes: u16,
     pub _pad2: [u8; 2],
+    /// Which tunnels are decapsulated (`decap:`).
+    pub decap: crate::decap::DecapConfig,
 }
 
-const _: () = assert!(core::mem::size_of::<SensorConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<SensorConfig>() == 26);
 
 /// Rule tables the kernel holds: userspace fills the one not in force,
 /// then flips [`SensorConfig::generation`], so a reload is atomic for every
@@ -528,7 +530,10 @@ pub mod counter {
     pub const REFUSED_NOT_REPEATED: u32 = 12;
     /// Drop mode: sources blocked, by `block_when` (`BLOCKS + block_when`).
     pub const BLOCKS: u32 = 13;
-    pub const COUNT: u32 = BLOCKS + super::block_when::COUNT as u32;
+    /// Tunnels whose inner packet went unjudged: the tail call to the
+    /// program that judges it failed (not loaded).
+    pub const TUNNEL_LOST: u32 = BLOCKS + super::block_when::COUNT as u32;
+    pub const COUNT: u32 = TUNNEL_LOST + 1;
 }
 
 #[cfg(feature = "user")]

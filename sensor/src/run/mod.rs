@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sensor_common::decap::DecapConfig;
 use sensor_common::tables::RATE_WINDOW_NS;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -53,6 +54,8 @@ pub struct RunSettings {
     pub block_state: Option<PathBuf>,
     /// The Redis sink.
     pub redis: Option<RedisTarget>,
+    /// Which tunnels are judged on their inner packet (`decap:`).
+    pub decap: DecapConfig,
 }
 
 /// How long shutdown waits for the syslog peer to take queued alerts.
@@ -168,6 +171,7 @@ pub async fn run(
     let mut kernel = Kernel::load_sized(&settings.drop_policy.maps)?;
     kernel.write_drop_policy(&settings.drop_policy)?;
     kernel.write_alert_packet_bytes(settings.packet_bytes)?;
+    kernel.write_decap(&settings.decap)?;
     let mut events = kernel.take_events()?;
     let rate_reader = kernel.take_rate_reader()?;
     let kernel_reader = kernel.reader()?;
