@@ -64,9 +64,14 @@ fn attacks_inside_vxlan_and_gre_raise_inner_alerts_with_their_tunnel() {
     let stderr = dir.path().join("sensor.stderr");
 
     let bed = Testbed::new("tun");
-    let mut sensor = bed.sensor_run(&rules).json(&alerts_path).start(None, &stderr);
+    let mut sensor = bed
+        .sensor_run(&rules)
+        .json(&alerts_path)
+        .start(None, &stderr);
     send_tunnelled_attacks(&bed);
-    let complete = wait_for(Duration::from_secs(10), || read_lines(&alerts_path).len() >= 2);
+    let complete = wait_for(Duration::from_secs(10), || {
+        read_lines(&alerts_path).len() >= 2
+    });
     sensor.stop(Duration::from_secs(10));
     let lines = read_lines(&alerts_path);
     assert!(

@@ -238,6 +238,46 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_lines_show_both_layers() {
+        use crate::testing::frames::tunnel;
+        let inner = Ipv4::new(A, B, 6).build(&frames::tcp(41000, 80, flags::SYN, 1, &[]));
+        let outer = |proto, payload: &[u8]| {
+            let packet = Ipv4::new([203, 0, 113, 1], [203, 0, 113, 2], proto).build(payload);
+            frames::ethernet(&[(frames::TPID_8021Q, 7)], frames::ETH_IPV4, &packet)
+        };
+        let inner_frame = frames::ethernet(&[(frames::TPID_8021Q, 300)], frames::ETH_IPV4, &inner);
+        let vxlan = outer(
+            17,
+            &frames::udp(51515, 4789, &tunnel::vxlan(8, 42, &inner_frame)),
+        );
+        assert_eq!(
+            text_line(&meta(&vxlan), "T"),
+            format!(
+                "T vlan 7,300 vxlan 203.0.113.1.51515 > 203.0.113.2.4789 vni 42: IPv4 \
+                 198.51.100.7.41000 > 192.0.2.10.80: TCP [S] seq 1 win 64240 ttl 64 id 4660 \
+                 off 0 len {}",
+                vxlan.len()
+            )
+        );
+        let gre = outer(
+            47,
+            &tunnel::gre(tunnel::GRE_KEY, frames::ETH_IPV4, 9, &inner),
+        );
+        let line = text_line(&meta(&gre), "T");
+        assert!(
+            line.starts_with(
+                "T vlan 7 gre 203.0.113.1 > 203.0.113.2 key 9: IPv4 198.51.100.7.41000"
+            ),
+            "{line}"
+        );
+        let json = PacketLine::new(&meta(&gre), "eth0", unix_ns_to_datetime(0)).to_json_line();
+        assert!(
+            json.contains(r#""tunnel":{"src_ip":"203.0.113.1","dest_ip":"203.0.113.2","proto":"47","depth":1,"type":"gre","gre_key":9}"#),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn fragments_icmp_ipv6_and_qinq() {
         let udp = frames::udp(53000, 53, &[0u8; 40]);
         let pieces: Vec<Vec<u8>> = frames::ipv4_fragments(&Ipv4::new(A, B, 17), &udp, 24)

@@ -431,6 +431,7 @@ pub async fn run(
         dropped_by_rule = counters.dropped_by_rule,
         would_drop = counters.would_drop,
         block_errors = counters.block_errors,
+        tunnel_lost = counters.tunnel_lost,
         alert_lines = engine.pipeline.lines(),
         records = stats.received.load(Ordering::Relaxed),
         perf_lost = lost,

@@ -110,6 +110,8 @@ pub struct Counters {
     pub dropped_by_rule: u64,
     pub would_drop: u64,
     pub block_errors: u64,
+    /// Frames that may carry a tunnel whose tail call failed (unjudged).
+    pub tunnel_lost: u64,
     /// Handshakes that proved their client's address.
     pub proofs: u64,
     /// Matches that did not block: source not proven / not repeated enough.
@@ -509,10 +511,11 @@ impl Kernel {
         self.verified_insns_of(PROGRAM)
     }
 
-    /// [`Kernel::verified_insns`] of the program that judges tunnels'
-    /// inner packets (verified on its own, with its own budget).
-    pub fn inner_verified_insns(&self) -> Result<Option<u32>, LoaderError> {
-        self.verified_insns_of(INNER_PROGRAM)
+    /// [`Kernel::verified_insns`] of one of the object's programs by name
+    /// (`sensor_decap`, `sensor_inner`: each verified on its own, with its
+    /// own budget).
+    pub fn program_verified_insns(&self, name: &str) -> Result<Option<u32>, LoaderError> {
+        self.verified_insns_of(name)
     }
 
     fn verified_insns_of(&self, name: &str) -> Result<Option<u32>, LoaderError> {
