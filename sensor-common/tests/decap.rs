@@ -514,9 +514,11 @@ fn wrong_inner_version_or_unknown_inner_protocol_stays_outer() {
 
 // ---- cut short at every byte ------------------------------------------------------
 
-/// Every valid encapsulation: (name, outer frame builder over a tunnel
-/// payload cut to `n` bytes).
-fn encapsulations() -> Vec<(&'static str, Box<dyn Fn(usize) -> Vec<u8>>)> {
+/// Builds a frame whose tunnel payload is cut to `n` bytes.
+type CutBuilder = Box<dyn Fn(usize) -> Vec<u8>>;
+
+/// Every valid encapsulation: its name and its frame builder.
+fn encapsulations() -> Vec<(&'static str, CutBuilder)> {
     let inner_eth = eth(ETH_P_IPV4, &inner_v4());
     let cut = |v: &Vec<u8>, n: usize| v[..n.min(v.len())].to_vec();
     let vx = vxlan(42, &inner_eth);
