@@ -170,6 +170,14 @@ def _frames():
         "ipv4_frag_nonfirst": Ether(**eth) / IP(**v4, id=4242, flags=0, frag=185, proto=17) / Raw(b"z" * 120),
         "arp": Ether(src=eth["src"], dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=eth["src"], psrc="192.0.2.10", pdst="192.0.2.1"),
     }
+    # The TCP ACK inside VXLAN (UDP 4789, VNI 42): a mirrored copy as cloud
+    # traffic mirroring delivers it; judged on the inner packet (issue #14).
+    from scapy.layers.vxlan import VXLAN  # noqa: E402
+
+    frames["vxlan_ipv4_tcp_ack"] = (
+        Ether(**eth) / IP(src="203.0.113.1", dst="203.0.113.2", ttl=64) / UDP(sport=51515, dport=4789)
+        / VXLAN(vni=42, flags=0x08) / frames["ipv4_tcp_ack"]
+    )
     return {name: bytes(pkt) for name, pkt in frames.items()}
 
 
@@ -180,11 +188,12 @@ FRAME_ORDER = [
     "ipv6_tcp",
     "ipv6_2ext_tcp",
     "vlan_ipv4_tcp",
+    "vxlan_ipv4_tcp_ack",
     "ipv4_frag_first",
     "ipv4_frag_nonfirst",
     "arp",
 ]
-BENIGN = {"ipv4_tcp_ack", "ipv4_udp", "ipv4_frag_nonfirst", "arp"}
+BENIGN = {"ipv4_tcp_ack", "ipv4_udp", "ipv4_frag_nonfirst", "arp", "vxlan_ipv4_tcp_ack"}
 
 
 def cmd_frames(outdir):
@@ -255,7 +264,8 @@ def cmd_pcap(path, n):
     (SYN+FIN, NULL, tiny fragments), ARP, from 4,096 rotating sources."""
     n = int(n)
     base = _frames()
-    templates = [base[k] for k in FRAME_ORDER]
+    # The mix (and its weights below) is the one from before the VXLAN frame.
+    templates = [base[k] for k in FRAME_ORDER if k != "vxlan_ipv4_tcp_ack"]
     from scapy.all import IP, TCP, Ether  # noqa: E402
 
     eth = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")

@@ -568,6 +568,147 @@ fn valid_frame(rng: &mut Rng) -> Built {
     Built { frame, layers }
 }
 
+/// A frame carrying a tunnel (VXLAN, GENEVE, GRE with its optional
+/// fields, ERSPAN II / III, IP-in-IP) around a generated inner packet, now
+/// and then with a wrong flag, version, port or protocol; its layers
+/// include the inner packet's, so that truncation cuts inside it too.
+fn tunnel_frame(rng: &mut Rng) -> Built {
+    use frames::tunnel::*;
+    let tags: Vec<(u16, u16)> = if rng.chance(20) {
+        vec![(0x8100, 100)]
+    } else {
+        Vec::new()
+    };
+    let base = 14 + 4 * tags.len();
+    let outer_v6 = rng.chance(30);
+    let l4 = base + if outer_v6 { 40 } else { 20 };
+    let mut layers = vec![12, base, l4];
+    let kind = rng.below(6);
+    // About where the inner packet starts (GENEVE options and GRE's
+    // optional fields move it; layers are only where cuts are tried).
+    let header_len = match kind {
+        0..=1 | 3..=4 => 16,
+        2 => 4,
+        _ => 0,
+    };
+    let inner_at = l4 + header_len;
+    let mut inner_layers = Vec::new();
+    let ethernet_inner = |rng: &mut Rng, layers: &mut Vec<usize>| {
+        let built = valid_frame(rng);
+        layers.extend(built.layers.iter().map(|at| at + inner_at));
+        built.frame
+    };
+    let ip_inner = |rng: &mut Rng, layers: &mut Vec<usize>, v6: bool| {
+        if v6 {
+            ipv6_packet(rng, layers, inner_at)
+        } else {
+            ipv4_packet(rng, layers, inner_at)
+        }
+    };
+    let (proto, payload) = match kind {
+        0 => {
+            let flags = rng.pick(&[0x08, 0x08, 0x08, 0x0c, 0x00]);
+            let inner = ethernet_inner(rng, &mut inner_layers);
+            let port = rng.pick(&[4789, 4789, 4789, 4790]);
+            (
+                17,
+                frames::udp(
+                    rng.next() as u16 | 1,
+                    port,
+                    &vxlan(flags, rng.next() as u32 & 0xffffff, &inner),
+                ),
+            )
+        }
+        1 => {
+            let version = rng.pick(&[0, 0, 0, 1]);
+            let words = rng.below(4) as usize;
+            let options = rng.bytes(4 * words);
+            let protocol = rng.pick(&[TEB, TEB, frames::ETH_IPV4, frames::ETH_IPV6, 0x0806]);
+            let inner = match protocol {
+                TEB | 0x0806 => ethernet_inner(rng, &mut inner_layers),
+                p => ip_inner(rng, &mut inner_layers, p == frames::ETH_IPV6),
+            };
+            let body = geneve(
+                version,
+                &options,
+                protocol,
+                rng.next() as u32 & 0xffffff,
+                &inner,
+            );
+            (17, frames::udp(rng.next() as u16 | 1, 6081, &body))
+        }
+        2 => {
+            let flags = rng.pick(&[
+                0,
+                GRE_KEY,
+                GRE_SEQUENCE,
+                GRE_CHECKSUM | GRE_KEY | GRE_SEQUENCE,
+                0x4000,
+                1,
+            ]) | rng.pick(&[0, 0, 0, 0x0080]);
+            let protocol = rng.pick(&[frames::ETH_IPV4, frames::ETH_IPV6, TEB, 0x880b]);
+            let inner = match protocol {
+                TEB | 0x880b => ethernet_inner(rng, &mut inner_layers),
+                p => ip_inner(rng, &mut inner_layers, p == frames::ETH_IPV6),
+            };
+            (47, gre(flags, protocol, rng.next() as u32, &inner))
+        }
+        3 => {
+            let inner = ethernet_inner(rng, &mut inner_layers);
+            let flags = rng.pick(&[GRE_SEQUENCE, GRE_SEQUENCE, GRE_SEQUENCE | GRE_KEY, 0]);
+            let version = rng.pick(&[1, 1, 1, 2]);
+            (
+                47,
+                gre(
+                    flags,
+                    ERSPAN2,
+                    7,
+                    &erspan2(version, rng.next() as u16, &inner),
+                ),
+            )
+        }
+        4 => {
+            let inner = ethernet_inner(rng, &mut inner_layers);
+            let version = rng.pick(&[2, 2, 2, 1]);
+            let frame_type = rng.pick(&[0, 0, 0, 2]);
+            let body = erspan3(
+                version,
+                rng.next() as u16,
+                frame_type,
+                rng.chance(50),
+                &inner,
+            );
+            (47, gre(0, ERSPAN3, 0, &body))
+        }
+        _ => {
+            let inner_v6 = rng.chance(50);
+            let inner = ip_inner(rng, &mut inner_layers, inner_v6);
+            // Now and then the wrong protocol for the inner version.
+            let proto = if inner_v6 != rng.chance(10) { 41 } else { 4 };
+            (proto, inner)
+        }
+    };
+    layers.extend(inner_layers);
+    let packet = if outer_v6 {
+        frames::ipv6(v6_source(rng), v6_dest(rng), ttl(rng), proto, &payload)
+    } else {
+        let mut header = Ipv4::new(v4_source(rng), v4_dest(rng), proto).ttl(ttl(rng));
+        if rng.chance(5) {
+            header.frag_field = 0x2000;
+        }
+        header.build(&payload)
+    };
+    let ethertype = if outer_v6 {
+        frames::ETH_IPV6
+    } else {
+        frames::ETH_IPV4
+    };
+    Built {
+        frame: frames::ethernet(&tags, ethertype, &packet),
+        layers,
+    }
+}
+
 /// The next frame: valid, truncated at a layer, mutated, or random bytes.
 /// Frame `i` of an alert storm: SYN+FIN from 2001:db8:5::/64, one source each.
 fn storm_frame(i: u64) -> Vec<u8> {
@@ -579,11 +720,17 @@ fn storm_frame(i: u64) -> Vec<u8> {
 
 fn next_frame(rng: &mut Rng, recent: &mut Vec<Vec<u8>>) -> Vec<u8> {
     let roll = rng.below(100);
-    let mut frame = if roll < 55 {
+    let mut frame = if roll < 45 {
         valid_frame(rng).frame
+    } else if roll < 55 {
+        tunnel_frame(rng).frame
     } else if roll < 75 {
         // Truncated at (or just around) a layer boundary, or anywhere.
-        let built = valid_frame(rng);
+        let built = if rng.chance(25) {
+            tunnel_frame(rng)
+        } else {
+            valid_frame(rng)
+        };
         let cut = if rng.chance(75) {
             let at = rng.pick(&built.layers) as i64 + rng.below(5) as i64 - 2;
             at.max(0) as usize
@@ -1019,8 +1166,9 @@ fn kernel_and_replay_agree_frame_by_frame() {
     let mut proof_totals = [0u64; 4];
     let mut shown = 0;
     // Dropped frames, parsed IP frames, alert records, alerting frames,
-    // syn_flood alerts, matches the rate limit held back, storm records.
-    let mut totals = [0u64; 7];
+    // syn_flood alerts, matches the rate limit held back, storm records,
+    // frames judged on a tunnel's inner packet.
+    let mut totals = [0u64; 8];
     // Matches of each rule (by signature id), over every epoch.
     let mut hits_by_sig = std::collections::BTreeMap::<u32, u64>::new();
     let started = std::time::Instant::now();
@@ -1070,6 +1218,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
             let want = replay.run(&frame, now);
             totals[0] += (got.verdict == XDP_DROP) as u64;
             totals[1] += got.parsed.is_some() as u64;
+            totals[7] += got.parsed.is_some_and(|meta| meta.in_tunnel()) as u64;
             totals[2] += got.alerts.len() as u64;
             totals[3] += !got.alerts.is_empty() as u64;
             for (record, _) in &got.alerts {
@@ -1128,10 +1277,11 @@ fn kernel_and_replay_agree_frame_by_frame() {
     }
     let elapsed = started.elapsed();
     sensor::testing::report(&format!(
-        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames, sent {} alert records for {} frames ({} syn_flood, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
+        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames ({} inside a tunnel), sent {} alert records for {} frames ({} syn_flood, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
         elapsed.as_secs_f64(),
         totals[0],
         totals[1],
+        totals[7],
         totals[2],
         totals[3],
         totals[4],
@@ -1149,7 +1299,11 @@ fn kernel_and_replay_agree_frame_by_frame() {
     // A generator that stopped exercising the rules would pass vacuously.
     if frames >= 10_000 {
         assert!(
-            totals[0] > 0 && totals[3] > frames / 50 && totals[4] > 0 && totals[5] > 0,
+            totals[0] > 0
+                && totals[3] > frames / 50
+                && totals[4] > 0
+                && totals[5] > 0
+                && totals[7] > frames / 50,
             "the frames exercise too little: {totals:?}"
         );
         assert!(

@@ -112,7 +112,9 @@ fn lines_of_every_shape_are_eve() {
     use sensor::alert::{Alert, CapturedPacket, unix_ns_to_datetime};
     use sensor::rules::{RuleMeta, Severity};
     use sensor_common::alert::{AlertRecord, outcome};
-    use sensor_common::packet::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, flag, tcp};
+    use sensor_common::packet::{
+        PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, Tunnel, flag, tcp, tunnel,
+    };
 
     let rule = RuleMeta {
         id: 100001,
@@ -167,8 +169,46 @@ fn lines_of_every_shape_are_eve() {
         tcp_flags: 0,
         ..tcp4
     };
+    // Inner packets of tunnels: VXLAN (outer UDP ports, VNI), GRE with a
+    // key over IPv6, IP-in-IP (no id).
+    fn tunnel_of(inner: PacketMeta, kind: u8, proto: u8, id: Option<u32>, v6: bool) -> PacketMeta {
+        let mut outer = Tunnel {
+            kind,
+            proto,
+            ip_version: if v6 { 6 } else { 4 },
+            has_id: id.is_some() as u8,
+            id: id.unwrap_or(0),
+            ..Tunnel::default()
+        };
+        if kind == tunnel::VXLAN {
+            (outer.src_port, outer.dst_port) = (51000, 4789);
+        }
+        if v6 {
+            outer.src_addr = "2001:db8::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets();
+            outer.dst_addr = "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets();
+        } else {
+            outer.src_addr[..4].copy_from_slice(&[203, 0, 113, 1]);
+            outer.dst_addr[..4].copy_from_slice(&[203, 0, 113, 2]);
+        }
+        PacketMeta {
+            tunnel: outer,
+            ..inner
+        }
+    }
+    let vxlan = tunnel_of(tcp4, tunnel::VXLAN, PROTO_UDP, Some(42), false);
+    let gre = tunnel_of(tcp4, tunnel::GRE, 47, Some(7), true);
+    let ipip = tunnel_of(tcp4, tunnel::IPIP, 4, None, false);
     let frame = CapturedPacket::ethernet(&[0xab; 64]);
     let shapes = [
+        (vxlan, outcome::ALLOWED, frame.clone()),
+        (gre, outcome::ALLOWED, frame.clone()),
+        (ipip, outcome::ALLOWED, frame.clone()),
         (tcp4, outcome::ALLOWED, frame.clone()),
         (icmp6, outcome::ALLOWED, frame.clone()),
         (fragment, outcome::ALLOWED, frame.clone()),
@@ -188,6 +228,41 @@ fn lines_of_every_shape_are_eve() {
         ] {
             let line = alert.to_json_line();
             let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            // The tunnel object as the contract says (section 3, Tunnels).
+            if packet.in_tunnel() {
+                let outer = &value["tunnel"];
+                assert_eq!(outer["depth"], 1, "{line}");
+                assert!(
+                    outer["src_ip"].is_string() && outer["dest_ip"].is_string(),
+                    "{line}"
+                );
+                let kind = outer["type"].as_str().unwrap_or_default();
+                match kind {
+                    "vxlan" => {
+                        assert_eq!(outer["vni"], 42, "{line}");
+                        assert_eq!(outer["proto"], "UDP", "{line}");
+                        assert_eq!(
+                            (&outer["src_port"], &outer["dest_port"]),
+                            (&51000.into(), &4789.into())
+                        );
+                    }
+                    "gre" => {
+                        assert_eq!(outer["gre_key"], 7, "{line}");
+                        assert_eq!(outer["proto"], "47", "{line}");
+                        assert_eq!(outer["src_ip"], "2001:db8::2", "{line}");
+                        assert!(outer.get("src_port").is_none(), "{line}");
+                    }
+                    "ipip" => {
+                        assert_eq!(outer["proto"], "4", "{line}");
+                        assert!(outer.get("vni").is_none() && outer.get("gre_key").is_none());
+                    }
+                    other => panic!("unexpected tunnel type {other:?}: {line}"),
+                }
+                // The inner addresses are the line's.
+                assert_eq!(value["src_ip"], "198.51.100.1", "{line}");
+            } else {
+                assert!(value.get("tunnel").is_none(), "{line}");
+            }
             let Some(errors) = support::eve::relaxed_errors(&value) else {
                 return;
             };

@@ -6,13 +6,14 @@
 use core::mem::{align_of, size_of};
 
 use crate::alert::AlertRecord;
+use crate::decap::DecapConfig;
 use crate::filter::{
     FilterOp, FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
     TalkerStats,
 };
 use crate::ipv6_chain::ChainWalk;
 use crate::options::OptionWalk;
-use crate::packet::{AddrKey, PacketMeta};
+use crate::packet::{AddrKey, PacketMeta, Tunnel};
 use crate::tables::{
     AlertBudget, BlockEntry, BlockPolicy, Handshake, HandshakeKey, MASK_WORDS, RateKey, RateState,
     RepeatWindow, RuleInfo, RuleMask, RuleStats, SensorConfig, SynBucket, SynSlot, SynWindow,
@@ -29,13 +30,15 @@ macro_rules! layout {
 
 layout! {
     AddrKey: size 20, align 4;
-    PacketMeta: size 88, align 4;
+    PacketMeta: size 128, align 4;
+    Tunnel: size 44, align 4;
+    DecapConfig: size 18, align 2;
     OptionWalk: size 84, align 4;
     ChainWalk: size 20, align 4;
-    AlertRecord: size 128, align 8;
+    AlertRecord: size 168, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
     RuleInfo: size 32, align 8;
-    SensorConfig: size 12, align 4;
+    SensorConfig: size 32, align 4;
     BlockEntry: size 16, align 8;
     SynWindow: size 16, align 8;
     SynSlot: size 32, align 8;
@@ -51,7 +54,7 @@ layout! {
     FilterOp: size 44, align 4;
     FilterProgram: size 8 + 44 * MAX_FILTER_OPS, align 4;
     FilterVm: size 16, align 8;
-    InspectRecord: size 104, align 8;
+    InspectRecord: size 144, align 8;
     InspectConfig: size 16, align 4;
     InspectBudget: size 16, align 8;
     TalkerStats: size 16, align 8;

@@ -6,6 +6,8 @@
 //! - [`ipv6_chain`]: the IPv6 extension-header chain checks, one header at a time.
 //! - [`parse`]: the one header parser (Ethernet, VLAN/QinQ, IPv4, IPv6 with
 //!   extension headers, TCP, UDP, ICMP, ICMPv6) producing a [`PacketMeta`].
+//! - [`decap`]: tunnels (VXLAN, GENEVE, GRE, ERSPAN, IP-in-IP): where the
+//!   inner packet starts, which `parse` then parses with the same steps.
 //! - [`tables`]: the compiled form of the rules, as the BPF maps hold it.
 //! - [`detect`]: per-packet rule evaluation over those tables, generic over
 //!   where the tables and the per-source state live (BPF maps or memory).
@@ -28,6 +30,7 @@
 
 pub mod alert;
 pub mod bytes;
+pub mod decap;
 pub mod detect;
 pub mod filter;
 pub mod ipv6_chain;

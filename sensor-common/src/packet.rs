@@ -106,6 +106,44 @@ pub mod tcp {
     ];
 }
 
+/// `Tunnel::kind` values: the encapsulation a frame's inner packet was
+/// found in (the alert's `tunnel.type`).
+pub mod tunnel {
+    /// Not decapsulated: the packet is the frame's outermost.
+    pub const NONE: u8 = 0;
+    pub const VXLAN: u8 = 1;
+    pub const GENEVE: u8 = 2;
+    pub const GRE: u8 = 3;
+    pub const ERSPAN: u8 = 4;
+    /// IPv4-in-IPv4, 6in4, 4in6, 6in6.
+    pub const IPIP: u8 = 5;
+}
+
+/// The outer packet of a decapsulated frame (`crate::decap`); all zero
+/// when the packet was not found inside a tunnel.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Tunnel {
+    /// The outer packet's addresses; IPv4 in the first four bytes.
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// VXLAN / GENEVE VNI, GRE key or ERSPAN session id (`has_id`).
+    pub id: u32,
+    /// The outer UDP ports (VXLAN, GENEVE; else 0).
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// [`tunnel`] value.
+    pub kind: u8,
+    /// The outer packet's IP version.
+    pub ip_version: u8,
+    /// The outer packet's upper-layer protocol (17, 47, 4 or 41).
+    pub proto: u8,
+    /// 1 when `id` holds the tunnel's identifier.
+    pub has_id: u8,
+}
+
 /// A 20-byte address key: IP version, three zero bytes, then the address (IPv4 in the first
 /// four bytes, the rest zero). Used for LPM tries and per-source state so
 /// that IPv4 and IPv6 never collide.
@@ -183,9 +221,13 @@ pub struct PacketMeta {
     pub vlan_count: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    /// Explicit tail padding: the record is copied to userspace byte for
-    /// byte, so no byte of it may be left undefined.
-    pub _pad: [u8; 6],
+    /// Explicit padding: the record is copied to userspace byte for byte,
+    /// so no byte of it may be left undefined.
+    pub _pad: [u8; 2],
+    /// Where the packet was found: `tunnel.kind` is [`tunnel::NONE`] for the
+    /// frame's outermost packet. The parser keeps it last: an inner
+    /// packet's parse clears everything before it.
+    pub tunnel: Tunnel,
 }
 
 impl PacketMeta {
@@ -224,6 +266,61 @@ impl PacketMeta {
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
             i += 1;
         }
+    }
+
+    /// Clears the packet's fields for the inner packet of a tunnel: every
+    /// word before `tunnel`, keeping the frame's length and VLAN tags.
+    #[inline(always)]
+    pub fn clear_for_inner(&mut self) {
+        const WORDS: usize = core::mem::offset_of!(PacketMeta, tunnel) / 4;
+        let frame_len = self.frame_len;
+        let vlan = self.vlan;
+        let vlan_count = self.vlan_count;
+        let words = core::ptr::from_mut(self).cast::<u32>();
+        let mut i = 0;
+        while i < WORDS {
+            // SAFETY: as in `clear`; word `i` < WORDS lies before `tunnel`,
+            // inside `self`.
+            unsafe { core::ptr::write_volatile(words.add(i), 0) };
+            i += 1;
+        }
+        self.frame_len = frame_len;
+        self.vlan = vlan;
+        self.vlan_count = vlan_count;
+    }
+
+    /// Back to the outer packet after a tunnel's inner packet turned out
+    /// unparsable: the inner frame's VLAN tags (those past `outer_tags`)
+    /// and the tunnel's facts are cleared.
+    #[inline(always)]
+    pub fn abandon_inner(&mut self, outer_tags: u8) {
+        for i in 0..MAX_VLAN_TAGS {
+            if i >= outer_tags as usize {
+                self.vlan[i] = 0;
+            }
+        }
+        self.vlan_count = outer_tags;
+        self.clear_tunnel();
+    }
+
+    /// Zeroes `tunnel`, one word at a time (see `clear`).
+    #[inline(always)]
+    pub fn clear_tunnel(&mut self) {
+        const FIRST: usize = core::mem::offset_of!(PacketMeta, tunnel) / 4;
+        const WORDS: usize = core::mem::size_of::<PacketMeta>() / 4;
+        let words = core::ptr::from_mut(self).cast::<u32>();
+        let mut i = FIRST;
+        while i < WORDS {
+            // SAFETY: as in `clear`: word `i` < WORDS lies inside `self`.
+            unsafe { core::ptr::write_volatile(words.add(i), 0) };
+            i += 1;
+        }
+    }
+
+    /// Whether the packet is the inner packet of a tunnel.
+    #[inline(always)]
+    pub fn in_tunnel(&self) -> bool {
+        self.tunnel.kind != tunnel::NONE
     }
 
     #[inline(always)]

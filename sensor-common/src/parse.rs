@@ -7,6 +7,7 @@
 //! Ethernet padding is not mistaken for payload.
 
 use crate::bytes::PacketBytes;
+use crate::decap::{self, DecapConfig, ETH_P_TEB};
 use crate::packet::{
     MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     PacketMeta, event, flag,
@@ -34,34 +35,122 @@ pub(crate) const IPV6_DEST_OPTS: u8 = 60;
 /// Largest IP datagram a fragment may build up to.
 const MAX_DATAGRAM: u32 = 65_535;
 
-/// Parses an Ethernet frame (with any VLAN tags).
+/// Parses an Ethernet frame (with any VLAN tags), decapsulating tunnels
+/// as the contract's default (`DecapConfig::DEFAULT`) says.
 #[inline(always)]
 pub fn parse_ethernet<B: PacketBytes + ?Sized>(bytes: &B) -> PacketMeta {
+    parse_ethernet_with(bytes, &DecapConfig::DEFAULT)
+}
+
+/// [`parse_ethernet`] with the given `decap:` settings.
+#[inline(always)]
+pub fn parse_ethernet_with<B: PacketBytes + ?Sized>(bytes: &B, decap: &DecapConfig) -> PacketMeta {
     let mut meta = PacketMeta::default();
-    parse_ethernet_into(bytes, &mut meta);
+    parse_ethernet_into(bytes, &mut meta, decap);
     meta
 }
 
-/// [`parse_ethernet`] into caller-provided storage (the kernel program
-/// parses straight into a per-CPU buffer to spare its 512-byte stack).
+/// [`parse_ethernet_with`] into caller-provided storage.
 #[inline(always)]
-pub fn parse_ethernet_into<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) {
+pub fn parse_ethernet_into<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    meta: &mut PacketMeta,
+    decap: &DecapConfig,
+) {
+    if let Some((l4, ip_end)) = parse_outer(bytes, meta)
+        && let Some((ethertype, l3)) = find_inner(bytes, l4, ip_end, meta, decap)
+    {
+        parse_inner(bytes, ethertype, l3, meta);
+    }
+}
+
+/// The first of [`parse_ethernet_into`]'s three steps: the frame's packet.
+/// Returns where its transport header starts and where the IP packet
+/// ends, when the parse got that far. The kernel program runs the steps
+/// in two programs (a tail call between them), each with its own stack and
+/// verifier budget; replay runs them one after the other.
+#[inline(always)]
+pub fn parse_outer<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    meta: &mut PacketMeta,
+) -> Option<(usize, usize)> {
     meta.clear();
     meta.frame_len = bytes.frame_len() as u32;
-    if let Some((ethertype, l3)) = walk_link(bytes, meta) {
-        parse_l3(bytes, ethertype, l3, meta);
+    let (ethertype, l3) = walk_link(bytes, 0, 0, meta)?;
+    parse_l3(bytes, ethertype, l3, meta)
+}
+
+/// The second step: when the packet carries a tunnel to decapsulate
+/// ([`decap::find_tunnel`]) whose inner packet can be parsed, records the
+/// tunnel, clears the outer packet's fields (keeping the frame length and
+/// the VLAN tags, the inner frame's appended) and returns where the inner
+/// IP header starts and its ethertype, for [`parse_inner`]. Otherwise
+/// leaves the packet as it is: judged on its outer packet.
+#[inline(always)]
+pub fn find_inner<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    l4: usize,
+    ip_end: usize,
+    meta: &mut PacketMeta,
+    decap: &DecapConfig,
+) -> Option<(u16, usize)> {
+    let (inner_type, inner_start) = decap::find_tunnel(bytes, l4, ip_end, meta, decap)?;
+    let outer_tags = meta.vlan_count;
+    let link = if inner_type == ETH_P_TEB {
+        walk_link(bytes, inner_start, outer_tags as usize, meta)
+    } else {
+        Some((inner_type, inner_start))
+    };
+    match link {
+        Some((inner_type, inner_l3)) if decap::ip_header_present(bytes, inner_type, inner_l3) => {
+            meta.clear_for_inner();
+            Some((inner_type, inner_l3))
+        }
+        _ => {
+            // The inner packet cannot be parsed at all (no whole IP header
+            // of the right version): the frame is judged on its outer one.
+            meta.abandon_inner(outer_tags);
+            None
+        }
     }
+}
+
+/// The third step: the inner packet, whose IP header of `ethertype`'s
+/// version starts at `l3` (as [`find_inner`] returned).
+#[inline(always)]
+pub fn parse_inner<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    ethertype: u16,
+    l3: usize,
+    meta: &mut PacketMeta,
+) {
+    let _ = parse_l3(bytes, ethertype, l3, meta);
 }
 
 /// Parses a frame whose first byte is an IP header (pcap link type RAW),
 /// or whose IP header starts at `l3` after some other link header.
 #[inline(always)]
 pub fn parse_ip_at<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize) -> PacketMeta {
+    parse_ip_at_with(bytes, ethertype, l3, &DecapConfig::DEFAULT)
+}
+
+/// [`parse_ip_at`] with the given `decap:` settings.
+#[inline(always)]
+pub fn parse_ip_at_with<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    ethertype: u16,
+    l3: usize,
+    decap: &DecapConfig,
+) -> PacketMeta {
     let mut meta = PacketMeta {
         frame_len: bytes.frame_len() as u32,
         ..PacketMeta::default()
     };
-    parse_l3(bytes, ethertype, l3, &mut meta);
+    if let Some((l4, ip_end)) = parse_l3(bytes, ethertype, l3, &mut meta)
+        && let Some((inner_type, inner_l3)) = find_inner(bytes, l4, ip_end, &mut meta, decap)
+    {
+        parse_inner(bytes, inner_type, inner_l3, &mut meta);
+    }
     meta
 }
 
@@ -82,7 +171,7 @@ pub fn peek_source_with<B: PacketBytes + ?Sized>(
     scratch: &mut PacketMeta,
     key: &mut crate::packet::AddrKey,
 ) -> bool {
-    let Some((ethertype, l3)) = walk_link(bytes, scratch) else {
+    let Some((ethertype, l3)) = walk_link(bytes, 0, 0, scratch) else {
         return false;
     };
     let version = match ethertype {
@@ -111,19 +200,30 @@ pub fn peek_source_with<B: PacketBytes + ?Sized>(
     found
 }
 
-/// Ethernet header and VLAN tags: returns the inner ethertype and where the
-/// network header starts.
+/// The Ethernet header at `start` and its VLAN tags: returns the inner
+/// ethertype and where the network header starts. The tags go after the
+/// `tags_before` already in `meta` (an inner frame's after the outer
+/// frame's), as many as there is room for.
 #[inline(always)]
-fn walk_link<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) -> Option<(u16, usize)> {
-    let mut ethertype = bytes.be16_at(12)?;
-    let mut offset = ETH_HEADER_LEN;
+fn walk_link<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    start: usize,
+    tags_before: usize,
+    meta: &mut PacketMeta,
+) -> Option<(u16, usize)> {
+    let mut ethertype = bytes.be16_at(start + 12)?;
+    let mut offset = start + ETH_HEADER_LEN;
     for tag in 0..MAX_VLAN_TAGS {
         if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
             return Some((ethertype, offset));
         }
+        let slot = tags_before + tag;
+        if slot >= MAX_VLAN_TAGS {
+            break;
+        }
         let tci = bytes.be16_at(offset)?;
-        meta.vlan[tag] = tci & 0x0fff;
-        meta.vlan_count = tag as u8 + 1;
+        meta.vlan[slot] = tci & 0x0fff;
+        meta.vlan_count = slot as u8 + 1;
         ethertype = bytes.be16_at(offset + 2)?;
         offset += 4;
     }
@@ -132,22 +232,31 @@ fn walk_link<B: PacketBytes + ?Sized>(bytes: &B, meta: &mut PacketMeta) -> Optio
     Some((ethertype, offset))
 }
 
+/// The IP packet at `l3`; when its transport header was reached, returns
+/// where that header starts and where the IP packet ends.
 #[inline(always)]
-fn parse_l3<B: PacketBytes + ?Sized>(bytes: &B, ethertype: u16, l3: usize, meta: &mut PacketMeta) {
+fn parse_l3<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    ethertype: u16,
+    l3: usize,
+    meta: &mut PacketMeta,
+) -> Option<(usize, usize)> {
     match ethertype {
         ETH_P_IPV4 => parse_ipv4(bytes, l3, meta),
         ETH_P_IPV6 => parse_ipv6(bytes, l3, meta),
-        _ => {}
+        _ => None,
     }
 }
 
 #[inline(always)]
-fn parse_ipv4<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMeta) {
-    let Some(hdr) = bytes.load::<[u8; IPV4_MIN_HEADER]>(l3) else {
-        return;
-    };
+fn parse_ipv4<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    l3: usize,
+    meta: &mut PacketMeta,
+) -> Option<(usize, usize)> {
+    let hdr = bytes.load::<[u8; IPV4_MIN_HEADER]>(l3)?;
     if hdr[0] >> 4 != 4 {
-        return;
+        return None;
     }
     meta.ip_version = 4;
     meta.ttl = hdr[8];
@@ -183,13 +292,13 @@ fn parse_ipv4<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     let header_len = ((hdr[0] & 0x0f) as usize) * 4;
     if header_len < IPV4_MIN_HEADER {
         meta.events |= event::bit(event::BAD_IHL);
-        return;
+        return None;
     }
     let total_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
     let present = bytes.frame_len().saturating_sub(l3);
     if total_len < header_len || total_len > present {
         meta.events |= event::bit(event::BAD_TOTAL_LENGTH);
-        return;
+        return None;
     }
     if header_len > IPV4_MIN_HEADER {
         meta.events |= bytes.option_events(
@@ -205,25 +314,29 @@ fn parse_ipv4<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     if offset == 1 && meta.proto == PROTO_TCP {
         meta.events |= event::bit(event::FRAG_OFFSET_ONE);
     }
-    if offset == 0 {
-        parse_l4(bytes, l3 + header_len, l3 + total_len, meta);
+    if offset != 0 {
+        return None;
     }
+    parse_l4(bytes, l3 + header_len, l3 + total_len, meta);
+    Some((l3 + header_len, l3 + total_len))
 }
 
 #[inline(always)]
-fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMeta) {
+fn parse_ipv6<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    l3: usize,
+    meta: &mut PacketMeta,
+) -> Option<(usize, usize)> {
     // The fixed fields, then the addresses straight into `meta` (a 40-byte
     // copy of the header would cost the kernel program stack it lacks).
-    let Some(hdr) = bytes.load::<[u8; 8]>(l3) else {
-        return;
-    };
+    let hdr = bytes.load::<[u8; 8]>(l3)?;
     // The destination first: when it is in the frame, so is the source,
     // and a header cut short leaves `meta` untouched.
     if hdr[0] >> 4 != 6
         || !bytes.load_addr(l3 + 24, &mut meta.dst_addr)
         || !bytes.load_addr(l3 + 8, &mut meta.src_addr)
     {
-        return;
+        return None;
     }
     meta.ip_version = 6;
     meta.ttl = hdr[7];
@@ -235,7 +348,7 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     let present = bytes.frame_len().saturating_sub(l3);
     if IPV6_HEADER + payload_len > present {
         meta.events |= event::bit(event::BAD_TOTAL_LENGTH);
-        return;
+        return None;
     }
     let ip_end = l3 + IPV6_HEADER + payload_len;
     let mut offset = l3 + IPV6_HEADER;
@@ -302,7 +415,7 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
             bytes.be16_at(fragment_at + 2),
             bytes.be32_at(fragment_at + 4),
         ) else {
-            return;
+            return None;
         };
         let frag_offset = field >> 3;
         let more = field & 1 != 0;
@@ -322,13 +435,15 @@ fn parse_ipv6<B: PacketBytes + ?Sized>(bytes: &B, l3: usize, meta: &mut PacketMe
     }
     if cut_short {
         meta.proto = next;
-        return;
+        return None;
     }
     meta.proto = next;
     meta.l3_payload_len = (ip_end - offset) as u32;
-    if walked_all && !later_fragment {
-        parse_l4(bytes, offset, ip_end, meta);
+    if !walked_all || later_fragment {
+        return None;
     }
+    parse_l4(bytes, offset, ip_end, meta);
+    Some((offset, ip_end))
 }
 
 #[inline(always)]

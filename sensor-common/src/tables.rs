@@ -221,6 +221,9 @@ pub struct SensorConfig {
     /// The secret of the hash that places per-address state
     /// ([`crate::sketch::addr_hash`]); random per run, 0 in replay.
     pub hash_seed: u32,
+    /// Which tunnels are decapsulated (`decap:`).
+    pub decap: crate::decap::DecapConfig,
+    pub _pad3: [u8; 2],
 }
 
 /// Rule tables the kernel holds: userspace fills the one not in force,
@@ -534,7 +537,10 @@ pub mod counter {
     pub const REFUSED_NOT_REPEATED: u32 = 12;
     /// Drop mode: sources blocked, by `block_when` (`BLOCKS + block_when`).
     pub const BLOCKS: u32 = 13;
-    pub const COUNT: u32 = BLOCKS + super::block_when::COUNT as u32;
+    /// Tunnels whose inner packet went unjudged: the tail call to the
+    /// program that judges it failed (not loaded).
+    pub const TUNNEL_LOST: u32 = BLOCKS + super::block_when::COUNT as u32;
+    pub const COUNT: u32 = TUNNEL_LOST + 1;
 }
 
 #[cfg(feature = "user")]

@@ -18,13 +18,14 @@ use aya_ebpf::{
     macros::{map, xdp},
     maps::{
         Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
-        PerfEventArray, lpm_trie::Key,
+        PerfEventArray, ProgramArray, lpm_trie::Key,
     },
     programs::XdpContext,
 };
 use sensor_common::{
     alert::{AlertRecord, MAX_IFACES, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
+    decap::may_carry_tunnel,
     detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, enforce, process},
     filter::{
         FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
@@ -33,7 +34,7 @@ use sensor_common::{
     ipv6_chain::{ChainWalk, chain_step},
     options::{MAX_OPTION_BYTES, OPTION_BUFFER, OptionWalk, option_step},
     packet::{AddrKey, IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, PacketMeta, flag},
-    parse::{may_carry_ip, parse_ethernet_into, peek_source_with},
+    parse::{find_inner, may_carry_ip, parse_inner, parse_outer, peek_source_with},
     proof::{judge_block, observe, seen},
     sketch::{SYN_BUCKETS, TTL_SLOTS},
     tables::{
@@ -153,6 +154,90 @@ static SUMMARY_TTL: PerCpuArray<u64> = PerCpuArray::with_max_entries(summary::TT
 /// Prefix length of an exact [`AddrKey`] lookup: the whole key.
 const FULL_KEY_BITS: u32 = AddrKey::BITS;
 
+/// Everything after the parse: inspect, drop mode's handshakes, the rules,
+/// alerts, drops; the same for a frame's packet (`sensor`) and a tunnel's
+/// inner one (`sensor_inner`). A macro, expanded in both programs, rather
+/// than a function: `sensor` verifies well within the kernel's budget with
+/// this code in its body, and past it when the same code was a function
+/// inlined into it (the compiler laid out its stack differently).
+macro_rules! judge {
+    ($ctx:ident, $record:ident, $config:ident, $dry_run:ident, $judge_drops:ident) => {{
+        // SAFETY: the per-CPU record; from here on only shared borrows of
+        // `packet` and writes to the other fields.
+        let packet = unsafe { &(*$record).packet };
+        if packet.ip_version == IP_VERSION_NONE {
+            count(counter::NOT_IP);
+            return pass();
+        }
+        // The clock is read only when needed (a rule may match, or inspect is
+        // on): it is one of the dearer helpers. 0 = not read yet.
+        // SAFETY: the per-CPU record; a field `packet` does not overlap.
+        unsafe { (*$record).timestamp_ns = 0 };
+        // A session is on for the packets of one interface: one comparison
+        // (0, the index of none, when off) keeps the verifier's paths as few
+        // as a plain on/off flag did.
+        if let Some(inspect) = INSPECT_CONFIG.get(0)
+            // SAFETY: the per-CPU record; a field `packet` does not overlap.
+            && inspect.ifindex == unsafe { (*$record).ifindex }
+        {
+            inspect_packet(&$ctx, packet, clock($record), inspect);
+        }
+        if $config.mode == mode::DROP {
+            watch_handshakes($record);
+        }
+        let tables = KernelTables {
+            judge_drops: $judge_drops,
+            hash_seed: $config.hash_seed,
+            // Read once: the whole packet sees one rule set, even mid-reload.
+            generation: $config.generation & 1,
+        };
+        let decision = process(
+            packet,
+            0,
+            &tables,
+            &mut KernelState { record: $record },
+            // SAFETY: the per-CPU record; `emit` writes only fields other than
+            // `packet`, which `process` is reading.
+            &mut |head: &AlertHead| unsafe {
+                (*$record).sig_id = head.sig_id;
+                (*$record).kind = head.kind;
+                // A dry run drops nothing, so every alert says "allowed".
+                (*$record).action = if $dry_run {
+                    outcome::ALLOWED
+                } else {
+                    head.action
+                };
+                (*$record).count = head.count;
+                (*$record).aggregate = head.aggregate;
+                (*$record).block = if $dry_run && head.block == block::BLOCKED {
+                    block::DRY_RUN
+                } else {
+                    head.block
+                };
+                send_alert(&$ctx, &mut *$record, $config.alert_packet_bytes);
+            },
+        );
+        let record_block = |block_ns: u64| {
+            // No policy means no blocking was configured: counted as a failure.
+            let policy = DROP_POLICY.get(0).ok_or(())?;
+            let entry = BlockEntry {
+                // A drop was decided by a rule walk, which read the clock.
+                until_ns: clock($record) + block_ns,
+                // SAFETY: the per-CPU record, read after `process` ended.
+                sig_id: unsafe { (*$record).sig_id },
+                block_when: policy.block_when,
+                _pad: [0; 3],
+            };
+            BLOCKED.insert(packet.src_key(), entry, 0).map_err(|_| ())?;
+            Ok(policy.block_when)
+        };
+        if enforce(&decision, $dry_run, record_block, &mut count) {
+            return xdp_action::XDP_DROP;
+        }
+        pass()
+    }};
+}
+
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
@@ -192,80 +277,120 @@ pub fn sensor(ctx: XdpContext) -> u32 {
 
     // SAFETY: the per-CPU record (above); nothing else borrows it yet.
     parse_frame(ctx.ctx, unsafe { &mut (*record).packet });
-    // SAFETY: the per-CPU record; from here on only shared borrows of
-    // `packet` and writes to the other fields.
-    let packet = unsafe { &(*record).packet };
-    if packet.ip_version == IP_VERSION_NONE {
-        count(counter::NOT_IP);
+    if wants_decap(record, judge_drops) != 0 {
+        // Perhaps a tunnel: `sensor_decap` looks further, and the inner
+        // packet (or this one) is judged by `sensor_inner`. Programs of
+        // their own, each with its own stack and verifier budget: this one
+        // has room for neither the tunnel's parse nor a second rule walk.
+        // SAFETY: the program array holds XDP programs only.
+        unsafe { PROGRAMS.tail_call(&ctx, program::DECAP) };
+        // Not reached unless the loader left the program out: the frame
+        // goes unjudged, and is counted.
+        count(counter::TUNNEL_LOST);
         return pass();
     }
-    // The clock is read only when needed (a rule may match, or inspect is
-    // on): it is one of the dearer helpers. 0 = not read yet.
-    // SAFETY: the per-CPU record; a field `packet` does not overlap.
-    unsafe { (*record).timestamp_ns = 0 };
-    // A session is on for the packets of one interface: one comparison
-    // (0, the index of none, when off) keeps the verifier's paths as few
-    // as a plain on/off flag did.
-    if let Some(inspect) = INSPECT_CONFIG.get(0)
-        // SAFETY: the per-CPU record; a field `packet` does not overlap.
-        && inspect.ifindex == unsafe { (*record).ifindex }
+    judge!(ctx, record, config, dry_run, judge_drops)
+}
+
+/// Second step for a packet that may carry a tunnel (tail-called by
+/// `sensor`): parses the frame's packet again and decapsulates it when it
+/// does carry one ([`find_inner`]), then hands over to `sensor_inner`.
+/// `sensor` passes no offsets: taking them from its parse cost its
+/// verification more than parsing again costs the packet.
+#[xdp]
+pub fn sensor_decap(ctx: XdpContext) -> u32 {
+    let (Some(record), Some(start), Some(config)) = (
+        SCRATCH.get_ptr_mut(0),
+        INNER_START.get_ptr_mut(0),
+        CONFIG.get(0),
+    ) else {
+        return pass();
+    };
+    // SAFETY: per-CPU slots; XDP does not re-enter on the same CPU, and
+    // nothing else borrows them here.
+    let (packet, start) = unsafe { (&mut (*record).packet, &mut *start) };
+    start.l3 = 0;
+    let bytes = XdpBytes(&ctx);
+    if let Some((l4, ip_end)) = parse_outer(&bytes, packet)
+        && let Some((ethertype, l3)) = find_inner(&bytes, l4, ip_end, packet, &config.decap)
     {
-        inspect_packet(&ctx, packet, clock(record), inspect);
+        start.l3 = l3 as u32;
+        start.ethertype = ethertype;
     }
-    if config.mode == mode::DROP {
-        watch_handshakes(record);
-    }
-    let tables = KernelTables {
-        judge_drops,
-        hash_seed: config.hash_seed,
-        // Read once: the whole packet sees one rule set, even mid-reload.
-        generation: config.generation & 1,
-    };
-    let decision = process(
-        packet,
-        0,
-        &tables,
-        &mut KernelState { record },
-        // SAFETY: the per-CPU record; `emit` writes only fields other than
-        // `packet`, which `process` is reading.
-        &mut |head: &AlertHead| unsafe {
-            (*record).sig_id = head.sig_id;
-            (*record).kind = head.kind;
-            // A dry run drops nothing, so every alert says "allowed".
-            (*record).action = if dry_run {
-                outcome::ALLOWED
-            } else {
-                head.action
-            };
-            (*record).count = head.count;
-            (*record).aggregate = head.aggregate;
-            (*record).block = if dry_run && head.block == block::BLOCKED {
-                block::DRY_RUN
-            } else {
-                head.block
-            };
-            send_alert(&ctx, &mut *record, config.alert_packet_bytes);
-        },
-    );
-    let record_block = |block_ns: u64| {
-        // No policy means no blocking was configured: counted as a failure.
-        let policy = DROP_POLICY.get(0).ok_or(())?;
-        let entry = BlockEntry {
-            // A drop was decided by a rule walk, which read the clock.
-            until_ns: clock(record) + block_ns,
-            // SAFETY: the per-CPU record, read after `process` ended.
-            sig_id: unsafe { (*record).sig_id },
-            block_when: policy.block_when,
-            _pad: [0; 3],
-        };
-        BLOCKED.insert(packet.src_key(), entry, 0).map_err(|_| ())?;
-        Ok(policy.block_when)
-    };
-    if enforce(&decision, dry_run, record_block, &mut count) {
-        return xdp_action::XDP_DROP;
-    }
+    // SAFETY: the program array holds XDP programs only.
+    unsafe { PROGRAMS.tail_call(&ctx, program::INNER) };
+    count(counter::TUNNEL_LOST);
     pass()
 }
+
+/// Last step for a packet that may carry a tunnel (tail-called by
+/// `sensor_decap`): parses the inner packet, if `sensor_decap` found one,
+/// and judges the record's packet as `sensor` judges any other.
+#[xdp]
+pub fn sensor_inner(ctx: XdpContext) -> u32 {
+    let (Some(record), Some(start)) = (SCRATCH.get_ptr_mut(0), INNER_START.get(0)) else {
+        return pass();
+    };
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    // Masked as well as checked below: the mask bounds every copy of the
+    // value the compiler makes, the check only the one it tests.
+    let (ethertype, l3) = (start.ethertype, start.l3 as usize & OFFSET_MASK);
+    let (dry_run, judge_drops) = (config.dry_run != 0, start.judge_drops != 0);
+    // 0: no inner packet. The bound always holds; it is for the verifier.
+    if l3 != 0 && l3 <= MAX_PARSE_OFFSET {
+        // SAFETY: the per-CPU record; XDP does not re-enter on the same
+        // CPU, and nothing else borrows it during the parse.
+        parse_inner(&XdpBytes(&ctx), ethertype, l3, unsafe {
+            &mut (*record).packet
+        });
+    }
+    judge!(ctx, record, config, dry_run, judge_drops)
+}
+
+/// Covers every offset up to [`MAX_PARSE_OFFSET`].
+const OFFSET_MASK: usize = MAX_PARSE_OFFSET.next_power_of_two() - 1;
+
+/// What `sensor` and `sensor_decap` hand on: where the inner IP header
+/// starts (0: none) and its ethertype, and whether drop mode judges the
+/// frame's drops (`drop_gate` ran on the outer packet, in `sensor`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InnerStart {
+    l3: u32,
+    ethertype: u16,
+    judge_drops: u8,
+    _pad: u8,
+}
+
+/// Per-CPU: the [`InnerStart`] of the frame being judged.
+#[map]
+static INNER_START: PerCpuArray<InnerStart> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether the record's packet may carry a tunnel (`may_carry_tunnel`);
+/// if so, notes `judge_drops` for `sensor_inner`. Not inlined: inlined,
+/// it took the main program's stack past the limit.
+#[inline(never)]
+fn wants_decap(record: *mut AlertRecord, judge_drops: bool) -> u32 {
+    let (Some(config), Some(start)) = (CONFIG.get(0), INNER_START.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slots; XDP does not re-enter on the same CPU.
+    unsafe {
+        if !may_carry_tunnel(&(*record).packet, &config.decap) {
+            return 0;
+        }
+        (*start).judge_drops = judge_drops as u8;
+    }
+    1
+}
+
+/// The tail-call targets in [`PROGRAMS`] (written by the loader).
+mod program {
+    pub const DECAP: u32 = 0;
+    pub const INNER: u32 = 1;
+}
+#[map]
+static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// Drop mode: follows TCP handshakes, proving the addresses of clients
 /// that complete one. Not inlined: its keys take their own stack frame.
@@ -330,7 +455,7 @@ fn precise_time() -> u64 {
 #[inline(never)]
 fn parse_frame(ctx: *mut xdp_md, meta: &mut PacketMeta) {
     let ctx = XdpContext::new(ctx);
-    parse_ethernet_into(&XdpBytes(&ctx), meta);
+    let _ = parse_outer(&XdpBytes(&ctx), meta);
 }
 
 /// [`drop_gate`]: judge the packet's drops by the rules.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use sensor_common::alert::{MAX_ALERT_PACKET_BYTES, MAX_IFACES};
+use sensor_common::decap::{DecapConfig, MAX_DECAP_PORTS};
 use sensor_common::tables::{BlockPolicy, DROP_LIST_ENTRIES};
 
 use crate::rules::SourceError;
@@ -55,6 +56,19 @@ pub struct Config {
     /// `rediss://` only: CA file for the server.
     pub redis_ca: Option<PlacedPath>,
     pub drop: DropConfig,
+    /// The `decap:` section: which tunnels are judged on their inner packet.
+    pub decap: DecapSettings,
+}
+
+/// The `decap:` section (contract section 5), in the form the kernel's
+/// config entry and replay's parser take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecapSettings(pub DecapConfig);
+
+impl Default for DecapSettings {
+    fn default() -> Self {
+        DecapSettings(DecapConfig::DEFAULT)
+    }
 }
 
 /// A file named in the config file, with the place of its name, so a
@@ -147,7 +161,9 @@ const TOP_KEYS: &[&str] = &[
     "syslog_key",
     "redis_ca",
     "drop",
+    "decap",
 ];
+const DECAP_KEYS: &[&str] = &["enabled", "vxlan_ports", "geneve_ports"];
 const DROP_KEYS: &[&str] = &[
     "block_seconds",
     "allowlist",
@@ -310,6 +326,7 @@ fn parse_document(text: &str) -> Result<Config, Located> {
                 let max = MAX_ALERT_PACKET_BYTES.into();
                 config.packet_bytes = Some(node.as_int("packet_bytes", 0..=max)? as u16);
             }
+            "decap" => config.decap = parse_decap(node)?,
             _ => config.drop = parse_drop(node)?,
         }
     }
@@ -403,6 +420,41 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
         }
     }
     Ok(drop)
+}
+
+fn parse_decap(node: &Node) -> Result<DecapSettings, Located> {
+    let fields = node.as_map("`decap`", DECAP_KEYS)?;
+    let mut decap = DecapConfig::DEFAULT;
+    for field in &fields.fields {
+        let node = field.value;
+        match field.key {
+            "enabled" => decap.enabled = node.as_bool("enabled")? as u8,
+            "vxlan_ports" => decap.vxlan_ports = parse_decap_ports(node, "vxlan_ports")?,
+            _ => decap.geneve_ports = parse_decap_ports(node, "geneve_ports")?,
+        }
+    }
+    Ok(DecapSettings(decap))
+}
+
+/// 0 to [`MAX_DECAP_PORTS`] UDP ports (1 to 65535), none twice; unused
+/// slots are 0.
+fn parse_decap_ports(node: &Node, field: &str) -> Result<[u16; MAX_DECAP_PORTS], Located> {
+    let items = node.as_list(field)?;
+    if items.len() > MAX_DECAP_PORTS {
+        return Err(node.error(format!(
+            "`{field}` has {} ports; at most {MAX_DECAP_PORTS} are allowed",
+            items.len()
+        )));
+    }
+    let mut ports = [0; MAX_DECAP_PORTS];
+    for (slot, item) in items.iter().enumerate() {
+        let port = item.as_int(field, 1..=u16::MAX.into())? as u16;
+        if ports.contains(&port) {
+            return Err(item.error(format!("port {port} is listed twice in `{field}`")));
+        }
+        ports[slot] = port;
+    }
+    Ok(ports)
 }
 
 fn parse_prefix_list(node: &Node, field: &str) -> Result<Vec<IpNet>, Located> {
@@ -519,6 +571,10 @@ drop:
   blocklist: [198.51.100.0/24]
   dry_run: true
   state_file: /var/lib/sensor/blocked.json
+decap:
+  enabled: true
+  vxlan_ports: [4789, 8472]
+  geneve_ports: []
 ";
 
     #[test]
@@ -615,7 +671,59 @@ drop:
                     block: BlockPolicy::DEFAULT,
                     maps: DropMapSizes::default(),
                 },
+                decap: DecapSettings(DecapConfig {
+                    vxlan_ports: [4789, 8472, 0, 0],
+                    geneve_ports: [0; MAX_DECAP_PORTS],
+                    ..DecapConfig::DEFAULT
+                }),
             }
+        );
+    }
+
+    #[test]
+    fn decap_defaults_turns_off_and_checks_its_ports() {
+        assert_eq!(Config::default().decap.0, DecapConfig::DEFAULT);
+        let config = parse_config("c.yaml", "decap: {enabled: false}\n").unwrap();
+        assert_eq!(
+            config.decap.0,
+            DecapConfig {
+                enabled: 0,
+                ..DecapConfig::DEFAULT
+            }
+        );
+        let config = parse_config("c.yaml", "decap:\n  geneve_ports: [6081, 6082]\n").unwrap();
+        assert_eq!(config.decap.0.geneve_ports, [6081, 6082, 0, 0]);
+        assert_eq!(config.decap.0.vxlan_ports, DecapConfig::DEFAULT.vxlan_ports);
+        assert_error(
+            "decap:\n  vxlan_ports: [4789, 0]\n",
+            2,
+            23,
+            "`vxlan_ports` must be",
+        );
+        assert_error(
+            "decap:\n  vxlan_ports: [4789, 65536]\n",
+            2,
+            23,
+            "`vxlan_ports` must be",
+        );
+        assert_error(
+            "decap:\n  geneve_ports: [1, 2, 3, 4, 5]\n",
+            2,
+            17,
+            "at most 4",
+        );
+        assert_error(
+            "decap:\n  vxlan_ports: [4789, 4789]\n",
+            2,
+            23,
+            "port 4789 is listed twice",
+        );
+        assert_error("decap:\n  enabled: maybe\n", 2, 12, "enabled");
+        assert_error(
+            "decap:\n  ports: [1]\n",
+            2,
+            3,
+            "unknown key \"ports\" in `decap`",
         );
     }
 

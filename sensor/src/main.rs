@@ -285,6 +285,7 @@ fn cmd_run(args: RunArgs) -> Result<(), Failure> {
         },
         block_state: config.drop.state_file.clone(),
         redis,
+        decap: config.decap.0,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

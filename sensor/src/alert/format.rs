@@ -1,13 +1,13 @@
 //! Formatting helpers the alert line shares with inspect's output and the
 //! syslog sink: addresses, protocol names, TCP flag letters, VLAN ids and
-//! the two timestamp formats.
+//! the two timestamp formats, tunnel type names.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use time::OffsetDateTime;
 
 use sensor_common::packet::{
-    MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, tcp,
+    MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketMeta, tcp, tunnel,
 };
 
 /// The VLAN ids of `packet`, outermost first; `None` when untagged.
@@ -24,6 +24,19 @@ pub fn proto_name(proto: u8) -> String {
         PROTO_ICMP => "ICMP".to_owned(),
         PROTO_ICMPV6 => "IPv6-ICMP".to_owned(),
         other => other.to_string(),
+    }
+}
+
+/// The contract's `tunnel.type` for a `Tunnel::kind`; `None` for a
+/// packet found in no tunnel.
+pub fn tunnel_name(kind: u8) -> Option<&'static str> {
+    match kind {
+        tunnel::VXLAN => Some("vxlan"),
+        tunnel::GENEVE => Some("geneve"),
+        tunnel::GRE => Some("gre"),
+        tunnel::ERSPAN => Some("erspan"),
+        tunnel::IPIP => Some("ipip"),
+        _ => None,
     }
 }
 

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use sensor_common::AlertRecord;
 use sensor_common::alert::{aggregate, outcome};
-use sensor_common::packet::{PacketMeta, flag, tcp};
+use sensor_common::packet::{PacketMeta, flag, tcp, tunnel};
 
 use crate::rules::RuleMeta;
 
@@ -89,6 +89,10 @@ pub struct Alert {
     /// (non-first fragments, cut transport headers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub community_id: Option<String>,
+    /// The outer packet, when the alert is about a tunnel's inner packet
+    /// (contract section 3, *Tunnels*).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelInfo>,
     pub alert: AlertInfo,
     /// TCP segments whose whole 20-byte header was present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +104,56 @@ pub struct Alert {
     pub packet_info: Option<PacketInfo>,
     /// The sensor's own fields (Suricata defines none of them).
     pub sensor: SensorFields,
+}
+
+/// The `tunnel` object: the outer packet of a decapsulated frame. The
+/// address, port, `proto` and `depth` fields are Suricata's; `type` and
+/// the id fields the sensor's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelInfo {
+    pub src_ip: IpAddr,
+    /// The outer UDP ports (`vxlan`, `geneve` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    pub dest_ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_port: Option<u16>,
+    /// The outer packet's upper-layer protocol, named as `proto` is.
+    pub proto: String,
+    /// 1: the inner packet is one level in.
+    pub depth: u8,
+    /// `vxlan`, `geneve`, `gre`, `erspan` or `ipip`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gre_key: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erspan_session_id: Option<u32>,
+}
+
+impl TunnelInfo {
+    /// The packet's tunnel, or `None` when it is the frame's outermost.
+    pub fn from_meta(meta: &PacketMeta) -> Option<TunnelInfo> {
+        let outer = &meta.tunnel;
+        let kind = format::tunnel_name(outer.kind)?;
+        let id = (outer.has_id != 0).then_some(outer.id);
+        let udp = matches!(outer.kind, tunnel::VXLAN | tunnel::GENEVE);
+        Some(TunnelInfo {
+            src_ip: ip_addr(outer.ip_version, &outer.src_addr),
+            src_port: udp.then_some(outer.src_port),
+            dest_ip: ip_addr(outer.ip_version, &outer.dst_addr),
+            dest_port: udp.then_some(outer.dst_port),
+            proto: proto_name(outer.proto),
+            depth: 1,
+            kind: kind.to_owned(),
+            vni: id.filter(|_| udp),
+            gre_key: id.filter(|_| outer.kind == tunnel::GRE),
+            erspan_session_id: id.filter(|_| outer.kind == tunnel::ERSPAN),
+        })
+    }
 }
 
 /// `event_type`: always `alert` for these lines.
@@ -243,6 +297,7 @@ impl Alert {
             icmp_type: has_icmp.then_some(meta.icmp_type),
             icmp_code: has_icmp.then_some(meta.icmp_code),
             community_id: community_id::of_packet(meta, community_id_seed),
+            tunnel: TunnelInfo::from_meta(meta),
             alert: AlertInfo {
                 action: if record.action == outcome::BLOCKED {
                     AlertAction::Blocked

@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 
 use sensor_common::packet::{MAX_VLAN_TAGS, PacketMeta, flag};
 
-use crate::alert::{HeaderFacts, ip_addr, proto_name, rfc3339_micros, tcp_flag_letters, vlan_ids};
+use crate::alert::{
+    HeaderFacts, TunnelInfo, ip_addr, proto_name, rfc3339_micros, tcp_flag_letters, vlan_ids,
+};
 
 /// A packet line in JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,10 @@ pub struct PacketLine {
     pub dest_port: Option<u16>,
     /// `TCP`, `UDP`, `ICMP`, `IPv6-ICMP`, or the protocol number.
     pub proto: String,
+    /// The outer packet when this one was found in a tunnel: the alert
+    /// line's `tunnel` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelInfo>,
     pub packet: PacketFields,
 }
 
@@ -80,6 +86,7 @@ impl PacketLine {
             dest_ip: ip_addr(meta.ip_version, &meta.dst_addr),
             dest_port: has_ports.then_some(meta.dst_port),
             proto: proto_name(meta.proto),
+            tunnel: TunnelInfo::from_meta(meta),
             packet: PacketFields {
                 ip_version: meta.ip_version,
                 header: HeaderFacts::from_meta(meta),
@@ -101,15 +108,40 @@ impl PacketLine {
 
 /// The text line, after `time` (the local time of day, see [`time_of_day`]):
 ///
-/// `TIME [vlan ID[,ID..]] IPv4|IPv6 SRC[.PORT] > DST[.PORT]: PROTO
+/// `TIME [vlan ID[,ID..]] [TUNNEL OUTER_SRC[.PORT] > OUTER_DST[.PORT]
+/// [vni|key|session N]:] IPv4|IPv6 SRC[.PORT] > DST[.PORT]: PROTO
 /// [[FLAGS] seq N win N] [type N code N] ttl|hlim N [id N off N [MF] [DF]] len N`
+///
+/// A tunnel's inner packet shows both layers: the outer packet first
+/// (`vxlan 192.0.2.1.51000 > 192.0.2.2.4789 vni 42:`), then the inner one.
 pub fn text_line(meta: &PacketMeta, time: &str) -> String {
-    let mut line = String::with_capacity(128);
+    let mut line = String::with_capacity(160);
     line.push_str(time);
     let vlan = vlans(meta);
     if !vlan.is_empty() {
         let ids: Vec<String> = vlan.iter().map(u16::to_string).collect();
         let _ = write!(line, " vlan {}", ids.join(","));
+    }
+    if let Some(outer) = TunnelInfo::from_meta(meta) {
+        let _ = write!(line, " {} {}", outer.kind, outer.src_ip);
+        if let Some(port) = outer.src_port {
+            let _ = write!(line, ".{port}");
+        }
+        let _ = write!(line, " > {}", outer.dest_ip);
+        if let Some(port) = outer.dest_port {
+            let _ = write!(line, ".{port}");
+        }
+        let id = [
+            ("vni", outer.vni),
+            ("key", outer.gre_key),
+            ("session", outer.erspan_session_id),
+        ];
+        for (name, value) in id {
+            if let Some(value) = value {
+                let _ = write!(line, " {name} {value}");
+            }
+        }
+        line.push(':');
     }
     let _ = write!(line, " IPv{}", meta.ip_version);
     let src = ip_addr(meta.ip_version, &meta.src_addr);
@@ -202,6 +234,46 @@ mod tests {
             text_line(&meta(&frame), "14:07:51.123456"),
             "14:07:51.123456 vlan 100 IPv4 198.51.100.7.41000 > 192.0.2.10.80: TCP [FS] \
              seq 1000 win 64240 ttl 64 id 4660 off 0 len 58"
+        );
+    }
+
+    #[test]
+    fn tunnel_lines_show_both_layers() {
+        use crate::testing::frames::tunnel;
+        let inner = Ipv4::new(A, B, 6).build(&frames::tcp(41000, 80, flags::SYN, 1, &[]));
+        let outer = |proto, payload: &[u8]| {
+            let packet = Ipv4::new([203, 0, 113, 1], [203, 0, 113, 2], proto).build(payload);
+            frames::ethernet(&[(frames::TPID_8021Q, 7)], frames::ETH_IPV4, &packet)
+        };
+        let inner_frame = frames::ethernet(&[(frames::TPID_8021Q, 300)], frames::ETH_IPV4, &inner);
+        let vxlan = outer(
+            17,
+            &frames::udp(51515, 4789, &tunnel::vxlan(8, 42, &inner_frame)),
+        );
+        assert_eq!(
+            text_line(&meta(&vxlan), "T"),
+            format!(
+                "T vlan 7,300 vxlan 203.0.113.1.51515 > 203.0.113.2.4789 vni 42: IPv4 \
+                 198.51.100.7.41000 > 192.0.2.10.80: TCP [S] seq 1 win 64240 ttl 64 id 4660 \
+                 off 0 len {}",
+                vxlan.len()
+            )
+        );
+        let gre = outer(
+            47,
+            &tunnel::gre(tunnel::GRE_KEY, frames::ETH_IPV4, 9, &inner),
+        );
+        let line = text_line(&meta(&gre), "T");
+        assert!(
+            line.starts_with(
+                "T vlan 7 gre 203.0.113.1 > 203.0.113.2 key 9: IPv4 198.51.100.7.41000"
+            ),
+            "{line}"
+        );
+        let json = PacketLine::new(&meta(&gre), "eth0", unix_ns_to_datetime(0)).to_json_line();
+        assert!(
+            json.contains(r#""tunnel":{"src_ip":"203.0.113.1","dest_ip":"203.0.113.2","proto":"47","depth":1,"type":"gre","gre_key":9}"#),
+            "{json}"
         );
     }
 

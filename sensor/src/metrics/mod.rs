@@ -68,6 +68,9 @@ pub struct MetricsSnapshot {
     pub ifaces: Vec<IfaceMetrics>,
     /// Blocks the kernel could not record (map insert failed).
     pub block_errors: u64,
+    /// Frames that may carry a tunnel and went unjudged (the kernel's tail
+    /// call to its decapsulating programs failed).
+    pub tunnel_lost: u64,
     /// Drop mode: the sources blocked now.
     pub blocked: Vec<BlockedSource>,
     /// Drop mode: proof of address and `block_when`.
@@ -403,6 +406,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).",
         s.block_errors,
     );
+    out.single(
+        "sensor_tunnel_lost",
+        Counter,
+        "Frames that may carry a tunnel and went unjudged (the program that decapsulates could not be called).",
+        s.tunnel_lost,
+    );
     let blocked_ids: Vec<String> = s.blocked.iter().map(|b| b.sig_id.to_string()).collect();
     let blocked_labels: Vec<[(&str, &str); 2]> = s
         .blocked
@@ -647,6 +656,7 @@ mod tests {
                 },
             ],
             block_errors: 0,
+            tunnel_lost: 0,
             blocked: vec![BlockedSource {
                 src: "198.51.100.7".to_owned(),
                 sig_id: 100001,
@@ -784,6 +794,9 @@ sensor_interface_reattached_total{iface="eth2"} 1
 # HELP sensor_drop_mode_block_errors_total Drop mode: blocks the kernel could not record (the packet was dropped, its source not blocked).
 # TYPE sensor_drop_mode_block_errors_total counter
 sensor_drop_mode_block_errors_total 0
+# HELP sensor_tunnel_lost_total Frames that may carry a tunnel and went unjudged (the program that decapsulates could not be called).
+# TYPE sensor_tunnel_lost_total counter
+sensor_tunnel_lost_total 0
 # HELP sensor_blocked_source_seconds_left Drop mode: sources blocked now, with the seconds their block has left.
 # TYPE sensor_blocked_source_seconds_left gauge
 sensor_blocked_source_seconds_left{src="198.51.100.7",sig_id="100001"} 297

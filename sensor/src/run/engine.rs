@@ -249,6 +249,7 @@ impl Engine {
             dropped_by_rule: counters.dropped_by_rule,
             would_drop: counters.would_drop,
             block_errors: counters.block_errors,
+            tunnel_lost: counters.tunnel_lost,
             blocked: blocks
                 .iter()
                 .filter(|(_, entry)| entry.until_ns > now)

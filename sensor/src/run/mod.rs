@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sensor_common::decap::DecapConfig;
 use sensor_common::tables::RATE_WINDOW_NS;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -53,6 +54,8 @@ pub struct RunSettings {
     pub block_state: Option<PathBuf>,
     /// The Redis sink.
     pub redis: Option<RedisTarget>,
+    /// Which tunnels are judged on their inner packet (`decap:`).
+    pub decap: DecapConfig,
 }
 
 /// How long shutdown waits for the syslog peer to take queued alerts.
@@ -169,6 +172,7 @@ pub async fn run(
     kernel.write_drop_policy(&settings.drop_policy)?;
     kernel.set_hash_seed(random_seed())?;
     kernel.write_alert_packet_bytes(settings.packet_bytes)?;
+    kernel.write_decap(&settings.decap)?;
     let mut events = kernel.take_events()?;
     let rate_reader = kernel.take_rate_reader()?;
     let kernel_reader = kernel.reader()?;
@@ -428,6 +432,7 @@ pub async fn run(
         dropped_by_rule = counters.dropped_by_rule,
         would_drop = counters.would_drop,
         block_errors = counters.block_errors,
+        tunnel_lost = counters.tunnel_lost,
         alert_lines = engine.pipeline.lines(),
         records = stats.received.load(Ordering::Relaxed),
         perf_lost = lost,

@@ -376,3 +376,89 @@ pub fn v6(groups: [u16; 8]) -> [u8; 16] {
     }
     a
 }
+
+/// Tunnel headers (docs/CONTRACT.md section 3, *Tunnels*), each followed
+/// by what it carries.
+pub mod tunnel {
+    /// Transparent Ethernet Bridging: an Ethernet frame follows.
+    pub const TEB: u16 = 0x6558;
+    pub const ERSPAN2: u16 = 0x88be;
+    pub const ERSPAN3: u16 = 0x22eb;
+    /// GRE flag bits.
+    pub const GRE_CHECKSUM: u16 = 0x8000;
+    pub const GRE_KEY: u16 = 0x2000;
+    pub const GRE_SEQUENCE: u16 = 0x1000;
+
+    /// A VXLAN header (`flags`: 0x08 is the I flag) and the inner frame;
+    /// to go in a UDP datagram to port 4789.
+    pub fn vxlan(flags: u8, vni: u32, inner_frame: &[u8]) -> Vec<u8> {
+        let mut h = vec![flags, 0, 0, 0];
+        h.extend_from_slice(&(vni << 8).to_be_bytes());
+        h.extend_from_slice(inner_frame);
+        h
+    }
+
+    /// A GENEVE header of `version` with `options` (a multiple of 4
+    /// bytes), protocol type `protocol`, and what it carries; to go in a
+    /// UDP datagram to port 6081.
+    pub fn geneve(version: u8, options: &[u8], protocol: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![(version << 6) | (options.len() / 4) as u8 & 0x3f, 0];
+        h.extend_from_slice(&protocol.to_be_bytes());
+        h.extend_from_slice(&(vni << 8).to_be_bytes());
+        h.extend_from_slice(options);
+        h.extend_from_slice(inner);
+        h
+    }
+
+    /// A GRE header (`flags` with the version in the low 3 bits; the
+    /// checksum, key and sequence fields as its C, K and S bits say) and
+    /// what it carries; IP protocol 47.
+    pub fn gre(flags: u16, protocol: u16, key: u32, inner: &[u8]) -> Vec<u8> {
+        let mut h = Vec::with_capacity(16 + inner.len());
+        h.extend_from_slice(&flags.to_be_bytes());
+        h.extend_from_slice(&protocol.to_be_bytes());
+        if flags & GRE_CHECKSUM != 0 {
+            h.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        if flags & GRE_KEY != 0 {
+            h.extend_from_slice(&key.to_be_bytes());
+        }
+        if flags & GRE_SEQUENCE != 0 {
+            h.extend_from_slice(&1u32.to_be_bytes());
+        }
+        h.extend_from_slice(inner);
+        h
+    }
+
+    /// An ERSPAN type II header (`version` 1 is right) and the mirrored
+    /// frame; inside GRE protocol 0x88be with the S bit.
+    pub fn erspan2(version: u8, session: u16, inner_frame: &[u8]) -> Vec<u8> {
+        let mut h = vec![version << 4, 0];
+        h.extend_from_slice(&(session & 0x3ff).to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 1]);
+        h.extend_from_slice(inner_frame);
+        h
+    }
+
+    /// An ERSPAN type III header (`version` 2 is right; frame type 0 is
+    /// Ethernet; with the 8-byte subheader when `subheader`) and the
+    /// mirrored frame; inside GRE protocol 0x22eb.
+    pub fn erspan3(
+        version: u8,
+        session: u16,
+        frame_type: u8,
+        subheader: bool,
+        inner_frame: &[u8],
+    ) -> Vec<u8> {
+        let mut h = vec![version << 4, 0];
+        h.extend_from_slice(&(session & 0x3ff).to_be_bytes());
+        h.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0, 0]);
+        h.push((frame_type & 0x1f) << 2);
+        h.push(u8::from(subheader));
+        if subheader {
+            h.extend_from_slice(&[0xee; 8]);
+        }
+        h.extend_from_slice(inner_frame);
+        h
+    }
+}

@@ -5,11 +5,13 @@
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{
     Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, PerfEventArray,
+    ProgramArray,
 };
 use aya::programs::xdp::{XdpError, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
+use sensor_common::decap::DecapConfig;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
@@ -31,6 +33,10 @@ static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// The program's name in the object (its function name).
 const PROGRAM: &str = "sensor";
+/// The programs `sensor` tail-calls for a packet that may carry a tunnel:
+/// the decapsulation, then the inner packet's parse and judgement.
+const DECAP_PROGRAM: &str = "sensor_decap";
+const INNER_PROGRAM: &str = "sensor_inner";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -103,6 +109,8 @@ pub struct Counters {
     pub dropped_by_rule: u64,
     pub would_drop: u64,
     pub block_errors: u64,
+    /// Frames that may carry a tunnel whose tail call failed (unjudged).
+    pub tunnel_lost: u64,
     /// Handshakes that proved their client's address.
     pub proofs: u64,
     /// Matches that did not block: source not proven / not repeated enough.
@@ -183,23 +191,52 @@ impl Kernel {
             .map_max_entries("REPEATS", sizes.repeats)
             .load(XDP_OBJECT)
             .map_err(load_error)?;
-        let program: &mut Xdp = program_mut(&mut ebpf)?;
-        program.load().map_err(|err| match err {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => LoaderError::Verifier(format!(
-                "{io_error}\n{}",
-                log_tail(&verifier_log.to_string())
-            )),
-            other => LoaderError::Program(other),
-        })?;
+        for name in [PROGRAM, DECAP_PROGRAM, INNER_PROGRAM] {
+            let program: &mut Xdp = xdp_program_mut(&mut ebpf, name)?;
+            program.load().map_err(|err| match err {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => LoaderError::Verifier(format!(
+                    "{name}: {io_error}\n{}",
+                    log_tail(&verifier_log.to_string())
+                )),
+                other => LoaderError::Program(other),
+            })?;
+        }
+        // `sensor` hands a packet that may carry a tunnel to
+        // `sensor_decap` (entry 0), which hands it to `sensor_inner`
+        // (entry 1), by tail calls through this array.
+        for (index, name) in [(0, DECAP_PROGRAM), (1, INNER_PROGRAM)] {
+            let fd = xdp_program_mut(&mut ebpf, name)?
+                .fd()?
+                .try_clone()
+                .map_err(|io_error| {
+                    LoaderError::Program(ProgramError::SyscallError(aya::sys::SyscallError {
+                        call: "dup",
+                        io_error,
+                    }))
+                })?;
+            let map = ebpf
+                .map_mut("PROGRAMS")
+                .ok_or(LoaderError::MissingMap("PROGRAMS"))?;
+            let mut programs: ProgramArray<_> =
+                ProgramArray::try_from(map).map_err(map_err("PROGRAMS"))?;
+            programs.set(index, &fd, 0).map_err(map_err("PROGRAMS"))?;
+        }
         let mut kernel = Kernel {
             ebpf,
             links: Vec::new(),
         };
         kernel.write_alert_packet_bytes(DEFAULT_ALERT_PACKET_BYTES)?;
+        kernel.write_decap(&DecapConfig::DEFAULT)?;
         Ok(kernel)
+    }
+
+    /// Which tunnels the program decapsulates (`decap:`).
+    pub fn write_decap(&mut self, decap: &DecapConfig) -> Result<(), LoaderError> {
+        let decap = *decap;
+        self.update_config(|config| config.decap = decap)
     }
 
     /// How many of each alerting frame's first bytes the alert records
@@ -478,9 +515,20 @@ impl Kernel {
     /// Instructions the verifier processed to accept the program (its
     /// complexity, against the kernel's limit of one million).
     pub fn verified_insns(&self) -> Result<Option<u32>, LoaderError> {
+        self.verified_insns_of(PROGRAM)
+    }
+
+    /// [`Kernel::verified_insns`] of one of the object's programs by name
+    /// (`sensor_decap`, `sensor_inner`: each verified on its own, with its
+    /// own budget).
+    pub fn program_verified_insns(&self, name: &str) -> Result<Option<u32>, LoaderError> {
+        self.verified_insns_of(name)
+    }
+
+    fn verified_insns_of(&self, name: &str) -> Result<Option<u32>, LoaderError> {
         let program: &Xdp = self
             .ebpf
-            .program(PROGRAM)
+            .program(name)
             .ok_or(LoaderError::Verifier("program missing".into()))?
             .try_into()?;
         Ok(program.info()?.verified_instruction_count())
@@ -624,9 +672,13 @@ fn log_tail(log: &str) -> String {
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    let program = ebpf.program_mut(PROGRAM).ok_or_else(|| {
-        LoaderError::Verifier(format!("program {PROGRAM} missing from the object"))
-    })?;
+    xdp_program_mut(ebpf, PROGRAM)
+}
+
+fn xdp_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, LoaderError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| LoaderError::Verifier(format!("program {name} missing from the object")))?;
     Ok(program.try_into()?)
 }
 
