@@ -262,7 +262,11 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         count(counter::NOT_IP);
         return pass();
     }
-    let config = CONFIG.get(0).copied().unwrap_or_default();
+    // A reference into the map's value, not a copy: a copy took stack the
+    // rule walk needs. (An array's slot 0 always exists.)
+    let Some(config) = CONFIG.get(0) else {
+        return pass();
+    };
 
     // Drop mode: a blocked source costs a peek at its address, no more.
     let dry_run = config.dry_run != 0;
@@ -331,7 +335,11 @@ pub fn sensor_inner(ctx: XdpContext) -> u32 {
     let (Some(record), Some(start)) = (SCRATCH.get_ptr_mut(0), INNER_START.get(0)) else {
         return pass();
     };
-    let config = CONFIG.get(0).copied().unwrap_or_default();
+    // A reference into the map's value, not a copy: a copy took stack the
+    // rule walk needs. (An array's slot 0 always exists.)
+    let Some(config) = CONFIG.get(0) else {
+        return pass();
+    };
     // Masked as well as checked below: the mask bounds every copy of the
     // value the compiler makes, the check only the one it tests.
     let (ethertype, l3) = (start.ethertype, start.l3 as usize & OFFSET_MASK);
