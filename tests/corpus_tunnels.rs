@@ -1,5 +1,6 @@
-//! Replays the tunnel captures of `tests/corpus_tunnels/` (Zeek's test
-//! traces: VXLAN, GENEVE, GRE, ERSPAN III, IP-in-IP) with one rule that
+//! Replays the tunnel captures of `tests/corpus_tunnels/` (Zeek's and
+//! suricata-verify's test traces: VXLAN, GENEVE, GRE, ERSPAN II and III,
+//! IP-in-IP) with one rule that
 //! matches every IP packet, and checks that each alert is attributed to the
 //! right packet: the inner one (its addresses as `src_ip` / `dest_ip`, with
 //! the `tunnel` object naming the type and the outer addresses) or, where
@@ -45,17 +46,27 @@ for p in rdpcap(sys.argv[1]):
         out.append(None)
         continue
     up = outer.payload
-    kind, inner = None, None
+    kind, inner, ident = None, None, None
     if isinstance(up, UDP) and up.dport == 4789 and isinstance(up.payload, VXLAN):
         kind, inner = "vxlan", l3_of(up.payload.payload)
+        ident = ("vni", up.payload.vni)
     elif isinstance(up, UDP) and up.dport == 6081:
-        kind, inner = "geneve", l3_of(GENEVE(bytes(up.payload)).payload)
+        geneve = GENEVE(bytes(up.payload))
+        kind, inner = "geneve", l3_of(geneve.payload)
+        ident = ("vni", geneve.vni)
     elif isinstance(up, GRE) and up.proto == 0x22EB:
         raw = bytes(up.payload)
         start = 12 + (8 if raw[11] & 1 else 0)
         kind, inner = "erspan", l3_of(Ether(raw[start:]))
+        ident = ("erspan_session_id", (raw[2] & 3) << 8 | raw[3])
+    elif isinstance(up, GRE) and up.proto == 0x88BE:
+        raw = bytes(up.payload)
+        kind, inner = "erspan", l3_of(Ether(raw[8:]))
+        ident = ("erspan_session_id", (raw[2] & 3) << 8 | raw[3])
     elif isinstance(up, GRE):
         kind, inner = "gre", l3_of(up.payload)
+        if up.key_present:
+            ident = ("gre_key", up.key)
     elif isinstance(up, (IP, IPv6)):
         kind, inner = "ipip", up
     judged = inner if inner is not None else outer
@@ -63,6 +74,8 @@ for p in rdpcap(sys.argv[1]):
     tunnel = None
     if inner is not None:
         tunnel = {"type": kind, "src_ip": outer.src, "dest_ip": outer.dst}
+        if ident is not None:
+            tunnel[ident[0]] = ident[1]
     out.append({"src_ip": judged.src, "dest_ip": judged.dst, "ttl": ttl, "tunnel": tunnel})
 print(json.dumps(out))
 "#;
@@ -102,7 +115,7 @@ fn tunnel_captures_attribute_every_alert_to_its_inner_packet() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "pcap"))
         .collect();
     pcaps.sort();
-    assert_eq!(pcaps.len(), 10, "{pcaps:?}");
+    assert_eq!(pcaps.len(), 13, "{pcaps:?}");
     let mut kinds = BTreeMap::<String, u64>::new();
     for pcap in &pcaps {
         let name = pcap.file_name().unwrap().to_string_lossy().to_string();
@@ -149,6 +162,11 @@ fn tunnel_captures_attribute_every_alert_to_its_inner_packet() {
                         "{name}: {line}"
                     );
                     assert_eq!(outer["depth"], 1, "{name}: {line}");
+                    // The VNI, GRE key or ERSPAN session id, where scapy
+                    // found one, and no other.
+                    for id in ["vni", "gre_key", "erspan_session_id"] {
+                        assert_eq!(outer.get(id), tunnel.get(id), "{name} {id}: {line}");
+                    }
                     *kinds
                         .entry(tunnel["type"].as_str().unwrap().to_owned())
                         .or_default() += alert.count();
