@@ -187,10 +187,7 @@ fn kernel_verdicts_and_alert_records_on_crafted_frames() {
             "xdp_test_run: the verifier processed {insns} instructions (limit 1000000)"
         ));
     }
-    for (name, what) in [
-        ("sensor_decap", "tunnels' decapsulation"),
-        ("sensor_inner", "tunnels' inner packets"),
-    ] {
+    for (name, what) in [("sensor_inner", "tunnels' inner packets")] {
         if let Ok(Some(insns)) = kernel.program_verified_insns(name) {
             sensor::testing::report(&format!(
                 "xdp_test_run: {name} ({what}): the verifier processed {insns} instructions \

@@ -127,6 +127,14 @@ pub fn find_tunnel<B: PacketBytes + ?Sized>(
     Some((ethertype, inner))
 }
 
+/// Whether an IP packet's upper-layer protocol can carry a tunnel this
+/// parser opens (UDP: VXLAN, GENEVE; GRE; IP-in-IP): a look at one byte,
+/// which the kernel takes before any other.
+#[inline(always)]
+pub const fn tunnel_protocol(proto: u8) -> bool {
+    matches!(proto, PROTO_UDP | PROTO_GRE | PROTO_IPIP | PROTO_IPV6_IN_IP)
+}
+
 /// The cheap first look of [`find_tunnel`]: whether the packet could carry
 /// a tunnel to decapsulate (decapsulation on, no `header` check fired, not
 /// a fragment, and IP-in-IP, GRE, or UDP to a VXLAN / GENEVE port). The
@@ -134,7 +142,11 @@ pub fn find_tunnel<B: PacketBytes + ?Sized>(
 /// further, so other packets cost no more than this.
 #[inline(always)]
 pub fn may_carry_tunnel(meta: &PacketMeta, decap: &DecapConfig) -> bool {
-    if decap.enabled == 0 || meta.events != 0 || meta.has(flag::FRAGMENT) {
+    if decap.enabled == 0
+        || meta.events != 0
+        || meta.has(flag::FRAGMENT)
+        || !tunnel_protocol(meta.proto)
+    {
         return false;
     }
     match meta.proto {

@@ -120,7 +120,8 @@ pub mod tunnel {
 }
 
 /// The outer packet of a decapsulated frame (`crate::decap`); all zero
-/// when the packet was not found inside a tunnel.
+/// when the packet was not found inside a tunnel. `kind` and `has_id`
+/// share its last word, which `PacketMeta::clear` reads.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -253,18 +254,27 @@ impl PacketMeta {
     /// Sets every byte to zero, one 32-bit word at a time. A plain
     /// `*self = PacketMeta::default()` compiles, for BPF, to a call of a
     /// byte-at-a-time `memset` (about 450 instructions per packet); volatile
-    /// word stores cannot be merged back into that call.
+    /// word stores cannot be merged back into that call. `tunnel` is
+    /// cleared only when it is not clear already (the kernel reuses one
+    /// per-CPU record, and most packets come through no tunnel): its last
+    /// word holds `kind` and `has_id`, at least one of which the
+    /// decapsulation sets before or with any other of its fields.
     #[inline(always)]
     pub fn clear(&mut self) {
+        const BEFORE_TUNNEL: usize = core::mem::offset_of!(PacketMeta, tunnel) / 4;
         const WORDS: usize = core::mem::size_of::<PacketMeta>() / 4;
         let words = core::ptr::from_mut(self).cast::<u32>();
         let mut i = 0;
-        while i < WORDS {
+        while i < BEFORE_TUNNEL {
             // SAFETY: `PacketMeta` is 4-aligned, its size a multiple of 4
             // (sensor_common::layout), and every bit pattern is valid
             // (FromBytes): word `i` < WORDS lies inside `self`.
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
             i += 1;
+        }
+        // SAFETY: as above; WORDS - 1 is the last word, inside `self`.
+        if unsafe { core::ptr::read_volatile(words.add(WORDS - 1)) } != 0 {
+            self.clear_tunnel();
         }
     }
 
@@ -333,3 +343,12 @@ impl PacketMeta {
         AddrKey::new(self.ip_version, self.dst_addr)
     }
 }
+
+// `PacketMeta::clear` reads the last word to tell whether `tunnel` needs
+// clearing: `tunnel` must end the struct, with `kind` and `has_id` in it.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(PacketMeta, tunnel) + size_of::<Tunnel>() == size_of::<PacketMeta>());
+    assert!(offset_of!(Tunnel, kind) >= size_of::<Tunnel>() - 4);
+    assert!(offset_of!(Tunnel, has_id) >= size_of::<Tunnel>() - 4);
+};

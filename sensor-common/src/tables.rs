@@ -540,7 +540,9 @@ pub mod counter {
     /// Tunnels whose inner packet went unjudged: the tail call to the
     /// program that judges it failed (not loaded).
     pub const TUNNEL_LOST: u32 = BLOCKS + super::block_when::COUNT as u32;
-    pub const COUNT: u32 = TUNNEL_LOST + 1;
+    /// Frames judged on a tunnel's inner packet (decapsulated).
+    pub const TUNNEL_PACKETS: u32 = TUNNEL_LOST + 1;
+    pub const COUNT: u32 = TUNNEL_PACKETS + 1;
 }
 
 #[cfg(feature = "user")]

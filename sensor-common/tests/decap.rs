@@ -602,3 +602,38 @@ fn first_decapsulated(name: &str) -> usize {
         _ => 40,
     }
 }
+
+// ---- one record reused, as the kernel does --------------------------------------
+
+/// The kernel parses every frame into the same per-CPU record, and
+/// `PacketMeta::clear` clears the tunnel only when it is set: a frame
+/// parsed after a tunnelled one (or after one whose decapsulation failed
+/// half way) must come out exactly as parsed into a fresh record.
+#[test]
+fn a_reused_record_forgets_the_previous_frames_tunnel() {
+    use sensor_common::parse::parse_ethernet_into;
+    let plain = eth(ETH_P_IPV4, &inner_v4());
+    let tunnelled = [
+        over_udp4(4789, &vxlan(42, &eth(ETH_P_IPV4, &inner_v4()))),
+        over_gre4(&gre(GRE_K | GRE_S, ETH_P_IPV4, 7, &inner_v4())),
+        over_gre4(&gre(
+            GRE_S,
+            0x88be,
+            0,
+            &erspan2(5, &eth(ETH_P_IPV4, &inner_v4())),
+        )),
+    ];
+    let mut reused = PacketMeta::default();
+    for frame in &tunnelled {
+        // Every cut of the tunnelled frame too: some fail after the
+        // tunnel's id was noted.
+        for len in (14..=frame.len()).rev() {
+            let decap = DecapConfig::DEFAULT;
+            parse_ethernet_into(&frame[..len], &mut reused, &decap);
+            assert_eq!(reused, parse_ethernet(&frame[..len]), "cut at {len}");
+            parse_ethernet_into(&plain[..], &mut reused, &decap);
+            assert_eq!(reused, parse_ethernet(&plain[..]), "after a cut at {len}");
+            assert_eq!(reused.tunnel.kind, tunnel::NONE);
+        }
+    }
+}

@@ -71,6 +71,8 @@ pub struct MetricsSnapshot {
     /// Frames that may carry a tunnel and went unjudged (the kernel's tail
     /// call to its decapsulating programs failed).
     pub tunnel_lost: u64,
+    /// Frames judged on a tunnel's inner packet (decapsulated).
+    pub tunnel_packets: u64,
     /// Drop mode: the sources blocked now.
     pub blocked: Vec<BlockedSource>,
     /// Drop mode: proof of address and `block_when`.
@@ -412,6 +414,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Frames that may carry a tunnel and went unjudged (the program that decapsulates could not be called).",
         s.tunnel_lost,
     );
+    out.single(
+        "sensor_tunnel_packets",
+        Counter,
+        "Frames judged on a tunnel's inner packet (decapsulated).",
+        s.tunnel_packets,
+    );
     let blocked_ids: Vec<String> = s.blocked.iter().map(|b| b.sig_id.to_string()).collect();
     let blocked_labels: Vec<[(&str, &str); 2]> = s
         .blocked
@@ -657,6 +665,7 @@ mod tests {
             ],
             block_errors: 0,
             tunnel_lost: 0,
+            tunnel_packets: 0,
             blocked: vec![BlockedSource {
                 src: "198.51.100.7".to_owned(),
                 sig_id: 100001,
@@ -797,6 +806,9 @@ sensor_drop_mode_block_errors_total 0
 # HELP sensor_tunnel_lost_total Frames that may carry a tunnel and went unjudged (the program that decapsulates could not be called).
 # TYPE sensor_tunnel_lost_total counter
 sensor_tunnel_lost_total 0
+# HELP sensor_tunnel_packets_total Frames judged on a tunnel's inner packet (decapsulated).
+# TYPE sensor_tunnel_packets_total counter
+sensor_tunnel_packets_total 0
 # HELP sensor_blocked_source_seconds_left Drop mode: sources blocked now, with the seconds their block has left.
 # TYPE sensor_blocked_source_seconds_left gauge
 sensor_blocked_source_seconds_left{src="198.51.100.7",sig_id="100001"} 297

@@ -250,6 +250,7 @@ impl Engine {
             would_drop: counters.would_drop,
             block_errors: counters.block_errors,
             tunnel_lost: counters.tunnel_lost,
+            tunnel_packets: counters.tunnel_packets,
             blocked: blocks
                 .iter()
                 .filter(|(_, entry)| entry.until_ns > now)

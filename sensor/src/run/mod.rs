@@ -433,6 +433,7 @@ pub async fn run(
         would_drop = counters.would_drop,
         block_errors = counters.block_errors,
         tunnel_lost = counters.tunnel_lost,
+        tunnel_packets = counters.tunnel_packets,
         alert_lines = engine.pipeline.lines(),
         records = stats.received.load(Ordering::Relaxed),
         perf_lost = lost,

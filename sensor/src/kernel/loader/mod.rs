@@ -33,9 +33,8 @@ static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// The program's name in the object (its function name).
 const PROGRAM: &str = "sensor";
-/// The programs `sensor` tail-calls for a packet that may carry a tunnel:
-/// the decapsulation, then the inner packet's parse and judgement.
-const DECAP_PROGRAM: &str = "sensor_decap";
+/// The program `sensor` tail-calls for a packet that may carry a tunnel:
+/// the decapsulation, and the inner packet's parse and judgement.
 const INNER_PROGRAM: &str = "sensor_inner";
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +110,8 @@ pub struct Counters {
     pub block_errors: u64,
     /// Frames that may carry a tunnel whose tail call failed (unjudged).
     pub tunnel_lost: u64,
+    /// Frames judged on a tunnel's inner packet.
+    pub tunnel_packets: u64,
     /// Handshakes that proved their client's address.
     pub proofs: u64,
     /// Matches that did not block: source not proven / not repeated enough.
@@ -191,7 +192,7 @@ impl Kernel {
             .map_max_entries("REPEATS", sizes.repeats)
             .load(XDP_OBJECT)
             .map_err(load_error)?;
-        for name in [PROGRAM, DECAP_PROGRAM, INNER_PROGRAM] {
+        for name in [PROGRAM, INNER_PROGRAM] {
             let program: &mut Xdp = xdp_program_mut(&mut ebpf, name)?;
             program.load().map_err(|err| match err {
                 ProgramError::LoadError {
@@ -205,10 +206,9 @@ impl Kernel {
             })?;
         }
         // `sensor` hands a packet that may carry a tunnel to
-        // `sensor_decap` (entry 0), which hands it to `sensor_inner`
-        // (entry 1), by tail calls through this array.
-        for (index, name) in [(0, DECAP_PROGRAM), (1, INNER_PROGRAM)] {
-            let fd = xdp_program_mut(&mut ebpf, name)?
+        // `sensor_inner` (entry 0) by a tail call through this array.
+        {
+            let fd = xdp_program_mut(&mut ebpf, INNER_PROGRAM)?
                 .fd()?
                 .try_clone()
                 .map_err(|io_error| {
@@ -222,7 +222,7 @@ impl Kernel {
                 .ok_or(LoaderError::MissingMap("PROGRAMS"))?;
             let mut programs: ProgramArray<_> =
                 ProgramArray::try_from(map).map_err(map_err("PROGRAMS"))?;
-            programs.set(index, &fd, 0).map_err(map_err("PROGRAMS"))?;
+            programs.set(0, &fd, 0).map_err(map_err("PROGRAMS"))?;
         }
         let mut kernel = Kernel {
             ebpf,
@@ -519,7 +519,7 @@ impl Kernel {
     }
 
     /// [`Kernel::verified_insns`] of one of the object's programs by name
-    /// (`sensor_decap`, `sensor_inner`: each verified on its own, with its
+    /// (`sensor_inner`: verified on its own, with its
     /// own budget).
     pub fn program_verified_insns(&self, name: &str) -> Result<Option<u32>, LoaderError> {
         self.verified_insns_of(name)

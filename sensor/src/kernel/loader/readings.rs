@@ -54,6 +54,7 @@ fn counters(map: &Map) -> Result<Counters, LoaderError> {
         would_drop: sum(counter::WOULD_DROP),
         block_errors: sum(counter::BLOCK_ERRORS),
         tunnel_lost: sum(counter::TUNNEL_LOST),
+        tunnel_packets: sum(counter::TUNNEL_PACKETS),
         proofs: sum(counter::PROOFS),
         refused_not_proven: sum(counter::REFUSED_NOT_PROVEN),
         refused_not_repeated: sum(counter::REFUSED_NOT_REPEATED),
