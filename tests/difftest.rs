@@ -1031,6 +1031,9 @@ impl ReplaySide<'_> {
             counters.passed += 1;
             return out;
         }
+        if meta.in_tunnel() {
+            counters.tunnel_packets += 1;
+        }
         out.parsed = Some(meta);
         // The kernel read its clock for this frame: compare at its time. If
         // it did not, the outcomes differ already; evaluate at 0 anyway.
