@@ -462,9 +462,9 @@ fn judge_source(record: *mut AlertRecord, now: u64, count_repeat: bool) -> u8 {
 /// they are needed for this packet. The time is the kernel's coarse
 /// monotonic clock (the last tick: 1–4 ms behind, which windows of
 /// milliseconds to seconds do not notice): the precise clock costs a
-/// clock-source read, which measured 2–3 times the rest of a SYN's cost
-/// on a virtual machine (BENCHMARKS.md). A record that is sent gets the
-/// precise time (see `precise_time`).
+/// clock-source read, about a tenth of a SYN's cost on this project's
+/// virtual machine (an A/B of two builds, BENCHMARKS.md). A record that is
+/// sent gets the precise time (see `precise_time`).
 #[inline(always)]
 fn clock(record: *mut AlertRecord) -> u64 {
     // SAFETY: the per-CPU record; XDP does not re-enter on the same CPU.
