@@ -37,12 +37,12 @@ layout! {
     ChainWalk: size 20, align 4;
     AlertRecord: size 168, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
-    RuleInfo: size 32, align 8;
+    RuleInfo: size 40, align 8;
     SensorConfig: size 32, align 4;
     BlockEntry: size 16, align 8;
-    SynWindow: size 16, align 8;
-    SynSlot: size 32, align 8;
-    SynBucket: size 64, align 8;
+    SynWindow: size 24, align 8;
+    SynSlot: size 40, align 8;
+    SynBucket: size 80, align 8;
     RateKey: size 24, align 4;
     RateState: size 24, align 8;
     RuleStats: size 16, align 8;

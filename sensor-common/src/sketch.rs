@@ -187,6 +187,7 @@ mod tests {
                 start_ns,
                 count,
                 alerted: 0,
+                bytes: 0,
             },
             window_ns: 1_000,
             fingerprint,

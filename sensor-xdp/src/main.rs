@@ -43,7 +43,7 @@ use sensor_common::{
         MAX_RULES, PORT_SCOPE_ENTRIES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES,
         RULE_GENERATIONS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats,
         SensorConfig, SynBucket, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
-        scope_value_key,
+        scope_value_key, src_port_key,
     },
     zerocopy::FromBytes,
 };
@@ -1021,6 +1021,12 @@ impl RuleTables for KernelTables {
         // SAFETY: the value is only read; userspace replaces entries whole
         // and never while a generation is in force.
         unsafe { PORT_SCOPE.get(scope_value_key(self.generation, port)) }
+    }
+
+    #[inline(always)]
+    fn src_port_scope(&self, port: u16) -> Option<&RuleMask> {
+        // SAFETY: as for `port_scope`.
+        unsafe { PORT_SCOPE.get(src_port_key(self.generation, port)) }
     }
 
     #[inline(always)]

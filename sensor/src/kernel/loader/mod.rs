@@ -16,6 +16,7 @@ use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
     RuleStats, SensorConfig, SynBucket, block_when, mode, scope_key_version, scope_value_key,
+    src_port_key,
 };
 
 use crate::kernel::preflight;
@@ -298,7 +299,8 @@ impl Kernel {
             let mut map: HashMap<_, u32, RuleMask> = self.map_mut(name)?;
             let stale: Vec<u32> = all_keys(name, map.keys())?
                 .into_iter()
-                .filter(|key| key >> 16 == generation as u32)
+                // The generation bit; `scope.src_ports` keys have bit 17 too.
+                .filter(|key| (key >> 16) & 1 == generation as u32)
                 .collect();
             for key in stale {
                 map.remove(&key).map_err(map_err(name))?;
@@ -306,6 +308,12 @@ impl Kernel {
             for (value, mask) in entries {
                 map.insert(scope_value_key(generation, *value), mask, 0)
                     .map_err(map_err(name))?;
+            }
+            if name == "PORT_SCOPE" {
+                for (port, mask) in &rules.src_ports {
+                    map.insert(src_port_key(generation, *port), mask, 0)
+                        .map_err(map_err(name))?;
+                }
             }
         }
         // The switch: one write of the config entry.
