@@ -1285,6 +1285,288 @@ fn syn_flood_by_src_counts_syns_from_one_scanner_per_window() {
 
 // ---- header checks ----------------------------------------------------------------
 
+// ---- flood ------------------------------------------------------------------------
+
+/// A `flood` rule of each packet class, by destination, threshold 3: each
+/// class's victim gets two packets of its class, packets of every other
+/// class (which must not count), then the third of its class, which
+/// alerts; the kernel and the replay logic agree on every frame.
+#[test]
+fn flood_counts_each_packet_class_and_only_it() {
+    if !sensor::testing::bpf_available("flood_counts_each_packet_class_and_only_it") {
+        return;
+    }
+    let classes = ["syn", "ack", "rst", "fin", "udp", "icmp", "fragment"];
+    let rules: Vec<(u32, String, String)> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, class)| {
+            let victim = 100 + i;
+            (
+                2401 + i as u32,
+                format!("{{ dst: [192.0.2.{victim}/32] }}"),
+                format!(
+                    "{{ flood: {{ packets: {class}, track: by_dst, threshold: 3, window_ms: 60000 }} }}"
+                ),
+            )
+        })
+        .chain([(
+            2408,
+            "{ dst: [192.0.2.99/32] }".to_owned(),
+            "{ flood: { packets: any, track: by_dst, threshold: 12, window_ms: 60000 } }".to_owned(),
+        )])
+        .collect();
+    let refs: Vec<(u32, &str, &str)> = rules
+        .iter()
+        .map(|(id, scope, matcher)| (*id, scope.as_str(), matcher.as_str()))
+        .collect();
+    let mut bench = Bench::new(&rules_yaml(&refs));
+    let tcp_to = |dst: [u8; 4], f: u16, payload: &[u8]| {
+        eth4(&Ipv4::new(net1(7), dst, PROTO_TCP).build(&frames::tcp(40000, 80, f, 1, payload)))
+    };
+    // One frame of each class (index as in `classes`), and near misses.
+    let frame_of = |class: usize, dst: [u8; 4]| match class {
+        0 => tcp_to(dst, flags::SYN, b""),
+        1 => tcp_to(dst, flags::ACK, b""),
+        2 => tcp_to(dst, flags::RST | flags::ACK, b""),
+        3 => tcp_to(dst, flags::FIN | flags::ACK, b""),
+        4 => eth4(&Ipv4::new(net1(7), dst, PROTO_UDP).build(&frames::udp(5000, 53, b"q"))),
+        5 => eth4(&Ipv4::new(net1(7), dst, PROTO_ICMP).build(&frames::icmp_echo(8, 1, 1))),
+        _ => eth4(
+            &Ipv4::new(net1(7), dst, PROTO_UDP)
+                .frag(0x2000)
+                .build(&frames::udp(5000, 53, &bytes(32))),
+        ),
+    };
+    let near_misses = |dst: [u8; 4]| {
+        vec![
+            ("SYN+ACK", tcp_to(dst, flags::SYN | flags::ACK, b"")),
+            (
+                "ACK with payload",
+                tcp_to(dst, flags::ACK | flags::PSH, b"data"),
+            ),
+            ("GRE", eth4(&Ipv4::new(net1(7), dst, 47).build(&bytes(8)))),
+        ]
+    };
+    let mut failures = Vec::new();
+    for (class, name) in classes.iter().enumerate() {
+        let victim = [192, 0, 2, 100 + class as u8];
+        let sig = 2401 + class as u32;
+        for n in 1..=2 {
+            let records = bench.check(
+                &format!("{name} {n}"),
+                &frame_of(class, victim),
+                &mut failures,
+            );
+            if !records.is_empty() {
+                failures.push(format!("{name} {n}: {:?}, want none", heads(&records)));
+            }
+        }
+        for other in (0..classes.len()).filter(|c| *c != class) {
+            let records = bench.check(
+                &format!("{} to the {name} victim", classes[other]),
+                &frame_of(other, victim),
+                &mut failures,
+            );
+            // A UDP first fragment is of both the udp and fragment classes.
+            let also = class == 4 && other == 6;
+            if !records.is_empty() && !also {
+                failures.push(format!(
+                    "{} to the {name} victim counted: {:?}",
+                    classes[other],
+                    heads(&records)
+                ));
+            }
+        }
+        for (what, frame) in near_misses(victim) {
+            let records = bench.check(
+                &format!("{what} to the {name} victim"),
+                &frame,
+                &mut failures,
+            );
+            if !records.is_empty() {
+                failures.push(format!(
+                    "{what} to the {name} victim: {:?}",
+                    heads(&records)
+                ));
+            }
+        }
+        let want: Vec<(u32, u64)> = if class == 4 {
+            // The UDP fragment sent above counted as the third.
+            vec![]
+        } else {
+            vec![(sig, 3)]
+        };
+        let records = bench.check(
+            &format!("{name} 3"),
+            &frame_of(class, victim),
+            &mut failures,
+        );
+        if heads(&records) != want {
+            failures.push(format!("{name} 3: {:?}, want {want:?}", heads(&records)));
+        }
+        if let Some(record) = records.first() {
+            assert_eq!(record.kind, sensor_common::tables::kind::FLOOD);
+            assert_eq!(&record.packet.dst_addr[..4], &victim);
+        }
+    }
+    // `any` counts every IP packet to its victim, whatever its class.
+    let victim = [192, 0, 2, 99];
+    for class in 0..classes.len() {
+        for (what, frame) in [
+            ("", frame_of(class, victim)),
+            ("again", frame_of(class, victim)),
+        ] {
+            let want: Vec<(u32, u64)> = if class == 5 && what == "again" {
+                vec![(2408, 12)]
+            } else {
+                vec![]
+            };
+            let records = bench.check(
+                &format!("any: {} {what}", classes[class]),
+                &frame,
+                &mut failures,
+            );
+            if heads(&records) != want {
+                failures.push(format!(
+                    "any: {} {what}: {:?}, want {want:?}",
+                    classes[class],
+                    heads(&records)
+                ));
+            }
+        }
+    }
+    assert_no_failures(&failures);
+    let stats = stats_agree(&bench);
+    // Each class rule: 3 packets of its class, plus for udp the UDP
+    // fragment (of both classes).
+    let hits: Vec<u64> = stats[..7].iter().map(|s| s.hits).collect();
+    assert_eq!(hits, [3, 3, 3, 3, 4, 3, 3]);
+    assert_eq!(stats[7].hits, 14);
+}
+
+/// `bytes` counts frame lengths; `threshold` and `bytes` together alert on
+/// whichever comes first; `scope.src_ports` selects reflected traffic; a
+/// by_src flood names its sender.
+#[test]
+fn flood_bytes_src_ports_and_by_src() {
+    if !sensor::testing::bpf_available("flood_bytes_src_ports_and_by_src") {
+        return;
+    }
+    let yaml = rules_yaml(&[
+        (
+            2421,
+            "{ dst: [192.0.2.21/32] }",
+            "{ flood: { packets: udp, track: by_dst, bytes: 1000, window_ms: 60000 } }",
+        ),
+        (
+            2422,
+            "{ dst: [192.0.2.22/32] }",
+            "{ flood: { packets: udp, track: by_dst, threshold: 4, bytes: 1000, window_ms: 60000 } }",
+        ),
+        (
+            2423,
+            "{ protocol: udp, src_ports: [53, 123] }",
+            "{ flood: { packets: udp, track: by_dst, threshold: 3, window_ms: 60000 } }",
+        ),
+        (
+            2424,
+            "{ src: [198.51.100.44/32] }",
+            "{ flood: { packets: icmp, track: by_src, threshold: 3, window_ms: 60000 } }",
+        ),
+    ]);
+    let mut bench = Bench::new(&yaml);
+    let udp = |src: [u8; 4], dst: [u8; 4], sport: u16, payload: usize| {
+        eth4(&Ipv4::new(src, dst, PROTO_UDP).build(&frames::udp(sport, 40000, &bytes(payload))))
+    };
+    let mut failures = Vec::new();
+    let mut expect = |bench: &mut Bench, name: &str, frame: Vec<u8>, want: &[(u32, u64)]| {
+        let records = bench.check(name, &frame, &mut failures);
+        if heads(&records) != want {
+            failures.push(format!(
+                "{name}: kernel raised {:?}, want {want:?}",
+                heads(&records)
+            ));
+        }
+        records
+    };
+    // 2421: frames of 14 + 20 + 8 + 358 = 400 bytes: the third reaches 1,000.
+    let v21 = [192, 0, 2, 21];
+    expect(&mut bench, "bytes 400", udp(net1(1), v21, 9, 358), &[]);
+    expect(&mut bench, "bytes 800", udp(net1(2), v21, 9, 358), &[]);
+    let crossing = expect(
+        &mut bench,
+        "bytes 1200",
+        udp(net1(3), v21, 9, 358),
+        &[(2421, 3)],
+    );
+    if let Some(record) = crossing.first() {
+        assert_eq!(record.packet.frame_len, 400);
+    }
+    expect(
+        &mut bench,
+        "bytes 1600: one alert per window",
+        udp(net1(4), v21, 9, 358),
+        &[],
+    );
+    // 2422: small frames reach 4 packets first; on another victim, big ones reach 1,000 bytes first.
+    let v22 = [192, 0, 2, 22];
+    for i in 1..=3 {
+        expect(
+            &mut bench,
+            &format!("small {i}"),
+            udp(net1(i), v22, 9, 10),
+            &[],
+        );
+    }
+    expect(
+        &mut bench,
+        "small 4: packets first",
+        udp(net1(4), v22, 9, 10),
+        &[(2422, 4)],
+    );
+    // 2423: UDP from port 53 or 123 counts, from other ports not.
+    let v23 = [192, 0, 2, 23];
+    expect(&mut bench, "from 53", udp(net3(1), v23, 53, 40), &[]);
+    expect(&mut bench, "from 5353", udp(net3(2), v23, 5353, 40), &[]);
+    expect(&mut bench, "from 1900", udp(net3(3), v23, 1900, 40), &[]);
+    expect(&mut bench, "from 123", udp(net3(4), v23, 123, 40), &[]);
+    let crossing = expect(
+        &mut bench,
+        "from 53 again: third reflected packet",
+        udp(net3(5), v23, 53, 40),
+        &[(2423, 3)],
+    );
+    if let Some(record) = crossing.first() {
+        assert_eq!(record.packet.src_port, 53);
+        assert_eq!(&record.packet.dst_addr[..4], &v23);
+    }
+    // 2424: ICMP from one source to many destinations.
+    let pinger = [198, 51, 100, 44];
+    for i in 1..=2u8 {
+        expect(
+            &mut bench,
+            &format!("ping {i}"),
+            eth4(
+                &Ipv4::new(pinger, [192, 0, 2, 40 + i], PROTO_ICMP)
+                    .build(&frames::icmp_echo(8, 1, 1)),
+            ),
+            &[],
+        );
+    }
+    let crossing = expect(
+        &mut bench,
+        "ping 3 from the same source",
+        eth4(&Ipv4::new(pinger, [192, 0, 2, 43], PROTO_ICMP).build(&frames::icmp_echo(8, 1, 1))),
+        &[(2424, 3)],
+    );
+    if let Some(record) = crossing.first() {
+        assert_eq!(&record.packet.src_addr[..4], &pinger);
+    }
+    assert_no_failures(&failures);
+    stats_agree(&bench);
+}
+
 #[test]
 fn header_checks_positive_cases_and_near_misses() {
     if !sensor::testing::bpf_available("header_checks_positive_cases_and_near_misses") {
