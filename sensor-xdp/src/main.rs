@@ -1090,9 +1090,17 @@ impl RuleTables for KernelTables {
         };
         // SAFETY: the per-CPU buffer `fill_words` just wrote.
         let words = unsafe { &*words };
+        // Only the words `summary` names: `fill_words` writes those (and
+        // zeroes the others below the highest), and the rest of the buffer
+        // holds an earlier walk's words. (Reading them all made drop rules
+        // of a rule set of more than 64 rules drop packets no drop rule
+        // matched, as soon as an earlier walk had filled a higher word.)
+        let summary = summary & SUMMARY_BITS;
         let mut any = 0;
-        for w in words {
-            any |= *w;
+        for (w, word) in words.iter().enumerate() {
+            if summary & (1 << w) != 0 {
+                any |= *word;
+            }
         }
         any != 0
     }
