@@ -1412,7 +1412,7 @@ fn flood_counts_each_packet_class_and_only_it() {
     }
     // `any` counts every IP packet to its victim, whatever its class.
     let victim = [192, 0, 2, 99];
-    for class in 0..classes.len() {
+    for (class, name) in classes.iter().enumerate() {
         for (what, frame) in [
             ("", frame_of(class, victim)),
             ("again", frame_of(class, victim)),
@@ -1422,15 +1422,10 @@ fn flood_counts_each_packet_class_and_only_it() {
             } else {
                 vec![]
             };
-            let records = bench.check(
-                &format!("any: {} {what}", classes[class]),
-                &frame,
-                &mut failures,
-            );
+            let records = bench.check(&format!("any: {name} {what}"), &frame, &mut failures);
             if heads(&records) != want {
                 failures.push(format!(
-                    "any: {} {what}: {:?}, want {want:?}",
-                    classes[class],
+                    "any: {name} {what}: {:?}, want {want:?}",
                     heads(&records)
                 ));
             }

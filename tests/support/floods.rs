@@ -17,7 +17,7 @@ pub struct Flood {
 
 /// The `i`-th spoofed source: 198.51.100.0/24 and 203.0.113.0/24 in turn.
 fn source(i: usize) -> [u8; 4] {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         [198, 51, 100, (i / 2 % 250) as u8 + 1]
     } else {
         [203, 0, 113, (i / 2 % 250) as u8 + 1]
