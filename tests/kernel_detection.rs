@@ -1562,6 +1562,164 @@ fn flood_bytes_src_ports_and_by_src() {
     stats_agree(&bench);
 }
 
+// ---- scan -------------------------------------------------------------------------
+
+/// `scan` rules of threshold N = 100: a source reaching 0.8 N distinct
+/// ports (or hosts) raises nothing, whatever it repeats (a set bit stands
+/// for at least one distinct value, and the rule needs 95 of them); going
+/// on to 1.2 N raises one alert, with `count` = the bits set at the
+/// crossing (95). Packets of other classes, and (for ports) packets without
+/// ports, do not count. The kernel and the replay logic agree frame by frame.
+#[test]
+fn scan_counts_distinct_ports_and_hosts_within_the_contract_bounds() {
+    if !sensor::testing::bpf_available(
+        "scan_counts_distinct_ports_and_hosts_within_the_contract_bounds",
+    ) {
+        return;
+    }
+    let yaml = rules_yaml(&[
+        (
+            2501,
+            "{ src: [198.51.100.10/32] }",
+            "{ scan: { track: by_src, distinct: ports, threshold: 100, window_ms: 60000 } }",
+        ),
+        (
+            2502,
+            "{ src: [198.51.100.20/32] }",
+            "{ scan: { track: by_src, distinct: hosts, threshold: 100, window_ms: 60000 } }",
+        ),
+    ]);
+    let mut bench = Bench::new(&yaml);
+    let port_scanner = [198, 51, 100, 10];
+    let host_scanner = [198, 51, 100, 20];
+    let target = [192, 0, 2, 50];
+    let mut failures = Vec::new();
+    let mut alerts: Vec<(u32, u64, usize)> = Vec::new();
+    type Alerts = Vec<(u32, u64, usize)>;
+    fn send(
+        bench: &mut Bench,
+        (failures, alerts): (&mut Vec<String>, &mut Alerts),
+        name: String,
+        frame: Vec<u8>,
+        distinct: usize,
+    ) {
+        let records = bench.check(&name, &frame, failures);
+        for (sig, count) in heads(&records) {
+            alerts.push((sig, count, distinct));
+        }
+        for record in &records {
+            assert_eq!(record.kind, sensor_common::tables::kind::SCAN);
+        }
+    }
+    // Ports: SYNs and UDP to 80 distinct ports, each port three times.
+    for round in 0..3 {
+        for port in 0..80u16 {
+            let frame = if port % 2 == 0 {
+                tcp4(port_scanner, target, 64, 40000, 1000 + port, flags::SYN)
+            } else {
+                eth4(
+                    &Ipv4::new(port_scanner, target, PROTO_UDP).build(&frames::udp(
+                        40000,
+                        1000 + port,
+                        b"x",
+                    )),
+                )
+            };
+            send(
+                &mut bench,
+                (&mut failures, &mut alerts),
+                format!("ports round {round}: {port}"),
+                frame,
+                port as usize + 1,
+            );
+        }
+    }
+    // Not counted: SYN+ACK, ACK, RST to new ports; a UDP non-first fragment.
+    for port in 3000..3030u16 {
+        for f in [flags::SYN | flags::ACK, flags::ACK, flags::RST] {
+            send(
+                &mut bench,
+                (&mut failures, &mut alerts),
+                format!("flags {f:#x} to {port}"),
+                tcp4(port_scanner, target, 64, 40000, port, f),
+                80,
+            );
+        }
+    }
+    send(
+        &mut bench,
+        (&mut failures, &mut alerts),
+        "UDP fragment without ports".into(),
+        eth4(
+            &Ipv4::new(port_scanner, target, PROTO_UDP)
+                .frag(10)
+                .build(&bytes(16)),
+        ),
+        80,
+    );
+    assert!(alerts.is_empty(), "at 0.8 N distinct ports: {alerts:?}");
+    for port in 80..120u16 {
+        send(
+            &mut bench,
+            (&mut failures, &mut alerts),
+            format!("port {port}"),
+            tcp4(port_scanner, target, 64, 40000, 1000 + port, flags::SYN),
+            port as usize + 1,
+        );
+    }
+    // Hosts: SYN, UDP and ICMP echo to 80 distinct addresses, twice.
+    for round in 0..2 {
+        for host in 0..80u8 {
+            let dst = [203, 0, 113, host];
+            let frame = match host % 3 {
+                0 => tcp4(host_scanner, dst, 64, 40000, 22, flags::SYN),
+                1 => eth4(
+                    &Ipv4::new(host_scanner, dst, PROTO_UDP).build(&frames::udp(40000, 161, b"x")),
+                ),
+                _ => eth4(
+                    &Ipv4::new(host_scanner, dst, PROTO_ICMP).build(&frames::icmp_echo(8, 1, 1)),
+                ),
+            };
+            send(
+                &mut bench,
+                (&mut failures, &mut alerts),
+                format!("hosts round {round}: {host}"),
+                frame,
+                host as usize + 1,
+            );
+        }
+    }
+    let port_alerts = alerts.clone();
+    assert_eq!(
+        port_alerts.iter().filter(|a| a.0 == 2502).count(),
+        0,
+        "at 0.8 N distinct hosts: {alerts:?}"
+    );
+    for host in 80..120u8 {
+        send(
+            &mut bench,
+            (&mut failures, &mut alerts),
+            format!("host {host}"),
+            tcp4(host_scanner, [203, 0, 113, host], 64, 40000, 22, flags::SYN),
+            host as usize + 1,
+        );
+    }
+    assert_no_failures(&failures);
+    // One alert per scan, count 95 (the bits), at between 95 and 120 distinct.
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    for (sig, (got_sig, count, distinct)) in [2501, 2502].iter().zip(&alerts) {
+        assert_eq!(got_sig, sig);
+        assert_eq!(*count, 95, "{sig}");
+        assert!(
+            (95..=120).contains(distinct),
+            "{sig}: at {distinct} distinct"
+        );
+    }
+    let stats = stats_agree(&bench);
+    assert_eq!(stats[0].hits, 240 + 40, "counted port packets");
+    assert_eq!(stats[1].hits, 160 + 40, "counted host packets");
+}
+
 #[test]
 fn header_checks_positive_cases_and_near_misses() {
     if !sensor::testing::bpf_available("header_checks_positive_cases_and_near_misses") {

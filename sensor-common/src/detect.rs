@@ -11,15 +11,16 @@ use crate::packet::{
 };
 use crate::proof::judge_block;
 use crate::sketch::{
-    SYN_BUCKETS, TTL_SLOTS, addr_hash, fingerprint_of, index_of, syn_way, ttl_step,
+    SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS, addr_hash, fingerprint_of, index_of, scan_bit, scan_mark,
+    scan_way, syn_way, ttl_step,
 };
 use crate::tables::{
     ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_SET_BASE, EVENT_SETS,
     FLAGS_BASE, FLOOD_SET_BASE, FLOOD_SETS, Handshake, HandshakeKey, MASK_WORDS,
     MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE,
-    RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynBucket,
-    SynWindow, TINY_BASE, TTL_BASE, action, any, counter, flood_class, flood_track, proto_class,
-    uses,
+    RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, ScanBucket,
+    SynBucket, SynWindow, TINY_BASE, TTL_BASE, action, any, counter, flood_class, flood_track,
+    kind, proto_class, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
@@ -108,6 +109,10 @@ pub trait DetectState {
     /// Runs `step` on bucket `index` (< [`SYN_BUCKETS`]) of the `syn_flood`
     /// window table; `None` when it cannot be read.
     fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R>;
+    /// Runs `step` on bucket `index` (< [`SCAN_BUCKETS`]) of the `scan`
+    /// window table; `None` when it cannot be read.
+    fn scan_bucket<R, F: FnOnce(&mut ScanBucket) -> R>(&mut self, index: u32, step: F)
+    -> Option<R>;
     /// Runs `step` on the rate limiter of `key` (a new one is zeroed).
     fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
         &mut self,
@@ -599,6 +604,82 @@ pub fn flood_step(
     (window.count, FLOOD_REACHED | FLOOD_CROSSED)
 }
 
+/// A `flood` / `syn_flood` rule's window step for one packet of its class:
+/// the packets counted in the window and the [`flood_step`] bits.
+#[inline(always)]
+fn flood_counts<S: DetectState>(
+    meta: &PacketMeta,
+    rule: &RuleInfo,
+    seed: u32,
+    slot: u32,
+    global_slot: u32,
+    now_ns: u64,
+    state: &mut S,
+) -> Option<(u32, u8)> {
+    let addr = if rule.flood_track == flood_track::BY_SRC {
+        &meta.src_addr
+    } else {
+        &meta.dst_addr
+    };
+    let hash = addr_hash(seed, slot, meta.ip_version, addr);
+    let fingerprint = fingerprint_of(hash);
+    let window_ns = rule.flood_window_ns;
+    state.syn_bucket(index_of(hash, SYN_BUCKETS), |bucket| {
+        let way = syn_way(bucket, global_slot, fingerprint, now_ns);
+        let way = &mut bucket.ways[way & 1];
+        way.window_ns = window_ns;
+        flood_step(
+            &mut way.window,
+            now_ns,
+            window_ns,
+            rule.flood_threshold,
+            rule.flood_bytes,
+            meta.frame_len,
+        )
+    })
+}
+
+/// A `scan` rule's step for one packet of its classes (TCP SYN without
+/// ACK and UDP, and for `hosts` ICMP too; `ports` needs the packet's
+/// ports): the set bits of its source's window map and the [`flood_step`]
+/// bits. `None`: the packet does not count.
+#[inline(always)]
+fn scan_counts<S: DetectState>(
+    meta: &PacketMeta,
+    rule: &RuleInfo,
+    seed: u32,
+    slot: u32,
+    global_slot: u32,
+    now_ns: u64,
+    state: &mut S,
+) -> Option<(u32, u8)> {
+    let value = if rule.scan_hosts != 0 {
+        addr_hash(seed, slot, meta.ip_version, &meta.dst_addr)
+    } else if meta.has(flag::HAS_PORTS) {
+        meta.dst_port as u64
+    } else {
+        return None;
+    };
+    state.count_hit(global_slot);
+    let bit = scan_bit(seed, slot, value);
+    let hash = addr_hash(seed, slot, meta.ip_version, &meta.src_addr);
+    let fingerprint = fingerprint_of(hash);
+    let (window_ns, threshold) = (rule.flood_window_ns, rule.flood_threshold);
+    let out = state.scan_bucket(index_of(hash, SCAN_BUCKETS), |bucket| {
+        let way = scan_way(bucket, global_slot, fingerprint, now_ns);
+        scan_mark(&mut bucket.ways[way & 1], window_ns, bit, threshold)
+    })?;
+    let bits = out & 0xffff;
+    let mut step = 0;
+    if bits >= threshold {
+        step |= FLOOD_REACHED;
+    }
+    if out & (1 << 16) != 0 {
+        step |= FLOOD_CROSSED;
+    }
+    Some((bits, step))
+}
+
 /// Counts one match for a (rule, source); returns the running total when an
 /// alert record may be sent for it, `None` when the burst is spent.
 #[inline(always)]
@@ -765,28 +846,14 @@ where
                 return;
             };
             let global_slot = tables.slot_base() + slot;
-            state.count_hit(global_slot);
-            let addr = if rule.flood_track == flood_track::BY_SRC {
-                &meta.src_addr
+            let seed = tables.hash_seed();
+            let counted = if rule.kind == kind::SCAN {
+                scan_counts(meta, &rule, seed, slot, global_slot, now_ns, state)
             } else {
-                &meta.dst_addr
+                state.count_hit(global_slot);
+                flood_counts(meta, &rule, seed, slot, global_slot, now_ns, state)
             };
-            let hash = addr_hash(tables.hash_seed(), slot, meta.ip_version, addr);
-            let fingerprint = fingerprint_of(hash);
-            let window_ns = rule.flood_window_ns;
-            let Some((count, step)) = state.syn_bucket(index_of(hash, SYN_BUCKETS), |bucket| {
-                let way = syn_way(bucket, global_slot, fingerprint, now_ns);
-                let way = &mut bucket.ways[way & 1];
-                way.window_ns = window_ns;
-                flood_step(
-                    &mut way.window,
-                    now_ns,
-                    window_ns,
-                    rule.flood_threshold,
-                    rule.flood_bytes,
-                    meta.frame_len,
-                )
-            }) else {
+            let Some((count, step)) = counted else {
                 return;
             };
             let blocks = drop_mode && rule.action == action::DROP && step & FLOOD_REACHED != 0;

@@ -16,7 +16,8 @@ use crate::options::OptionWalk;
 use crate::packet::{AddrKey, PacketMeta, Tunnel};
 use crate::tables::{
     AlertBudget, BlockEntry, BlockPolicy, Handshake, HandshakeKey, MASK_WORDS, RateKey, RateState,
-    RepeatWindow, RuleInfo, RuleMask, RuleStats, SensorConfig, SynBucket, SynSlot, SynWindow,
+    RepeatWindow, RuleInfo, RuleMask, RuleStats, ScanBucket, ScanWindow, SensorConfig, SynBucket,
+    SynSlot, SynWindow,
 };
 
 macro_rules! layout {
@@ -43,6 +44,8 @@ layout! {
     SynWindow: size 24, align 8;
     SynSlot: size 40, align 8;
     SynBucket: size 80, align 8;
+    ScanWindow: size 168, align 8;
+    ScanBucket: size 336, align 8;
     RateKey: size 24, align 4;
     RateState: size 24, align 8;
     RuleStats: size 16, align 8;

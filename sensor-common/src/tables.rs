@@ -211,11 +211,12 @@ pub mod kind {
     pub const SYN_FLOOD: u8 = 3;
     pub const HEADER: u8 = 4;
     pub const FLOOD: u8 = 5;
+    pub const SCAN: u8 = 6;
 
     /// Kinds whose alert counts a window (not rate-limited per source).
     #[inline(always)]
     pub const fn is_window(kind: u8) -> bool {
-        kind == SYN_FLOOD || kind == FLOOD
+        kind == SYN_FLOOD || kind == FLOOD || kind == SCAN
     }
 }
 
@@ -239,7 +240,8 @@ pub struct RuleInfo {
     /// The rule's `id` (alert `signature_id`).
     pub sig_id: u32,
     /// `flood` / `syn_flood` packets per window that alert; 0: no packet
-    /// threshold (and for other kinds).
+    /// threshold (and for other kinds). `scan`: the set bits of the
+    /// window's map that alert ([`crate::sketch::scan_bits_for`]).
     pub flood_threshold: u32,
     /// `flood` / `syn_flood` window in nanoseconds.
     pub flood_window_ns: u64,
@@ -251,7 +253,9 @@ pub struct RuleInfo {
     pub action: u8,
     /// [`flood_track`] value.
     pub flood_track: u8,
-    pub _pad: [u8; 5],
+    /// `scan`: 1 counts distinct destination addresses, 0 ports.
+    pub scan_hosts: u8,
+    pub _pad: [u8; 4],
 }
 
 /// Sensor-wide settings (the `CONFIG` array's single entry).
@@ -476,6 +480,42 @@ pub struct SynBucket {
     pub ways: [SynSlot; 2],
 }
 
+/// Bits in a [`ScanWindow`]'s map.
+pub const SCAN_MAP_BITS: u32 = 1_024;
+
+/// A tumbling `scan` window for one (rule, source): which of
+/// [`SCAN_MAP_BITS`] hashed ports or addresses it reached.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct ScanWindow {
+    pub start_ns: u64,
+    /// The length of the owner rule's window, to tell when it has ended.
+    pub window_ns: u64,
+    /// Packets counted in the window.
+    pub count: u32,
+    /// Bits set in `map`: distinct values seen (collisions aside).
+    pub bits: u32,
+    /// 1 once this window has raised its alert.
+    pub alerted: u32,
+    /// [`crate::sketch::fingerprint_of`] the owner's hash; 0: never used.
+    pub fingerprint: u32,
+    /// The owner rule's global slot.
+    pub slot: u32,
+    pub _pad: u32,
+    pub map: [u64; (SCAN_MAP_BITS / 64) as usize],
+}
+
+/// A bucket of the `scan` window table ([`crate::sketch`]).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct ScanBucket {
+    pub ways: [ScanWindow; 2],
+}
+
 /// Key of the per-(rule, source) alert rate limiter. Keyed by the rule's
 /// id, not its slot: a reload that keeps a rule keeps its account, so the
 /// running totals userspace turns into line counts never split in two.
@@ -629,6 +669,9 @@ mod pod {
     // SAFETY: SynBucket derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::SynBucket {}
+    // SAFETY: ScanBucket derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
+    unsafe impl aya::Pod for super::ScanBucket {}
     // SAFETY: RateState derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateState {}

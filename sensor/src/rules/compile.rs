@@ -10,12 +10,14 @@ use sensor_common::tables::{
     ADDR_SCOPE_ENTRIES, ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS,
     FLAGS_BASE, FLOOD_SET_BASE, FLOOD_SETS, MAX_RULES, MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST,
     OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask,
-    TINY_BASE, TTL_BASE, action, any, flood_class, flood_track, kind, proto_class, uses,
+    SCAN_MAP_BITS, TINY_BASE, TTL_BASE, action, any, flood_class, flood_track, kind, proto_class,
+    uses,
 };
 
 use super::compiled::{AddrPrefix, CompiledRules, RuleMeta};
 use super::model::{
-    Action, Flood, FragmentMatch, Match, PacketClass, Protocol, Rule, RuleSet, SynTrack, TtlMatch,
+    Action, Flood, FragmentMatch, Match, PacketClass, Protocol, Rule, RuleSet, Scan, SynTrack,
+    TtlMatch,
 };
 
 /// A rule set the kernel tables cannot hold. [`super::load_path`] refuses
@@ -87,9 +89,7 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
         for port in &scope.src_ports {
             out.src_ports.entry(*port).or_default().insert(slot);
         }
-        if let Some(class) = flood_class_of(&rule.matcher) {
-            table_uses |= flood_class::bit(class) << uses::FLOOD_CLASSES;
-        }
+        table_uses |= flood_classes_of(&rule.matcher) << uses::FLOOD_CLASSES;
 
         out.rules.push(rule_info(rule, default_block_seconds));
         out.meta.push(RuleMeta {
@@ -137,13 +137,29 @@ pub fn fill_event_sets(masks: &mut [RuleMask]) {
     }
 }
 
-/// The packet class a `flood` or `syn_flood` rule counts.
-fn flood_class_of(matcher: &Match) -> Option<u32> {
+/// The packet classes a `flood`, `syn_flood` or `scan` rule counts, as
+/// `flood_class` bits: a scan of ports counts TCP SYNs without ACK and UDP,
+/// a scan of hosts ICMP too.
+fn flood_classes_of(matcher: &Match) -> u32 {
+    let bit = |class: PacketClass| flood_class::bit(class.class());
     match matcher {
-        Match::SynFlood(_) => Some(PacketClass::Syn.class()),
-        Match::Flood(flood) => Some(flood.packets.class()),
-        _ => None,
+        Match::SynFlood(_) => bit(PacketClass::Syn),
+        Match::Flood(flood) => bit(flood.packets),
+        Match::Scan(Scan { hosts: false, .. }) => bit(PacketClass::Syn) | bit(PacketClass::Udp),
+        Match::Scan(Scan { hosts: true, .. }) => {
+            bit(PacketClass::Syn) | bit(PacketClass::Udp) | bit(PacketClass::Icmp)
+        }
+        _ => 0,
     }
+}
+
+/// The set bits of a `scan` window's map at which a rule of threshold `n`
+/// (distinct values) alerts: round(1,024 × (1 − e^(−n/1,024))), the bits
+/// `n` distinct values set on average (docs/CONTRACT.md, `scan`). Computed
+/// here: the kernel has no floating point.
+pub fn scan_bits_for(n: u32) -> u32 {
+    let m = f64::from(SCAN_MAP_BITS);
+    (m * (1.0 - (-f64::from(n) / m).exp())).round() as u32
 }
 
 /// Fills the `FLOOD_SET_BASE` rows from the single-class rows (row
@@ -221,9 +237,12 @@ fn match_rows(matcher: &Match, mark: &mut impl FnMut(u32)) {
             mark(EVENT_BASE + u32::from(event::FRAG_OVERSIZE))
         }
         Match::Fragment(FragmentMatch::Atomic) => mark(EVENT_BASE + u32::from(event::FRAG_ATOMIC)),
-        Match::SynFlood(_) | Match::Flood(_) => {
-            if let Some(class) = flood_class_of(matcher) {
-                mark(FLOOD_SET_BASE + flood_class::bit(class));
+        Match::SynFlood(_) | Match::Flood(_) | Match::Scan(_) => {
+            let classes = flood_classes_of(matcher);
+            for class in 0..flood_class::COUNT {
+                if classes & flood_class::bit(class) != 0 {
+                    mark(FLOOD_SET_BASE + flood_class::bit(class));
+                }
             }
         }
         Match::Header(check) => mark(EVENT_BASE + u32::from(check.event())),
@@ -249,6 +268,7 @@ fn rule_info(rule: &Rule, default_block_seconds: u32) -> RuleInfo {
             Match::Fragment(_) => kind::FRAGMENT,
             Match::SynFlood(_) => kind::SYN_FLOOD,
             Match::Flood(_) => kind::FLOOD,
+            Match::Scan(_) => kind::SCAN,
             Match::Header(_) => kind::HEADER,
         },
         action: match rule.action {
@@ -278,6 +298,12 @@ fn rule_info(rule: &Rule, default_block_seconds: u32) -> RuleInfo {
             info.flood_bytes = bytes.unwrap_or(0);
             info.flood_window_ns = u64::from(window_ms) * 1_000_000;
             info.flood_track = track(by);
+        }
+        Match::Scan(scan) => {
+            info.flood_threshold = scan_bits_for(scan.threshold);
+            info.flood_window_ns = u64::from(scan.window_ms) * 1_000_000;
+            info.flood_track = flood_track::BY_SRC;
+            info.scan_hosts = u8::from(scan.hosts);
         }
         _ => {}
     }
@@ -362,6 +388,7 @@ pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
         "fragment",
         "syn_flood",
         "flood",
+        "scan",
         "header",
     ]
     .iter()
@@ -609,7 +636,8 @@ mod tests {
                 kind: kind::SYN_FLOOD,
                 action: action::DROP,
                 flood_track: flood_track::BY_SRC,
-                _pad: [0; 5],
+                scan_hosts: 0,
+                _pad: [0; 4],
             }
         );
         assert_eq!(c.rules[3].block_ns, 0);
@@ -845,6 +873,20 @@ rules:
     }
 
     #[test]
+    fn scan_bits_keep_the_contract_bounds() {
+        for n in 1..=sensor_common::sketch::MAX_SCAN_THRESHOLD {
+            let b = scan_bits_for(n);
+            // A set bit stands for at least one distinct value: an alert
+            // needs at least b distinct values, above 0.8 n (0.88 n at least).
+            assert!(f64::from(b) >= 0.88 * f64::from(n), "n {n}: b {b}");
+            assert!(b <= n, "n {n}: b {b}");
+        }
+        assert_eq!(scan_bits_for(1), 1);
+        assert_eq!(scan_bits_for(100), 95);
+        assert_eq!(scan_bits_for(256), 227);
+    }
+
+    #[test]
     fn summary_lists_counts_and_one_line_per_rule() {
         let text = "\
 rules:
@@ -864,7 +906,9 @@ rules:
             "{s}"
         );
         assert!(
-            s.contains("by kind: tcp_flags 1, ttl 0, fragment 0, syn_flood 1, flood 0, header 0"),
+            s.contains(
+                "by kind: tcp_flags 1, ttl 0, fragment 0, syn_flood 1, flood 0, scan 0, header 0"
+            ),
             "{s}"
         );
         assert!(s.contains("by action: alert 1, drop 1"), "{s}");

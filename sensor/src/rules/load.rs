@@ -8,13 +8,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use sensor_common::sketch::MAX_SCAN_THRESHOLD;
 use sensor_common::tables::{
     ADDR_SCOPE_ENTRIES, MAX_RULES, MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES,
 };
 
 use super::model::{
-    Action, Flood, FragmentMatch, HeaderCheck, Match, PacketClass, Protocol, Rule, RuleSet, Scope,
-    SynFlood, SynTrack, TCP_FLAG_NAMES, TtlMatch,
+    Action, Flood, FragmentMatch, HeaderCheck, Match, PacketClass, Protocol, Rule, RuleSet, Scan,
+    Scope, SynFlood, SynTrack, TCP_FLAG_NAMES, TtlMatch,
 };
 use super::yaml::{self, Fields, Located, Node, Pos, SourceError, Value};
 use crate::settings::Severity;
@@ -68,8 +69,10 @@ const MATCH_KINDS: &[&str] = &[
     "fragment",
     "syn_flood",
     "flood",
+    "scan",
     "header",
 ];
+const SCAN_KEYS: &[&str] = &["track", "distinct", "threshold", "window_ms"];
 const TCP_FLAGS_KEYS: &[&str] = &["set", "clear"];
 const TTL_KEYS: &[&str] = &["below", "above", "deviation"];
 const FRAGMENT_KEYS: &[&str] = &["tiny_first_below", "offset_one", "oversize", "atomic"];
@@ -453,6 +456,7 @@ fn parse_match(node: &Node) -> Result<Match, Located> {
         "fragment" => parse_fragment(value),
         "syn_flood" => parse_syn_flood(value),
         "flood" => parse_flood(value),
+        "scan" => parse_scan(value),
         _ => parse_header(value),
     }
 }
@@ -600,6 +604,30 @@ fn parse_flood(node: &Node) -> Result<Match, Located> {
         track,
         threshold,
         bytes,
+        window_ms,
+    }))
+}
+
+fn parse_scan(node: &Node) -> Result<Match, Located> {
+    let fields = node.as_map("`scan`", SCAN_KEYS)?;
+    let track = fields.required("track", "`scan`")?;
+    if track.as_choice("track", "scan track", TRACKS)? != SynTrack::BySrc {
+        return Err(track.error("`scan` counts per source: `track` must be `by_src`"));
+    }
+    let hosts = fields.required("distinct", "`scan`")?.as_choice(
+        "distinct",
+        "scan distinct",
+        &[("ports", false), ("hosts", true)],
+    )?;
+    let threshold = fields
+        .required("threshold", "`scan`")?
+        .as_int("threshold", 1..=MAX_SCAN_THRESHOLD.into())? as u32;
+    let window_ms = fields
+        .required("window_ms", "`scan`")?
+        .as_int("window_ms", 1..=MAX_SYN_WINDOW_MS.into())? as u32;
+    Ok(Match::Scan(Scan {
+        hosts,
+        threshold,
         window_ms,
     }))
 }
@@ -897,6 +925,57 @@ rules:
     }
 
     #[test]
+    fn scan_rules_load_and_bad_ones_name_the_place() {
+        let text = "\
+rules:
+  - {id: 1, name: a, severity: low, match: {scan: {track: by_src, distinct: ports, threshold: 256, window_ms: 1000}}}
+  - {id: 2, name: b, severity: low, match: {scan: {track: by_src, distinct: hosts, threshold: 1, window_ms: 1}}}
+";
+        let set = load_str("t.yaml", text).unwrap();
+        assert_eq!(
+            set.rules[0].matcher,
+            Match::Scan(Scan {
+                hosts: false,
+                threshold: 256,
+                window_ms: 1000
+            })
+        );
+        assert_eq!(
+            set.rules[1].matcher,
+            Match::Scan(Scan {
+                hosts: true,
+                threshold: 1,
+                window_ms: 1
+            })
+        );
+        let scan = |body: &str| format!("{HEAD}    match: {{scan: {{{body}}}}}\n");
+        assert_error(
+            &scan("track: by_dst, distinct: ports, threshold: 5, window_ms: 10"),
+            5,
+            27,
+            "`scan` counts per source: `track` must be `by_src`",
+        );
+        assert_error(
+            &scan("track: by_src, distinct: flows, threshold: 5, window_ms: 10"),
+            5,
+            45,
+            "unknown scan distinct \"flows\"",
+        );
+        assert_error(
+            &scan("track: by_src, distinct: ports, threshold: 257, window_ms: 10"),
+            5,
+            63,
+            "`threshold` must be a whole number from 1 to 256",
+        );
+        assert_error(
+            &scan("track: by_src, threshold: 5, window_ms: 10"),
+            5,
+            19,
+            "`scan` is missing `distinct`",
+        );
+    }
+
+    #[test]
     fn bad_flood_rules_name_the_place() {
         let flood = |body: &str| format!("{HEAD}    match: {{flood: {{{body}}}}}\n");
         assert_error(
@@ -1130,7 +1209,7 @@ rules:
             &format!("{HEAD}    match:\n      ttl: {{below: 2}}\n      header: {{check: land}}\n"),
             7,
             7,
-            "`match` takes exactly one of tcp_flags, ttl, fragment, syn_flood, flood, header, but has both `ttl` and `header`",
+            "`match` takes exactly one of tcp_flags, ttl, fragment, syn_flood, flood, scan, header, but has both `ttl` and `header`",
         );
         assert_error(
             &format!("{HEAD}    match: {{}}\n"),

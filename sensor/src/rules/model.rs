@@ -103,6 +103,7 @@ pub enum Match {
     Fragment(FragmentMatch),
     SynFlood(SynFlood),
     Flood(Flood),
+    Scan(Scan),
     Header(HeaderCheck),
 }
 
@@ -144,6 +145,17 @@ pub struct Flood {
     /// Bytes (frame lengths) per window that raise the alert; `None`: none.
     /// At least one of `threshold` and `bytes` is given.
     pub bytes: Option<u64>,
+    /// Window length in milliseconds (1..=3_600_000).
+    pub window_ms: u32,
+}
+
+/// A `scan` rule: distinct destination ports or hosts per source and window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// `true`: distinct destination addresses (horizontal); `false`: ports.
+    pub hosts: bool,
+    /// Distinct values per window that raise the alert (1..=256).
+    pub threshold: u32,
     /// Window length in milliseconds (1..=3_600_000).
     pub window_ms: u32,
 }
@@ -362,6 +374,7 @@ impl Match {
             Match::Fragment(_) => "fragment",
             Match::SynFlood(_) => "syn_flood",
             Match::Flood(_) => "flood",
+            Match::Scan(_) => "scan",
             Match::Header(_) => "header",
         }
     }
@@ -419,6 +432,18 @@ impl Match {
                     (None, b) => format!("{}+ bytes of {}", b.unwrap_or(0), packets.describe()),
                 };
                 format!("{how_many} {whom} within {window_ms} ms")
+            }
+            Match::Scan(Scan {
+                hosts,
+                threshold,
+                window_ms,
+            }) => {
+                let what = if hosts {
+                    "destination addresses"
+                } else {
+                    "destination ports"
+                };
+                format!("{threshold}+ distinct {what} from one source within {window_ms} ms")
             }
             Match::Header(check) => format!("{} ({})", check.describe(), check.name()),
         }

@@ -15,8 +15,8 @@ use sensor_common::decap::DecapConfig;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
-    RuleStats, SensorConfig, SynBucket, block_when, mode, scope_key_version, scope_value_key,
-    src_port_key,
+    RuleStats, ScanBucket, SensorConfig, SynBucket, block_when, mode, scope_key_version,
+    scope_value_key, src_port_key,
 };
 
 use crate::kernel::preflight;
@@ -602,6 +602,23 @@ impl Kernel {
                 windows
                     .set(index, bucket, 0)
                     .map_err(map_err("SYN_WINDOWS"))?;
+            }
+        }
+        // The same for the scan windows.
+        let mut scans: Array<_, ScanBucket> = self.map_mut("SCAN_WINDOWS")?;
+        for index in 0..scans.len() {
+            let mut bucket = scans.get(&index, 0).map_err(map_err("SCAN_WINDOWS"))?;
+            let mut stale = false;
+            for way in &mut bucket.ways {
+                if way.fingerprint != 0 && in_generation(way.slot) {
+                    *way = Default::default();
+                    stale = true;
+                }
+            }
+            if stale {
+                scans
+                    .set(index, bucket, 0)
+                    .map_err(map_err("SCAN_WINDOWS"))?;
             }
         }
         Ok(finals)
