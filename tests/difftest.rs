@@ -260,6 +260,17 @@ rules:
     name: syn flood as a flood, by src
     severity: low
     match: { flood: { packets: syn, track: by_src, threshold: 5, window_ms: 2 } }
+  - id: 900037
+    name: port scan, small
+    severity: low
+    match: { scan: { track: by_src, distinct: ports, threshold: 3, window_ms: 5 } }
+  - id: 900038
+    name: host scan, drop
+    severity: low
+    action: drop
+    block_seconds: 3600
+    scope: { src: [192.0.2.0/28, "2001:db8::/124"] }
+    match: { scan: { track: by_src, distinct: hosts, threshold: 2, window_ms: 5 } }
 "#;
 
 /// splitmix64: a tiny seeded generator (no dependency, same stream everywhere).
@@ -1213,6 +1224,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
     // frames judged on a tunnel's inner packet.
     let mut totals = [0u64; 8];
     let mut flood_alerts = 0u64;
+    let mut scan_alerts = 0u64;
     // Matches of each rule (by signature id), over every epoch.
     let mut hits_by_sig = std::collections::BTreeMap::<u32, u64>::new();
     let started = std::time::Instant::now();
@@ -1268,6 +1280,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
             for (record, _) in &got.alerts {
                 totals[4] += kind::is_window(record.kind) as u64;
                 flood_alerts += (record.kind == kind::FLOOD) as u64;
+                scan_alerts += (record.kind == kind::SCAN) as u64;
                 totals[6] += (record.aggregate == aggregate::RULE) as u64;
             }
             if got != want {
@@ -1322,7 +1335,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
     }
     let elapsed = started.elapsed();
     sensor::testing::report(&format!(
-        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames ({} inside a tunnel), sent {} alert records for {} frames ({} syn_flood or flood, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
+        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames ({} inside a tunnel), sent {} alert records for {} frames ({} syn_flood, flood or scan, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
         elapsed.as_secs_f64(),
         totals[0],
         totals[1],
@@ -1356,9 +1369,10 @@ fn kernel_and_replay_agree_frame_by_frame() {
             "handshakes and block_when exercised too little: {proof_totals:?}"
         );
         assert!(flood_alerts > 0, "no flood alert");
+        assert!(scan_alerts > 0, "no scan alert");
         // The option and extension-header checks (900022..900027), the
-        // flood rules (900028..900036).
-        for sig in 900_022..=900_036 {
+        // flood rules (900028..900036), the scan rules (900037, 900038).
+        for sig in 900_022..=900_038 {
             assert!(
                 hits_by_sig.get(&sig).copied().unwrap_or(0) > 0,
                 "rule {sig} never matched: {hits_by_sig:?}"

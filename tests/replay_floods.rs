@@ -100,3 +100,80 @@ fn the_same_attacks_below_their_thresholds_raise_nothing() {
         "below every threshold, raised {raised:?}"
     );
 }
+
+/// The default scan rules (`rules/scans.yaml`) in replay: a scanner at
+/// 1.2 × each threshold raises its rule once, with `count` = the bits at
+/// the crossing (B(100) = 95, B(256) = 227, B(64) = 62); another at
+/// 0.8 × raises nothing. Frames 20 ms apart: at most 50 SYNs a second from
+/// a source, below the SYN-burst rule (100302), and each scan inside its
+/// 10 s window.
+#[test]
+fn default_scan_rules_fire_at_1_2_n_and_not_at_0_8_n_in_replay() {
+    use sensor::testing::frames::{self, ETH_IPV4, Ipv4, flags};
+    use sensor_common::packet::{PROTO_ICMP, PROTO_TCP};
+    let syn = |src: [u8; 4], dst: [u8; 4], port: u16| {
+        frames::ethernet(
+            &[],
+            ETH_IPV4,
+            &Ipv4::new(src, dst, PROTO_TCP).build(&frames::tcp(40000, port, flags::SYN, 1, &[])),
+        )
+    };
+    let ping = |src: [u8; 4], dst: [u8; 4]| {
+        frames::ethernet(
+            &[],
+            ETH_IPV4,
+            &Ipv4::new(src, dst, PROTO_ICMP).build(&frames::icmp_echo(8, 3, 1)),
+        )
+    };
+    // Distinct documentation addresses: 203.0.113.1.. then 198.51.100.1..
+    let host = |i: usize| -> [u8; 4] {
+        if i < 250 {
+            [203, 0, 113, i as u8 + 1]
+        } else {
+            [198, 51, 100, (i - 250) as u8 + 100]
+        }
+    };
+    let target = [192, 0, 2, 60];
+    let (port_scanner, quiet_port_scanner) = ([198, 51, 100, 61], [198, 51, 100, 62]);
+    let (sweeper, quiet_sweeper) = ([198, 51, 100, 63], [198, 51, 100, 64]);
+    let (pinger, quiet_pinger) = ([198, 51, 100, 65], [198, 51, 100, 66]);
+    let mut traffic = Vec::new();
+    traffic.extend((0..120).map(|p| syn(port_scanner, target, 1000 + p)));
+    traffic.extend((0..80).map(|p| syn(quiet_port_scanner, target, 1000 + p)));
+    traffic.extend((0..308).map(|i| syn(sweeper, host(i), 22)));
+    traffic.extend((0..204).map(|i| syn(quiet_sweeper, host(i), 22)));
+    traffic.extend((0..77).map(|i| ping(pinger, host(i))));
+    traffic.extend((0..51).map(|i| ping(quiet_pinger, host(i))));
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("scans.pcap");
+    write_pcap_spaced(&pcap, &traffic, Duration::from_millis(20));
+    let (alerts, result) = support::replay_lines(&pcap, &default_rules());
+    result.expect("replay");
+    let got: Vec<(u32, String, u64, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a.alert.signature_id,
+                a.src_ip.to_string(),
+                a.sensor.count,
+                a.alert.category.clone(),
+            )
+        })
+        .collect();
+    let line = |sig: u32, src: [u8; 4], count: u64| {
+        (
+            sig,
+            std::net::IpAddr::from(src).to_string(),
+            count,
+            "scan".to_owned(),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            line(100601, port_scanner, 95),
+            line(100602, sweeper, 227),
+            line(100603, pinger, 62),
+        ]
+    );
+}
