@@ -1,12 +1,16 @@
-//! Floods of every packet class and a reflector, detected live: crafted
+//! Floods of every packet class, a reflector and scans, detected live: crafted
 //! traffic sent by tcpreplay over a veth pair in network namespaces to
 //! `sensor run` (XDP, native mode on the veth), with `flood` rules of each
 //! class and a reflection rule (`scope.src_ports`), lower thresholds than
 //! the defaults so the test can reach them at a modest rate. Each flood
 //! raises its rule exactly once, with the packet count of its window at the
 //! threshold and the victim as `dest_ip`; UDP from a port that is no
-//! reflector's raises nothing; `sensor replay` on the same capture gives
-//! the same lines.
+//! reflector's raises nothing; a port scan and a host scan at 1.2 × their
+//! threshold raise their `scan` rule once each (count = the bits at the
+//! crossing, 95 for N = 100), their twins at 0.8 × nothing; `sensor replay`
+//! on the same capture gives the same lines (for scans, the same rule,
+//! source and count: the live sensor's hash secret is random, so which
+//! packet crosses may differ).
 
 mod support;
 
@@ -39,6 +43,16 @@ const REFLECTION: u64 = 7010;
 const REFLECTED_VICTIM: u8 = 78;
 /// UDP from port 5353 (no reflector's) to another destination.
 const NOT_REFLECTED_VICTIM: u8 = 79;
+/// `scan` rules of threshold 100: ports and hosts.
+const PORT_SCAN: u64 = 7020;
+const HOST_SCAN: u64 = 7021;
+const SCAN_N: usize = 100;
+/// B(100): the map bits at which a scan of 100 alerts (docs/CONTRACT.md).
+const SCAN_BITS: u64 = 95;
+const PORT_SCANNER: [u8; 4] = [198, 51, 100, 201];
+const QUIET_PORT_SCANNER: [u8; 4] = [198, 51, 100, 202];
+const HOST_SCANNER: [u8; 4] = [198, 51, 100, 203];
+const QUIET_HOST_SCANNER: [u8; 4] = [198, 51, 100, 204];
 
 fn rules_yaml() -> String {
     let mut out = String::from("rules:\n");
@@ -54,6 +68,31 @@ fn rules_yaml() -> String {
          scope: {{ protocol: udp, src_ports: [53, 123] }}\n    \
          match: {{ flood: {{ packets: udp, track: by_dst, threshold: {THRESHOLD}, window_ms: 10000 }} }}\n"
     ));
+    for (sig, distinct) in [(PORT_SCAN, "ports"), (HOST_SCAN, "hosts")] {
+        out.push_str(&format!(
+            "  - id: {sig}\n    name: {distinct} scan\n    severity: medium\n    \
+             scope: {{ src: [198.51.100.200/29] }}\n    \
+             match: {{ scan: {{ track: by_src, distinct: {distinct}, threshold: {SCAN_N}, window_ms: 10000 }} }}\n"
+        ));
+    }
+    out
+}
+
+/// Scans at 1.2 × and 0.8 × their threshold: SYNs to distinct ports of
+/// one host, and to port 22 of distinct hosts.
+fn scans() -> Vec<Vec<u8>> {
+    let syn = |src: [u8; 4], dst: [u8; 4], port: u16| {
+        eth(Ipv4::new(src, dst, PROTO_TCP).build(&frames::tcp(40000, port, flags::SYN, 1, &[])))
+    };
+    let over = SCAN_N * 12 / 10;
+    let under = SCAN_N * 8 / 10;
+    let target = [192, 0, 2, 80];
+    let host = |i: usize| [203, 0, 113, i as u8 + 1];
+    let mut out = Vec::new();
+    out.extend((0..over).map(|p| syn(PORT_SCANNER, target, 2000 + p as u16)));
+    out.extend((0..under).map(|p| syn(QUIET_PORT_SCANNER, target, 2000 + p as u16)));
+    out.extend((0..over).map(|i| syn(HOST_SCANNER, host(i), 22)));
+    out.extend((0..under).map(|i| syn(QUIET_HOST_SCANNER, host(i), 22)));
     out
 }
 
@@ -117,13 +156,15 @@ fn traffic() -> Vec<Vec<u8>> {
         ("ntp", REFLECTED_VICTIM),
         ("mdns", NOT_REFLECTED_VICTIM),
     ]);
-    (0..PER_FLOOD)
+    let mut out: Vec<Vec<u8>> = (0..PER_FLOOD)
         .flat_map(|i| {
             kinds
                 .iter()
                 .map(move |(class, victim)| frame(class, i, [192, 0, 2, *victim]))
         })
-        .collect()
+        .collect();
+    out.extend(scans());
+    out
 }
 
 fn check(what: &str, lines: &[Value]) {
@@ -133,7 +174,7 @@ fn check(what: &str, lines: &[Value]) {
         m
     });
     let mut want: Vec<u64> = CLASSES.iter().map(|(sig, _, _)| *sig).collect();
-    want.push(REFLECTION);
+    want.extend([REFLECTION, PORT_SCAN, HOST_SCAN]);
     assert_eq!(
         by_sig.keys().copied().collect::<Vec<_>>(),
         want,
@@ -156,6 +197,22 @@ fn check(what: &str, lines: &[Value]) {
             "{what}: {sig}"
         );
     }
+    for (sig, scanner) in [(PORT_SCAN, PORT_SCANNER), (HOST_SCAN, HOST_SCANNER)] {
+        let of_rule = &by_sig[&sig];
+        assert_eq!(
+            of_rule.len(),
+            1,
+            "{what}: rule {sig}: one line, and none at 0.8 N"
+        );
+        let line = of_rule[0];
+        assert_eq!(line["alert"]["category"], "scan", "{what}: {sig}");
+        assert_eq!(line["sensor"]["count"], SCAN_BITS, "{what}: {sig}: count");
+        assert_eq!(
+            line["src_ip"],
+            std::net::IpAddr::from(scanner).to_string(),
+            "{what}: {sig}"
+        );
+    }
     // The reflection rule counted 53 and 123 (2 x 300 frames: the 200th is
     // the 100th of each), never 5353.
     let reflected = by_sig[&REFLECTION][0];
@@ -166,9 +223,9 @@ fn check(what: &str, lines: &[Value]) {
 }
 
 #[test]
-fn floods_of_every_class_and_a_reflector_are_detected_live_and_in_replay() {
+fn floods_of_every_class_a_reflector_and_scans_are_detected_live_and_in_replay() {
     if !sensor::testing::bpf_available(
-        "floods_of_every_class_and_a_reflector_are_detected_live_and_in_replay",
+        "floods_of_every_class_a_reflector_and_scans_are_detected_live_and_in_replay",
     ) {
         return;
     }
@@ -185,14 +242,27 @@ fn floods_of_every_class_and_a_reflector_are_detected_live_and_in_replay() {
         PPS,
         Duration::from_secs(10),
         Duration::from_millis(300),
-        |lines| lines.len() >= CLASSES.len() + 1,
+        |lines| lines.len() >= CLASSES.len() + 3,
     );
     let replayed = replay_cli(&pcap, &rules);
     check("live", &live.lines);
     check("replay", &replayed);
-    // The same lines live and in replay, but for time, interface, packet number.
+    // The same lines live and in replay, but for time, interface, packet
+    // number; for scans, rule, source and count.
     let sorted = |lines: &[Value]| {
-        let mut all: Vec<String> = lines.iter().map(|l| canonical(&essence(l))).collect();
+        let mut all: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                if l["alert"]["category"] == "scan" {
+                    format!(
+                        "{} {} {}",
+                        l["alert"]["signature_id"], l["src_ip"], l["sensor"]["count"]
+                    )
+                } else {
+                    canonical(&essence(l))
+                }
+            })
+            .collect();
         all.sort();
         all
     };
