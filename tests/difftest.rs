@@ -271,6 +271,10 @@ rules:
     block_seconds: 3600
     scope: { src: [192.0.2.0/28, "2001:db8::/124"] }
     match: { scan: { track: by_src, distinct: hosts, threshold: 2, window_ms: 5 } }
+  - id: 900039
+    name: adaptive UDP by dst
+    severity: low
+    match: { flood: { packets: udp, track: by_dst, window_ms: 3, adaptive: { factor: 1.5, min: 2, learn_windows: 2 } } }
 "#;
 
 /// splitmix64: a tiny seeded generator (no dependency, same stream everywhere).
@@ -1371,8 +1375,9 @@ fn kernel_and_replay_agree_frame_by_frame() {
         assert!(flood_alerts > 0, "no flood alert");
         assert!(scan_alerts > 0, "no scan alert");
         // The option and extension-header checks (900022..900027), the
-        // flood rules (900028..900036), the scan rules (900037, 900038).
-        for sig in 900_022..=900_038 {
+        // flood rules (900028..900036), the scan rules (900037, 900038),
+        // an adaptive flood (900039).
+        for sig in 900_022..=900_039 {
             assert!(
                 hits_by_sig.get(&sig).copied().unwrap_or(0) > 0,
                 "rule {sig} never matched: {hits_by_sig:?}"

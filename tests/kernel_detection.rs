@@ -1562,6 +1562,69 @@ fn flood_bytes_src_ports_and_by_src() {
     stats_agree(&bench);
 }
 
+/// `flood` with an `adaptive` threshold (factor 3, min 20, 4 windows to
+/// learn, windows of 100 ms): a destination that receives 10 packets a
+/// window learns a normal of 10 and then alerts on a tenfold surge when
+/// its count exceeds 3 × 10 = 30 (count 31); one whose traffic slowly
+/// doubles (10, 11, ... 20 a window) never alerts, and then alerts on a
+/// tenfold surge of its own. The kernel and the replay logic agree on
+/// every frame (same counts at the same times).
+#[test]
+fn adaptive_flood_learns_then_fires_on_a_tenfold_surge_not_on_a_slow_doubling() {
+    if !sensor::testing::bpf_available(
+        "adaptive_flood_learns_then_fires_on_a_tenfold_surge_not_on_a_slow_doubling",
+    ) {
+        return;
+    }
+    let yaml = rules_yaml(&[(
+        2451,
+        "{ dst: [192.0.2.91/32, 192.0.2.92/32] }",
+        "{ flood: { packets: udp, track: by_dst, window_ms: 100, adaptive: { factor: 3, min: 20, learn_windows: 4 } } }",
+    )]);
+    let mut bench = Bench::new(&yaml);
+    let (surging, doubling) = ([192, 0, 2, 91], [192, 0, 2, 92]);
+    let udp = |dst: [u8; 4], i: usize| {
+        eth4(
+            &Ipv4::new(net1(1 + (i % 200) as u8), dst, PROTO_UDP)
+                .build(&frames::udp(53, 4000, b"x")),
+        )
+    };
+    let mut failures = Vec::new();
+    // (round, victim, count) of every alert.
+    let mut alerts: Vec<(usize, [u8; 4], u64)> = Vec::new();
+    for round in 0..12 {
+        let surging_count = if round == 5 { 100 } else { 10 };
+        let doubling_count = if round == 11 { 200 } else { 10 + round.min(10) };
+        for (victim, count) in [(surging, surging_count), (doubling, doubling_count)] {
+            for i in 0..count {
+                let records = bench.check(
+                    &format!("round {round}: {i}"),
+                    &udp(victim, i),
+                    &mut failures,
+                );
+                for (_, count) in heads(&records) {
+                    alerts.push((round, victim, count));
+                }
+            }
+        }
+        // The next round opens new windows (the 100 ms ones have ended).
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_no_failures(&failures);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(
+        alerts[0],
+        (5, surging, 31),
+        "the surge exceeds 3 x the learned 10"
+    );
+    assert_eq!((alerts[1].0, alerts[1].1), (11, doubling), "{alerts:?}");
+    assert!(
+        (31..=65).contains(&alerts[1].2),
+        "the doubled normal (10..20) times 3, plus one: {alerts:?}"
+    );
+    stats_agree(&bench);
+}
+
 // ---- scan -------------------------------------------------------------------------
 
 /// `scan` rules of threshold N = 100: a source reaching 0.8 N distinct

@@ -571,6 +571,93 @@ pub const FLOOD_REACHED: u8 = 1;
 /// ... and this packet made it do so first in the window (the alert).
 pub const FLOOD_CROSSED: u8 = 2;
 
+/// Advances a tumbling `flood` window with an `adaptive` threshold by one
+/// packet of `len` bytes (docs/CONTRACT.md section 2): a window that ended
+/// without alerting first teaches the key's normal ([`adaptive_teach`]);
+/// the alert is raised when the count exceeds [`adaptive_limit`]. Returns
+/// what [`flood_step`] returns, packed as `count | bits << 32` (a plain
+/// number: a BPF subprogram returns one register).
+///
+/// Not inlined: in the kernel a subprogram with its own frame, so the rule
+/// walk's `bpf_loop` callback, whose frame adds to the main program's
+/// (512 bytes in all), does not grow.
+#[inline(never)]
+pub fn adaptive_step(
+    window: &mut SynWindow,
+    now_ns: u64,
+    window_ns: u64,
+    rule: &RuleInfo,
+    len: u32,
+) -> u64 {
+    if window.count == 0 || now_ns.wrapping_sub(window.start_ns) >= window_ns {
+        if window.count != 0 && window.alerted == 0 {
+            adaptive_teach(window, rule.adaptive_windows);
+        }
+        window.start_ns = now_ns;
+        window.count = 0;
+        window.alerted = 0;
+        window.bytes = 0;
+    }
+    window.count = window.count.saturating_add(1);
+    window.bytes = window.bytes.saturating_add(len as u64);
+    let count = window.count as u64;
+    if window.count <= adaptive_limit(window, rule) {
+        return count;
+    }
+    if window.alerted != 0 {
+        return count | (FLOOD_REACHED as u64) << 32;
+    }
+    window.alerted = 1;
+    count | ((FLOOD_REACHED | FLOOD_CROSSED) as u64) << 32
+}
+
+/// Teaches `window`'s key the count of its ended window c: normal a (in
+/// 1/256 packets) ← c × 256 for the first, else a + ⌊(c × 256 − a) / K⌋,
+/// the division truncating towards zero (done on magnitudes: BPF has no
+/// signed division).
+#[inline(always)]
+pub fn adaptive_teach(window: &mut SynWindow, learn_windows: u16) {
+    let c = (window.count as u64) << 8;
+    let a = window.normal as u64;
+    let k = if learn_windows == 0 {
+        1
+    } else {
+        learn_windows as u64
+    };
+    let next = if window.taught == 0 {
+        c
+    } else if c >= a {
+        a + (c - a) / k
+    } else {
+        a - (a - c) / k
+    };
+    window.normal = if next > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        next as u32
+    };
+    if window.taught < learn_windows as u32 {
+        window.taught += 1;
+    }
+}
+
+/// The count an `adaptive` window must exceed: `min` until `learn_windows`
+/// windows have taught, then max(`min`, ⌊f × a / 65,536⌋).
+#[inline(always)]
+pub fn adaptive_limit(window: &SynWindow, rule: &RuleInfo) -> u32 {
+    let min = rule.flood_threshold;
+    if window.taught < rule.adaptive_windows as u32 {
+        return min;
+    }
+    let learned = (rule.adaptive_factor as u64 * window.normal as u64) >> 16;
+    let learned = if learned > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        learned as u32
+    };
+    if learned > min { learned } else { min }
+}
+
 /// Advances a tumbling `flood` / `syn_flood` window by one packet of
 /// `len` bytes. Returns the packet count so far and the [`FLOOD_REACHED`]
 /// / [`FLOOD_CROSSED`] bits. A threshold of 0 is none (`threshold` packets
@@ -628,14 +715,19 @@ fn flood_counts<S: DetectState>(
         let way = syn_way(bucket, global_slot, fingerprint, now_ns);
         let way = &mut bucket.ways[way & 1];
         way.window_ns = window_ns;
-        flood_step(
-            &mut way.window,
-            now_ns,
-            window_ns,
-            rule.flood_threshold,
-            rule.flood_bytes,
-            meta.frame_len,
-        )
+        if rule.adaptive_windows != 0 {
+            let packed = adaptive_step(&mut way.window, now_ns, window_ns, rule, meta.frame_len);
+            (packed as u32, (packed >> 32) as u8)
+        } else {
+            flood_step(
+                &mut way.window,
+                now_ns,
+                window_ns,
+                rule.flood_threshold,
+                rule.flood_bytes,
+                meta.frame_len,
+            )
+        }
     })
 }
 

@@ -41,9 +41,9 @@ layout! {
     RuleInfo: size 40, align 8;
     SensorConfig: size 32, align 4;
     BlockEntry: size 16, align 8;
-    SynWindow: size 24, align 8;
-    SynSlot: size 40, align 8;
-    SynBucket: size 80, align 8;
+    SynWindow: size 32, align 8;
+    SynSlot: size 48, align 8;
+    SynBucket: size 96, align 8;
     ScanWindow: size 168, align 8;
     ScanBucket: size 336, align 8;
     RateKey: size 24, align 4;

@@ -257,6 +257,8 @@ mod tests {
                 count,
                 alerted: 0,
                 bytes: 0,
+                normal: 0,
+                taught: 0,
             },
             window_ns: 1_000,
             fingerprint,

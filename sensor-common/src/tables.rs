@@ -255,7 +255,10 @@ pub struct RuleInfo {
     pub flood_track: u8,
     /// `scan`: 1 counts distinct destination addresses, 0 ports.
     pub scan_hosts: u8,
-    pub _pad: [u8; 4],
+    /// `flood` `adaptive`: the factor × 256 (`flood_threshold` is `min`).
+    pub adaptive_factor: u16,
+    /// `flood` `adaptive`: `learn_windows`; 0: not adaptive.
+    pub adaptive_windows: u16,
 }
 
 /// Sensor-wide settings (the `CONFIG` array's single entry).
@@ -452,6 +455,10 @@ pub struct SynWindow {
     pub alerted: u32,
     /// Bytes (frame lengths) counted in the window.
     pub bytes: u64,
+    /// `adaptive`: the key's learned normal, in 1/256 packets per window.
+    pub normal: u32,
+    /// `adaptive`: windows that taught `normal` (at most `learn_windows`).
+    pub taught: u32,
 }
 
 /// One way of a [`SynBucket`]: a window and whose it is.

@@ -292,10 +292,16 @@ fn rule_info(rule: &Rule, default_block_seconds: u32) -> RuleInfo {
             threshold,
             bytes,
             window_ms,
+            adaptive,
             ..
         }) => {
             info.flood_threshold = threshold.unwrap_or(0);
             info.flood_bytes = bytes.unwrap_or(0);
+            if let Some(a) = adaptive {
+                info.flood_threshold = a.min;
+                info.adaptive_factor = a.factor_256;
+                info.adaptive_windows = a.learn_windows;
+            }
             info.flood_window_ns = u64::from(window_ms) * 1_000_000;
             info.flood_track = track(by);
         }
@@ -637,7 +643,8 @@ mod tests {
                 action: action::DROP,
                 flood_track: flood_track::BY_SRC,
                 scan_hosts: 0,
-                _pad: [0; 4],
+                adaptive_factor: 0,
+                adaptive_windows: 0,
             }
         );
         assert_eq!(c.rules[3].block_ns, 0);

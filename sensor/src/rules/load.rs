@@ -14,8 +14,8 @@ use sensor_common::tables::{
 };
 
 use super::model::{
-    Action, Flood, FragmentMatch, HeaderCheck, Match, PacketClass, Protocol, Rule, RuleSet, Scan,
-    Scope, SynFlood, SynTrack, TCP_FLAG_NAMES, TtlMatch,
+    Action, Adaptive, Flood, FragmentMatch, HeaderCheck, Match, PacketClass, Protocol, Rule,
+    RuleSet, Scan, Scope, SynFlood, SynTrack, TCP_FLAG_NAMES, TtlMatch,
 };
 use super::yaml::{self, Fields, Located, Node, Pos, SourceError, Value};
 use crate::settings::Severity;
@@ -569,13 +569,7 @@ fn parse_syn_flood(node: &Node) -> Result<Match, Located> {
 
 fn parse_flood(node: &Node) -> Result<Match, Located> {
     let fields = node.as_map("`flood`", FLOOD_KEYS)?;
-    if let Some(field) = fields.field("adaptive") {
-        return Err(Located::new(
-            field.key_at,
-            "`adaptive` thresholds are not implemented yet (docs/CONTRACT.md section 2); \
-             give `threshold` or `bytes`",
-        ));
-    }
+    let adaptive = fields.get("adaptive").map(parse_adaptive).transpose()?;
     let classes: Vec<_> = PacketClass::ALL.iter().map(|c| (c.name(), *c)).collect();
     let packets = fields.required("packets", "`flood`")?.as_choice(
         "packets",
@@ -593,8 +587,17 @@ fn parse_flood(node: &Node) -> Result<Match, Located> {
         .get("bytes")
         .map(|n| Ok::<_, Located>(n.as_int("bytes", 1..=MAX_FLOOD_BYTES.into())? as u64))
         .transpose()?;
-    if threshold.is_none() && bytes.is_none() {
-        return Err(node.error("`flood` needs `threshold` (packets), `bytes`, or both"));
+    if adaptive.is_some() {
+        if let Some(field) = fields.field("threshold").or(fields.field("bytes")) {
+            return Err(Located::new(
+                field.key_at,
+                "`adaptive` replaces `threshold` and `bytes` (its `min` is the floor): give one or the other",
+            ));
+        }
+    } else if threshold.is_none() && bytes.is_none() {
+        return Err(
+            node.error("`flood` needs `threshold` (packets), `bytes`, or both, or `adaptive`")
+        );
     }
     let window_ms = fields
         .required("window_ms", "`flood`")?
@@ -605,7 +608,37 @@ fn parse_flood(node: &Node) -> Result<Match, Located> {
         threshold,
         bytes,
         window_ms,
+        adaptive,
     }))
+}
+
+/// `adaptive: { factor: F, min: N, learn_windows: K }`: F from 1 to 255
+/// with at most two decimals, N from 1, K from 1 to 1,024.
+fn parse_adaptive(node: &Node) -> Result<Adaptive, Located> {
+    let fields = node.as_map("`adaptive`", &["factor", "min", "learn_windows"])?;
+    let factor_node = fields.required("factor", "`adaptive`")?;
+    let factor = match factor_node.value {
+        yaml::Value::Int(i) => i as f64,
+        yaml::Value::Float(x) => x,
+        _ => f64::NAN,
+    };
+    let hundredths = (factor * 100.0).round();
+    if !(100.0..=25_500.0).contains(&hundredths) || (factor * 100.0 - hundredths).abs() > 1e-6 {
+        return Err(
+            factor_node.error("`factor` must be a number from 1 to 255 with at most two decimals")
+        );
+    }
+    let min = fields
+        .required("min", "`adaptive`")?
+        .as_int("min", 1..=u32::MAX.into())? as u32;
+    let learn_windows = fields
+        .required("learn_windows", "`adaptive`")?
+        .as_int("learn_windows", 1..=1_024)? as u16;
+    Ok(Adaptive {
+        factor_256: (factor * 256.0).round() as u16,
+        min,
+        learn_windows,
+    })
 }
 
 fn parse_scan(node: &Node) -> Result<Match, Located> {
@@ -899,6 +932,7 @@ rules:
                 threshold: Some(5),
                 bytes: None,
                 window_ms: 1000,
+                adaptive: None,
             })
         );
         assert_eq!(
@@ -909,6 +943,7 @@ rules:
                 threshold: None,
                 bytes: Some(1 << 63),
                 window_ms: 3_600_000,
+                adaptive: None,
             })
         );
         assert_eq!(set.rules[2].scope.src_ports, vec![53, 123]);
@@ -920,6 +955,7 @@ rules:
                 threshold: Some(10),
                 bytes: Some(5000),
                 window_ms: 1,
+                adaptive: None,
             })
         );
     }
@@ -982,7 +1018,7 @@ rules:
             &flood("packets: syn, track: by_dst, window_ms: 10"),
             5,
             20,
-            "`flood` needs `threshold` (packets), `bytes`, or both",
+            "`flood` needs `threshold` (packets), `bytes`, or both, or `adaptive`",
         );
         assert_error(
             &flood("packets: psh, track: by_dst, threshold: 1, window_ms: 10"),
@@ -1004,11 +1040,48 @@ rules:
         );
         assert_error(
             &flood(
-                "packets: udp, track: by_dst, window_ms: 10, adaptive: {factor: 3, min: 10, learn_windows: 8}",
+                "packets: udp, track: by_dst, threshold: 5, window_ms: 10, adaptive: {factor: 3, min: 10, learn_windows: 8}",
             ),
             5,
-            65,
-            "`adaptive` thresholds are not implemented yet",
+            50,
+            "`adaptive` replaces `threshold` and `bytes`",
+        );
+        assert_error(
+            &flood(
+                "packets: udp, track: by_dst, window_ms: 10, adaptive: {factor: 2.555, min: 10, learn_windows: 8}",
+            ),
+            5,
+            84,
+            "`factor` must be a number from 1 to 255 with at most two decimals",
+        );
+        assert_error(
+            &flood(
+                "packets: udp, track: by_dst, window_ms: 10, adaptive: {factor: 3, min: 10, learn_windows: 1025}",
+            ),
+            5,
+            111,
+            "`learn_windows` must be a whole number from 1 to 1024",
+        );
+        let set = load_str(
+            "t.yaml",
+            &flood(
+                "packets: any, track: by_dst, window_ms: 1000, adaptive: {factor: 2.5, min: 100, learn_windows: 16}",
+            ),
+        )
+        .unwrap();
+        let Match::Flood(Flood {
+            adaptive: Some(a), ..
+        }) = set.rules[0].matcher
+        else {
+            panic!("{:?}", set.rules[0].matcher)
+        };
+        assert_eq!(
+            a,
+            Adaptive {
+                factor_256: 640,
+                min: 100,
+                learn_windows: 16
+            }
         );
         assert_error(
             &flood("packets: udp, track: by_dst, threshold: 1, window_ms: 10, burst: 3"),

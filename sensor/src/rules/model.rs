@@ -143,8 +143,10 @@ pub struct Flood {
     /// Packets per window that raise the alert; `None`: no packet threshold.
     pub threshold: Option<u32>,
     /// Bytes (frame lengths) per window that raise the alert; `None`: none.
-    /// At least one of `threshold` and `bytes` is given.
+    /// At least one of `threshold` and `bytes` is given, or `adaptive`.
     pub bytes: Option<u64>,
+    /// A threshold learned per key instead of `threshold` / `bytes`.
+    pub adaptive: Option<Adaptive>,
     /// Window length in milliseconds (1..=3_600_000).
     pub window_ms: u32,
 }
@@ -158,6 +160,17 @@ pub struct Scan {
     pub threshold: u32,
     /// Window length in milliseconds (1..=3_600_000).
     pub window_ms: u32,
+}
+
+/// `flood: { adaptive: { factor, min, learn_windows } }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adaptive {
+    /// The factor × 256 (the factor has at most two decimals: exact).
+    pub factor_256: u16,
+    /// Packets a window must exceed whatever was learned (≥ 1).
+    pub min: u32,
+    /// K: about how many windows the learned normal averages (1..=1024).
+    pub learn_windows: u16,
 }
 
 /// The packet classes a `flood` rule counts (`sensor_common::tables::flood_class`).
@@ -419,11 +432,21 @@ impl Match {
                 threshold,
                 bytes,
                 window_ms,
+                adaptive,
             }) => {
                 let whom = match track {
                     SynTrack::ByDst => "to one destination",
                     SynTrack::BySrc => "from one source",
                 };
+                if let Some(a) = adaptive {
+                    return format!(
+                        "{} {whom} within {window_ms} ms above max({}, {:.2} x the learned normal over ~{} windows)",
+                        packets.describe(),
+                        a.min,
+                        f64::from(a.factor_256) / 256.0,
+                        a.learn_windows
+                    );
+                }
                 let how_many = match (threshold, bytes) {
                     (Some(n), Some(b)) => {
                         format!("{n}+ {} or {b}+ bytes of them", packets.describe())
