@@ -217,6 +217,64 @@ rules:
     name: TCP malformed option
     severity: low
     match: { header: { check: tcp_option_malformed } }
+  - id: 900028
+    name: flood of bare ACKs by dst
+    severity: medium
+    match: { flood: { packets: ack, track: by_dst, threshold: 3, window_ms: 4 } }
+  - id: 900029
+    name: flood of RSTs by src, drop
+    severity: medium
+    action: drop
+    block_seconds: 3600
+    scope: { src: [192.0.2.0/28, "2001:db8::/124"] }
+    match: { flood: { packets: rst, track: by_src, threshold: 2, window_ms: 5 } }
+  - id: 900030
+    name: flood of FINs by dst
+    severity: low
+    match: { flood: { packets: fin, track: by_dst, threshold: 3, window_ms: 3 } }
+  - id: 900031
+    name: UDP bytes by dst, drop without block
+    severity: medium
+    action: drop
+    block_seconds: 0
+    match: { flood: { packets: udp, track: by_dst, bytes: 400, window_ms: 3 } }
+  - id: 900032
+    name: ICMP by dst, packets or bytes
+    severity: low
+    match: { flood: { packets: icmp, track: by_dst, threshold: 4, bytes: 300, window_ms: 5 } }
+  - id: 900033
+    name: fragments by src
+    severity: low
+    match: { flood: { packets: fragment, track: by_src, threshold: 3, window_ms: 5 } }
+  - id: 900034
+    name: any packet by dst, long window
+    severity: low
+    scope: { dst: [198.51.100.50, "2001:db8:ff::50"] }
+    match: { flood: { packets: any, track: by_dst, threshold: 500, window_ms: 600000 } }
+  - id: 900035
+    name: reflected UDP from 53 by dst
+    severity: high
+    scope: { protocol: udp, src_ports: [53, 80] }
+    match: { flood: { packets: udp, track: by_dst, threshold: 2, window_ms: 5 } }
+  - id: 900036
+    name: syn flood as a flood, by src
+    severity: low
+    match: { flood: { packets: syn, track: by_src, threshold: 5, window_ms: 2 } }
+  - id: 900037
+    name: port scan, small
+    severity: low
+    match: { scan: { track: by_src, distinct: ports, threshold: 3, window_ms: 5 } }
+  - id: 900038
+    name: host scan, drop
+    severity: low
+    action: drop
+    block_seconds: 3600
+    scope: { src: [192.0.2.0/28, "2001:db8::/124"] }
+    match: { scan: { track: by_src, distinct: hosts, threshold: 2, window_ms: 5 } }
+  - id: 900039
+    name: adaptive UDP by dst
+    severity: low
+    match: { flood: { packets: udp, track: by_dst, window_ms: 3, adaptive: { factor: 1.5, min: 2, learn_windows: 2 } } }
 "#;
 
 /// splitmix64: a tiny seeded generator (no dependency, same stream everywhere).
@@ -1172,6 +1230,8 @@ fn kernel_and_replay_agree_frame_by_frame() {
     // syn_flood alerts, matches the rate limit held back, storm records,
     // frames judged on a tunnel's inner packet.
     let mut totals = [0u64; 8];
+    let mut flood_alerts = 0u64;
+    let mut scan_alerts = 0u64;
     // Matches of each rule (by signature id), over every epoch.
     let mut hits_by_sig = std::collections::BTreeMap::<u32, u64>::new();
     let started = std::time::Instant::now();
@@ -1225,7 +1285,9 @@ fn kernel_and_replay_agree_frame_by_frame() {
             totals[2] += got.alerts.len() as u64;
             totals[3] += !got.alerts.is_empty() as u64;
             for (record, _) in &got.alerts {
-                totals[4] += (record.kind == kind::SYN_FLOOD) as u64;
+                totals[4] += kind::is_window(record.kind) as u64;
+                flood_alerts += (record.kind == kind::FLOOD) as u64;
+                scan_alerts += (record.kind == kind::SCAN) as u64;
                 totals[6] += (record.aggregate == aggregate::RULE) as u64;
             }
             if got != want {
@@ -1246,7 +1308,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
         let kernel_stats = kernel.kernel.rule_stats().expect("rule stats");
         let replay_stats = replay.state.rule_stats();
         for (slot, stats) in kernel_stats.iter().enumerate().take(rules.rules.len()) {
-            if rules.rules[slot].kind != kind::SYN_FLOOD {
+            if !kind::is_window(rules.rules[slot].kind) {
                 totals[5] += stats.hits - stats.alerts;
             }
             *hits_by_sig.entry(rules.rules[slot].sig_id).or_default() += stats.hits;
@@ -1280,7 +1342,7 @@ fn kernel_and_replay_agree_frame_by_frame() {
     }
     let elapsed = started.elapsed();
     sensor::testing::report(&format!(
-        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames ({} inside a tunnel), sent {} alert records for {} frames ({} syn_flood, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
+        "difftest: seed {seed:#x}, {:.1} s; kernel dropped {}, parsed {} IP frames ({} inside a tunnel), sent {} alert records for {} frames ({} syn_flood, flood or scan, {} storm; {} matches held back by the rate limit or the alert budget); proofs {}, blocks by block_when {:?}",
         elapsed.as_secs_f64(),
         totals[0],
         totals[1],
@@ -1313,8 +1375,12 @@ fn kernel_and_replay_agree_frame_by_frame() {
             proof_totals.iter().all(|n| *n > 0),
             "handshakes and block_when exercised too little: {proof_totals:?}"
         );
-        // The option and extension-header checks (900022..900027).
-        for sig in 900_022..=900_027 {
+        assert!(flood_alerts > 0, "no flood alert");
+        assert!(scan_alerts > 0, "no scan alert");
+        // The option and extension-header checks (900022..900027), the
+        // flood rules (900028..900036), the scan rules (900037, 900038),
+        // an adaptive flood (900039).
+        for sig in 900_022..=900_039 {
             assert!(
                 hits_by_sig.get(&sig).copied().unwrap_or(0) > 0,
                 "rule {sig} never matched: {hits_by_sig:?}"

@@ -1285,6 +1285,504 @@ fn syn_flood_by_src_counts_syns_from_one_scanner_per_window() {
 
 // ---- header checks ----------------------------------------------------------------
 
+// ---- flood ------------------------------------------------------------------------
+
+/// A `flood` rule of each packet class, by destination, threshold 3: each
+/// class's victim gets two packets of its class, packets of every other
+/// class (which must not count), then the third of its class, which
+/// alerts; the kernel and the replay logic agree on every frame.
+#[test]
+fn flood_counts_each_packet_class_and_only_it() {
+    if !sensor::testing::bpf_available("flood_counts_each_packet_class_and_only_it") {
+        return;
+    }
+    let classes = ["syn", "ack", "rst", "fin", "udp", "icmp", "fragment"];
+    let rules: Vec<(u32, String, String)> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, class)| {
+            let victim = 100 + i;
+            (
+                2401 + i as u32,
+                format!("{{ dst: [192.0.2.{victim}/32] }}"),
+                format!(
+                    "{{ flood: {{ packets: {class}, track: by_dst, threshold: 3, window_ms: 60000 }} }}"
+                ),
+            )
+        })
+        .chain([(
+            2408,
+            "{ dst: [192.0.2.99/32] }".to_owned(),
+            "{ flood: { packets: any, track: by_dst, threshold: 12, window_ms: 60000 } }".to_owned(),
+        )])
+        .collect();
+    let refs: Vec<(u32, &str, &str)> = rules
+        .iter()
+        .map(|(id, scope, matcher)| (*id, scope.as_str(), matcher.as_str()))
+        .collect();
+    let mut bench = Bench::new(&rules_yaml(&refs));
+    let tcp_to = |dst: [u8; 4], f: u16, payload: &[u8]| {
+        eth4(&Ipv4::new(net1(7), dst, PROTO_TCP).build(&frames::tcp(40000, 80, f, 1, payload)))
+    };
+    // One frame of each class (index as in `classes`), and near misses.
+    let frame_of = |class: usize, dst: [u8; 4]| match class {
+        0 => tcp_to(dst, flags::SYN, b""),
+        1 => tcp_to(dst, flags::ACK, b""),
+        2 => tcp_to(dst, flags::RST | flags::ACK, b""),
+        3 => tcp_to(dst, flags::FIN | flags::ACK, b""),
+        4 => eth4(&Ipv4::new(net1(7), dst, PROTO_UDP).build(&frames::udp(5000, 53, b"q"))),
+        5 => eth4(&Ipv4::new(net1(7), dst, PROTO_ICMP).build(&frames::icmp_echo(8, 1, 1))),
+        _ => eth4(
+            &Ipv4::new(net1(7), dst, PROTO_UDP)
+                .frag(0x2000)
+                .build(&frames::udp(5000, 53, &bytes(32))),
+        ),
+    };
+    let near_misses = |dst: [u8; 4]| {
+        vec![
+            ("SYN+ACK", tcp_to(dst, flags::SYN | flags::ACK, b"")),
+            (
+                "ACK with payload",
+                tcp_to(dst, flags::ACK | flags::PSH, b"data"),
+            ),
+            ("GRE", eth4(&Ipv4::new(net1(7), dst, 47).build(&bytes(8)))),
+        ]
+    };
+    let mut failures = Vec::new();
+    for (class, name) in classes.iter().enumerate() {
+        let victim = [192, 0, 2, 100 + class as u8];
+        let sig = 2401 + class as u32;
+        for n in 1..=2 {
+            let records = bench.check(
+                &format!("{name} {n}"),
+                &frame_of(class, victim),
+                &mut failures,
+            );
+            if !records.is_empty() {
+                failures.push(format!("{name} {n}: {:?}, want none", heads(&records)));
+            }
+        }
+        for other in (0..classes.len()).filter(|c| *c != class) {
+            let records = bench.check(
+                &format!("{} to the {name} victim", classes[other]),
+                &frame_of(other, victim),
+                &mut failures,
+            );
+            // A UDP first fragment is of both the udp and fragment classes.
+            let also = class == 4 && other == 6;
+            if !records.is_empty() && !also {
+                failures.push(format!(
+                    "{} to the {name} victim counted: {:?}",
+                    classes[other],
+                    heads(&records)
+                ));
+            }
+        }
+        for (what, frame) in near_misses(victim) {
+            let records = bench.check(
+                &format!("{what} to the {name} victim"),
+                &frame,
+                &mut failures,
+            );
+            if !records.is_empty() {
+                failures.push(format!(
+                    "{what} to the {name} victim: {:?}",
+                    heads(&records)
+                ));
+            }
+        }
+        let want: Vec<(u32, u64)> = if class == 4 {
+            // The UDP fragment sent above counted as the third.
+            vec![]
+        } else {
+            vec![(sig, 3)]
+        };
+        let records = bench.check(
+            &format!("{name} 3"),
+            &frame_of(class, victim),
+            &mut failures,
+        );
+        if heads(&records) != want {
+            failures.push(format!("{name} 3: {:?}, want {want:?}", heads(&records)));
+        }
+        if let Some(record) = records.first() {
+            assert_eq!(record.kind, sensor_common::tables::kind::FLOOD);
+            assert_eq!(&record.packet.dst_addr[..4], &victim);
+        }
+    }
+    // `any` counts every IP packet to its victim, whatever its class.
+    let victim = [192, 0, 2, 99];
+    for (class, name) in classes.iter().enumerate() {
+        for (what, frame) in [
+            ("", frame_of(class, victim)),
+            ("again", frame_of(class, victim)),
+        ] {
+            let want: Vec<(u32, u64)> = if class == 5 && what == "again" {
+                vec![(2408, 12)]
+            } else {
+                vec![]
+            };
+            let records = bench.check(&format!("any: {name} {what}"), &frame, &mut failures);
+            if heads(&records) != want {
+                failures.push(format!(
+                    "any: {name} {what}: {:?}, want {want:?}",
+                    heads(&records)
+                ));
+            }
+        }
+    }
+    assert_no_failures(&failures);
+    let stats = stats_agree(&bench);
+    // Each class rule: 3 packets of its class, plus for udp the UDP
+    // fragment (of both classes).
+    let hits: Vec<u64> = stats[..7].iter().map(|s| s.hits).collect();
+    assert_eq!(hits, [3, 3, 3, 3, 4, 3, 3]);
+    assert_eq!(stats[7].hits, 14);
+}
+
+/// `bytes` counts frame lengths; `threshold` and `bytes` together alert on
+/// whichever comes first; `scope.src_ports` selects reflected traffic; a
+/// by_src flood names its sender.
+#[test]
+fn flood_bytes_src_ports_and_by_src() {
+    if !sensor::testing::bpf_available("flood_bytes_src_ports_and_by_src") {
+        return;
+    }
+    let yaml = rules_yaml(&[
+        (
+            2421,
+            "{ dst: [192.0.2.21/32] }",
+            "{ flood: { packets: udp, track: by_dst, bytes: 1000, window_ms: 60000 } }",
+        ),
+        (
+            2422,
+            "{ dst: [192.0.2.22/32] }",
+            "{ flood: { packets: udp, track: by_dst, threshold: 4, bytes: 1000, window_ms: 60000 } }",
+        ),
+        (
+            2423,
+            "{ protocol: udp, src_ports: [53, 123] }",
+            "{ flood: { packets: udp, track: by_dst, threshold: 3, window_ms: 60000 } }",
+        ),
+        (
+            2424,
+            "{ src: [198.51.100.44/32] }",
+            "{ flood: { packets: icmp, track: by_src, threshold: 3, window_ms: 60000 } }",
+        ),
+    ]);
+    let mut bench = Bench::new(&yaml);
+    let udp = |src: [u8; 4], dst: [u8; 4], sport: u16, payload: usize| {
+        eth4(&Ipv4::new(src, dst, PROTO_UDP).build(&frames::udp(sport, 40000, &bytes(payload))))
+    };
+    let mut failures = Vec::new();
+    let mut expect = |bench: &mut Bench, name: &str, frame: Vec<u8>, want: &[(u32, u64)]| {
+        let records = bench.check(name, &frame, &mut failures);
+        if heads(&records) != want {
+            failures.push(format!(
+                "{name}: kernel raised {:?}, want {want:?}",
+                heads(&records)
+            ));
+        }
+        records
+    };
+    // 2421: frames of 14 + 20 + 8 + 358 = 400 bytes: the third reaches 1,000.
+    let v21 = [192, 0, 2, 21];
+    expect(&mut bench, "bytes 400", udp(net1(1), v21, 9, 358), &[]);
+    expect(&mut bench, "bytes 800", udp(net1(2), v21, 9, 358), &[]);
+    let crossing = expect(
+        &mut bench,
+        "bytes 1200",
+        udp(net1(3), v21, 9, 358),
+        &[(2421, 3)],
+    );
+    if let Some(record) = crossing.first() {
+        assert_eq!(record.packet.frame_len, 400);
+    }
+    expect(
+        &mut bench,
+        "bytes 1600: one alert per window",
+        udp(net1(4), v21, 9, 358),
+        &[],
+    );
+    // 2422: small frames reach 4 packets first; on another victim, big ones reach 1,000 bytes first.
+    let v22 = [192, 0, 2, 22];
+    for i in 1..=3 {
+        expect(
+            &mut bench,
+            &format!("small {i}"),
+            udp(net1(i), v22, 9, 10),
+            &[],
+        );
+    }
+    expect(
+        &mut bench,
+        "small 4: packets first",
+        udp(net1(4), v22, 9, 10),
+        &[(2422, 4)],
+    );
+    // 2423: UDP from port 53 or 123 counts, from other ports not.
+    let v23 = [192, 0, 2, 23];
+    expect(&mut bench, "from 53", udp(net3(1), v23, 53, 40), &[]);
+    expect(&mut bench, "from 5353", udp(net3(2), v23, 5353, 40), &[]);
+    expect(&mut bench, "from 1900", udp(net3(3), v23, 1900, 40), &[]);
+    expect(&mut bench, "from 123", udp(net3(4), v23, 123, 40), &[]);
+    let crossing = expect(
+        &mut bench,
+        "from 53 again: third reflected packet",
+        udp(net3(5), v23, 53, 40),
+        &[(2423, 3)],
+    );
+    if let Some(record) = crossing.first() {
+        assert_eq!(record.packet.src_port, 53);
+        assert_eq!(&record.packet.dst_addr[..4], &v23);
+    }
+    // 2424: ICMP from one source to many destinations.
+    let pinger = [198, 51, 100, 44];
+    for i in 1..=2u8 {
+        expect(
+            &mut bench,
+            &format!("ping {i}"),
+            eth4(
+                &Ipv4::new(pinger, [192, 0, 2, 40 + i], PROTO_ICMP)
+                    .build(&frames::icmp_echo(8, 1, 1)),
+            ),
+            &[],
+        );
+    }
+    let crossing = expect(
+        &mut bench,
+        "ping 3 from the same source",
+        eth4(&Ipv4::new(pinger, [192, 0, 2, 43], PROTO_ICMP).build(&frames::icmp_echo(8, 1, 1))),
+        &[(2424, 3)],
+    );
+    if let Some(record) = crossing.first() {
+        assert_eq!(&record.packet.src_addr[..4], &pinger);
+    }
+    assert_no_failures(&failures);
+    stats_agree(&bench);
+}
+
+/// `flood` with an `adaptive` threshold (factor 3, min 20, 4 windows to
+/// learn, windows of 100 ms): a destination that receives 10 packets a
+/// window learns a normal of 10 and then alerts on a tenfold surge when
+/// its count exceeds 3 × 10 = 30 (count 31); one whose traffic slowly
+/// doubles (10, 11, ... 20 a window) never alerts, and then alerts on a
+/// tenfold surge of its own. The kernel and the replay logic agree on
+/// every frame (same counts at the same times).
+#[test]
+fn adaptive_flood_learns_then_fires_on_a_tenfold_surge_not_on_a_slow_doubling() {
+    if !sensor::testing::bpf_available(
+        "adaptive_flood_learns_then_fires_on_a_tenfold_surge_not_on_a_slow_doubling",
+    ) {
+        return;
+    }
+    let yaml = rules_yaml(&[(
+        2451,
+        "{ dst: [192.0.2.91/32, 192.0.2.92/32] }",
+        "{ flood: { packets: udp, track: by_dst, window_ms: 100, adaptive: { factor: 3, min: 20, learn_windows: 4 } } }",
+    )]);
+    let mut bench = Bench::new(&yaml);
+    let (surging, doubling) = ([192, 0, 2, 91], [192, 0, 2, 92]);
+    let udp = |dst: [u8; 4], i: usize| {
+        eth4(
+            &Ipv4::new(net1(1 + (i % 200) as u8), dst, PROTO_UDP)
+                .build(&frames::udp(53, 4000, b"x")),
+        )
+    };
+    let mut failures = Vec::new();
+    // (round, victim, count) of every alert.
+    let mut alerts: Vec<(usize, [u8; 4], u64)> = Vec::new();
+    for round in 0..12 {
+        let surging_count = if round == 5 { 100 } else { 10 };
+        let doubling_count = if round == 11 { 200 } else { 10 + round.min(10) };
+        for (victim, count) in [(surging, surging_count), (doubling, doubling_count)] {
+            for i in 0..count {
+                let records = bench.check(
+                    &format!("round {round}: {i}"),
+                    &udp(victim, i),
+                    &mut failures,
+                );
+                for (_, count) in heads(&records) {
+                    alerts.push((round, victim, count));
+                }
+            }
+        }
+        // The next round opens new windows (the 100 ms ones have ended).
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_no_failures(&failures);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(
+        alerts[0],
+        (5, surging, 31),
+        "the surge exceeds 3 x the learned 10"
+    );
+    assert_eq!((alerts[1].0, alerts[1].1), (11, doubling), "{alerts:?}");
+    assert!(
+        (31..=65).contains(&alerts[1].2),
+        "the doubled normal (10..20) times 3, plus one: {alerts:?}"
+    );
+    stats_agree(&bench);
+}
+
+// ---- scan -------------------------------------------------------------------------
+
+/// `scan` rules of threshold N = 100: a source reaching 0.8 N distinct
+/// ports (or hosts) raises nothing, whatever it repeats (a set bit stands
+/// for at least one distinct value, and the rule needs 95 of them); going
+/// on to 1.2 N raises one alert, with `count` = the bits set at the
+/// crossing (95). Packets of other classes, and (for ports) packets without
+/// ports, do not count. The kernel and the replay logic agree frame by frame.
+#[test]
+fn scan_counts_distinct_ports_and_hosts_within_the_contract_bounds() {
+    if !sensor::testing::bpf_available(
+        "scan_counts_distinct_ports_and_hosts_within_the_contract_bounds",
+    ) {
+        return;
+    }
+    let yaml = rules_yaml(&[
+        (
+            2501,
+            "{ src: [198.51.100.10/32] }",
+            "{ scan: { track: by_src, distinct: ports, threshold: 100, window_ms: 60000 } }",
+        ),
+        (
+            2502,
+            "{ src: [198.51.100.20/32] }",
+            "{ scan: { track: by_src, distinct: hosts, threshold: 100, window_ms: 60000 } }",
+        ),
+    ]);
+    let mut bench = Bench::new(&yaml);
+    let port_scanner = [198, 51, 100, 10];
+    let host_scanner = [198, 51, 100, 20];
+    let target = [192, 0, 2, 50];
+    let mut failures = Vec::new();
+    let mut alerts: Vec<(u32, u64, usize)> = Vec::new();
+    type Alerts = Vec<(u32, u64, usize)>;
+    fn send(
+        bench: &mut Bench,
+        (failures, alerts): (&mut Vec<String>, &mut Alerts),
+        name: String,
+        frame: Vec<u8>,
+        distinct: usize,
+    ) {
+        let records = bench.check(&name, &frame, failures);
+        for (sig, count) in heads(&records) {
+            alerts.push((sig, count, distinct));
+        }
+        for record in &records {
+            assert_eq!(record.kind, sensor_common::tables::kind::SCAN);
+        }
+    }
+    // Ports: SYNs and UDP to 80 distinct ports, each port three times.
+    for round in 0..3 {
+        for port in 0..80u16 {
+            let frame = if port % 2 == 0 {
+                tcp4(port_scanner, target, 64, 40000, 1000 + port, flags::SYN)
+            } else {
+                eth4(
+                    &Ipv4::new(port_scanner, target, PROTO_UDP).build(&frames::udp(
+                        40000,
+                        1000 + port,
+                        b"x",
+                    )),
+                )
+            };
+            send(
+                &mut bench,
+                (&mut failures, &mut alerts),
+                format!("ports round {round}: {port}"),
+                frame,
+                port as usize + 1,
+            );
+        }
+    }
+    // Not counted: SYN+ACK, ACK, RST to new ports; a UDP non-first fragment.
+    for port in 3000..3030u16 {
+        for f in [flags::SYN | flags::ACK, flags::ACK, flags::RST] {
+            send(
+                &mut bench,
+                (&mut failures, &mut alerts),
+                format!("flags {f:#x} to {port}"),
+                tcp4(port_scanner, target, 64, 40000, port, f),
+                80,
+            );
+        }
+    }
+    send(
+        &mut bench,
+        (&mut failures, &mut alerts),
+        "UDP fragment without ports".into(),
+        eth4(
+            &Ipv4::new(port_scanner, target, PROTO_UDP)
+                .frag(10)
+                .build(&bytes(16)),
+        ),
+        80,
+    );
+    assert!(alerts.is_empty(), "at 0.8 N distinct ports: {alerts:?}");
+    for port in 80..120u16 {
+        send(
+            &mut bench,
+            (&mut failures, &mut alerts),
+            format!("port {port}"),
+            tcp4(port_scanner, target, 64, 40000, 1000 + port, flags::SYN),
+            port as usize + 1,
+        );
+    }
+    // Hosts: SYN, UDP and ICMP echo to 80 distinct addresses, twice.
+    for round in 0..2 {
+        for host in 0..80u8 {
+            let dst = [203, 0, 113, host];
+            let frame = match host % 3 {
+                0 => tcp4(host_scanner, dst, 64, 40000, 22, flags::SYN),
+                1 => eth4(
+                    &Ipv4::new(host_scanner, dst, PROTO_UDP).build(&frames::udp(40000, 161, b"x")),
+                ),
+                _ => eth4(
+                    &Ipv4::new(host_scanner, dst, PROTO_ICMP).build(&frames::icmp_echo(8, 1, 1)),
+                ),
+            };
+            send(
+                &mut bench,
+                (&mut failures, &mut alerts),
+                format!("hosts round {round}: {host}"),
+                frame,
+                host as usize + 1,
+            );
+        }
+    }
+    let port_alerts = alerts.clone();
+    assert_eq!(
+        port_alerts.iter().filter(|a| a.0 == 2502).count(),
+        0,
+        "at 0.8 N distinct hosts: {alerts:?}"
+    );
+    for host in 80..120u8 {
+        send(
+            &mut bench,
+            (&mut failures, &mut alerts),
+            format!("host {host}"),
+            tcp4(host_scanner, [203, 0, 113, host], 64, 40000, 22, flags::SYN),
+            host as usize + 1,
+        );
+    }
+    assert_no_failures(&failures);
+    // One alert per scan, count 95 (the bits), at between 95 and 120 distinct.
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    for (sig, (got_sig, count, distinct)) in [2501, 2502].iter().zip(&alerts) {
+        assert_eq!(got_sig, sig);
+        assert_eq!(*count, 95, "{sig}");
+        assert!(
+            (95..=120).contains(distinct),
+            "{sig}: at {distinct} distinct"
+        );
+    }
+    let stats = stats_agree(&bench);
+    assert_eq!(stats[0].hits, 240 + 40, "counted port packets");
+    assert_eq!(stats[1].hits, 160 + 40, "counted host packets");
+}
+
 #[test]
 fn header_checks_positive_cases_and_near_misses() {
     if !sensor::testing::bpf_available("header_checks_positive_cases_and_near_misses") {

@@ -5,18 +5,22 @@
 //! *matching* rule: per-source state, counters and the alert record.
 
 use crate::alert::{AlertRecord, aggregate, block, outcome};
-use crate::packet::tcp::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
-use crate::packet::{AddrKey, IP_VERSION_NONE, PacketMeta, event, flag};
+use crate::packet::tcp::{ACK as TCP_ACK, FIN as TCP_FIN, RST as TCP_RST, SYN as TCP_SYN};
+use crate::packet::{
+    AddrKey, IP_VERSION_NONE, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP, PacketMeta, event, flag,
+};
 use crate::proof::judge_block;
 use crate::sketch::{
-    SYN_BUCKETS, TTL_SLOTS, addr_hash, fingerprint_of, index_of, syn_way, ttl_step,
+    SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS, addr_hash, fingerprint_of, index_of, scan_bit, scan_mark,
+    scan_way, syn_way, ttl_step,
 };
 use crate::tables::{
-    ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE,
-    EVENT_SETS, FLAGS_BASE, Handshake, HandshakeKey, MASK_WORDS, MAX_TINY_THRESHOLD,
-    OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE, RATE_BURST,
-    RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, SynBucket, SynWindow,
-    TINY_BASE, TTL_BASE, action, any, counter, kind, proto_class, syn_track, uses,
+    ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_SET_BASE, EVENT_SETS,
+    FLAGS_BASE, FLOOD_SET_BASE, FLOOD_SETS, Handshake, HandshakeKey, MASK_WORDS,
+    MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE,
+    RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, ScanBucket,
+    SynBucket, SynWindow, TINY_BASE, TTL_BASE, action, any, counter, flood_class, flood_track,
+    kind, proto_class, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
@@ -27,7 +31,10 @@ pub trait RuleTables {
     fn src_scope(&self, addr: &AddrKey) -> Option<&RuleMask>;
     /// Longest-prefix match of the destination in the `scope.dst` trie.
     fn dst_scope(&self, addr: &AddrKey) -> Option<&RuleMask>;
+    /// The rules whose `scope.dst_ports` holds `port`.
     fn port_scope(&self, port: u16) -> Option<&RuleMask>;
+    /// The rules whose `scope.src_ports` holds `port`.
+    fn src_port_scope(&self, port: u16) -> Option<&RuleMask>;
     fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask>;
     fn rule(&self, slot: u32) -> Option<RuleInfo>;
     /// The first slot of the rule set in force. The kernel keeps two
@@ -102,6 +109,10 @@ pub trait DetectState {
     /// Runs `step` on bucket `index` (< [`SYN_BUCKETS`]) of the `syn_flood`
     /// window table; `None` when it cannot be read.
     fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R>;
+    /// Runs `step` on bucket `index` (< [`SCAN_BUCKETS`]) of the `scan`
+    /// window table; `None` when it cannot be read.
+    fn scan_bucket<R, F: FnOnce(&mut ScanBucket) -> R>(&mut self, index: u32, step: F)
+    -> Option<R>;
     /// Runs `step` on the rate limiter of `key` (a new one is zeroed).
     fn rate_state<R, F: FnOnce(&mut RateState) -> R>(
         &mut self,
@@ -333,6 +344,13 @@ impl Scope {
             }
             summary &= vlans;
         }
+        if table_uses & uses::SRC_PORT != 0 {
+            let mut ports = summary_of(tables.mask(ANY_BASE + any::SRC_PORT));
+            if meta.has(flag::HAS_PORTS) {
+                ports |= summary_of(tables.src_port_scope(meta.src_port));
+            }
+            summary &= ports;
+        }
         scope.summary = summary & SUMMARY_BITS;
         scope
     }
@@ -368,7 +386,20 @@ impl Scope {
             }
             m &= vlans;
         }
+        if self.uses & uses::SRC_PORT != 0 {
+            let mut ports = word_of(tables.mask(ANY_BASE + any::SRC_PORT), w);
+            if meta.has(flag::HAS_PORTS) {
+                ports |= word_of(tables.src_port_scope(meta.src_port), w);
+            }
+            m &= ports;
+        }
         m
+    }
+
+    /// The [`flood_class`] bits some enabled `flood` rule counts.
+    #[inline(always)]
+    pub fn flood_uses(&self) -> u32 {
+        (self.uses >> uses::FLOOD_CLASSES) & (FLOOD_SETS - 1)
     }
 }
 
@@ -504,26 +535,241 @@ fn deviation_row<T: RuleTables + ?Sized, S: DetectState>(
     Some(DEVIATION_BASE + hops.abs_diff(learned) as u32)
 }
 
-/// Advances a tumbling `syn_flood` window by one SYN. Returns the count so
-/// far and whether this SYN reached the threshold first in the window.
+/// The [`flood_class`] bits of a packet (docs/CONTRACT.md section 2,
+/// `flood`). TCP classes need the whole TCP header.
 #[inline(always)]
-pub fn syn_step(
+pub fn flood_classes(meta: &PacketMeta) -> u32 {
+    let mut classes = flood_class::bit(flood_class::ANY);
+    match meta.proto {
+        PROTO_UDP => classes |= flood_class::bit(flood_class::UDP),
+        PROTO_ICMP | PROTO_ICMPV6 => classes |= flood_class::bit(flood_class::ICMP),
+        _ => {}
+    }
+    if meta.has(flag::FRAGMENT) {
+        classes |= flood_class::bit(flood_class::FRAGMENT);
+    }
+    if meta.has(flag::HAS_TCP_FLAGS) {
+        let f = meta.tcp_flags;
+        if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
+            classes |= flood_class::bit(flood_class::SYN);
+        }
+        if f & TCP_RST != 0 {
+            classes |= flood_class::bit(flood_class::RST);
+        }
+        if f & (TCP_FIN | TCP_SYN | TCP_RST) == TCP_FIN {
+            classes |= flood_class::bit(flood_class::FIN);
+        }
+        if f & (TCP_ACK | TCP_SYN | TCP_RST | TCP_FIN) == TCP_ACK && !meta.has(flag::TCP_PAYLOAD) {
+            classes |= flood_class::bit(flood_class::ACK);
+        }
+    }
+    classes
+}
+
+/// [`flood_step`]'s result bits: the window has reached a threshold ...
+pub const FLOOD_REACHED: u8 = 1;
+/// ... and this packet made it do so first in the window (the alert).
+pub const FLOOD_CROSSED: u8 = 2;
+
+/// Advances a tumbling `flood` window with an `adaptive` threshold by one
+/// packet of `len` bytes (docs/CONTRACT.md section 2): a window that ended
+/// without alerting first teaches the key's normal ([`adaptive_teach`]);
+/// the alert is raised when the count exceeds [`adaptive_limit`]. Returns
+/// what [`flood_step`] returns, packed as `count | bits << 32` (a plain
+/// number: a BPF subprogram returns one register).
+///
+/// Not inlined: in the kernel a subprogram with its own frame, so the rule
+/// walk's `bpf_loop` callback, whose frame adds to the main program's
+/// (512 bytes in all), does not grow.
+#[inline(never)]
+pub fn adaptive_step(
+    window: &mut SynWindow,
+    now_ns: u64,
+    window_ns: u64,
+    rule: &RuleInfo,
+    len: u32,
+) -> u64 {
+    if window.count == 0 || now_ns.wrapping_sub(window.start_ns) >= window_ns {
+        if window.count != 0 && window.alerted == 0 {
+            adaptive_teach(window, rule.adaptive_windows);
+        }
+        window.start_ns = now_ns;
+        window.count = 0;
+        window.alerted = 0;
+        window.bytes = 0;
+    }
+    window.count = window.count.saturating_add(1);
+    window.bytes = window.bytes.saturating_add(len as u64);
+    let count = window.count as u64;
+    if window.count <= adaptive_limit(window, rule) {
+        return count;
+    }
+    if window.alerted != 0 {
+        return count | (FLOOD_REACHED as u64) << 32;
+    }
+    window.alerted = 1;
+    count | ((FLOOD_REACHED | FLOOD_CROSSED) as u64) << 32
+}
+
+/// Teaches `window`'s key the count of its ended window c: normal a (in
+/// 1/256 packets) ← c × 256 for the first, else a + ⌊(c × 256 − a) / K⌋,
+/// the division truncating towards zero (done on magnitudes: BPF has no
+/// signed division).
+#[inline(always)]
+pub fn adaptive_teach(window: &mut SynWindow, learn_windows: u16) {
+    let c = (window.count as u64) << 8;
+    let a = window.normal as u64;
+    let k = if learn_windows == 0 {
+        1
+    } else {
+        learn_windows as u64
+    };
+    let next = if window.taught == 0 {
+        c
+    } else if c >= a {
+        a + (c - a) / k
+    } else {
+        a - (a - c) / k
+    };
+    window.normal = if next > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        next as u32
+    };
+    if window.taught < learn_windows as u32 {
+        window.taught += 1;
+    }
+}
+
+/// The count an `adaptive` window must exceed: `min` until `learn_windows`
+/// windows have taught, then max(`min`, ⌊f × a / 65,536⌋).
+#[inline(always)]
+pub fn adaptive_limit(window: &SynWindow, rule: &RuleInfo) -> u32 {
+    let min = rule.flood_threshold;
+    if window.taught < rule.adaptive_windows as u32 {
+        return min;
+    }
+    let learned = (rule.adaptive_factor as u64 * window.normal as u64) >> 16;
+    let learned = if learned > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        learned as u32
+    };
+    if learned > min { learned } else { min }
+}
+
+/// Advances a tumbling `flood` / `syn_flood` window by one packet of
+/// `len` bytes. Returns the packet count so far and the [`FLOOD_REACHED`]
+/// / [`FLOOD_CROSSED`] bits. A threshold of 0 is none (`threshold` packets
+/// or `bytes` bytes, whichever is reached first).
+#[inline(always)]
+pub fn flood_step(
     window: &mut SynWindow,
     now_ns: u64,
     window_ns: u64,
     threshold: u32,
-) -> (u32, bool) {
+    bytes: u64,
+    len: u32,
+) -> (u32, u8) {
     if window.count == 0 || now_ns.wrapping_sub(window.start_ns) >= window_ns {
         window.start_ns = now_ns;
         window.count = 0;
         window.alerted = 0;
+        window.bytes = 0;
     }
     window.count = window.count.saturating_add(1);
-    let crossed = window.count >= threshold && window.alerted == 0;
-    if crossed {
-        window.alerted = 1;
+    window.bytes = window.bytes.saturating_add(len as u64);
+    let reached =
+        (threshold != 0 && window.count >= threshold) || (bytes != 0 && window.bytes >= bytes);
+    if !reached {
+        return (window.count, 0);
     }
-    (window.count, crossed)
+    if window.alerted != 0 {
+        return (window.count, FLOOD_REACHED);
+    }
+    window.alerted = 1;
+    (window.count, FLOOD_REACHED | FLOOD_CROSSED)
+}
+
+/// A `flood` / `syn_flood` rule's window step for one packet of its class:
+/// the packets counted in the window and the [`flood_step`] bits.
+#[inline(always)]
+fn flood_counts<S: DetectState>(
+    meta: &PacketMeta,
+    rule: &RuleInfo,
+    seed: u32,
+    slot: u32,
+    global_slot: u32,
+    now_ns: u64,
+    state: &mut S,
+) -> Option<(u32, u8)> {
+    let addr = if rule.flood_track == flood_track::BY_SRC {
+        &meta.src_addr
+    } else {
+        &meta.dst_addr
+    };
+    let hash = addr_hash(seed, slot, meta.ip_version, addr);
+    let fingerprint = fingerprint_of(hash);
+    let window_ns = rule.flood_window_ns;
+    state.syn_bucket(index_of(hash, SYN_BUCKETS), |bucket| {
+        let way = syn_way(bucket, global_slot, fingerprint, now_ns);
+        let way = &mut bucket.ways[way & 1];
+        way.window_ns = window_ns;
+        if rule.adaptive_windows != 0 {
+            let packed = adaptive_step(&mut way.window, now_ns, window_ns, rule, meta.frame_len);
+            (packed as u32, (packed >> 32) as u8)
+        } else {
+            flood_step(
+                &mut way.window,
+                now_ns,
+                window_ns,
+                rule.flood_threshold,
+                rule.flood_bytes,
+                meta.frame_len,
+            )
+        }
+    })
+}
+
+/// A `scan` rule's step for one packet of its classes (TCP SYN without
+/// ACK and UDP, and for `hosts` ICMP too; `ports` needs the packet's
+/// ports): the set bits of its source's window map and the [`flood_step`]
+/// bits. `None`: the packet does not count.
+#[inline(always)]
+fn scan_counts<S: DetectState>(
+    meta: &PacketMeta,
+    rule: &RuleInfo,
+    seed: u32,
+    slot: u32,
+    global_slot: u32,
+    now_ns: u64,
+    state: &mut S,
+) -> Option<(u32, u8)> {
+    let value = if rule.scan_hosts != 0 {
+        addr_hash(seed, slot, meta.ip_version, &meta.dst_addr)
+    } else if meta.has(flag::HAS_PORTS) {
+        meta.dst_port as u64
+    } else {
+        return None;
+    };
+    state.count_hit(global_slot);
+    let bit = scan_bit(seed, slot, value);
+    let hash = addr_hash(seed, slot, meta.ip_version, &meta.src_addr);
+    let fingerprint = fingerprint_of(hash);
+    let (window_ns, threshold) = (rule.flood_window_ns, rule.flood_threshold);
+    let out = state.scan_bucket(index_of(hash, SCAN_BUCKETS), |bucket| {
+        let way = scan_way(bucket, global_slot, fingerprint, now_ns);
+        scan_mark(&mut bucket.ways[way & 1], window_ns, bit, threshold)
+    })?;
+    let bits = out & 0xffff;
+    let mut step = 0;
+    if bits >= threshold {
+        step |= FLOOD_REACHED;
+    }
+    if out & (1 << 16) != 0 {
+        step |= FLOOD_CROSSED;
+    }
+    Some((bits, step))
 }
 
 /// Counts one match for a (rule, source); returns the running total when an
@@ -642,9 +888,12 @@ where
     if scope.summary == 0 {
         return decision;
     }
-    const SYN_ROW: u32 = EVENT_BASE + event::SYN_NO_ACK as u32;
-    let syn_rules = if meta.has_event(event::SYN_NO_ACK) {
-        summary_of(tables.mask(SYN_ROW)) & scope.summary
+    // The flood rules counting one of the packet's classes: one row, read
+    // only when some enabled flood rule counts one of them.
+    let classes = flood_classes(meta);
+    let flood_row = FLOOD_SET_BASE + (classes & (FLOOD_SETS - 1));
+    let flood_rules = if classes & scope.flood_uses() != 0 {
+        summary_of(tables.mask(flood_row)) & scope.summary
     } else {
         0
     };
@@ -655,7 +904,7 @@ where
         matched |= summary_of(tables.mask(row));
     }
     matched &= scope.summary;
-    if syn_rules == 0 && matched == 0 {
+    if flood_rules == 0 && matched == 0 {
         return decision;
     }
     let now_ns = state.now(now_ns);
@@ -671,42 +920,35 @@ where
     const DROP_ROW: u32 = ANY_BASE + any::DROP;
     // Whether the source is blocked is judged once per packet, before the
     // rule walks (whose lines say it), and only when a `drop` rule may
-    // match: for `syn_flood` by_src rules on proof alone (their threshold
-    // is their repetition), for the other rules by `block_when`.
-    let syn_verdict = if drop_mode && syn_rules & summary_of(tables.mask(DROP_ROW)) != 0 {
+    // match: for `flood` / `syn_flood` by_src rules on proof alone (their
+    // threshold is their repetition), for the other rules by `block_when`.
+    let flood_verdict = if drop_mode && flood_rules & summary_of(tables.mask(DROP_ROW)) != 0 {
         state.judge_block(meta, now_ns, false)
     } else {
         block::NONE
     };
 
-    // syn_flood rules first, so a drop they decide is known before the
+    // flood rules first, so a drop they decide is known before the
     // per-packet alerts are written.
     tables.for_each_slot(
-        syn_rules,
-        |w| word_of(tables.mask(SYN_ROW), w) & scope.word(meta, tables, w),
+        flood_rules,
+        |w| word_of(tables.mask(flood_row), w) & scope.word(meta, tables, w),
         |slot| {
             let Some(rule) = tables.rule(slot) else {
                 return;
             };
             let global_slot = tables.slot_base() + slot;
-            state.count_hit(global_slot);
-            let addr = if rule.syn_track == syn_track::BY_SRC {
-                &meta.src_addr
+            let seed = tables.hash_seed();
+            let counted = if rule.kind == kind::SCAN {
+                scan_counts(meta, &rule, seed, slot, global_slot, now_ns, state)
             } else {
-                &meta.dst_addr
+                state.count_hit(global_slot);
+                flood_counts(meta, &rule, seed, slot, global_slot, now_ns, state)
             };
-            let hash = addr_hash(tables.hash_seed(), slot, meta.ip_version, addr);
-            let fingerprint = fingerprint_of(hash);
-            let (threshold, window_ns) = (rule.syn_threshold, rule.syn_window_ns);
-            let Some((count, crossed)) = state.syn_bucket(index_of(hash, SYN_BUCKETS), |bucket| {
-                let way = syn_way(bucket, global_slot, fingerprint, now_ns);
-                let way = &mut bucket.ways[way & 1];
-                way.window_ns = window_ns;
-                syn_step(&mut way.window, now_ns, window_ns, threshold)
-            }) else {
+            let Some((count, step)) = counted else {
                 return;
             };
-            let blocks = drop_mode && rule.action == action::DROP && count >= threshold;
+            let blocks = drop_mode && rule.action == action::DROP && step & FLOOD_REACHED != 0;
             // by_src blocks the flooding source (as `block_when` allows); by_dst
             // only drops the SYNs over the threshold: their sources are usually
             // spoofed, and blocking them would lock out whoever the attacker
@@ -715,18 +957,18 @@ where
             if blocks {
                 decision.drop = true;
                 line_block = block::DROP_ONLY;
-                if rule.syn_track == syn_track::BY_SRC && rule.block_ns > 0 {
-                    line_block = syn_verdict;
-                    decision.block = syn_verdict;
-                    if syn_verdict == block::BLOCKED && rule.block_ns > decision.block_ns {
+                if rule.flood_track == flood_track::BY_SRC && rule.block_ns > 0 {
+                    line_block = flood_verdict;
+                    decision.block = flood_verdict;
+                    if flood_verdict == block::BLOCKED && rule.block_ns > decision.block_ns {
                         decision.block_ns = rule.block_ns;
                     }
                 }
             }
-            if crossed {
+            if step & FLOOD_CROSSED != 0 {
                 let head = AlertHead {
                     sig_id: rule.sig_id,
-                    kind: kind::SYN_FLOOD,
+                    kind: rule.kind,
                     action: if blocks {
                         outcome::BLOCKED
                     } else {

@@ -16,7 +16,8 @@ use crate::options::OptionWalk;
 use crate::packet::{AddrKey, PacketMeta, Tunnel};
 use crate::tables::{
     AlertBudget, BlockEntry, BlockPolicy, Handshake, HandshakeKey, MASK_WORDS, RateKey, RateState,
-    RepeatWindow, RuleInfo, RuleMask, RuleStats, SensorConfig, SynBucket, SynSlot, SynWindow,
+    RepeatWindow, RuleInfo, RuleMask, RuleStats, ScanBucket, ScanWindow, SensorConfig, SynBucket,
+    SynSlot, SynWindow,
 };
 
 macro_rules! layout {
@@ -37,12 +38,14 @@ layout! {
     ChainWalk: size 20, align 4;
     AlertRecord: size 168, align 8;
     RuleMask: size 8 + 8 * MASK_WORDS, align 8;
-    RuleInfo: size 32, align 8;
+    RuleInfo: size 40, align 8;
     SensorConfig: size 32, align 4;
     BlockEntry: size 16, align 8;
-    SynWindow: size 16, align 8;
-    SynSlot: size 32, align 8;
-    SynBucket: size 64, align 8;
+    SynWindow: size 32, align 8;
+    SynSlot: size 48, align 8;
+    SynBucket: size 96, align 8;
+    ScanWindow: size 168, align 8;
+    ScanBucket: size 336, align 8;
     RateKey: size 24, align 4;
     RateState: size 24, align 8;
     RuleStats: size 16, align 8;

@@ -34,6 +34,9 @@ pub mod flag {
     pub const HAS_ICMP: u16 = 1 << 5;
     /// An IPv6 fragment header was seen.
     pub const IPV6_FRAG_HEADER: u16 = 1 << 6;
+    /// Bytes follow a valid TCP header within the IP length (the segment
+    /// carries payload): a `flood` rule's `ack` class excludes it.
+    pub const TCP_PAYLOAD: u16 = 1 << 7;
 }
 
 /// Decoder events: header anomalies and fragment conditions, one bit each.

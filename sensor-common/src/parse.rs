@@ -534,13 +534,18 @@ fn parse_tcp<B: PacketBytes + ?Sized>(
     let data_offset = ((hdr[12] >> 4) as usize) * 4;
     if data_offset < TCP_MIN_HEADER || data_offset > available {
         meta.events |= event::bit(event::BAD_TCP_OFFSET);
-    } else if data_offset > TCP_MIN_HEADER && !is_timestamps_only(bytes, l4, data_offset) {
-        meta.events |= bytes.option_events(
-            l4 + TCP_MIN_HEADER,
-            data_offset - TCP_MIN_HEADER,
-            event::bit(event::TCP_OPTION_MALFORMED),
-            false,
-        );
+    } else {
+        if available > data_offset {
+            meta.flags |= flag::TCP_PAYLOAD;
+        }
+        if data_offset > TCP_MIN_HEADER && !is_timestamps_only(bytes, l4, data_offset) {
+            meta.events |= bytes.option_events(
+                l4 + TCP_MIN_HEADER,
+                data_offset - TCP_MIN_HEADER,
+                event::bit(event::TCP_OPTION_MALFORMED),
+                false,
+            );
+        }
     }
     let syn_ack = crate::packet::tcp::SYN | crate::packet::tcp::ACK;
     if meta.tcp_flags & syn_ack == crate::packet::tcp::SYN {

@@ -17,12 +17,17 @@
 //!   spoofed windows replace each other). A new window starts at zero, so a
 //!   replaced window can only delay an alert, never cause one.
 
-use crate::tables::{SynBucket, SynWindow};
+use crate::tables::{SCAN_MAP_BITS, ScanBucket, ScanWindow, SynBucket, SynWindow};
 
 /// Slots of the TTL baseline table (a power of two).
 pub const TTL_SLOTS: u32 = 65_536;
 /// Buckets of the `syn_flood` window table, two windows each (a power of two).
 pub const SYN_BUCKETS: u32 = 32_768;
+/// Buckets of the `scan` window table, two windows each (a power of two).
+pub const SCAN_BUCKETS: u32 = 8_192;
+/// Largest `scan` threshold: below it the map's collisions stay far from
+/// the contract's bounds (`sensor`'s `rules::compile::scan_bits_for`).
+pub const MAX_SCAN_THRESHOLD: u32 = 256;
 
 const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -128,6 +133,70 @@ pub fn syn_way(bucket: &mut SynBucket, slot: u32, fingerprint: u32, now_ns: u64)
     way
 }
 
+/// The map bit of a value (a port, or a hashed address) for rule `salt`.
+#[inline(always)]
+pub fn scan_bit(seed: u32, salt: u32, value: u64) -> u32 {
+    let h = round(((seed as u64) << 32) | ((salt as u64) << 1) | 1, value);
+    (round(h, MIX).wrapping_mul(MIX) >> 32) as u32 & (SCAN_MAP_BITS - 1)
+}
+
+/// Which way of `bucket` holds the `scan` window of (`slot`,
+/// `fingerprint`) at `now_ns`: its own, else a free one (never used, or its
+/// window over), else the one with fewer packets (the first on a tie). A
+/// way that was not the key's own, or whose window has ended, is reset and
+/// opened for the key at `now_ns`.
+///
+/// Not inlined: in the kernel a subprogram returning a plain number (see
+/// [`syn_way`]); BPF subprograms take at most five arguments, hence two
+/// steps ([`scan_mark`] next).
+#[inline(never)]
+pub fn scan_way(bucket: &mut ScanBucket, slot: u32, fingerprint: u32, now_ns: u64) -> usize {
+    let owns = |w: &ScanWindow| w.fingerprint == fingerprint && w.slot == slot;
+    let free = |w: &ScanWindow| {
+        w.fingerprint == 0 || w.count == 0 || now_ns.wrapping_sub(w.start_ns) >= w.window_ns
+    };
+    let way = if owns(&bucket.ways[0]) {
+        0
+    } else if owns(&bucket.ways[1]) {
+        1
+    } else if free(&bucket.ways[0]) {
+        0
+    } else if free(&bucket.ways[1]) || bucket.ways[1].count < bucket.ways[0].count {
+        1
+    } else {
+        0
+    };
+    let w = &mut bucket.ways[way];
+    if !owns(w) || free(w) {
+        *w = ScanWindow::default();
+        w.fingerprint = fingerprint;
+        w.slot = slot;
+        w.start_ns = now_ns;
+    }
+    way
+}
+
+/// Counts one packet in the `scan` window `w` (chosen by [`scan_way`]),
+/// setting `bit` of its map. Returns the set bits, plus `1 << 16` when
+/// this packet made them reach `threshold` first in the window.
+#[inline(never)]
+pub fn scan_mark(w: &mut ScanWindow, window_ns: u64, bit: u32, threshold: u32) -> u32 {
+    w.window_ns = window_ns;
+    w.count = w.count.saturating_add(1);
+    let word = ((bit >> 6) & (SCAN_MAP_BITS / 64 - 1)) as usize;
+    let mask = 1u64 << (bit & 63);
+    if w.map[word] & mask == 0 {
+        w.map[word] |= mask;
+        w.bits += 1;
+    }
+    let mut out = w.bits;
+    if w.bits >= threshold && w.alerted == 0 {
+        w.alerted = 1;
+        out |= 1 << 16;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -187,6 +256,9 @@ mod tests {
                 start_ns,
                 count,
                 alerted: 0,
+                bytes: 0,
+                normal: 0,
+                taught: 0,
             },
             window_ns: 1_000,
             fingerprint,
@@ -216,5 +288,40 @@ mod tests {
         // At 1,100 the first window (started at 100, 1,000 long) is over.
         assert_eq!(syn_way(&mut b, 1, 9, 1_100), 0);
         assert_eq!(b.ways[1].window.count, 2);
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    /// Slot 3, 1,000 ns windows, threshold 3.
+    fn scan_step(b: &mut ScanBucket, fingerprint: u32, now: u64, bit: u32) -> u32 {
+        let way = scan_way(b, 3, fingerprint, now);
+        scan_mark(&mut b.ways[way], 1_000, bit, 3)
+    }
+
+    #[test]
+    fn a_scan_window_counts_distinct_bits_once_per_window() {
+        let mut b = ScanBucket::default();
+        let step = |b: &mut ScanBucket, now: u64, bit: u32| scan_step(b, 77, now, bit);
+        assert_eq!(step(&mut b, 10, 5), 1);
+        assert_eq!(step(&mut b, 11, 5), 1, "the same value again");
+        assert_eq!(step(&mut b, 12, 6), 2);
+        assert_eq!(
+            step(&mut b, 13, 7),
+            3 | 1 << 16,
+            "the third distinct alerts"
+        );
+        assert_eq!(step(&mut b, 14, 8), 4, "once per window");
+        assert_eq!(b.ways[0].count, 5);
+        assert_eq!(step(&mut b, 1_010, 9), 1, "a new window");
+        // Another key takes the free way, then a third the lighter one.
+        assert_eq!(scan_step(&mut b, 99, 1_020, 1), 1);
+        assert_eq!(b.ways[1].fingerprint, 99);
+        step(&mut b, 1_021, 10);
+        assert_eq!(scan_step(&mut b, 55, 1_030, 1), 1);
+        assert_eq!(b.ways[1].fingerprint, 55, "the way with fewer packets goes");
+        assert_eq!(b.ways[0].fingerprint, 77);
     }
 }

@@ -80,6 +80,11 @@ pub mod uses {
     pub const DST: u32 = 1 << 1;
     pub const PORT: u32 = 1 << 2;
     pub const VLAN: u32 = 1 << 3;
+    pub const SRC_PORT: u32 = 1 << 4;
+    /// Bits `FLOOD_CLASSES ..` hold the [`super::flood_class`] bits some
+    /// enabled `flood` rule counts: a packet of none of them skips the
+    /// flood row's lookup.
+    pub const FLOOD_CLASSES: u32 = 8;
 }
 
 /// `tiny_first_below` thresholds go up to this many bytes.
@@ -102,6 +107,10 @@ pub const MAX_TINY_THRESHOLD: u32 = 256;
 //                                     a second region rather than a wider
 //                                     first one, which would need 2^17 rows;
 //                                     looked up only when one of them is set
+// masks[FLOOD_SET_BASE + classes]     `flood` (and `syn_flood`) rules counting
+//                                     a packet class in `classes` (the
+//                                     packet's `flood_class` bits): one
+//                                     lookup selects every flood rule
 
 pub const FLAGS_BASE: u32 = 0;
 pub const TTL_BASE: u32 = FLAGS_BASE + crate::packet::tcp::FLAG_VALUES;
@@ -120,7 +129,37 @@ pub const OPTION_EVENT_FIRST: u8 = crate::packet::event::IPV6_ROUTING_TYPE0;
 pub const OPTION_EVENT_SET_BASE: u32 = EVENT_SET_BASE + EVENT_SETS;
 /// Rows of the `OPTION_EVENT_SET_BASE` region: one per combination.
 pub const OPTION_EVENT_SETS: u32 = 1 << (crate::packet::event::COUNT - OPTION_EVENT_FIRST as u32);
-pub const MASK_TABLE_LEN: u32 = OPTION_EVENT_SET_BASE + OPTION_EVENT_SETS;
+pub const FLOOD_SET_BASE: u32 = OPTION_EVENT_SET_BASE + OPTION_EVENT_SETS;
+/// Rows of the `FLOOD_SET_BASE` region: one per combination of classes.
+pub const FLOOD_SETS: u32 = 1 << flood_class::COUNT;
+pub const MASK_TABLE_LEN: u32 = FLOOD_SET_BASE + FLOOD_SETS;
+
+/// The packet classes `flood` rules count (docs/CONTRACT.md section 2),
+/// one bit each; a packet may be of several.
+pub mod flood_class {
+    /// TCP, SYN set and ACK clear.
+    pub const SYN: u32 = 0;
+    /// TCP, ACK set, SYN, RST and FIN clear, no payload.
+    pub const ACK: u32 = 1;
+    /// TCP, RST set.
+    pub const RST: u32 = 2;
+    /// TCP, FIN set, SYN and RST clear.
+    pub const FIN: u32 = 3;
+    /// Upper-layer protocol UDP.
+    pub const UDP: u32 = 4;
+    /// ICMP or ICMPv6.
+    pub const ICMP: u32 = 5;
+    /// Any IPv4 or IPv6 fragment.
+    pub const FRAGMENT: u32 = 6;
+    /// Every IP packet.
+    pub const ANY: u32 = 7;
+    pub const COUNT: u32 = 8;
+
+    #[inline(always)]
+    pub const fn bit(class: u32) -> u32 {
+        1 << class
+    }
+}
 
 /// Rows of the `ANY_BASE` region.
 pub mod any {
@@ -138,7 +177,9 @@ pub mod any {
     pub const ENABLED: u32 = 5;
     /// Rules whose action is `drop`.
     pub const DROP: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Rules without `scope.src_ports`.
+    pub const SRC_PORT: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// `scope.protocol` classes.
@@ -169,6 +210,14 @@ pub mod kind {
     pub const FRAGMENT: u8 = 2;
     pub const SYN_FLOOD: u8 = 3;
     pub const HEADER: u8 = 4;
+    pub const FLOOD: u8 = 5;
+    pub const SCAN: u8 = 6;
+
+    /// Kinds whose alert counts a window (not rate-limited per source).
+    #[inline(always)]
+    pub const fn is_window(kind: u8) -> bool {
+        kind == SYN_FLOOD || kind == FLOOD || kind == SCAN
+    }
 }
 
 pub mod action {
@@ -176,7 +225,8 @@ pub mod action {
     pub const DROP: u8 = 1;
 }
 
-pub mod syn_track {
+/// Which address a `flood` / `syn_flood` window is kept for.
+pub mod flood_track {
     pub const BY_DST: u8 = 0;
     pub const BY_SRC: u8 = 1;
 }
@@ -189,16 +239,26 @@ pub mod syn_track {
 pub struct RuleInfo {
     /// The rule's `id` (alert `signature_id`).
     pub sig_id: u32,
-    /// `syn_flood` threshold (SYNs per window); 0 for other kinds.
-    pub syn_threshold: u32,
-    /// `syn_flood` window in nanoseconds.
-    pub syn_window_ns: u64,
+    /// `flood` / `syn_flood` packets per window that alert; 0: no packet
+    /// threshold (and for other kinds). `scan`: the set bits of the
+    /// window's map that alert ([`crate::sketch::scan_bits_for`]).
+    pub flood_threshold: u32,
+    /// `flood` / `syn_flood` window in nanoseconds.
+    pub flood_window_ns: u64,
+    /// `flood` bytes (frame lengths) per window that alert; 0: none.
+    pub flood_bytes: u64,
     /// Block length for `drop` rules in drop mode, in nanoseconds.
     pub block_ns: u64,
     pub kind: u8,
     pub action: u8,
-    pub syn_track: u8,
-    pub _pad: [u8; 5],
+    /// [`flood_track`] value.
+    pub flood_track: u8,
+    /// `scan`: 1 counts distinct destination addresses, 0 ports.
+    pub scan_hosts: u8,
+    /// `flood` `adaptive`: the factor × 256 (`flood_threshold` is `min`).
+    pub adaptive_factor: u16,
+    /// `flood` `adaptive`: `learn_windows`; 0: not adaptive.
+    pub adaptive_windows: u16,
 }
 
 /// Sensor-wide settings (the `CONFIG` array's single entry).
@@ -244,6 +304,16 @@ pub const fn scope_key_version(ip_version: u8, generation: u8) -> u8 {
 pub const fn scope_value_key(generation: u8, value: u16) -> u32 {
     ((generation as u32) << 16) | value as u32
 }
+
+/// The key of a `scope.src_ports` entry in generation `generation`: in the
+/// port scope map, beside the `dst_ports` keys ([`scope_value_key`]).
+#[inline(always)]
+pub const fn src_port_key(generation: u8, port: u16) -> u32 {
+    SRC_PORT_KEY | scope_value_key(generation, port)
+}
+
+/// The bit that tells a `scope.src_ports` key from a `dst_ports` one.
+pub const SRC_PORT_KEY: u32 = 1 << 17;
 
 /// A blocked source (the `BLOCKED` LRU map's value).
 #[repr(C)]
@@ -372,16 +442,23 @@ pub struct RepeatWindow {
     pub _pad: u32,
 }
 
-/// A tumbling `syn_flood` window for one tracked address.
+/// A tumbling `flood` / `syn_flood` window for one tracked address.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct SynWindow {
     pub start_ns: u64,
+    /// Packets counted in the window.
     pub count: u32,
     /// 1 once this window has raised its alert.
     pub alerted: u32,
+    /// Bytes (frame lengths) counted in the window.
+    pub bytes: u64,
+    /// `adaptive`: the key's learned normal, in 1/256 packets per window.
+    pub normal: u32,
+    /// `adaptive`: windows that taught `normal` (at most `learn_windows`).
+    pub taught: u32,
 }
 
 /// One way of a [`SynBucket`]: a window and whose it is.
@@ -408,6 +485,42 @@ pub struct SynSlot {
 )]
 pub struct SynBucket {
     pub ways: [SynSlot; 2],
+}
+
+/// Bits in a [`ScanWindow`]'s map.
+pub const SCAN_MAP_BITS: u32 = 1_024;
+
+/// A tumbling `scan` window for one (rule, source): which of
+/// [`SCAN_MAP_BITS`] hashed ports or addresses it reached.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct ScanWindow {
+    pub start_ns: u64,
+    /// The length of the owner rule's window, to tell when it has ended.
+    pub window_ns: u64,
+    /// Packets counted in the window.
+    pub count: u32,
+    /// Bits set in `map`: distinct values seen (collisions aside).
+    pub bits: u32,
+    /// 1 once this window has raised its alert.
+    pub alerted: u32,
+    /// [`crate::sketch::fingerprint_of`] the owner's hash; 0: never used.
+    pub fingerprint: u32,
+    /// The owner rule's global slot.
+    pub slot: u32,
+    pub _pad: u32,
+    pub map: [u64; (SCAN_MAP_BITS / 64) as usize],
+}
+
+/// A bucket of the `scan` window table ([`crate::sketch`]).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct ScanBucket {
+    pub ways: [ScanWindow; 2],
 }
 
 /// Key of the per-(rule, source) alert rate limiter. Keyed by the rule's
@@ -565,6 +678,9 @@ mod pod {
     // SAFETY: SynBucket derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::SynBucket {}
+    // SAFETY: ScanBucket derives zerocopy's IntoBytes and FromBytes: no padding
+    // (checked at compile time) and every bit pattern valid, as Pod asks.
+    unsafe impl aya::Pod for super::ScanBucket {}
     // SAFETY: RateState derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateState {}

@@ -8,7 +8,9 @@
 //! fixed; each says what the contract wants.
 
 use sensor_common::bytes::MAX_PARSE_OFFSET;
-use sensor_common::detect::{hop_count, rate_step, syn_step};
+use sensor_common::detect::{
+    FLOOD_CROSSED, FLOOD_REACHED, flood_classes, flood_step, hop_count, rate_step,
+};
 use sensor_common::packet::{
     IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
     PROTO_UDP, PacketMeta, event, flag, tcp,
@@ -17,7 +19,7 @@ use sensor_common::parse::{
     ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_QINQ_9100, is_martian_src,
     parse_ethernet, parse_ip_at,
 };
-use sensor_common::tables::{RATE_BURST, RATE_WINDOW_NS, RateState, SynWindow};
+use sensor_common::tables::{RATE_BURST, RATE_WINDOW_NS, RateState, SynWindow, flood_class};
 
 // ======================================================================
 // A tiny frame builder
@@ -421,7 +423,10 @@ fn eth_ipv4_tcp_all_fields() {
     assert_eq!(m.tcp_flags, tcp::PSH | tcp::ACK);
     assert_eq!(m.tcp_seq, 0xdead_beef);
     assert_eq!(m.tcp_window, 29200);
-    assert_eq!(m.flags, flag::HAS_PORTS | flag::HAS_TCP_FLAGS);
+    assert_eq!(
+        m.flags,
+        flag::HAS_PORTS | flag::HAS_TCP_FLAGS | flag::TCP_PAYLOAD
+    );
     assert_eq!(m.vlan_count, 0);
     assert_eq!(m.outer_vlan(), None);
     assert_events(&m, &[]);
@@ -861,7 +866,11 @@ fn ipv4_first_fragment() {
     assert_eq!(m.frag_offset, 0);
     assert_eq!(
         m.flags,
-        flag::MORE_FRAGMENTS | flag::FRAGMENT | flag::HAS_PORTS | flag::HAS_TCP_FLAGS
+        flag::MORE_FRAGMENTS
+            | flag::FRAGMENT
+            | flag::HAS_PORTS
+            | flag::HAS_TCP_FLAGS
+            | flag::TCP_PAYLOAD
     );
     assert_ports(&m, 40000, 80);
 
@@ -2314,39 +2323,84 @@ fn hop_count_matches_contract_formula_for_every_ttl() {
     }
 }
 
+/// `flood_step` on a packet-count rule, as `syn_flood` uses it: (count,
+/// crossed) per packet.
+fn packets_step(w: &mut SynWindow, now: u64, window: u64, threshold: u32) -> (u32, bool) {
+    let (count, bits) = flood_step(w, now, window, threshold, 0, 60);
+    (count, bits & FLOOD_CROSSED != 0)
+}
+
 #[test]
-fn syn_step_crosses_once_per_window() {
+fn flood_step_crosses_once_per_window() {
     let mut w = SynWindow::default();
     let window = 1_000u64;
     let t0 = 5_000u64; // the first SYN opens the window
-    assert_eq!(syn_step(&mut w, t0, window, 3), (1, false));
+    assert_eq!(packets_step(&mut w, t0, window, 3), (1, false));
     assert_eq!(w.start_ns, t0);
-    assert_eq!(syn_step(&mut w, t0 + 10, window, 3), (2, false));
-    assert_eq!(syn_step(&mut w, t0 + 20, window, 3), (3, true));
-    assert_eq!(syn_step(&mut w, t0 + 30, window, 3), (4, false));
-    assert_eq!(syn_step(&mut w, t0 + window - 1, window, 3), (5, false));
+    assert_eq!(packets_step(&mut w, t0 + 10, window, 3), (2, false));
+    assert_eq!(packets_step(&mut w, t0 + 20, window, 3), (3, true));
+    assert_eq!(packets_step(&mut w, t0 + 30, window, 3), (4, false));
+    assert_eq!(packets_step(&mut w, t0 + window - 1, window, 3), (5, false));
     assert_eq!(w.start_ns, t0, "the window is fixed, not sliding");
     // A new window at start + window_ns.
-    assert_eq!(syn_step(&mut w, t0 + window, window, 3), (1, false));
+    assert_eq!(packets_step(&mut w, t0 + window, window, 3), (1, false));
     assert_eq!(w.start_ns, t0 + window);
-    assert_eq!(syn_step(&mut w, t0 + window + 1, window, 3), (2, false));
-    assert_eq!(syn_step(&mut w, t0 + window + 2, window, 3), (3, true));
+    assert_eq!(packets_step(&mut w, t0 + window + 1, window, 3), (2, false));
+    assert_eq!(packets_step(&mut w, t0 + window + 2, window, 3), (3, true));
     // A long silence then a burst: a new window opened by that SYN.
     let later = t0 + 100 * window + 7;
-    assert_eq!(syn_step(&mut w, later, window, 3), (1, false));
+    assert_eq!(packets_step(&mut w, later, window, 3), (1, false));
     assert_eq!(w.start_ns, later);
 }
 
 #[test]
-fn syn_step_threshold_one_and_time_zero() {
+fn flood_step_counts_bytes_and_alerts_on_whichever_threshold_comes_first() {
+    let window = 1_000u64;
+    // Bytes only: 1,000 bytes in frames of 300: the fourth crosses.
     let mut w = SynWindow::default();
-    assert_eq!(syn_step(&mut w, 0, 10, 1), (1, true));
-    assert_eq!(syn_step(&mut w, 5, 10, 1), (2, false));
-    assert_eq!(syn_step(&mut w, 10, 10, 1), (1, true));
+    let steps: Vec<u8> = (0..5)
+        .map(|i| flood_step(&mut w, 10 + i, window, 0, 1_000, 300).1)
+        .collect();
+    assert_eq!(
+        steps,
+        [0, 0, 0, FLOOD_REACHED | FLOOD_CROSSED, FLOOD_REACHED],
+        "bytes: 300, 600, 900, 1200 (crossed), 1500"
+    );
+    assert_eq!((w.count, w.bytes), (5, 1_500));
+    // Both: the packet threshold (3) comes before the byte one (10,000).
+    let mut w = SynWindow::default();
+    let crossed: Vec<u32> = (0..4)
+        .filter_map(|i| {
+            let (count, bits) = flood_step(&mut w, 10 + i, window, 3, 10_000, 100);
+            (bits & FLOOD_CROSSED != 0).then_some(count)
+        })
+        .collect();
+    assert_eq!(crossed, [3]);
+    // Both: the byte threshold comes first (two jumbo frames).
+    let mut w = SynWindow::default();
+    assert_eq!(flood_step(&mut w, 10, window, 3, 10_000, 9_000).1, 0);
+    assert_eq!(
+        flood_step(&mut w, 11, window, 3, 10_000, 9_000),
+        (2, FLOOD_REACHED | FLOOD_CROSSED)
+    );
+    // A new window forgets the bytes.
+    assert_eq!(
+        flood_step(&mut w, 10 + window, window, 3, 10_000, 9_000),
+        (1, 0)
+    );
+    assert_eq!(w.bytes, 9_000);
+}
+
+#[test]
+fn flood_step_threshold_one_and_time_zero() {
+    let mut w = SynWindow::default();
+    assert_eq!(packets_step(&mut w, 0, 10, 1), (1, true));
+    assert_eq!(packets_step(&mut w, 5, 10, 1), (2, false));
+    assert_eq!(packets_step(&mut w, 10, 10, 1), (1, true));
     // Threshold never reached within a window.
     let mut w = SynWindow::default();
     for i in 0..10u64 {
-        let (count, crossed) = syn_step(&mut w, i * 100, 100, 2);
+        let (count, crossed) = packets_step(&mut w, i * 100, 100, 2);
         assert_eq!((count, crossed), (1, false), "SYN {i}");
     }
 }
@@ -2675,4 +2729,79 @@ fn option_checks_truncated_at_every_byte_never_misfire() {
             }
         }
     }
+}
+
+/// The `flood` packet classes of docs/CONTRACT.md section 2, on parsed frames.
+#[test]
+fn flood_classes_follow_the_contract() {
+    use flood_class::{ACK, ANY, FIN, FRAGMENT, ICMP, RST, SYN, UDP};
+    let classes = |frame: Vec<u8>| {
+        let bits = flood_classes(&parse(&frame));
+        (0..flood_class::COUNT)
+            .filter(|c| bits & flood_class::bit(*c) != 0)
+            .collect::<Vec<u32>>()
+    };
+    let v4 = |proto: u8, l4: Vec<u8>| eth(ETH_P_IPV4, &ipv4(proto, &l4));
+    let seg = |flags: u16, payload: &[u8]| {
+        Tcp {
+            flags,
+            payload: payload.to_vec(),
+            ..Tcp::default()
+        }
+        .build()
+    };
+    assert_eq!(classes(v4(PROTO_TCP, seg(tcp::SYN, b""))), [SYN, ANY]);
+    assert_eq!(classes(v4(PROTO_TCP, seg(tcp::SYN | tcp::ACK, b""))), [ANY]);
+    assert_eq!(classes(v4(PROTO_TCP, seg(tcp::ACK, b""))), [ACK, ANY]);
+    assert_eq!(
+        classes(v4(PROTO_TCP, seg(tcp::ACK | tcp::PSH, b""))),
+        [ACK, ANY],
+        "PSH does not matter"
+    );
+    assert_eq!(
+        classes(v4(PROTO_TCP, seg(tcp::ACK, b"data"))),
+        [ANY],
+        "an ACK with payload is not counted as an ACK flood packet"
+    );
+    assert_eq!(classes(v4(PROTO_TCP, seg(tcp::RST, b""))), [RST, ANY]);
+    assert_eq!(
+        classes(v4(PROTO_TCP, seg(tcp::RST | tcp::ACK, b""))),
+        [RST, ANY]
+    );
+    assert_eq!(
+        classes(v4(PROTO_TCP, seg(tcp::FIN | tcp::ACK, b""))),
+        [FIN, ANY]
+    );
+    assert_eq!(
+        classes(v4(PROTO_TCP, seg(tcp::FIN | tcp::SYN, b""))),
+        [SYN, ANY]
+    );
+    assert_eq!(classes(v4(PROTO_UDP, udp(53, 4000, b"x"))), [UDP, ANY]);
+    assert_eq!(classes(v4(PROTO_ICMP, icmp(8, 0))), [ICMP, ANY]);
+    assert_eq!(
+        classes(eth(ETH_P_IPV6, &ipv6(PROTO_ICMPV6, &icmp(128, 0)))),
+        [ICMP, ANY]
+    );
+    let first_fragment = Ipv4 {
+        frag: MF,
+        proto: PROTO_UDP,
+        ..Ipv4::default()
+    }
+    .build(&udp(53, 4000, &[0; 16]));
+    assert_eq!(
+        classes(eth(ETH_P_IPV4, &first_fragment)),
+        [UDP, FRAGMENT, ANY]
+    );
+    let later_fragment = Ipv4 {
+        frag: 3,
+        proto: PROTO_TCP,
+        ..Ipv4::default()
+    }
+    .build(&[0; 24]);
+    assert_eq!(
+        classes(eth(ETH_P_IPV4, &later_fragment)),
+        [FRAGMENT, ANY],
+        "no TCP header: no TCP class"
+    );
+    assert_eq!(classes(v4(47, vec![0; 8])), [ANY]);
 }

@@ -36,14 +36,14 @@ use sensor_common::{
     packet::{AddrKey, IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, PacketMeta, flag},
     parse::{find_inner, may_carry_ip, parse_inner, parse_outer, peek_source_with},
     proof::{judge_block, observe, seen},
-    sketch::{SYN_BUCKETS, TTL_SLOTS},
+    sketch::{SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS},
     tables::{
         ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
         DROP_LIST_ENTRIES, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MASK_TABLE_LEN, MASK_WORDS,
         MAX_RULES, PORT_SCOPE_ENTRIES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES,
         RULE_GENERATIONS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats,
-        SensorConfig, SynBucket, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
-        scope_value_key,
+        ScanBucket, SensorConfig, SynBucket, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
+        scope_value_key, src_port_key,
     },
     zerocopy::FromBytes,
 };
@@ -99,6 +99,9 @@ static TTL_BASELINE: Array<u64> = Array::with_max_entries(TTL_SLOTS, 0);
 /// `syn_flood` windows by (rule, address) ([`sensor_common::sketch`]).
 #[map]
 static SYN_WINDOWS: Array<SynBucket> = Array::with_max_entries(SYN_BUCKETS, 0);
+/// `scan` windows by (rule, source) ([`sensor_common::sketch`]).
+#[map]
+static SCAN_WINDOWS: Array<ScanBucket> = Array::with_max_entries(SCAN_BUCKETS, 0);
 #[map]
 static RATE: LruPerCpuHashMap<RateKey, RateState> =
     LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
@@ -1056,6 +1059,12 @@ impl RuleTables for KernelTables {
     }
 
     #[inline(always)]
+    fn src_port_scope(&self, port: u16) -> Option<&RuleMask> {
+        // SAFETY: as for `port_scope`.
+        unsafe { PORT_SCOPE.get(src_port_key(self.generation, port)) }
+    }
+
+    #[inline(always)]
     fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask> {
         // SAFETY: as for `port_scope`.
         unsafe { VLAN_SCOPE.get(scope_value_key(self.generation, vlan)) }
@@ -1116,9 +1125,17 @@ impl RuleTables for KernelTables {
         };
         // SAFETY: the per-CPU buffer `fill_words` just wrote.
         let words = unsafe { &*words };
+        // Only the words `summary` names: `fill_words` writes those (and
+        // zeroes the others below the highest), and the rest of the buffer
+        // holds an earlier walk's words. (Reading them all made drop rules
+        // of a rule set of more than 64 rules drop packets no drop rule
+        // matched, as soon as an earlier walk had filled a higher word.)
+        let summary = summary & SUMMARY_BITS;
         let mut any = 0;
-        for w in words {
-            any |= *w;
+        for (w, word) in words.iter().enumerate() {
+            if summary & (1 << w) != 0 {
+                any |= *word;
+            }
         }
         any != 0
     }
@@ -1256,6 +1273,17 @@ impl DetectState for KernelState {
         // run. Another CPU may update the same bucket at once; that race is
         // accepted (an increment can be lost under it), as with any shared
         // counter updated without atomics.
+        Some(step(unsafe { &mut *bucket }))
+    }
+
+    #[inline(always)]
+    fn scan_bucket<R, F: FnOnce(&mut ScanBucket) -> R>(
+        &mut self,
+        index: u32,
+        step: F,
+    ) -> Option<R> {
+        let bucket = SCAN_WINDOWS.get_ptr_mut(index)?;
+        // SAFETY: as for `syn_bucket`.
         Some(step(unsafe { &mut *bucket }))
     }
 

@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod eve;
 pub mod fixtures;
+pub mod floods;
 pub mod kinds;
 pub mod live;
 pub mod netns;

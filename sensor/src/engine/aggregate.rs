@@ -31,8 +31,8 @@
 //! was evicted before a sweep saw it.
 //!
 //! Special cases:
-//! - `syn_flood` records are not rate-limited: their `count` is already the
-//!   window's SYN count and is passed through.
+//! - `syn_flood` and `flood` records are not rate-limited: their `count` is already the
+//!   window's packet count and is passed through.
 //! - `count == 0`: the kernel could not update the rate map, so the record
 //!   stands for its own packet only (count 1) and touches no state.
 //! - A record whose total equals the last reported one was already covered
@@ -150,7 +150,7 @@ impl<T: Clone> Aggregator<T> {
     /// [`Aggregator::on_record`], remembering `tag` with the record so that
     /// aggregated lines built from it carry it too.
     pub fn on_tagged_record(&mut self, record: &AlertRecord, tag: T) -> Option<u64> {
-        if record.kind == kind::SYN_FLOOD {
+        if kind::is_window(record.kind) {
             return Some(record.count);
         }
         let total = record.count;

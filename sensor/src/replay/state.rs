@@ -17,11 +17,11 @@ use std::hash::Hash;
 
 use sensor_common::detect::DetectState;
 use sensor_common::packet::AddrKey;
-use sensor_common::sketch::{SYN_BUCKETS, TTL_SLOTS};
+use sensor_common::sketch::{SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS};
 use sensor_common::tables::{
     AlertBudget, BlockPolicy, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MAX_RULES,
     PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES, RateKey, RateState, RepeatWindow, RuleStats,
-    SynBucket,
+    ScanBucket, SynBucket,
 };
 
 /// A hash map of bounded size that evicts its least recently used entry.
@@ -112,6 +112,8 @@ pub struct MemoryState {
     ttl_slots: Vec<u64>,
     /// `SYN_WINDOWS`: [`SYN_BUCKETS`] buckets.
     syn_buckets: Vec<SynBucket>,
+    /// `SCAN_WINDOWS`: [`SCAN_BUCKETS`] buckets.
+    scan_buckets: Vec<ScanBucket>,
     rate_states: LruMap<RateKey, RateState>,
     alert_budget: AlertBudget,
     rule_stats: Vec<RuleStats>,
@@ -138,6 +140,7 @@ impl MemoryState {
         MemoryState {
             ttl_slots: vec![0; TTL_SLOTS as usize],
             syn_buckets: vec![SynBucket::default(); SYN_BUCKETS as usize],
+            scan_buckets: vec![ScanBucket::default(); SCAN_BUCKETS as usize],
             rate_states: LruMap::new(limits.rate_states),
             alert_budget: AlertBudget::default(),
             rule_stats: vec![RuleStats::default(); MAX_RULES as usize],
@@ -186,6 +189,14 @@ impl DetectState for MemoryState {
 
     fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R> {
         self.syn_buckets.get_mut(index as usize).map(step)
+    }
+
+    fn scan_bucket<R, F: FnOnce(&mut ScanBucket) -> R>(
+        &mut self,
+        index: u32,
+        step: F,
+    ) -> Option<R> {
+        self.scan_buckets.get_mut(index as usize).map(step)
     }
 
     fn rate_state<R, F: FnOnce(&mut RateState) -> R>(

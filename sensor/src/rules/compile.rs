@@ -8,13 +8,17 @@ use ipnet::IpNet;
 use sensor_common::packet::{AddrKey, event, tcp};
 use sensor_common::tables::{
     ADDR_SCOPE_ENTRIES, ANY_BASE, DEVIATION_BASE, EVENT_BASE, EVENT_SET_BASE, EVENT_SETS,
-    FLAGS_BASE, MAX_RULES, MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE,
-    OPTION_EVENT_SETS, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask, TINY_BASE, TTL_BASE,
-    action, any, kind, proto_class, syn_track, uses,
+    FLAGS_BASE, FLOOD_SET_BASE, FLOOD_SETS, MAX_RULES, MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST,
+    OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PORT_SCOPE_ENTRIES, PROTO_BASE, RuleInfo, RuleMask,
+    SCAN_MAP_BITS, TINY_BASE, TTL_BASE, action, any, flood_class, flood_track, kind, proto_class,
+    uses,
 };
 
 use super::compiled::{AddrPrefix, CompiledRules, RuleMeta};
-use super::model::{Action, FragmentMatch, Match, Protocol, Rule, RuleSet, SynTrack, TtlMatch};
+use super::model::{
+    Action, Flood, FragmentMatch, Match, PacketClass, Protocol, Rule, RuleSet, Scan, SynTrack,
+    TtlMatch,
+};
 
 /// A rule set the kernel tables cannot hold. [`super::load_path`] refuses
 /// such sets with file positions; [`try_compile`] guards sets built in code.
@@ -62,6 +66,7 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
             (scope.dst.is_empty(), any::DST, uses::DST),
             (scope.dst_ports.is_empty(), any::PORT, uses::PORT),
             (scope.vlan.is_empty(), any::VLAN, uses::VLAN),
+            (scope.src_ports.is_empty(), any::SRC_PORT, uses::SRC_PORT),
         ] {
             if empty {
                 mark(ANY_BASE + row);
@@ -81,6 +86,10 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
         for vlan in &scope.vlan {
             out.vlans.entry(*vlan).or_default().insert(slot);
         }
+        for port in &scope.src_ports {
+            out.src_ports.entry(*port).or_default().insert(slot);
+        }
+        table_uses |= flood_classes_of(&rule.matcher) << uses::FLOOD_CLASSES;
 
         out.rules.push(rule_info(rule, default_block_seconds));
         out.meta.push(RuleMeta {
@@ -96,6 +105,7 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
     }
 
     fill_event_sets(&mut out.masks);
+    fill_flood_sets(&mut out.masks);
     // Scope tables no enabled rule uses are not looked up per packet.
     out.masks[(ANY_BASE + any::ENABLED) as usize].uses = table_uses;
     out.src_prefixes = nested_prefixes(&src);
@@ -127,6 +137,49 @@ pub fn fill_event_sets(masks: &mut [RuleMask]) {
     }
 }
 
+/// The packet classes a `flood`, `syn_flood` or `scan` rule counts, as
+/// `flood_class` bits: a scan of ports counts TCP SYNs without ACK and UDP,
+/// a scan of hosts ICMP too.
+fn flood_classes_of(matcher: &Match) -> u32 {
+    let bit = |class: PacketClass| flood_class::bit(class.class());
+    match matcher {
+        Match::SynFlood(_) => bit(PacketClass::Syn),
+        Match::Flood(flood) => bit(flood.packets),
+        Match::Scan(Scan { hosts: false, .. }) => bit(PacketClass::Syn) | bit(PacketClass::Udp),
+        Match::Scan(Scan { hosts: true, .. }) => {
+            bit(PacketClass::Syn) | bit(PacketClass::Udp) | bit(PacketClass::Icmp)
+        }
+        _ => 0,
+    }
+}
+
+/// The set bits of a `scan` window's map at which a rule of threshold `n`
+/// (distinct values) alerts: round(1,024 × (1 − e^(−n/1,024))), the bits
+/// `n` distinct values set on average (docs/CONTRACT.md, `scan`). Computed
+/// here: the kernel has no floating point.
+pub fn scan_bits_for(n: u32) -> u32 {
+    let m = f64::from(SCAN_MAP_BITS);
+    (m * (1.0 - (-f64::from(n) / m).exp())).round() as u32
+}
+
+/// Fills the `FLOOD_SET_BASE` rows from the single-class rows (row
+/// `FLOOD_SET_BASE + bit(class)`, marked by [`match_rows`]): each
+/// combination of classes is the union of its classes' rows.
+fn fill_flood_sets(masks: &mut [RuleMask]) {
+    let single: Vec<RuleMask> = (0..flood_class::COUNT)
+        .map(|class| masks[(FLOOD_SET_BASE + flood_class::bit(class)) as usize])
+        .collect();
+    for set in 1..FLOOD_SETS {
+        let mut row = RuleMask::EMPTY;
+        for (class, mask) in single.iter().enumerate() {
+            if set & flood_class::bit(class as u32) != 0 {
+                row.union_with(mask);
+            }
+        }
+        masks[(FLOOD_SET_BASE + set) as usize] = row;
+    }
+}
+
 /// [`compile`], refusing sets the kernel tables cannot hold.
 pub fn try_compile(
     set: &RuleSet,
@@ -139,7 +192,11 @@ pub fn try_compile(
     let out = compile(set, default_block_seconds);
     check_entries("src prefixes", out.src_prefixes.len(), ADDR_SCOPE_ENTRIES)?;
     check_entries("dst prefixes", out.dst_prefixes.len(), ADDR_SCOPE_ENTRIES)?;
-    check_entries("dst ports", out.ports.len(), PORT_SCOPE_ENTRIES)?;
+    check_entries(
+        "dst and src ports",
+        out.ports.len() + out.src_ports.len(),
+        PORT_SCOPE_ENTRIES,
+    )?;
     Ok(out)
 }
 
@@ -180,7 +237,14 @@ fn match_rows(matcher: &Match, mark: &mut impl FnMut(u32)) {
             mark(EVENT_BASE + u32::from(event::FRAG_OVERSIZE))
         }
         Match::Fragment(FragmentMatch::Atomic) => mark(EVENT_BASE + u32::from(event::FRAG_ATOMIC)),
-        Match::SynFlood(_) => mark(EVENT_BASE + u32::from(event::SYN_NO_ACK)),
+        Match::SynFlood(_) | Match::Flood(_) | Match::Scan(_) => {
+            let classes = flood_classes_of(matcher);
+            for class in 0..flood_class::COUNT {
+                if classes & flood_class::bit(class) != 0 {
+                    mark(FLOOD_SET_BASE + flood_class::bit(class));
+                }
+            }
+        }
         Match::Header(check) => mark(EVENT_BASE + u32::from(check.event())),
     }
 }
@@ -203,6 +267,8 @@ fn rule_info(rule: &Rule, default_block_seconds: u32) -> RuleInfo {
             Match::Ttl(_) => kind::TTL,
             Match::Fragment(_) => kind::FRAGMENT,
             Match::SynFlood(_) => kind::SYN_FLOOD,
+            Match::Flood(_) => kind::FLOOD,
+            Match::Scan(_) => kind::SCAN,
             Match::Header(_) => kind::HEADER,
         },
         action: match rule.action {
@@ -211,13 +277,41 @@ fn rule_info(rule: &Rule, default_block_seconds: u32) -> RuleInfo {
         },
         ..RuleInfo::default()
     };
-    if let Match::SynFlood(syn) = rule.matcher {
-        info.syn_threshold = syn.threshold;
-        info.syn_window_ns = u64::from(syn.window_ms) * 1_000_000;
-        info.syn_track = match syn.track {
-            SynTrack::ByDst => syn_track::BY_DST,
-            SynTrack::BySrc => syn_track::BY_SRC,
-        };
+    let track = |track: SynTrack| match track {
+        SynTrack::ByDst => flood_track::BY_DST,
+        SynTrack::BySrc => flood_track::BY_SRC,
+    };
+    match rule.matcher {
+        Match::SynFlood(syn) => {
+            info.flood_threshold = syn.threshold;
+            info.flood_window_ns = u64::from(syn.window_ms) * 1_000_000;
+            info.flood_track = track(syn.track);
+        }
+        Match::Flood(Flood {
+            track: by,
+            threshold,
+            bytes,
+            window_ms,
+            adaptive,
+            ..
+        }) => {
+            info.flood_threshold = threshold.unwrap_or(0);
+            info.flood_bytes = bytes.unwrap_or(0);
+            if let Some(a) = adaptive {
+                info.flood_threshold = a.min;
+                info.adaptive_factor = a.factor_256;
+                info.adaptive_windows = a.learn_windows;
+            }
+            info.flood_window_ns = u64::from(window_ms) * 1_000_000;
+            info.flood_track = track(by);
+        }
+        Match::Scan(scan) => {
+            info.flood_threshold = scan_bits_for(scan.threshold);
+            info.flood_window_ns = u64::from(scan.window_ms) * 1_000_000;
+            info.flood_track = flood_track::BY_SRC;
+            info.scan_hosts = u8::from(scan.hosts);
+        }
+        _ => {}
     }
     if rule.action == Action::Drop {
         let seconds = rule.block_seconds.unwrap_or(default_block_seconds);
@@ -294,10 +388,18 @@ pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
     for (rule, _) in &slots {
         *per_kind.entry(rule.matcher.category()).or_default() += 1;
     }
-    let kinds: Vec<String> = ["tcp_flags", "ttl", "fragment", "syn_flood", "header"]
-        .iter()
-        .map(|k| format!("{k} {}", per_kind.get(k).copied().unwrap_or(0)))
-        .collect();
+    let kinds: Vec<String> = [
+        "tcp_flags",
+        "ttl",
+        "fragment",
+        "syn_flood",
+        "flood",
+        "scan",
+        "header",
+    ]
+    .iter()
+    .map(|k| format!("{k} {}", per_kind.get(k).copied().unwrap_or(0)))
+    .collect();
     let _ = writeln!(out, "by kind: {}", kinds.join(", "));
 
     let drops: Vec<String> = slots
@@ -510,7 +612,16 @@ mod tests {
         let ev = |e: u8| c.masks[(EVENT_BASE + u32::from(e)) as usize].words[0];
         assert_eq!(ev(event::FRAG_OFFSET_ONE), 0b00001);
         assert_eq!(ev(event::MARTIAN_SRC), 0b00010);
-        assert_eq!(ev(event::SYN_NO_ACK), 0b00100);
+        assert_eq!(
+            ev(event::SYN_NO_ACK),
+            0,
+            "syn_flood is a flood of class syn"
+        );
+        let flood_row = |classes: u32| c.masks[(FLOOD_SET_BASE + classes) as usize].words[0];
+        let syn = flood_class::bit(flood_class::SYN);
+        let any = flood_class::bit(flood_class::ANY);
+        assert_eq!(flood_row(syn | any), 0b00100);
+        assert_eq!(flood_row(any), 0);
         assert_eq!(ev(event::LAND), 0b01000);
         assert_eq!(ev(event::FRAG_ATOMIC), 0b10000);
         assert_eq!(ev(event::FIRST_FRAGMENT), 0);
@@ -524,13 +635,16 @@ mod tests {
             c.rules[2],
             RuleInfo {
                 sig_id: 3,
-                syn_threshold: 200,
-                syn_window_ns: 1_000_000_000,
+                flood_threshold: 200,
+                flood_window_ns: 1_000_000_000,
+                flood_bytes: 0,
                 block_ns: 300_000_000_000,
                 kind: kind::SYN_FLOOD,
                 action: action::DROP,
-                syn_track: syn_track::BY_SRC,
-                _pad: [0; 5],
+                flood_track: flood_track::BY_SRC,
+                scan_hosts: 0,
+                adaptive_factor: 0,
+                adaptive_windows: 0,
             }
         );
         assert_eq!(c.rules[3].block_ns, 0);
@@ -766,6 +880,20 @@ rules:
     }
 
     #[test]
+    fn scan_bits_keep_the_contract_bounds() {
+        for n in 1..=sensor_common::sketch::MAX_SCAN_THRESHOLD {
+            let b = scan_bits_for(n);
+            // A set bit stands for at least one distinct value: an alert
+            // needs at least b distinct values, above 0.8 n (0.88 n at least).
+            assert!(f64::from(b) >= 0.88 * f64::from(n), "n {n}: b {b}");
+            assert!(b <= n, "n {n}: b {b}");
+        }
+        assert_eq!(scan_bits_for(1), 1);
+        assert_eq!(scan_bits_for(100), 95);
+        assert_eq!(scan_bits_for(256), 227);
+    }
+
+    #[test]
     fn summary_lists_counts_and_one_line_per_rule() {
         let text = "\
 rules:
@@ -785,7 +913,9 @@ rules:
             "{s}"
         );
         assert!(
-            s.contains("by kind: tcp_flags 1, ttl 0, fragment 0, syn_flood 1, header 0"),
+            s.contains(
+                "by kind: tcp_flags 1, ttl 0, fragment 0, syn_flood 1, flood 0, scan 0, header 0"
+            ),
             "{s}"
         );
         assert!(s.contains("by action: alert 1, drop 1"), "{s}");

@@ -65,8 +65,11 @@ pub struct CompiledRules {
     /// gives every rule whose scope contains the address.
     pub src_prefixes: Vec<(AddrPrefix, RuleMask)>,
     pub dst_prefixes: Vec<(AddrPrefix, RuleMask)>,
-    /// `PORT_SCOPE` / `VLAN_SCOPE` hash maps.
+    /// `PORT_SCOPE` / `VLAN_SCOPE` hash maps (`scope.dst_ports`, `scope.vlan`).
     pub ports: BTreeMap<u16, RuleMask>,
+    /// `scope.src_ports`: in `PORT_SCOPE` too, under keys of their own
+    /// (`sensor_common::tables::src_port_key`).
+    pub src_ports: BTreeMap<u16, RuleMask>,
     pub vlans: BTreeMap<u16, RuleMask>,
     /// `RULES` array, by slot.
     pub rules: Vec<RuleInfo>,
@@ -81,6 +84,7 @@ impl Default for CompiledRules {
             src_prefixes: Vec::new(),
             dst_prefixes: Vec::new(),
             ports: BTreeMap::new(),
+            src_ports: BTreeMap::new(),
             vlans: BTreeMap::new(),
             rules: Vec::new(),
             meta: Vec::new(),
@@ -124,6 +128,9 @@ impl RuleTables for MemoryTables<'_> {
     }
     fn port_scope(&self, port: u16) -> Option<&RuleMask> {
         self.rules.ports.get(&port)
+    }
+    fn src_port_scope(&self, port: u16) -> Option<&RuleMask> {
+        self.rules.src_ports.get(&port)
     }
     fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask> {
         self.rules.vlans.get(&vlan)

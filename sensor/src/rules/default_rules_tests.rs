@@ -86,7 +86,14 @@ fn default_rule_set_loads_and_fits() {
             "no default rule for {check:?}"
         );
     }
-    for category in ["tcp_flags", "ttl", "fragment", "syn_flood", "header"] {
+    for category in [
+        "tcp_flags",
+        "ttl",
+        "fragment",
+        "syn_flood",
+        "flood",
+        "header",
+    ] {
         assert!(
             compiled.meta.iter().any(|m| m.category == category),
             "{category}"

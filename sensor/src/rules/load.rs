@@ -8,13 +8,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use sensor_common::sketch::MAX_SCAN_THRESHOLD;
 use sensor_common::tables::{
     ADDR_SCOPE_ENTRIES, MAX_RULES, MAX_TINY_THRESHOLD, PORT_SCOPE_ENTRIES,
 };
 
 use super::model::{
-    Action, FragmentMatch, HeaderCheck, Match, Protocol, Rule, RuleSet, Scope, SynFlood, SynTrack,
-    TCP_FLAG_NAMES, TtlMatch,
+    Action, Adaptive, Flood, FragmentMatch, HeaderCheck, Match, PacketClass, Protocol, Rule,
+    RuleSet, Scan, Scope, SynFlood, SynTrack, TCP_FLAG_NAMES, TtlMatch,
 };
 use super::yaml::{self, Fields, Located, Node, Pos, SourceError, Value};
 use crate::settings::Severity;
@@ -61,12 +62,31 @@ const RULE_KEYS: &[&str] = &[
     "scope",
     "match",
 ];
-const SCOPE_KEYS: &[&str] = &["src", "dst", "protocol", "dst_ports", "vlan"];
-const MATCH_KINDS: &[&str] = &["tcp_flags", "ttl", "fragment", "syn_flood", "header"];
+const SCOPE_KEYS: &[&str] = &["src", "dst", "protocol", "dst_ports", "src_ports", "vlan"];
+const MATCH_KINDS: &[&str] = &[
+    "tcp_flags",
+    "ttl",
+    "fragment",
+    "syn_flood",
+    "flood",
+    "scan",
+    "header",
+];
+const SCAN_KEYS: &[&str] = &["track", "distinct", "threshold", "window_ms"];
 const TCP_FLAGS_KEYS: &[&str] = &["set", "clear"];
 const TTL_KEYS: &[&str] = &["below", "above", "deviation"];
 const FRAGMENT_KEYS: &[&str] = &["tiny_first_below", "offset_one", "oversize", "atomic"];
 const SYN_FLOOD_KEYS: &[&str] = &["track", "threshold", "window_ms"];
+const FLOOD_KEYS: &[&str] = &[
+    "packets",
+    "track",
+    "threshold",
+    "bytes",
+    "window_ms",
+    "adaptive",
+];
+/// Largest `flood.bytes`: 2^63.
+pub const MAX_FLOOD_BYTES: u64 = 1 << 63;
 const HEADER_KEYS: &[&str] = &["check"];
 
 const SEVERITIES: &[(&str, Severity)] = &[
@@ -163,6 +183,7 @@ struct Loader {
     src_prefixes: HashSet<IpNet>,
     dst_prefixes: HashSet<IpNet>,
     ports: HashSet<u16>,
+    src_ports: HashSet<u16>,
 }
 
 /// A rule plus the positions needed by checks across rules.
@@ -234,10 +255,15 @@ impl Loader {
         self.src_prefixes.extend(scope.src.iter().copied());
         self.dst_prefixes.extend(scope.dst.iter().copied());
         self.ports.extend(scope.dst_ports.iter().copied());
+        self.src_ports.extend(scope.src_ports.iter().copied());
         let limits = [
             ("src prefixes", self.src_prefixes.len(), ADDR_SCOPE_ENTRIES),
             ("dst prefixes", self.dst_prefixes.len(), ADDR_SCOPE_ENTRIES),
-            ("dst ports", self.ports.len(), PORT_SCOPE_ENTRIES),
+            (
+                "dst_ports and src_ports",
+                self.ports.len() + self.src_ports.len(),
+                PORT_SCOPE_ENTRIES,
+            ),
         ];
         for (what, count, limit) in limits {
             if count > limit as usize {
@@ -338,6 +364,7 @@ struct ScopeSpots {
     at: Option<Pos>,
     protocol: Option<Pos>,
     dst_ports: Option<Pos>,
+    src_ports: Option<Pos>,
 }
 
 fn parse_scope(node: &Node) -> Result<(Scope, ScopeSpots), Located> {
@@ -360,6 +387,10 @@ fn parse_scope(node: &Node) -> Result<(Scope, ScopeSpots), Located> {
     if let Some(n) = fields.get("dst_ports") {
         scope.dst_ports = parse_numbers(n, "dst_ports", 65_535)?;
         spots.dst_ports = Some(n.at);
+    }
+    if let Some(n) = fields.get("src_ports") {
+        scope.src_ports = parse_numbers(n, "src_ports", 65_535)?;
+        spots.src_ports = Some(n.at);
     }
     if let Some(n) = fields.get("vlan") {
         scope.vlan = parse_numbers(n, "vlan", 4_095)?;
@@ -424,6 +455,8 @@ fn parse_match(node: &Node) -> Result<Match, Located> {
         "ttl" => parse_ttl(value),
         "fragment" => parse_fragment(value),
         "syn_flood" => parse_syn_flood(value),
+        "flood" => parse_flood(value),
+        "scan" => parse_scan(value),
         _ => parse_header(value),
     }
 }
@@ -534,6 +567,104 @@ fn parse_syn_flood(node: &Node) -> Result<Match, Located> {
     }))
 }
 
+fn parse_flood(node: &Node) -> Result<Match, Located> {
+    let fields = node.as_map("`flood`", FLOOD_KEYS)?;
+    let adaptive = fields.get("adaptive").map(parse_adaptive).transpose()?;
+    let classes: Vec<_> = PacketClass::ALL.iter().map(|c| (c.name(), *c)).collect();
+    let packets = fields.required("packets", "`flood`")?.as_choice(
+        "packets",
+        "flood packet class",
+        &classes,
+    )?;
+    let track = fields
+        .required("track", "`flood`")?
+        .as_choice("track", "flood track", TRACKS)?;
+    let threshold = fields
+        .get("threshold")
+        .map(|n| Ok::<_, Located>(n.as_int("threshold", 1..=u32::MAX.into())? as u32))
+        .transpose()?;
+    let bytes = fields
+        .get("bytes")
+        .map(|n| Ok::<_, Located>(n.as_int("bytes", 1..=MAX_FLOOD_BYTES.into())? as u64))
+        .transpose()?;
+    if adaptive.is_some() {
+        if let Some(field) = fields.field("threshold").or(fields.field("bytes")) {
+            return Err(Located::new(
+                field.key_at,
+                "`adaptive` replaces `threshold` and `bytes` (its `min` is the floor): give one or the other",
+            ));
+        }
+    } else if threshold.is_none() && bytes.is_none() {
+        return Err(
+            node.error("`flood` needs `threshold` (packets), `bytes`, or both, or `adaptive`")
+        );
+    }
+    let window_ms = fields
+        .required("window_ms", "`flood`")?
+        .as_int("window_ms", 1..=MAX_SYN_WINDOW_MS.into())? as u32;
+    Ok(Match::Flood(Flood {
+        packets,
+        track,
+        threshold,
+        bytes,
+        window_ms,
+        adaptive,
+    }))
+}
+
+/// `adaptive: { factor: F, min: N, learn_windows: K }`: F from 1 to 255
+/// with at most two decimals, N from 1, K from 1 to 1,024.
+fn parse_adaptive(node: &Node) -> Result<Adaptive, Located> {
+    let fields = node.as_map("`adaptive`", &["factor", "min", "learn_windows"])?;
+    let factor_node = fields.required("factor", "`adaptive`")?;
+    let factor = match factor_node.value {
+        yaml::Value::Int(i) => i as f64,
+        yaml::Value::Float(x) => x,
+        _ => f64::NAN,
+    };
+    let hundredths = (factor * 100.0).round();
+    if !(100.0..=25_500.0).contains(&hundredths) || (factor * 100.0 - hundredths).abs() > 1e-6 {
+        return Err(
+            factor_node.error("`factor` must be a number from 1 to 255 with at most two decimals")
+        );
+    }
+    let min = fields
+        .required("min", "`adaptive`")?
+        .as_int("min", 1..=u32::MAX.into())? as u32;
+    let learn_windows = fields
+        .required("learn_windows", "`adaptive`")?
+        .as_int("learn_windows", 1..=1_024)? as u16;
+    Ok(Adaptive {
+        factor_256: (factor * 256.0).round() as u16,
+        min,
+        learn_windows,
+    })
+}
+
+fn parse_scan(node: &Node) -> Result<Match, Located> {
+    let fields = node.as_map("`scan`", SCAN_KEYS)?;
+    let track = fields.required("track", "`scan`")?;
+    if track.as_choice("track", "scan track", TRACKS)? != SynTrack::BySrc {
+        return Err(track.error("`scan` counts per source: `track` must be `by_src`"));
+    }
+    let hosts = fields.required("distinct", "`scan`")?.as_choice(
+        "distinct",
+        "scan distinct",
+        &[("ports", false), ("hosts", true)],
+    )?;
+    let threshold = fields
+        .required("threshold", "`scan`")?
+        .as_int("threshold", 1..=MAX_SCAN_THRESHOLD.into())? as u32;
+    let window_ms = fields
+        .required("window_ms", "`scan`")?
+        .as_int("window_ms", 1..=MAX_SYN_WINDOW_MS.into())? as u32;
+    Ok(Match::Scan(Scan {
+        hosts,
+        threshold,
+        window_ms,
+    }))
+}
+
 fn parse_header(node: &Node) -> Result<Match, Located> {
     let fields = node.as_map("`header`", HEADER_KEYS)?;
     let checks: Vec<_> = HeaderCheck::ALL.iter().map(|c| (c.name(), *c)).collect();
@@ -547,12 +678,18 @@ fn parse_header(node: &Node) -> Result<Match, Located> {
 /// Refuses scope and match combinations that can never match a packet.
 fn check_consistency(scope: &Scope, spots: &ScopeSpots, matcher: &Match) -> Result<(), Located> {
     use Protocol::{Icmp, Icmpv6, Tcp, Udp};
-    if let Some(at) = spots.dst_ports {
+    for (field, spot) in [
+        ("dst_ports", spots.dst_ports),
+        ("src_ports", spots.src_ports),
+    ] {
+        let Some(at) = spot else {
+            continue;
+        };
         if matches!(scope.protocol, Icmp | Icmpv6) {
             return Err(Located::new(
                 at,
                 format!(
-                    "`dst_ports` cannot match with protocol {}: only TCP and UDP have ports",
+                    "`{field}` cannot match with protocol {}: only TCP and UDP have ports",
                     scope.protocol.name()
                 ),
             ));
@@ -563,14 +700,40 @@ fn check_consistency(scope: &Scope, spots: &ScopeSpots, matcher: &Match) -> Resu
         ) {
             return Err(Located::new(
                 at,
-                "`dst_ports` would make this rule match nothing: the fragments it matches \
-                 are never first fragments, and only first fragments carry ports",
+                format!(
+                    "`{field}` would make this rule match nothing: the fragments it matches \
+                     are never first fragments, and only first fragments carry ports"
+                ),
+            ));
+        }
+        if let Match::Flood(Flood {
+            packets: PacketClass::Icmp,
+            ..
+        }) = matcher
+        {
+            return Err(Located::new(
+                at,
+                format!(
+                    "`{field}` would make this rule match nothing: it counts ICMP packets, \
+                     which have no ports"
+                ),
             ));
         }
     }
     let (protocols, why): (&[Protocol], &str) = match matcher {
         Match::TcpFlags { .. } => (&[Tcp], "tcp_flags rules match only TCP"),
         Match::SynFlood(_) => (&[Tcp], "syn_flood rules count only TCP SYNs"),
+        Match::Flood(Flood { packets, .. }) => match packets {
+            PacketClass::Syn | PacketClass::Ack | PacketClass::Rst | PacketClass::Fin => {
+                (&[Tcp], "this flood class counts only TCP segments")
+            }
+            PacketClass::Udp => (&[Udp], "flood packets udp counts only UDP"),
+            PacketClass::Icmp => (
+                &[Icmp, Icmpv6],
+                "flood packets icmp counts only ICMP and ICMPv6",
+            ),
+            PacketClass::Fragment | PacketClass::Any => return Ok(()),
+        },
         Match::Fragment(FragmentMatch::OffsetOne) => {
             (&[Tcp], "offset_one matches only TCP fragments")
         }
@@ -669,6 +832,7 @@ rules:
                         dst: vec!["192.0.2.0/24".parse().unwrap()],
                         protocol: Protocol::Tcp,
                         dst_ports: vec![22, 80],
+                        src_ports: vec![],
                         vlan: vec![100],
                     },
                     matcher: Match::TcpFlags {
@@ -745,6 +909,216 @@ rules:
             ]
         );
         assert_eq!(set.rules[0].origin, "t.yaml:2");
+    }
+
+    #[test]
+    fn flood_rules_and_src_ports_load() {
+        let text = "\
+rules:
+  - {id: 1, name: a, severity: low, match: {flood: {packets: ack, track: by_dst, threshold: 5, window_ms: 1000}}}
+  - {id: 2, name: b, severity: low, match: {flood: {packets: any, track: by_src, bytes: 9223372036854775808, window_ms: 3600000}}}
+  - id: 3
+    name: c
+    severity: low
+    scope: {protocol: udp, src_ports: [123, 53, 53]}
+    match: {flood: {packets: udp, track: by_dst, threshold: 10, bytes: 5000, window_ms: 1}}
+";
+        let set = load_str("t.yaml", text).unwrap();
+        assert_eq!(
+            set.rules[0].matcher,
+            Match::Flood(Flood {
+                packets: PacketClass::Ack,
+                track: SynTrack::ByDst,
+                threshold: Some(5),
+                bytes: None,
+                window_ms: 1000,
+                adaptive: None,
+            })
+        );
+        assert_eq!(
+            set.rules[1].matcher,
+            Match::Flood(Flood {
+                packets: PacketClass::Any,
+                track: SynTrack::BySrc,
+                threshold: None,
+                bytes: Some(1 << 63),
+                window_ms: 3_600_000,
+                adaptive: None,
+            })
+        );
+        assert_eq!(set.rules[2].scope.src_ports, vec![53, 123]);
+        assert_eq!(
+            set.rules[2].matcher,
+            Match::Flood(Flood {
+                packets: PacketClass::Udp,
+                track: SynTrack::ByDst,
+                threshold: Some(10),
+                bytes: Some(5000),
+                window_ms: 1,
+                adaptive: None,
+            })
+        );
+    }
+
+    #[test]
+    fn scan_rules_load_and_bad_ones_name_the_place() {
+        let text = "\
+rules:
+  - {id: 1, name: a, severity: low, match: {scan: {track: by_src, distinct: ports, threshold: 256, window_ms: 1000}}}
+  - {id: 2, name: b, severity: low, match: {scan: {track: by_src, distinct: hosts, threshold: 1, window_ms: 1}}}
+";
+        let set = load_str("t.yaml", text).unwrap();
+        assert_eq!(
+            set.rules[0].matcher,
+            Match::Scan(Scan {
+                hosts: false,
+                threshold: 256,
+                window_ms: 1000
+            })
+        );
+        assert_eq!(
+            set.rules[1].matcher,
+            Match::Scan(Scan {
+                hosts: true,
+                threshold: 1,
+                window_ms: 1
+            })
+        );
+        let scan = |body: &str| format!("{HEAD}    match: {{scan: {{{body}}}}}\n");
+        assert_error(
+            &scan("track: by_dst, distinct: ports, threshold: 5, window_ms: 10"),
+            5,
+            27,
+            "`scan` counts per source: `track` must be `by_src`",
+        );
+        assert_error(
+            &scan("track: by_src, distinct: flows, threshold: 5, window_ms: 10"),
+            5,
+            45,
+            "unknown scan distinct \"flows\"",
+        );
+        assert_error(
+            &scan("track: by_src, distinct: ports, threshold: 257, window_ms: 10"),
+            5,
+            63,
+            "`threshold` must be a whole number from 1 to 256",
+        );
+        assert_error(
+            &scan("track: by_src, threshold: 5, window_ms: 10"),
+            5,
+            19,
+            "`scan` is missing `distinct`",
+        );
+    }
+
+    #[test]
+    fn bad_flood_rules_name_the_place() {
+        let flood = |body: &str| format!("{HEAD}    match: {{flood: {{{body}}}}}\n");
+        assert_error(
+            &flood("packets: syn, track: by_dst, window_ms: 10"),
+            5,
+            20,
+            "`flood` needs `threshold` (packets), `bytes`, or both, or `adaptive`",
+        );
+        assert_error(
+            &flood("packets: psh, track: by_dst, threshold: 1, window_ms: 10"),
+            5,
+            30,
+            "unknown flood packet class \"psh\"",
+        );
+        assert_error(
+            &flood("packets: udp, track: by_dst, bytes: 0, window_ms: 10"),
+            5,
+            57,
+            "`bytes` must be a whole number from 1 to 9223372036854775808",
+        );
+        assert_error(
+            &flood("packets: udp, track: by_dst, threshold: 1, window_ms: 3600001"),
+            5,
+            75,
+            "`window_ms` must be a whole number from 1 to 3600000",
+        );
+        assert_error(
+            &flood(
+                "packets: udp, track: by_dst, threshold: 5, window_ms: 10, adaptive: {factor: 3, min: 10, learn_windows: 8}",
+            ),
+            5,
+            50,
+            "`adaptive` replaces `threshold` and `bytes`",
+        );
+        assert_error(
+            &flood(
+                "packets: udp, track: by_dst, window_ms: 10, adaptive: {factor: 2.555, min: 10, learn_windows: 8}",
+            ),
+            5,
+            84,
+            "`factor` must be a number from 1 to 255 with at most two decimals",
+        );
+        assert_error(
+            &flood(
+                "packets: udp, track: by_dst, window_ms: 10, adaptive: {factor: 3, min: 10, learn_windows: 1025}",
+            ),
+            5,
+            111,
+            "`learn_windows` must be a whole number from 1 to 1024",
+        );
+        let set = load_str(
+            "t.yaml",
+            &flood(
+                "packets: any, track: by_dst, window_ms: 1000, adaptive: {factor: 2.5, min: 100, learn_windows: 16}",
+            ),
+        )
+        .unwrap();
+        let Match::Flood(Flood {
+            adaptive: Some(a), ..
+        }) = set.rules[0].matcher
+        else {
+            panic!("{:?}", set.rules[0].matcher)
+        };
+        assert_eq!(
+            a,
+            Adaptive {
+                factor_256: 640,
+                min: 100,
+                learn_windows: 16
+            }
+        );
+        assert_error(
+            &flood("packets: udp, track: by_dst, threshold: 1, window_ms: 10, burst: 3"),
+            5,
+            79,
+            "burst",
+        );
+        assert_error(
+            &format!(
+                "{HEAD}    scope: {{protocol: tcp}}\n    match: {{flood: {{packets: udp, track: by_dst, threshold: 1, window_ms: 10}}}}\n"
+            ),
+            5,
+            23,
+            "protocol tcp would make this rule match nothing: flood packets udp counts only UDP",
+        );
+        assert_error(
+            &format!(
+                "{HEAD}    scope: {{src_ports: [53]}}\n    match: {{flood: {{packets: icmp, track: by_dst, threshold: 1, window_ms: 10}}}}\n"
+            ),
+            5,
+            24,
+            "`src_ports` would make this rule match nothing: it counts ICMP packets",
+        );
+        assert_error(
+            &format!(
+                "{HEAD}    scope: {{protocol: icmp, src_ports: [53]}}\n    match: {{ttl: {{below: 2}}}}\n"
+            ),
+            5,
+            40,
+            "`src_ports` cannot match with protocol icmp",
+        );
+        assert_error(
+            &format!("{HEAD}    scope: {{src_ports: [65536]}}\n    match: {{ttl: {{below: 2}}}}\n"),
+            5,
+            25,
+            "`src_ports` must be a whole number from 0 to 65535",
+        );
     }
 
     #[test]
@@ -908,7 +1282,7 @@ rules:
             &format!("{HEAD}    match:\n      ttl: {{below: 2}}\n      header: {{check: land}}\n"),
             7,
             7,
-            "`match` takes exactly one of tcp_flags, ttl, fragment, syn_flood, header, but has both `ttl` and `header`",
+            "`match` takes exactly one of tcp_flags, ttl, fragment, syn_flood, flood, scan, header, but has both `ttl` and `header`",
         );
         assert_error(
             &format!("{HEAD}    match: {{}}\n"),

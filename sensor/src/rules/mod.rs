@@ -14,7 +14,7 @@ pub use compile::{CompileError, compile, summary, try_compile};
 pub use compiled::{AddrPrefix, CompiledRules, MemoryTables, RuleMeta};
 pub use load::{RulesError, load_path, load_str};
 pub use model::{
-    Action, FragmentMatch, HeaderCheck, Match, Protocol, Rule, RuleSet, Scope, SynFlood, SynTrack,
-    TtlMatch,
+    Action, Adaptive, Flood, FragmentMatch, HeaderCheck, Match, PacketClass, Protocol, Rule,
+    RuleSet, Scan, Scope, SynFlood, SynTrack, TtlMatch,
 };
 pub use yaml::SourceError;

@@ -63,6 +63,8 @@ pub struct Scope {
     pub dst: Vec<IpNet>,
     pub protocol: Protocol,
     pub dst_ports: Vec<u16>,
+    /// TCP/UDP source ports (reflection: traffic from a service's port).
+    pub src_ports: Vec<u16>,
     /// Outermost VLAN ids.
     pub vlan: Vec<u16>,
 }
@@ -100,6 +102,8 @@ pub enum Match {
     Ttl(TtlMatch),
     Fragment(FragmentMatch),
     SynFlood(SynFlood),
+    Flood(Flood),
+    Scan(Scan),
     Header(HeaderCheck),
 }
 
@@ -129,6 +133,113 @@ pub struct SynFlood {
     pub threshold: u32,
     /// Window length in milliseconds (1..=3_600_000).
     pub window_ms: u32,
+}
+
+/// A `flood` rule: packets of one class per tracked address and window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flood {
+    pub packets: PacketClass,
+    pub track: SynTrack,
+    /// Packets per window that raise the alert; `None`: no packet threshold.
+    pub threshold: Option<u32>,
+    /// Bytes (frame lengths) per window that raise the alert; `None`: none.
+    /// At least one of `threshold` and `bytes` is given, or `adaptive`.
+    pub bytes: Option<u64>,
+    /// A threshold learned per key instead of `threshold` / `bytes`.
+    pub adaptive: Option<Adaptive>,
+    /// Window length in milliseconds (1..=3_600_000).
+    pub window_ms: u32,
+}
+
+/// A `scan` rule: distinct destination ports or hosts per source and window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// `true`: distinct destination addresses (horizontal); `false`: ports.
+    pub hosts: bool,
+    /// Distinct values per window that raise the alert (1..=256).
+    pub threshold: u32,
+    /// Window length in milliseconds (1..=3_600_000).
+    pub window_ms: u32,
+}
+
+/// `flood: { adaptive: { factor, min, learn_windows } }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adaptive {
+    /// The factor × 256 (the factor has at most two decimals: exact).
+    pub factor_256: u16,
+    /// Packets a window must exceed whatever was learned (≥ 1).
+    pub min: u32,
+    /// K: about how many windows the learned normal averages (1..=1024).
+    pub learn_windows: u16,
+}
+
+/// The packet classes a `flood` rule counts (`sensor_common::tables::flood_class`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketClass {
+    Syn,
+    Ack,
+    Rst,
+    Fin,
+    Udp,
+    Icmp,
+    Fragment,
+    Any,
+}
+
+impl PacketClass {
+    pub const ALL: [PacketClass; 8] = [
+        PacketClass::Syn,
+        PacketClass::Ack,
+        PacketClass::Rst,
+        PacketClass::Fin,
+        PacketClass::Udp,
+        PacketClass::Icmp,
+        PacketClass::Fragment,
+        PacketClass::Any,
+    ];
+
+    /// The name used in rule files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketClass::Syn => "syn",
+            PacketClass::Ack => "ack",
+            PacketClass::Rst => "rst",
+            PacketClass::Fin => "fin",
+            PacketClass::Udp => "udp",
+            PacketClass::Icmp => "icmp",
+            PacketClass::Fragment => "fragment",
+            PacketClass::Any => "any",
+        }
+    }
+
+    /// Its bit number in the kernel tables.
+    pub fn class(self) -> u32 {
+        use sensor_common::tables::flood_class;
+        match self {
+            PacketClass::Syn => flood_class::SYN,
+            PacketClass::Ack => flood_class::ACK,
+            PacketClass::Rst => flood_class::RST,
+            PacketClass::Fin => flood_class::FIN,
+            PacketClass::Udp => flood_class::UDP,
+            PacketClass::Icmp => flood_class::ICMP,
+            PacketClass::Fragment => flood_class::FRAGMENT,
+            PacketClass::Any => flood_class::ANY,
+        }
+    }
+
+    /// What `sensor rules check` calls these packets.
+    fn describe(self) -> &'static str {
+        match self {
+            PacketClass::Syn => "SYNs without ACK",
+            PacketClass::Ack => "bare ACKs (no payload)",
+            PacketClass::Rst => "RSTs",
+            PacketClass::Fin => "FINs",
+            PacketClass::Udp => "UDP packets",
+            PacketClass::Icmp => "ICMP packets",
+            PacketClass::Fragment => "fragments",
+            PacketClass::Any => "IP packets",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,6 +386,8 @@ impl Match {
             Match::Ttl(_) => "ttl",
             Match::Fragment(_) => "fragment",
             Match::SynFlood(_) => "syn_flood",
+            Match::Flood(_) => "flood",
+            Match::Scan(_) => "scan",
             Match::Header(_) => "header",
         }
     }
@@ -313,6 +426,48 @@ impl Match {
                 };
                 format!("{threshold}+ SYNs without ACK {whom} within {window_ms} ms")
             }
+            Match::Flood(Flood {
+                packets,
+                track,
+                threshold,
+                bytes,
+                window_ms,
+                adaptive,
+            }) => {
+                let whom = match track {
+                    SynTrack::ByDst => "to one destination",
+                    SynTrack::BySrc => "from one source",
+                };
+                if let Some(a) = adaptive {
+                    return format!(
+                        "{} {whom} within {window_ms} ms above max({}, {:.2} x the learned normal over ~{} windows)",
+                        packets.describe(),
+                        a.min,
+                        f64::from(a.factor_256) / 256.0,
+                        a.learn_windows
+                    );
+                }
+                let how_many = match (threshold, bytes) {
+                    (Some(n), Some(b)) => {
+                        format!("{n}+ {} or {b}+ bytes of them", packets.describe())
+                    }
+                    (Some(n), None) => format!("{n}+ {}", packets.describe()),
+                    (None, b) => format!("{}+ bytes of {}", b.unwrap_or(0), packets.describe()),
+                };
+                format!("{how_many} {whom} within {window_ms} ms")
+            }
+            Match::Scan(Scan {
+                hosts,
+                threshold,
+                window_ms,
+            }) => {
+                let what = if hosts {
+                    "destination addresses"
+                } else {
+                    "destination ports"
+                };
+                format!("{threshold}+ distinct {what} from one source within {window_ms} ms")
+            }
             Match::Header(check) => format!("{} ({})", check.describe(), check.name()),
         }
     }
@@ -342,6 +497,12 @@ impl Scope {
             parts.push(format!(
                 "dst ports {}",
                 join(self.dst_ports.iter().map(|p| p.to_string()).collect())
+            ));
+        }
+        if !self.src_ports.is_empty() {
+            parts.push(format!(
+                "src ports {}",
+                join(self.src_ports.iter().map(|p| p.to_string()).collect())
             ));
         }
         if !self.vlan.is_empty() {

@@ -15,7 +15,8 @@ use sensor_common::decap::DecapConfig;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
-    RuleStats, SensorConfig, SynBucket, block_when, mode, scope_key_version, scope_value_key,
+    RuleStats, ScanBucket, SensorConfig, SynBucket, block_when, mode, scope_key_version,
+    scope_value_key, src_port_key,
 };
 
 use crate::kernel::preflight;
@@ -298,7 +299,8 @@ impl Kernel {
             let mut map: HashMap<_, u32, RuleMask> = self.map_mut(name)?;
             let stale: Vec<u32> = all_keys(name, map.keys())?
                 .into_iter()
-                .filter(|key| key >> 16 == generation as u32)
+                // The generation bit; `scope.src_ports` keys have bit 17 too.
+                .filter(|key| (key >> 16) & 1 == generation as u32)
                 .collect();
             for key in stale {
                 map.remove(&key).map_err(map_err(name))?;
@@ -306,6 +308,12 @@ impl Kernel {
             for (value, mask) in entries {
                 map.insert(scope_value_key(generation, *value), mask, 0)
                     .map_err(map_err(name))?;
+            }
+            if name == "PORT_SCOPE" {
+                for (port, mask) in &rules.src_ports {
+                    map.insert(src_port_key(generation, *port), mask, 0)
+                        .map_err(map_err(name))?;
+                }
             }
         }
         // The switch: one write of the config entry.
@@ -594,6 +602,23 @@ impl Kernel {
                 windows
                     .set(index, bucket, 0)
                     .map_err(map_err("SYN_WINDOWS"))?;
+            }
+        }
+        // The same for the scan windows.
+        let mut scans: Array<_, ScanBucket> = self.map_mut("SCAN_WINDOWS")?;
+        for index in 0..scans.len() {
+            let mut bucket = scans.get(&index, 0).map_err(map_err("SCAN_WINDOWS"))?;
+            let mut stale = false;
+            for way in &mut bucket.ways {
+                if way.fingerprint != 0 && in_generation(way.slot) {
+                    *way = Default::default();
+                    stale = true;
+                }
+            }
+            if stale {
+                scans
+                    .set(index, bucket, 0)
+                    .map_err(map_err("SCAN_WINDOWS"))?;
             }
         }
         Ok(finals)
