@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use support::floods::attacks;
+use support::floods::{attacks, reflectors};
 use support::pcap::write_pcap_spaced;
 
 /// 200,000 packets a second: every attack fits well inside its 1 s window.
@@ -176,4 +176,54 @@ fn default_scan_rules_fire_at_1_2_n_and_not_at_0_8_n_in_replay() {
             line(100603, pinger, 62),
         ]
     );
+}
+
+/// Each reflector port of the default rules (53, 123, 161, 1900, 19, 389,
+/// 11211), flooding a victim of its own: each raises its rule once for
+/// its victim, and one frame fewer raises nothing.
+#[test]
+fn every_reflector_port_raises_its_rule() {
+    let rules = default_rules();
+    let dir = tempfile::tempdir().unwrap();
+    for (over, expect_lines) in [(20, true), (0, false)] {
+        let attacks = reflectors(over);
+        let frames: Vec<Vec<u8>> = attacks
+            .iter()
+            .flat_map(|a| {
+                // `over` 0: one frame short of the threshold.
+                let keep = if expect_lines {
+                    a.frames.len()
+                } else {
+                    a.frames.len() - 1
+                };
+                a.frames[..keep].to_vec()
+            })
+            .collect();
+        let pcap = dir.path().join(format!("reflectors-{over}.pcap"));
+        write_pcap_spaced(&pcap, &frames, SPACING);
+        let (alerts, result) = support::replay_lines(&pcap, &rules);
+        result.expect("replay");
+        let raised: Vec<(u32, std::net::IpAddr)> = alerts
+            .iter()
+            .map(|a| (a.alert.signature_id, a.dest_ip))
+            .collect();
+        let want: Vec<(u32, std::net::IpAddr)> = if expect_lines {
+            attacks
+                .iter()
+                .map(|a| (a.sig, std::net::IpAddr::from(a.victim)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            raised,
+            want,
+            "{}",
+            attacks
+                .iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }

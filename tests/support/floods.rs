@@ -124,3 +124,39 @@ pub fn attacks(over: usize) -> Vec<Flood> {
         },
     ]
 }
+
+/// One reflection attack for each reflector port of the default rules
+/// (`rules/reflection.yaml`): answers from that source port to a victim
+/// of their own (192.0.2.{41..47}), `over` frames beyond the rule's
+/// packet threshold, or past its bytes for the byte-counted rule.
+pub fn reflectors(over: usize) -> Vec<Flood> {
+    let v = |last: u8| [192, 0, 2, last];
+    let by_port: [(&'static str, u16, u32); 7] = [
+        ("DNS (53)", 53, 100501),
+        ("NTP (123)", 123, 100502),
+        ("SNMP (161)", 161, 100502),
+        ("SSDP (1900)", 1900, 100502),
+        ("chargen (19)", 19, 100503),
+        ("CLDAP (389)", 389, 100503),
+        ("memcached (11211)", 11211, 100503),
+    ];
+    by_port
+        .iter()
+        .enumerate()
+        .map(|(k, &(name, port, sig))| {
+            let victim = v(41 + k as u8);
+            let frames = match sig {
+                100501 => many(5_000 + over, |i| udp(i, victim, port, 60)),
+                // By bytes: 1,000-byte answers, the 250th reaches them.
+                100502 => many(250 + over.min(500), |i| udp(i, victim, port, 1_000 - 42)),
+                _ => many(200 + over, |i| udp(i, victim, port, 60)),
+            };
+            Flood {
+                name,
+                sig,
+                victim,
+                frames,
+            }
+        })
+        .collect()
+}
