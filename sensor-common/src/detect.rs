@@ -316,11 +316,16 @@ impl Scope {
         let Some(enabled) = tables.mask(ANY_BASE + any::ENABLED) else {
             return scope;
         };
-        let mut summary = enabled.summary & summary_of(tables.mask(scope.proto_row));
+        let Some(protocol) = tables.mask(scope.proto_row) else {
+            return scope;
+        };
+        let mut summary = enabled.summary & protocol.summary;
         if summary == 0 {
             return scope;
         }
-        let table_uses = enabled.uses;
+        // The tables this protocol's enabled rules consult (a subset of
+        // `enabled.uses`, which every enabled rule adds to).
+        let table_uses = enabled.uses & protocol.uses;
         scope.uses = table_uses;
         if table_uses & uses::SRC != 0 {
             summary &= summary_of(tables.mask(ANY_BASE + any::SRC))

@@ -22,9 +22,11 @@ pub const MAX_RULES: u32 = 64 * MASK_WORDS as u32;
 pub struct RuleMask {
     /// Bit `w`: `words[w] != 0`.
     pub summary: u32,
-    /// Set only in the `ANY_BASE + any::ENABLED` row: the [`uses`] bits,
-    /// which scope tables any enabled rule consults (the others are not
-    /// looked up at all). 0 in every other row.
+    /// Set only in the `ANY_BASE + any::ENABLED` row and the protocol rows
+    /// (`PROTO_BASE + proto_class`): the [`uses`] bits, which scope tables
+    /// (and flood classes) any enabled rule, or any enabled rule of that
+    /// protocol, consults; the others are not looked up at all. 0 in every
+    /// other row.
     pub uses: u32,
     pub words: [u64; MASK_WORDS],
 }

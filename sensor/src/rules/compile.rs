@@ -47,6 +47,10 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
     let mut dst: HashMap<IpNet, RuleMask> = HashMap::new();
 
     let mut table_uses = 0;
+    // The same, per protocol class: a packet consults only the tables its
+    // protocol's rules use (a UDP reflector rule's source ports cost a TCP
+    // packet nothing).
+    let mut class_uses = [0u32; proto_class::COUNT as usize];
     for (slot, rule) in set.enabled().take(MAX_RULES as usize).enumerate() {
         let slot = slot as u32;
         let masks = &mut out.masks;
@@ -61,6 +65,7 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
             mark(ANY_BASE + any::DROP);
         }
         let scope = &rule.scope;
+        let mut rule_uses = 0;
         for (empty, row, table) in [
             (scope.src.is_empty(), any::SRC, uses::SRC),
             (scope.dst.is_empty(), any::DST, uses::DST),
@@ -71,7 +76,7 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
             if empty {
                 mark(ANY_BASE + row);
             } else {
-                table_uses |= table;
+                rule_uses |= table;
             }
         }
         for net in &scope.src {
@@ -89,7 +94,11 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
         for port in &scope.src_ports {
             out.src_ports.entry(*port).or_default().insert(slot);
         }
-        table_uses |= flood_classes_of(&rule.matcher) << uses::FLOOD_CLASSES;
+        rule_uses |= flood_classes_of(&rule.matcher) << uses::FLOOD_CLASSES;
+        table_uses |= rule_uses;
+        for class in protocol_classes(rule.scope.protocol) {
+            class_uses[class as usize] |= rule_uses;
+        }
 
         out.rules.push(rule_info(rule, default_block_seconds));
         out.meta.push(RuleMeta {
@@ -108,6 +117,9 @@ pub fn compile(set: &RuleSet, default_block_seconds: u32) -> CompiledRules {
     fill_flood_sets(&mut out.masks);
     // Scope tables no enabled rule uses are not looked up per packet.
     out.masks[(ANY_BASE + any::ENABLED) as usize].uses = table_uses;
+    for (class, uses) in class_uses.iter().enumerate() {
+        out.masks[(PROTO_BASE + class as u32) as usize].uses = *uses;
+    }
     out.src_prefixes = nested_prefixes(&src);
     out.dst_prefixes = nested_prefixes(&dst);
     out
@@ -796,6 +808,34 @@ rules:
         assert!(
             summary(&set, &compiled).starts_with("1025 rules: 1024 enabled (1024 of 1024 slots)")
         );
+    }
+
+    #[test]
+    fn each_protocol_row_names_only_the_tables_its_rules_use() {
+        let mut udp = rule(1, Match::Ttl(TtlMatch::Below(2)));
+        udp.scope.protocol = Protocol::Udp;
+        udp.scope.src_ports = vec![53];
+        let mut tcp_rule = rule(2, Match::Ttl(TtlMatch::Below(2)));
+        tcp_rule.scope.protocol = Protocol::Tcp;
+        tcp_rule.scope.dst_ports = vec![22];
+        let mut any_rule = rule(3, Match::Ttl(TtlMatch::Below(2)));
+        any_rule.scope.protocol = Protocol::Any;
+        any_rule.scope.vlan = vec![7];
+        let c = compile(
+            &RuleSet {
+                rules: vec![udp, tcp_rule, any_rule],
+            },
+            300,
+        );
+        let enabled = c.masks[(ANY_BASE + any::ENABLED) as usize].uses;
+        assert_eq!(enabled, uses::SRC_PORT | uses::PORT | uses::VLAN);
+        let row = |class: u32| c.masks[(PROTO_BASE + class) as usize].uses;
+        // A TCP packet never looks up source ports, a UDP one never
+        // destination ports; a rule of any protocol counts for each.
+        assert_eq!(row(proto_class::UDP), uses::SRC_PORT | uses::VLAN);
+        assert_eq!(row(proto_class::TCP), uses::PORT | uses::VLAN);
+        assert_eq!(row(proto_class::ICMP), uses::VLAN);
+        assert_eq!(row(proto_class::OTHER), uses::VLAN);
     }
 
     #[test]
