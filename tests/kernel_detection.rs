@@ -3335,3 +3335,37 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
         .sum::<u64>();
     assert_eq!(lines, hits, "sum of line counts = kernel matches");
 }
+
+/// Each reflector port of the default rules (`rules/reflection.yaml`: 53;
+/// 123, 161, 1900; 19, 389, 11211), run by the kernel with the default
+/// thresholds (windows lengthened to a minute, so that the test-run's
+/// pace cannot split an attack): each port's attack raises its rule once,
+/// on the frame that reaches the threshold, and the kernel and replay's
+/// logic agree frame by frame.
+#[test]
+fn every_default_reflector_port_is_detected_by_the_kernel() {
+    if !sensor::testing::bpf_available("every_default_reflector_port_is_detected_by_the_kernel") {
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/reflection.yaml");
+    let yaml = std::fs::read_to_string(path).expect("rules/reflection.yaml");
+    assert_eq!(yaml.matches("window_ms: 1000 ").count(), 3, "{yaml}");
+    let yaml = yaml.replace("window_ms: 1000 ", "window_ms: 60000 ");
+    let mut bench = Bench::new(&yaml);
+    let mut failures = Vec::new();
+    for attack in support::floods::reflectors(0) {
+        let mut raised = Vec::new();
+        for (i, frame) in attack.frames.iter().enumerate() {
+            let records = bench.check(&format!("{} #{i}", attack.name), frame, &mut failures);
+            raised.extend(heads(&records).into_iter().map(|(sig, _)| (i, sig)));
+        }
+        let last = attack.frames.len() - 1;
+        if raised != [(last, attack.sig)] {
+            failures.push(format!(
+                "{}: raised {raised:?}, want rule {} on frame {last}",
+                attack.name, attack.sig
+            ));
+        }
+    }
+    assert_no_failures(&failures);
+}
