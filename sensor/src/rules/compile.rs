@@ -400,18 +400,10 @@ pub fn summary(set: &RuleSet, compiled: &CompiledRules) -> String {
     for (rule, _) in &slots {
         *per_kind.entry(rule.matcher.category()).or_default() += 1;
     }
-    let kinds: Vec<String> = [
-        "tcp_flags",
-        "ttl",
-        "fragment",
-        "syn_flood",
-        "flood",
-        "scan",
-        "header",
-    ]
-    .iter()
-    .map(|k| format!("{k} {}", per_kind.get(k).copied().unwrap_or(0)))
-    .collect();
+    let kinds: Vec<String> = super::load::MATCH_KINDS
+        .iter()
+        .map(|k| format!("{k} {}", per_kind.get(k).copied().unwrap_or(0)))
+        .collect();
     let _ = writeln!(out, "by kind: {}", kinds.join(", "));
 
     let drops: Vec<String> = slots

@@ -63,7 +63,8 @@ const RULE_KEYS: &[&str] = &[
     "match",
 ];
 const SCOPE_KEYS: &[&str] = &["src", "dst", "protocol", "dst_ports", "src_ports", "vlan"];
-const MATCH_KINDS: &[&str] = &[
+/// The match kinds, in the order `sensor rules check` lists them.
+pub(super) const MATCH_KINDS: &[&str] = &[
     "tcp_flags",
     "ttl",
     "fragment",
