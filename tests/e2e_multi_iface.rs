@@ -1,7 +1,8 @@
 //! One `sensor run` watching two interfaces: two veth pairs into the
 //! sensor's namespace, each with its own injector namespace. Each alert
 //! names the interface its packet came in on, the per-interface metrics
-//! count each one's packets, deleting one interface leaves the other
+//! count each one's packets (one interface has a high index, counted in
+//! the kernel's hash map rather than its array), deleting one interface leaves the other
 //! alerting, and `sensor inspect --iface` on one sees only its packets.
 
 mod support;
@@ -34,7 +35,10 @@ fn one_process_two_interfaces_each_alert_names_its_own() {
         return;
     }
     let bed = Testbed::new("mia");
-    let peer = bed.add_peer("mib");
+    // The second interface's index is above the kernel's directly indexed
+    // counters: both ways of counting an interface's packets are checked.
+    let high = sensor_common::alert::IFINDEX_DIRECT + 904;
+    let peer = bed.add_peer_at("mib", Some(high));
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
     std::fs::write(&rules, SYN_FIN_RULE).unwrap();

@@ -76,8 +76,14 @@ pub struct AlertRecord {
 }
 
 /// Interfaces one `sensor run` watches at most: the size of the kernel's
-/// per-interface packet counters (`IFACE_PACKETS`, keyed by ifindex).
+/// per-interface packet counters (`IFACE_PACKETS`, by slot).
 pub const MAX_IFACES: u32 = 64;
+
+/// Interface indexes below this find their counter slot in an array
+/// (`IFACE_SLOTS`, by ifindex: two inlined array reads per packet); higher
+/// ones in a hash map (`IFACE_PACKETS_WIDE`, keyed by ifindex), which costs
+/// a helper call and a hash per packet.
+pub const IFINDEX_DIRECT: u32 = 4_096;
 
 /// Upper bound of `alert_packet_bytes`: what one alert may carry of its frame.
 pub const MAX_ALERT_PACKET_BYTES: u16 = 1024;

@@ -292,7 +292,7 @@ pub struct SensorConfig {
 /// then flips [`SensorConfig::generation`], so a reload is atomic for every
 /// packet. Generation `g` uses `MASKS[g * MASK_TABLE_LEN ..]`,
 /// `RULES[g * MAX_RULES ..]`, scope trie keys whose version byte carries
-/// `g` in its top bit, and port / VLAN keys `g << 16 | value`.
+/// `g` in its top bit; port and VLAN entries by [`scope_index`].
 pub const RULE_GENERATIONS: u32 = 2;
 
 /// The version byte of a scope trie key in generation `generation`.
@@ -301,21 +301,44 @@ pub const fn scope_key_version(ip_version: u8, generation: u8) -> u8 {
     ip_version | (generation << 7)
 }
 
-/// The key of a port or VLAN scope entry in generation `generation`.
-#[inline(always)]
-pub const fn scope_value_key(generation: u8, value: u16) -> u32 {
-    ((generation as u32) << 16) | value as u32
+/// The value scope tables (`scope.dst_ports`, `scope.src_ports`,
+/// `scope.vlan`) are two arrays: `SCOPE_INDEX` maps a value to a row of
+/// `SCOPE_ROWS` (0: no enabled rule names the value), and rows with equal
+/// masks are stored once. A lookup is two array reads, which the verifier
+/// inlines; a hash map cost a helper call and a hash per lookup (about
+/// 25 ns on this project's machine, several times per packet: BENCHMARKS.md).
+pub mod value_scope {
+    /// First index of the `scope.dst_ports` entries, by port.
+    pub const DST_PORTS: u32 = 0;
+    /// First index of the `scope.src_ports` entries, by port.
+    pub const SRC_PORTS: u32 = 1 << 16;
+    /// First index of the `scope.vlan` entries, by VLAN ID (12 bits).
+    pub const VLANS: u32 = 2 << 16;
 }
 
-/// The key of a `scope.src_ports` entry in generation `generation`: in the
-/// port scope map, beside the `dst_ports` keys ([`scope_value_key`]).
+/// `SCOPE_INDEX` entries of one generation.
+pub const SCOPE_INDEX_LEN: u32 = value_scope::VLANS + 4_096;
+/// `SCOPE_ROWS` entries of one generation: row 0 is never used, and
+/// distinct masks are at most the distinct values the limits allow.
+pub const SCOPE_ROWS_LEN: u32 = 1 + PORT_SCOPE_ENTRIES + VLAN_SCOPE_ENTRIES;
+
+/// The `SCOPE_INDEX` entry of `value` in the table starting at `table`
+/// ([`value_scope`]) of generation `generation`. A VLAN ID is 12 bits.
 #[inline(always)]
-pub const fn src_port_key(generation: u8, port: u16) -> u32 {
-    SRC_PORT_KEY | scope_value_key(generation, port)
+pub const fn scope_index(generation: u8, table: u32, value: u16) -> u32 {
+    let value = if table == value_scope::VLANS {
+        value & 0x0fff
+    } else {
+        value
+    };
+    generation as u32 * SCOPE_INDEX_LEN + table + value as u32
 }
 
-/// The bit that tells a `scope.src_ports` key from a `dst_ports` one.
-pub const SRC_PORT_KEY: u32 = 1 << 17;
+/// The `SCOPE_ROWS` entry of row `row` of generation `generation`.
+#[inline(always)]
+pub const fn scope_row(generation: u8, row: u32) -> u32 {
+    generation as u32 * SCOPE_ROWS_LEN + row
+}
 
 /// A blocked source (the `BLOCKED` LRU map's value).
 #[repr(C)]

@@ -17,13 +17,13 @@ use aya_ebpf::{
     },
     macros::{map, xdp},
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
+        Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
         PerfEventArray, ProgramArray, lpm_trie::Key,
     },
     programs::XdpContext,
 };
 use sensor_common::{
-    alert::{AlertRecord, MAX_IFACES, block, captured_len, outcome},
+    alert::{AlertRecord, IFINDEX_DIRECT, MAX_IFACES, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
     decap::{may_carry_tunnel, tunnel_protocol},
     detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, enforce, process},
@@ -40,10 +40,10 @@ use sensor_common::{
     tables::{
         ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
         DROP_LIST_ENTRIES, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MASK_TABLE_LEN, MASK_WORDS,
-        MAX_RULES, PORT_SCOPE_ENTRIES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES,
-        RULE_GENERATIONS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats,
-        ScanBucket, SensorConfig, SynBucket, VLAN_SCOPE_ENTRIES, counter, mode, scope_key_version,
-        scope_value_key, src_port_key,
+        MAX_RULES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES, RULE_GENERATIONS, RateKey,
+        RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats, SCOPE_INDEX_LEN, SCOPE_ROWS_LEN,
+        ScanBucket, SensorConfig, SynBucket, counter, mode, scope_index, scope_key_version,
+        scope_row, value_scope,
     },
     zerocopy::FromBytes,
 };
@@ -60,12 +60,12 @@ static SRC_SCOPE: LpmTrie<AddrKey, RuleMask> =
 #[map]
 static DST_SCOPE: LpmTrie<AddrKey, RuleMask> =
     LpmTrie::with_max_entries(ADDR_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
+/// Port and VLAN scopes: value to row of `SCOPE_ROWS` (see
+/// `sensor_common::tables::value_scope`).
 #[map]
-static PORT_SCOPE: HashMap<u32, RuleMask> =
-    HashMap::with_max_entries(PORT_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
+static SCOPE_INDEX: Array<u32> = Array::with_max_entries(SCOPE_INDEX_LEN * RULE_GENERATIONS, 0);
 #[map]
-static VLAN_SCOPE: HashMap<u32, RuleMask> =
-    HashMap::with_max_entries(VLAN_SCOPE_ENTRIES * RULE_GENERATIONS, 0);
+static SCOPE_ROWS: Array<RuleMask> = Array::with_max_entries(SCOPE_ROWS_LEN * RULE_GENERATIONS, 0);
 #[map]
 static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
 /// Drop mode: sources never dropped nor blocked.
@@ -116,10 +116,20 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 
 // ---- maps: output ----------------------------------------------------------------
 
-/// Packets seen per interface, by ifindex (per CPU). Userspace adds an
-/// entry for each interface it attaches to; the program only counts.
+/// Packets seen per interface (per CPU), by the slot userspace gave the
+/// interface in `IFACE_SLOTS`; slot 0 counts the unregistered ones and is
+/// never read.
 #[map]
-static IFACE_PACKETS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+static IFACE_PACKETS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_IFACES + 1, 0);
+/// The `IFACE_PACKETS` slot of each interface below [`IFINDEX_DIRECT`], by
+/// ifindex (0: not registered). Userspace writes it; the program only reads.
+#[map]
+static IFACE_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_DIRECT, 0);
+/// Packets seen per interface of index [`IFINDEX_DIRECT`] or above, by
+/// ifindex (per CPU). Userspace adds an entry for each such interface.
+#[map]
+static IFACE_PACKETS_WIDE: PerCpuHashMap<u32, u64> =
+    PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 #[map]
 static EVENTS: PerfEventArray<AlertRecord> = PerfEventArray::new(0);
 /// Per-CPU room for the packet's alert record: too big for the BPF stack
@@ -723,11 +733,18 @@ fn send_alert(ctx: &XdpContext, record: &mut AlertRecord, packet_bytes: u16) {
 }
 
 /// Counts the packet for its interface, when userspace registered it (in
-/// `IFACE_PACKETS`). The key is read where it lies (the per-CPU record),
-/// so the lookup takes no stack.
+/// `IFACE_SLOTS`, or for a high index in `IFACE_PACKETS_WIDE`). The key is
+/// read where it lies (the per-CPU record), so the lookup takes no stack.
 #[inline(always)]
 fn count_iface_packet(ifindex: &u32) {
-    if let Some(packets) = IFACE_PACKETS.get_ptr_mut(ifindex) {
+    let packets = if *ifindex < IFINDEX_DIRECT {
+        // Unregistered: slot 0, never read.
+        let slot = IFACE_SLOTS.get(*ifindex).copied().unwrap_or(0);
+        IFACE_PACKETS.get_ptr_mut(slot)
+    } else {
+        IFACE_PACKETS_WIDE.get_ptr_mut(ifindex)
+    };
+    if let Some(packets) = packets {
         // SAFETY: a per-CPU value; XDP does not re-enter on the same CPU.
         unsafe { *packets += 1 };
     }
@@ -1035,6 +1052,19 @@ impl KernelTables {
     }
 }
 
+impl KernelTables {
+    /// The row of `value` in the value scope table at `table`, if a rule
+    /// names it: two array reads, no helper call.
+    #[inline(always)]
+    fn value_scope(&self, table: u32, value: u16) -> Option<&'static RuleMask> {
+        let row = *SCOPE_INDEX.get(scope_index(self.generation, table, value))?;
+        if row == 0 {
+            return None;
+        }
+        SCOPE_ROWS.get(scope_row(self.generation, row))
+    }
+}
+
 impl RuleTables for KernelTables {
     #[inline(always)]
     fn mask(&self, index: u32) -> Option<&RuleMask> {
@@ -1053,21 +1083,17 @@ impl RuleTables for KernelTables {
 
     #[inline(always)]
     fn port_scope(&self, port: u16) -> Option<&RuleMask> {
-        // SAFETY: the value is only read; userspace replaces entries whole
-        // and never while a generation is in force.
-        unsafe { PORT_SCOPE.get(scope_value_key(self.generation, port)) }
+        self.value_scope(value_scope::DST_PORTS, port)
     }
 
     #[inline(always)]
     fn src_port_scope(&self, port: u16) -> Option<&RuleMask> {
-        // SAFETY: as for `port_scope`.
-        unsafe { PORT_SCOPE.get(src_port_key(self.generation, port)) }
+        self.value_scope(value_scope::SRC_PORTS, port)
     }
 
     #[inline(always)]
     fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask> {
-        // SAFETY: as for `port_scope`.
-        unsafe { VLAN_SCOPE.get(scope_value_key(self.generation, vlan)) }
+        self.value_scope(value_scope::VLANS, vlan)
     }
 
     #[inline(always)]

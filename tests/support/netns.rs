@@ -147,6 +147,13 @@ impl Testbed {
     /// own veth pair: another span port for the same sensor. `tag` as in
     /// [`Testbed::new`] (and different from the testbed's).
     pub fn add_peer(&self, tag: &str) -> Peer {
+        self.add_peer_at(tag, None)
+    }
+
+    /// [`Testbed::add_peer`] whose sensor-side interface gets index
+    /// `sensor_ifindex` (e.g. one above the kernel's directly indexed
+    /// interface counters).
+    pub fn add_peer_at(&self, tag: &str, sensor_ifindex: Option<u32>) -> Peer {
         let id = std::process::id() % 100_000;
         let peer = Peer {
             injector_ns: format!("sen-{tag}-inj-{id}"),
@@ -164,20 +171,41 @@ impl Testbed {
             &peer.injector_ns,
             &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
         );
-        ip(&[
-            "link",
-            "add",
-            &peer.injector_if,
-            "netns",
-            &peer.injector_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer.sensor_if,
-            "netns",
-            &peer.sensor_ns,
-        ]);
+        match sensor_ifindex {
+            None => ip(&[
+                "link",
+                "add",
+                &peer.injector_if,
+                "netns",
+                &peer.injector_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer.sensor_if,
+                "netns",
+                &peer.sensor_ns,
+            ]),
+            // Created in the sensor's namespace, where the index must hold.
+            Some(index) => in_ns(
+                &peer.sensor_ns,
+                &[
+                    "ip",
+                    "link",
+                    "add",
+                    &peer.sensor_if,
+                    "index",
+                    &index.to_string(),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &peer.injector_if,
+                    "netns",
+                    &peer.injector_ns,
+                ],
+            ),
+        }
         in_ns(
             &peer.injector_ns,
             &["ip", "link", "set", &peer.injector_if, "up"],

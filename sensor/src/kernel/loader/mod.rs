@@ -10,13 +10,15 @@ use aya::maps::{
 use aya::programs::xdp::{XdpError, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
-use sensor_common::alert::{DEFAULT_ALERT_PACKET_BYTES, MAX_ALERT_PACKET_BYTES};
+use sensor_common::alert::{
+    DEFAULT_ALERT_PACKET_BYTES, IFINDEX_DIRECT, MAX_ALERT_PACKET_BYTES, MAX_IFACES,
+};
 use sensor_common::decap::DecapConfig;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
-    RuleStats, ScanBucket, SensorConfig, SynBucket, block_when, mode, scope_key_version,
-    scope_value_key, src_port_key,
+    RULE_GENERATIONS, RuleStats, SCOPE_ROWS_LEN, ScanBucket, SensorConfig, SynBucket, block_when,
+    mode, scope_index, scope_key_version, scope_row, value_scope,
 };
 
 use crate::kernel::preflight;
@@ -170,6 +172,12 @@ pub struct Kernel {
     /// The XDP links, by interface name, while attached: one program
     /// attached to every watched interface, so all share its maps.
     links: Vec<(String, XdpLinkId)>,
+    /// The `IFACE_PACKETS` slot of each registered interface whose index
+    /// is below [`IFINDEX_DIRECT`] (as written to `IFACE_SLOTS`).
+    iface_slots: Vec<(u32, u32)>,
+    /// The `SCOPE_INDEX` entries each generation's rules set, which the
+    /// next rule set written there must clear.
+    scope_entries: [Vec<u32>; RULE_GENERATIONS as usize],
 }
 
 impl Kernel {
@@ -228,6 +236,8 @@ impl Kernel {
         let mut kernel = Kernel {
             ebpf,
             links: Vec::new(),
+            iface_slots: Vec::new(),
+            scope_entries: Default::default(),
         };
         kernel.write_alert_packet_bytes(DEFAULT_ALERT_PACKET_BYTES)?;
         kernel.write_decap(&DecapConfig::DEFAULT)?;
@@ -295,27 +305,7 @@ impl Kernel {
                     .map_err(map_err(name))?;
             }
         }
-        for (name, entries) in [("PORT_SCOPE", &rules.ports), ("VLAN_SCOPE", &rules.vlans)] {
-            let mut map: HashMap<_, u32, RuleMask> = self.map_mut(name)?;
-            let stale: Vec<u32> = all_keys(name, map.keys())?
-                .into_iter()
-                // The generation bit; `scope.src_ports` keys have bit 17 too.
-                .filter(|key| (key >> 16) & 1 == generation as u32)
-                .collect();
-            for key in stale {
-                map.remove(&key).map_err(map_err(name))?;
-            }
-            for (value, mask) in entries {
-                map.insert(scope_value_key(generation, *value), mask, 0)
-                    .map_err(map_err(name))?;
-            }
-            if name == "PORT_SCOPE" {
-                for (port, mask) in &rules.src_ports {
-                    map.insert(src_port_key(generation, *port), mask, 0)
-                        .map_err(map_err(name))?;
-                }
-            }
-        }
+        self.write_value_scopes(rules, generation)?;
         // The switch: one write of the config entry.
         self.update_config(|config| {
             config.generation = generation;
@@ -325,6 +315,60 @@ impl Kernel {
             }
         })?;
         Ok(generation)
+    }
+
+    /// The port and VLAN scopes of `rules` into generation `generation`:
+    /// each distinct mask once in `SCOPE_ROWS`, each value's row in
+    /// `SCOPE_INDEX`, and the entries the generation's last rules set and
+    /// these do not cleared.
+    fn write_value_scopes(
+        &mut self,
+        rules: &CompiledRules,
+        generation: u8,
+    ) -> Result<(), LoaderError> {
+        let mut rows: Vec<RuleMask> = Vec::new();
+        let mut row_of: std::collections::HashMap<RuleMask, u32> = Default::default();
+        let mut entries: Vec<(u32, u32)> = Vec::new();
+        for (table, values) in [
+            (value_scope::DST_PORTS, &rules.ports),
+            (value_scope::SRC_PORTS, &rules.src_ports),
+            (value_scope::VLANS, &rules.vlans),
+        ] {
+            for (value, mask) in values {
+                let row = *row_of.entry(*mask).or_insert_with(|| {
+                    rows.push(*mask);
+                    rows.len() as u32
+                });
+                entries.push((scope_index(generation, table, *value), row));
+            }
+        }
+        // The rule loader's limits keep the rows within the table.
+        if rows.len() >= SCOPE_ROWS_LEN as usize {
+            return Err(LoaderError::Map {
+                name: "SCOPE_ROWS",
+                source: MapError::OutOfBounds {
+                    index: rows.len() as u32,
+                    max_entries: SCOPE_ROWS_LEN,
+                },
+            });
+        }
+        let mut row_map: Array<_, RuleMask> = self.map_mut("SCOPE_ROWS")?;
+        for (at, mask) in rows.iter().enumerate() {
+            row_map
+                .set(scope_row(generation, at as u32 + 1), mask, 0)
+                .map_err(map_err("SCOPE_ROWS"))?;
+        }
+        // Cleared first, then written: the generation is not in force.
+        let stale: Vec<u32> = std::mem::take(&mut self.scope_entries[generation as usize & 1]);
+        let mut index: Array<_, u32> = self.map_mut("SCOPE_INDEX")?;
+        for at in stale {
+            index.set(at, 0, 0).map_err(map_err("SCOPE_INDEX"))?;
+        }
+        for (at, row) in &entries {
+            index.set(*at, row, 0).map_err(map_err("SCOPE_INDEX"))?;
+        }
+        self.scope_entries[generation as usize & 1] = entries.iter().map(|(at, _)| *at).collect();
+        Ok(())
     }
 
     /// The rule tables in force.
@@ -467,36 +511,73 @@ impl Kernel {
         Ok(())
     }
 
-    /// Starts counting the packets of interface `ifindex` (an entry of
-    /// zeros in `IFACE_PACKETS`; kept if there is one already).
+    /// Starts counting the packets of interface `ifindex` (a slot of
+    /// `IFACE_PACKETS`, zeroed, or for a high index an entry of zeros in
+    /// `IFACE_PACKETS_WIDE`; kept if there is one already).
     pub fn count_iface_packets(&mut self, ifindex: u32) -> Result<(), LoaderError> {
+        if ifindex >= IFINDEX_DIRECT {
+            return self.count_wide_iface_packets(ifindex);
+        }
+        if self.iface_slots.iter().any(|(counted, _)| *counted == ifindex) {
+            return Ok(());
+        }
+        let free = (1..=MAX_IFACES).find(|slot| self.iface_slots.iter().all(|(_, s)| s != slot));
+        let Some(slot) = free else {
+            return Err(LoaderError::Map {
+                name: "IFACE_PACKETS",
+                source: MapError::OutOfBounds {
+                    index: MAX_IFACES + 1,
+                    max_entries: MAX_IFACES + 1,
+                },
+            });
+        };
         let cpus = possible_cpus("IFACE_PACKETS")?;
-        let mut map: PerCpuHashMap<_, u32, u64> = self.map_mut("IFACE_PACKETS")?;
+        let mut packets: PerCpuArray<_, u64> = self.map_mut("IFACE_PACKETS")?;
+        packets
+            .set(slot, per_cpu_zeros("IFACE_PACKETS", cpus)?, 0)
+            .map_err(map_err("IFACE_PACKETS"))?;
+        let mut slots: Array<_, u32> = self.map_mut("IFACE_SLOTS")?;
+        slots
+            .set(ifindex, slot, 0)
+            .map_err(map_err("IFACE_SLOTS"))?;
+        self.iface_slots.push((ifindex, slot));
+        Ok(())
+    }
+
+    /// [`Kernel::count_iface_packets`] for an index of [`IFINDEX_DIRECT`]
+    /// or above.
+    fn count_wide_iface_packets(&mut self, ifindex: u32) -> Result<(), LoaderError> {
+        let cpus = possible_cpus("IFACE_PACKETS_WIDE")?;
+        let mut map: PerCpuHashMap<_, u32, u64> = self.map_mut("IFACE_PACKETS_WIDE")?;
         // Only userspace adds entries, so nothing can come between.
         match map.get(&ifindex, 0) {
             Ok(_) => Ok(()),
             Err(MapError::KeyNotFound) => map
-                .insert(ifindex, per_cpu_zeros("IFACE_PACKETS", cpus)?, 0)
-                .map_err(map_err("IFACE_PACKETS")),
-            Err(err) => Err(map_err("IFACE_PACKETS")(err)),
+                .insert(ifindex, per_cpu_zeros("IFACE_PACKETS_WIDE", cpus)?, 0)
+                .map_err(map_err("IFACE_PACKETS_WIDE")),
+            Err(err) => Err(map_err("IFACE_PACKETS_WIDE")(err)),
         }
     }
 
     /// Packets seen on interface `ifindex`, summed over CPUs (0 when it is
     /// not counted).
     pub fn iface_packets(&self, ifindex: u32) -> Result<u64, LoaderError> {
-        let map = self
-            .ebpf
-            .map("IFACE_PACKETS")
-            .ok_or(LoaderError::MissingMap("IFACE_PACKETS"))?;
-        readings::iface_packets(map, ifindex)
+        readings::IfaceMaps::of(self)?.packets(ifindex)
     }
 
     /// Stops counting interface `ifindex` (gone): returns its last count.
     pub fn forget_iface_packets(&mut self, ifindex: u32) -> Result<u64, LoaderError> {
         let last = self.iface_packets(ifindex)?;
-        let mut map: PerCpuHashMap<_, u32, u64> = self.map_mut("IFACE_PACKETS")?;
-        removed_or_gone("IFACE_PACKETS", map.remove(&ifindex))?;
+        if ifindex >= IFINDEX_DIRECT {
+            let mut map: PerCpuHashMap<_, u32, u64> = self.map_mut("IFACE_PACKETS_WIDE")?;
+            removed_or_gone("IFACE_PACKETS_WIDE", map.remove(&ifindex))?;
+            return Ok(last);
+        }
+        if let Some(at) = self.iface_slots.iter().position(|(i, _)| *i == ifindex) {
+            let mut slots: Array<_, u32> = self.map_mut("IFACE_SLOTS")?;
+            slots.set(ifindex, 0, 0).map_err(map_err("IFACE_SLOTS"))?;
+            self.iface_slots.remove(at);
+        }
         Ok(last)
     }
 

@@ -6,7 +6,10 @@
 
 use std::os::fd::AsFd;
 
-use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{
+    Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
+use sensor_common::alert::IFINDEX_DIRECT;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
     BlockEntry, MAX_RULES, RULE_GENERATIONS, RuleStats, block_when, counter,
@@ -166,6 +169,7 @@ impl Kernel {
                 let fd = loaded(self, name)?;
                 let data = match fd {
                     Map::PerCpuArray(data)
+                    | Map::Array(data)
                     | Map::HashMap(data)
                     | Map::LruHashMap(data)
                     | Map::PerCpuHashMap(data) => data,
@@ -188,7 +192,9 @@ impl Kernel {
             rule_stats: second("RULE_STATS")?,
             blocked: second("BLOCKED")?,
             proven: second("PROVEN")?,
+            iface_slots: second("IFACE_SLOTS")?,
             iface_packets: second("IFACE_PACKETS")?,
+            iface_wide: second("IFACE_PACKETS_WIDE")?,
         })
     }
 }
@@ -200,7 +206,9 @@ pub struct KernelReader {
     rule_stats: Map,
     blocked: Map,
     proven: Map,
+    iface_slots: Map,
     iface_packets: Map,
+    iface_wide: Map,
 }
 
 impl KernelReader {
@@ -216,7 +224,12 @@ impl KernelReader {
 
     /// As [`Kernel::iface_packets`].
     pub fn iface_packets(&self, ifindex: u32) -> Result<u64, LoaderError> {
-        iface_packets(&self.iface_packets, ifindex)
+        IfaceMaps {
+            slots: &self.iface_slots,
+            packets: &self.iface_packets,
+            wide: &self.iface_wide,
+        }
+        .packets(ifindex)
     }
 
     /// As [`Kernel::blocked_sources`].
@@ -239,14 +252,43 @@ impl KernelReader {
     }
 }
 
-/// Packets seen on interface `ifindex` (`IFACE_PACKETS`), summed over CPUs;
-/// 0 when it is not counted.
-pub(super) fn iface_packets(map: &Map, ifindex: u32) -> Result<u64, LoaderError> {
-    let hash: PerCpuHashMap<_, u32, u64> =
-        PerCpuHashMap::try_from(map).map_err(map_err("IFACE_PACKETS"))?;
-    match hash.get(&ifindex, 0) {
-        Ok(values) => Ok(values.iter().sum()),
-        Err(MapError::KeyNotFound) => Ok(0),
-        Err(err) => Err(map_err("IFACE_PACKETS")(err)),
+/// The per-interface packet maps (`IFACE_SLOTS`, `IFACE_PACKETS`,
+/// `IFACE_PACKETS_WIDE`), read together.
+pub(super) struct IfaceMaps<'a> {
+    slots: &'a Map,
+    packets: &'a Map,
+    wide: &'a Map,
+}
+
+impl<'a> IfaceMaps<'a> {
+    pub(super) fn of(kernel: &'a Kernel) -> Result<IfaceMaps<'a>, LoaderError> {
+        Ok(IfaceMaps {
+            slots: loaded(kernel, "IFACE_SLOTS")?,
+            packets: loaded(kernel, "IFACE_PACKETS")?,
+            wide: loaded(kernel, "IFACE_PACKETS_WIDE")?,
+        })
+    }
+
+    /// Packets seen on interface `ifindex`, summed over CPUs; 0 when it is
+    /// not counted.
+    pub(super) fn packets(&self, ifindex: u32) -> Result<u64, LoaderError> {
+        if ifindex >= IFINDEX_DIRECT {
+            let wide: PerCpuHashMap<_, u32, u64> =
+                PerCpuHashMap::try_from(self.wide).map_err(map_err("IFACE_PACKETS_WIDE"))?;
+            return match wide.get(&ifindex, 0) {
+                Ok(values) => Ok(values.iter().sum()),
+                Err(MapError::KeyNotFound) => Ok(0),
+                Err(err) => Err(map_err("IFACE_PACKETS_WIDE")(err)),
+            };
+        }
+        let slots: Array<_, u32> = Array::try_from(self.slots).map_err(map_err("IFACE_SLOTS"))?;
+        let slot = slots.get(&ifindex, 0).map_err(map_err("IFACE_SLOTS"))?;
+        if slot == 0 {
+            return Ok(0);
+        }
+        let packets: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.packets).map_err(map_err("IFACE_PACKETS"))?;
+        let values = packets.get(&slot, 0).map_err(map_err("IFACE_PACKETS"))?;
+        Ok(values.iter().sum())
     }
 }
