@@ -36,7 +36,9 @@ pub trait RuleTables {
     /// The rules whose `scope.src_ports` holds `port`.
     fn src_port_scope(&self, port: u16) -> Option<&RuleMask>;
     fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask>;
-    fn rule(&self, slot: u32) -> Option<RuleInfo>;
+    /// The rule in `slot`, read where it lies (the kernel's rule walk has
+    /// no stack to spare for a copy).
+    fn rule(&self, slot: u32) -> Option<&RuleInfo>;
     /// The first slot of the rule set in force. The kernel keeps two
     /// generations of the rule tables so a reload switches atomically; state
     /// and counters are keyed by `slot_base() + slot` so the generations
@@ -295,15 +297,25 @@ fn word_of(row: Option<&RuleMask>, w: u32) -> u64 {
 /// looked up. Only scalars are kept between the two (no row references):
 /// the verifier then merges the paths through the optional lookups instead
 /// of carrying every combination of them through the rest of the program.
-/// The price is a second lookup of a used scope table when a word of a
-/// candidate rule is read.
+/// The price is a second lookup of a used scope table when a word other
+/// than word 0 is read; word 0, the whole of every rule set of up to 64
+/// rules, is computed with the summary, from the same rows, and kept.
 pub struct Scope {
     /// Words where a rule may be in scope (a superset: exact per word
     /// is [`Scope::word`]).
     pub summary: u32,
-    uses: u32,
-    proto_row: u32,
+    /// The [`uses`] bits (all below bit 16), and the protocol's row (below
+    /// [`crate::tables::MASK_TABLE_LEN`]): two halves, so the whole takes
+    /// 16 bytes of the rule walk's little stack.
+    uses: u16,
+    proto_row: u16,
+    /// Word 0 of the rules in scope, exact.
+    word0: u64,
 }
+
+const _: () = assert!(
+    crate::tables::MASK_TABLE_LEN <= 1 << 16 && (FLOOD_SETS - 1) << uses::FLOOD_CLASSES < 1 << 16
+);
 
 impl Scope {
     #[inline(always)]
@@ -311,52 +323,62 @@ impl Scope {
         let mut scope = Scope {
             summary: 0,
             uses: 0,
-            proto_row: PROTO_BASE + proto_class::of(meta.proto),
+            proto_row: (PROTO_BASE + proto_class::of(meta.proto)) as u16,
+            word0: 0,
         };
         let Some(enabled) = tables.mask(ANY_BASE + any::ENABLED) else {
             return scope;
         };
-        let Some(protocol) = tables.mask(scope.proto_row) else {
+        let Some(protocol) = tables.mask(scope.proto_row as u32) else {
             return scope;
         };
         let mut summary = enabled.summary & protocol.summary;
         if summary == 0 {
             return scope;
         }
+        let mut word0 = enabled.word(0) & protocol.word(0);
         // The tables this protocol's enabled rules consult (a subset of
         // `enabled.uses`, which every enabled rule adds to).
         let table_uses = enabled.uses & protocol.uses;
-        scope.uses = table_uses;
+        scope.uses = table_uses as u16;
+        // Narrows the summary and word 0 to the rules of the "any" row
+        // (the rules that do not consult the table) and of the packet's own.
+        let mut narrow = |any_row: u32, own: Option<&RuleMask>| {
+            let any = tables.mask(ANY_BASE + any_row);
+            summary &= summary_of(any) | summary_of(own);
+            word0 &= word_of(any, 0) | word_of(own, 0);
+        };
         if table_uses & uses::SRC != 0 {
-            summary &= summary_of(tables.mask(ANY_BASE + any::SRC))
-                | summary_of(tables.src_scope(&meta.src_key()));
+            narrow(any::SRC, tables.src_scope(&meta.src_key()));
         }
         if table_uses & uses::DST != 0 {
-            summary &= summary_of(tables.mask(ANY_BASE + any::DST))
-                | summary_of(tables.dst_scope(&meta.dst_key()));
+            narrow(any::DST, tables.dst_scope(&meta.dst_key()));
         }
         if table_uses & uses::PORT != 0 {
-            let mut ports = summary_of(tables.mask(ANY_BASE + any::PORT));
-            if meta.has(flag::HAS_PORTS) {
-                ports |= summary_of(tables.port_scope(meta.dst_port));
-            }
-            summary &= ports;
+            let own = if meta.has(flag::HAS_PORTS) {
+                tables.port_scope(meta.dst_port)
+            } else {
+                None
+            };
+            narrow(any::PORT, own);
         }
         if table_uses & uses::VLAN != 0 {
-            let mut vlans = summary_of(tables.mask(ANY_BASE + any::VLAN));
-            if let Some(vlan) = meta.outer_vlan() {
-                vlans |= summary_of(tables.vlan_scope(vlan));
-            }
-            summary &= vlans;
+            let own = match meta.outer_vlan() {
+                Some(vlan) => tables.vlan_scope(vlan),
+                None => None,
+            };
+            narrow(any::VLAN, own);
         }
         if table_uses & uses::SRC_PORT != 0 {
-            let mut ports = summary_of(tables.mask(ANY_BASE + any::SRC_PORT));
-            if meta.has(flag::HAS_PORTS) {
-                ports |= summary_of(tables.src_port_scope(meta.src_port));
-            }
-            summary &= ports;
+            let own = if meta.has(flag::HAS_PORTS) {
+                tables.src_port_scope(meta.src_port)
+            } else {
+                None
+            };
+            narrow(any::SRC_PORT, own);
         }
         scope.summary = summary & SUMMARY_BITS;
+        scope.word0 = word0;
         scope
     }
 
@@ -364,34 +386,37 @@ impl Scope {
     /// uses is skipped: its "any" row then equals the enabled row.
     #[inline(always)]
     pub fn word<T: RuleTables + ?Sized>(&self, meta: &PacketMeta, tables: &T, w: u32) -> u64 {
+        if w == 0 {
+            return self.word0;
+        }
         let mut m = word_of(tables.mask(ANY_BASE + any::ENABLED), w)
-            & word_of(tables.mask(self.proto_row), w);
+            & word_of(tables.mask(self.proto_row as u32), w);
         if m == 0 {
             return 0;
         }
-        if self.uses & uses::SRC != 0 {
+        if self.uses as u32 & uses::SRC != 0 {
             m &= word_of(tables.mask(ANY_BASE + any::SRC), w)
                 | word_of(tables.src_scope(&meta.src_key()), w);
         }
-        if self.uses & uses::DST != 0 {
+        if self.uses as u32 & uses::DST != 0 {
             m &= word_of(tables.mask(ANY_BASE + any::DST), w)
                 | word_of(tables.dst_scope(&meta.dst_key()), w);
         }
-        if self.uses & uses::PORT != 0 {
+        if self.uses as u32 & uses::PORT != 0 {
             let mut ports = word_of(tables.mask(ANY_BASE + any::PORT), w);
             if meta.has(flag::HAS_PORTS) {
                 ports |= word_of(tables.port_scope(meta.dst_port), w);
             }
             m &= ports;
         }
-        if self.uses & uses::VLAN != 0 {
+        if self.uses as u32 & uses::VLAN != 0 {
             let mut vlans = word_of(tables.mask(ANY_BASE + any::VLAN), w);
             if let Some(vlan) = meta.outer_vlan() {
                 vlans |= word_of(tables.vlan_scope(vlan), w);
             }
             m &= vlans;
         }
-        if self.uses & uses::SRC_PORT != 0 {
+        if self.uses as u32 & uses::SRC_PORT != 0 {
             let mut ports = word_of(tables.mask(ANY_BASE + any::SRC_PORT), w);
             if meta.has(flag::HAS_PORTS) {
                 ports |= word_of(tables.src_port_scope(meta.src_port), w);
@@ -404,7 +429,7 @@ impl Scope {
     /// The [`flood_class`] bits some enabled `flood` rule counts.
     #[inline(always)]
     pub fn flood_uses(&self) -> u32 {
-        (self.uses >> uses::FLOOD_CLASSES) & (FLOOD_SETS - 1)
+        (self.uses as u32 >> uses::FLOOD_CLASSES) & (FLOOD_SETS - 1)
     }
 }
 
@@ -438,12 +463,16 @@ fn kind_rows<T: RuleTables + ?Sized, V: FnMut(Option<&RuleMask>)>(
     }
 }
 
-/// Words where a stateless match condition may hold (see [`kind_word`]).
+/// Words where a stateless match condition may hold, and word 0 of the
+/// rules whose condition holds (other words: [`kind_word`]).
 #[inline(always)]
-fn kind_summary<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> u32 {
-    let mut summary = 0;
-    kind_rows(meta, tables, |row| summary |= summary_of(row));
-    summary
+fn kind_summary<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> (u32, u64) {
+    let (mut summary, mut word0) = (0, 0);
+    kind_rows(meta, tables, |row| {
+        summary |= summary_of(row);
+        word0 |= word_of(row, 0);
+    });
+    (summary, word0)
 }
 
 /// Word `w` of the rules whose stateless match condition holds.
@@ -460,7 +489,7 @@ fn kind_word<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T, w: u32) -> u
 pub fn stateless_matches<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> RuleMask {
     let scope = Scope::of(meta, tables);
     let mut out = RuleMask::EMPTY;
-    let summary = scope.summary & kind_summary(meta, tables);
+    let summary = scope.summary & kind_summary(meta, tables).0;
     let mut w = 0;
     while w < MASK_WORDS as u32 {
         if summary & (1 << w) != 0 {
@@ -483,18 +512,6 @@ pub fn stateless_matches<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) 
 #[inline(always)]
 pub fn teaches_ttl(meta: &PacketMeta) -> bool {
     meta.has(flag::HAS_TCP_FLAGS) && meta.tcp_flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK
-}
-
-/// Whether a deviation rule of word 0 is in scope. Not inlined: in the
-/// kernel a subprogram with its own stack frame, so the main program's
-/// frame (which the `bpf_loop` callbacks add to) does not grow.
-#[inline(never)]
-fn deviation_in_scope_word0<T: RuleTables + ?Sized>(
-    meta: &PacketMeta,
-    scope: &Scope,
-    tables: &T,
-) -> bool {
-    word_of(tables.mask(ANY_BASE + any::DEVIATION), 0) & scope.word(meta, tables, 0) != 0
 }
 
 /// `ttl: deviation` rules: learns or compares the source's hop count.
@@ -525,7 +542,8 @@ fn deviation_row<T: RuleTables + ?Sized, S: DetectState>(
         if candidates == 0 {
             return None;
         }
-        if candidates == 1 && !deviation_in_scope_word0(meta, scope, tables) {
+        if candidates == 1 && word_of(tables.mask(ANY_BASE + any::DEVIATION), 0) & scope.word0 == 0
+        {
             return None;
         }
     }
@@ -897,6 +915,8 @@ where
     // only when some enabled flood rule counts one of them.
     let classes = flood_classes(meta);
     let flood_row = FLOOD_SET_BASE + (classes & (FLOOD_SETS - 1));
+    // Its summary and word 0 (the whole of a set of up to 64 rules) are
+    // computed here once; other words by each walk.
     let flood_rules = if classes & scope.flood_uses() != 0 {
         summary_of(tables.mask(flood_row)) & scope.summary
     } else {
@@ -904,7 +924,7 @@ where
     };
     // Row indices, not references, are kept (see `Scope`).
     let deviation = deviation_row(meta, &scope, tables, state);
-    let mut matched = kind_summary(meta, tables);
+    let mut matched = kind_summary(meta, tables).0;
     if let Some(row) = deviation {
         matched |= summary_of(tables.mask(row));
     }
@@ -945,10 +965,10 @@ where
             let global_slot = tables.slot_base() + slot;
             let seed = tables.hash_seed();
             let counted = if rule.kind == kind::SCAN {
-                scan_counts(meta, &rule, seed, slot, global_slot, now_ns, state)
+                scan_counts(meta, rule, seed, slot, global_slot, now_ns, state)
             } else {
                 state.count_hit(global_slot);
-                flood_counts(meta, &rule, seed, slot, global_slot, now_ns, state)
+                flood_counts(meta, rule, seed, slot, global_slot, now_ns, state)
             };
             let Some((count, step)) = counted else {
                 return;

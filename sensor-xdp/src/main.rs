@@ -17,8 +17,8 @@ use aya_ebpf::{
     },
     macros::{map, xdp},
     maps::{
-        Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
-        PerfEventArray, ProgramArray, lpm_trie::Key,
+        Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray,
+        ProgramArray, lpm_trie::Key,
     },
     programs::XdpContext,
 };
@@ -128,8 +128,7 @@ static IFACE_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_DIRECT, 0);
 /// Packets seen per interface of index [`IFINDEX_DIRECT`] or above, by
 /// ifindex (per CPU). Userspace adds an entry for each such interface.
 #[map]
-static IFACE_PACKETS_WIDE: PerCpuHashMap<u32, u64> =
-    PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+static IFACE_PACKETS_WIDE: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 #[map]
 static EVENTS: PerfEventArray<AlertRecord> = PerfEventArray::new(0);
 /// Per-CPU room for the packet's alert record: too big for the BPF stack
@@ -1097,8 +1096,8 @@ impl RuleTables for KernelTables {
     }
 
     #[inline(always)]
-    fn rule(&self, slot: u32) -> Option<RuleInfo> {
-        RULES.get(self.slot_base() + slot).copied()
+    fn rule(&self, slot: u32) -> Option<&RuleInfo> {
+        RULES.get(self.slot_base() + slot)
     }
 
     #[inline(always)]

@@ -135,8 +135,8 @@ impl RuleTables for MemoryTables<'_> {
     fn vlan_scope(&self, vlan: u16) -> Option<&RuleMask> {
         self.rules.vlans.get(&vlan)
     }
-    fn rule(&self, slot: u32) -> Option<RuleInfo> {
-        self.rules.rules.get(slot as usize).copied()
+    fn rule(&self, slot: u32) -> Option<&RuleInfo> {
+        self.rules.rules.get(slot as usize)
     }
     fn drop_mode(&self) -> bool {
         self.drop_mode

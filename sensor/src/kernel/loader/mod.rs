@@ -16,8 +16,8 @@ use sensor_common::alert::{
 use sensor_common::decap::DecapConfig;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RateKey, RateState, RuleInfo, RuleMask,
-    RULE_GENERATIONS, RuleStats, SCOPE_ROWS_LEN, ScanBucket, SensorConfig, SynBucket, block_when,
+    BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState,
+    RuleInfo, RuleMask, RuleStats, SCOPE_ROWS_LEN, ScanBucket, SensorConfig, SynBucket, block_when,
     mode, scope_index, scope_key_version, scope_row, value_scope,
 };
 
@@ -518,7 +518,11 @@ impl Kernel {
         if ifindex >= IFINDEX_DIRECT {
             return self.count_wide_iface_packets(ifindex);
         }
-        if self.iface_slots.iter().any(|(counted, _)| *counted == ifindex) {
+        if self
+            .iface_slots
+            .iter()
+            .any(|(counted, _)| *counted == ifindex)
+        {
             return Ok(());
         }
         let free = (1..=MAX_IFACES).find(|slot| self.iface_slots.iter().all(|(_, s)| s != slot));

@@ -6,9 +6,7 @@
 
 use std::os::fd::AsFd;
 
-use aya::maps::{
-    Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
-};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use sensor_common::alert::IFINDEX_DIRECT;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
