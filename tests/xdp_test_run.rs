@@ -379,6 +379,66 @@ fn reload_switches_rule_generations() {
     assert_eq!(all[base(second) + 1].hits, 1, "second generation, rule 11");
 }
 
+/// Port and VLAN scopes live in arrays indexed by value: a reload must
+/// clear the entries the generation it overwrites held, or a port an older
+/// rule set named would still match (generation 0: 80, 1: 443, 0 again:
+/// 8080, where 80 must no longer match). Source ports and VLANs likewise.
+#[test]
+fn reload_clears_the_port_and_vlan_scopes_of_the_generation_it_overwrites() {
+    if !sensor::testing::bpf_available(
+        "reload_clears_the_port_and_vlan_scopes_of_the_generation_it_overwrites",
+    ) {
+        return;
+    }
+    let rules = |dst: u16, src: u16, vlan: u16| {
+        format!(
+            "rules:\n  - id: 31\n    name: by dst port\n    severity: low\n    scope: {{ dst_ports: [{dst}] }}\n    match: {{ tcp_flags: {{ set: [SYN, FIN] }} }}\n  - id: 32\n    name: by src port\n    severity: low\n    scope: {{ src_ports: [{src}] }}\n    match: {{ tcp_flags: {{ set: [SYN, FIN] }} }}\n  - id: 33\n    name: by vlan\n    severity: low\n    scope: {{ vlan: [{vlan}] }}\n    match: {{ tcp_flags: {{ set: [SYN, FIN] }} }}\n"
+        )
+    };
+    let mut kernel = Kernel::load().expect("XDP program loads");
+    let mut alerts = KernelAlerts::open(&mut kernel);
+    let syn_fin = flags::SYN | flags::FIN;
+    // Sources differ per frame so no rate limit can hide an alert.
+    let mut next_src = 0u8;
+    let mut sig_ids = |kernel: &mut Kernel, sport: u16, dport: u16, vlan: u16| {
+        next_src += 1;
+        let ip = frames::Ipv4::new([198, 51, 100, next_src], [192, 0, 2, 1], 6)
+            .build(&frames::tcp(sport, dport, syn_fin, 1000, &[]));
+        let frame = frames::ethernet(&[(frames::TPID_8021Q, vlan)], frames::ETH_IPV4, &ip);
+        kernel.test_run(&frame).unwrap();
+        let mut got: Vec<u32> = alerts.drain().iter().map(|r| r.sig_id).collect();
+        got.sort();
+        got
+    };
+    for (dst, src, vlan) in [(80, 1000, 100), (443, 2000, 200), (8080, 3000, 300)] {
+        kernel
+            .write_rules(&compile_yaml(&rules(dst, src, vlan)), SensorMode::Ids)
+            .unwrap();
+        assert_eq!(sig_ids(&mut kernel, 9, dst, 7), [31], "dst port {dst}");
+        assert_eq!(sig_ids(&mut kernel, src, 9, 7), [32], "src port {src}");
+        assert_eq!(sig_ids(&mut kernel, 9, 9, vlan), [33], "vlan {vlan}");
+    }
+    // The set now in force is the third; the first, in the same generation,
+    // named 80, 1000 and 100, and the second 443, 2000 and 200.
+    for (dst, src, vlan) in [(80, 1000, 100), (443, 2000, 200)] {
+        assert_eq!(
+            sig_ids(&mut kernel, 9, dst, 7),
+            [] as [u32; 0],
+            "old dst port {dst}"
+        );
+        assert_eq!(
+            sig_ids(&mut kernel, src, 9, 7),
+            [] as [u32; 0],
+            "old src port {src}"
+        );
+        assert_eq!(
+            sig_ids(&mut kernel, 9, 9, vlan),
+            [] as [u32; 0],
+            "old vlan {vlan}"
+        );
+    }
+}
+
 /// Several interfaces share one program: it counts each one's packets (by
 /// ingress ifindex, for the interfaces userspace registered), and an
 /// inspect session for one interface sees none of another's.
