@@ -168,10 +168,16 @@ pub fn scan_way(bucket: &mut ScanBucket, slot: u32, fingerprint: u32, now_ns: u6
     };
     let w = &mut bucket.ways[way];
     if !owns(w) || free(w) {
-        *w = ScanWindow::default();
+        // Field by field, the map left as it is (see `words_used`): a new
+        // window costs a few stores, not the map's 128 bytes.
+        w.start_ns = now_ns;
+        w.window_ns = 0;
+        w.count = 0;
+        w.bits = 0;
+        w.alerted = 0;
         w.fingerprint = fingerprint;
         w.slot = slot;
-        w.start_ns = now_ns;
+        w.words_used = 0;
     }
     way
 }
@@ -185,6 +191,12 @@ pub fn scan_mark(w: &mut ScanWindow, window_ns: u64, bit: u32, threshold: u32) -
     w.count = w.count.saturating_add(1);
     let word = ((bit >> 6) & (SCAN_MAP_BITS / 64 - 1)) as usize;
     let mask = 1u64 << (bit & 63);
+    // A word not used yet in this window holds an older window's bits.
+    let used = 1u32 << word;
+    if w.words_used & used == 0 {
+        w.map[word] = 0;
+        w.words_used |= used;
+    }
     if w.map[word] & mask == 0 {
         w.map[word] |= mask;
         w.bits += 1;
@@ -323,5 +335,26 @@ mod scan_tests {
         assert_eq!(scan_step(&mut b, 55, 1_030, 1), 1);
         assert_eq!(b.ways[1].fingerprint, 55, "the way with fewer packets goes");
         assert_eq!(b.ways[0].fingerprint, 77);
+    }
+
+    /// A new window leaves the old map in place and clears each word when
+    /// it first uses it: no bit of the old window is ever counted again.
+    #[test]
+    fn a_new_window_counts_none_of_the_old_windows_bits() {
+        let mut b = ScanBucket::default();
+        // Bits in words 0, 1 and 15 for one source ...
+        for (now, bit) in [(10, 3), (11, 70), (12, 1_000)] {
+            scan_step(&mut b, 77, now, bit);
+        }
+        assert_eq!(b.ways[0].bits, 3);
+        // ... then its next window, and another source taking the way over
+        // once that one has ended: the same bits again count from zero.
+        assert_eq!(scan_step(&mut b, 77, 1_010, 70), 1);
+        assert_eq!(scan_step(&mut b, 77, 1_011, 3), 2);
+        assert_eq!(scan_step(&mut b, 99, 2_020, 1_000), 1, "taken over");
+        assert_eq!(scan_step(&mut b, 99, 2_021, 70), 2);
+        assert_eq!(scan_step(&mut b, 99, 2_022, 3), 3 | 1 << 16);
+        assert_eq!(b.ways[0].fingerprint, 99);
+        assert_eq!(b.ways[0].words_used, 1 | 1 << 1 | 1 << 15);
     }
 }

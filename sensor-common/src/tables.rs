@@ -535,9 +535,15 @@ pub struct ScanWindow {
     pub fingerprint: u32,
     /// The owner rule's global slot.
     pub slot: u32,
-    pub _pad: u32,
+    /// Bit `w`: word `w` of `map` belongs to this window; the others are
+    /// left over from an earlier one and read as 0. A new window clears
+    /// this word instead of the whole map: under a flood of spoofed
+    /// sources every packet opens one.
+    pub words_used: u32,
     pub map: [u64; (SCAN_MAP_BITS / 64) as usize],
 }
+
+const _: () = assert!((SCAN_MAP_BITS / 64) <= u32::BITS);
 
 /// A bucket of the `scan` window table ([`crate::sketch`]).
 #[repr(C)]
