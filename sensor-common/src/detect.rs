@@ -463,16 +463,12 @@ fn kind_rows<T: RuleTables + ?Sized, V: FnMut(Option<&RuleMask>)>(
     }
 }
 
-/// Words where a stateless match condition may hold, and word 0 of the
-/// rules whose condition holds (other words: [`kind_word`]).
+/// Words where a stateless match condition may hold (see [`kind_word`]).
 #[inline(always)]
-fn kind_summary<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> (u32, u64) {
-    let (mut summary, mut word0) = (0, 0);
-    kind_rows(meta, tables, |row| {
-        summary |= summary_of(row);
-        word0 |= word_of(row, 0);
-    });
-    (summary, word0)
+fn kind_summary<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> u32 {
+    let mut summary = 0;
+    kind_rows(meta, tables, |row| summary |= summary_of(row));
+    summary
 }
 
 /// Word `w` of the rules whose stateless match condition holds.
@@ -489,7 +485,7 @@ fn kind_word<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T, w: u32) -> u
 pub fn stateless_matches<T: RuleTables + ?Sized>(meta: &PacketMeta, tables: &T) -> RuleMask {
     let scope = Scope::of(meta, tables);
     let mut out = RuleMask::EMPTY;
-    let summary = scope.summary & kind_summary(meta, tables).0;
+    let summary = scope.summary & kind_summary(meta, tables);
     let mut w = 0;
     while w < MASK_WORDS as u32 {
         if summary & (1 << w) != 0 {
@@ -915,8 +911,6 @@ where
     // only when some enabled flood rule counts one of them.
     let classes = flood_classes(meta);
     let flood_row = FLOOD_SET_BASE + (classes & (FLOOD_SETS - 1));
-    // Its summary and word 0 (the whole of a set of up to 64 rules) are
-    // computed here once; other words by each walk.
     let flood_rules = if classes & scope.flood_uses() != 0 {
         summary_of(tables.mask(flood_row)) & scope.summary
     } else {
@@ -924,7 +918,7 @@ where
     };
     // Row indices, not references, are kept (see `Scope`).
     let deviation = deviation_row(meta, &scope, tables, state);
-    let mut matched = kind_summary(meta, tables).0;
+    let mut matched = kind_summary(meta, tables);
     if let Some(row) = deviation {
         matched |= summary_of(tables.mask(row));
     }

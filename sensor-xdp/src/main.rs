@@ -1049,9 +1049,7 @@ impl KernelTables {
             trie.get((*key).as_key())
         }
     }
-}
 
-impl KernelTables {
     /// The row of `value` in the value scope table at `table`, if a rule
     /// names it: two array reads, no helper call.
     #[inline(always)]

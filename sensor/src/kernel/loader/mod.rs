@@ -319,8 +319,8 @@ impl Kernel {
 
     /// The port and VLAN scopes of `rules` into generation `generation`:
     /// each distinct mask once in `SCOPE_ROWS`, each value's row in
-    /// `SCOPE_INDEX`, and the entries the generation's last rules set and
-    /// these do not cleared.
+    /// `SCOPE_INDEX`, after clearing the entries the rule set last written
+    /// to this generation had set.
     fn write_value_scopes(
         &mut self,
         rules: &CompiledRules,
