@@ -17,9 +17,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sensor::testing::frames::{self, ETH_IPV4, Ipv4, flags};
+use sensor::testing::frames::{self, Ipv4, flags};
 use sensor_common::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use serde_json::Value;
+use support::floods::{eth, source};
 use support::live::{canonical, essence, replay_cli, run_live};
 use support::pcap::write_pcap_spaced;
 
@@ -94,18 +95,6 @@ fn scans() -> Vec<Vec<u8>> {
     out.extend((0..over).map(|i| syn(HOST_SCANNER, host(i), 22)));
     out.extend((0..under).map(|i| syn(QUIET_HOST_SCANNER, host(i), 22)));
     out
-}
-
-fn source(i: usize) -> [u8; 4] {
-    if i.is_multiple_of(2) {
-        [198, 51, 100, (i / 2 % 250) as u8 + 1]
-    } else {
-        [203, 0, 113, (i / 2 % 250) as u8 + 1]
-    }
-}
-
-fn eth(ip: Vec<u8>) -> Vec<u8> {
-    frames::ethernet(&[], ETH_IPV4, &ip)
 }
 
 /// Frame `i` of a flood of `class` to `victim`.

@@ -16,7 +16,7 @@ pub struct Flood {
 }
 
 /// The `i`-th spoofed source: 198.51.100.0/24 and 203.0.113.0/24 in turn.
-fn source(i: usize) -> [u8; 4] {
+pub fn source(i: usize) -> [u8; 4] {
     if i.is_multiple_of(2) {
         [198, 51, 100, (i / 2 % 250) as u8 + 1]
     } else {
@@ -24,7 +24,8 @@ fn source(i: usize) -> [u8; 4] {
     }
 }
 
-fn eth(ip: Vec<u8>) -> Vec<u8> {
+/// `ip` in an Ethernet frame.
+pub fn eth(ip: Vec<u8>) -> Vec<u8> {
     frames::ethernet(&[], ETH_IPV4, &ip)
 }
 
