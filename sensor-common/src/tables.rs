@@ -243,7 +243,7 @@ pub struct RuleInfo {
     pub sig_id: u32,
     /// `flood` / `syn_flood` packets per window that alert; 0: no packet
     /// threshold (and for other kinds). `scan`: the set bits of the
-    /// window's map that alert ([`crate::sketch::scan_bits_for`]).
+    /// window's map that alert (`sensor`'s `rules::compile::scan_bits_for`).
     pub flood_threshold: u32,
     /// `flood` / `syn_flood` window in nanoseconds.
     pub flood_window_ns: u64,
