@@ -224,6 +224,29 @@ def cmd_testrun(out, rnd, repeat, frames_dir, specs):
                                       "metric": "ns", "value": ns, "verdict": verdict}) + "\n")
 
 
+def cmd_pairs(out, n, repeat, frames_dir, spec, first, second):
+    """The cost of frame `second` against frame `first` through one program,
+    measured as `n` adjacent pairs (each frame `repeat` times, which one
+    goes first alternating), one ratio per pair. This virtual machine runs
+    in two speed states about 2x apart and can change state between two
+    measurements of a round; a pair takes a few tens of milliseconds, so
+    nearly every pair sees one state, and the median ratio over pairs is
+    the program's, not the machine's."""
+    name, _, prog_id = spec.partition("=")
+    fd = prog_fd_by_id(prog_id)
+    data = {}
+    for frame in (first, second):
+        with open(os.path.join(frames_dir, frame + ".bin"), "rb") as f:
+            data[frame] = f.read()
+    with open(out, "a") as res:
+        for i in range(int(n)):
+            ns = {}
+            for frame in ((first, second) if i % 2 == 0 else (second, first)):
+                ns[frame], _ = test_run(fd, data[frame], int(repeat))
+            res.write(json.dumps({"section": "pairs", "pair": i, "variant": name, "first": first,
+                                  "second": second, "first_ns": ns[first], "second_ns": ns[second]}) + "\n")
+
+
 # ---------------------------------------------------------------- rules
 
 def cmd_rules(n, outdir):
@@ -621,6 +644,20 @@ def cmd_report(path):
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
 
+    # ---- adjacent pairs (cmd_pairs)
+    pairs = [r for r in rows if r.get("section") == "pairs"]
+    for key in dict.fromkeys((r["variant"], r["first"], r["second"]) for r in pairs):
+        ps = [r for r in pairs if (r["variant"], r["first"], r["second"]) == key]
+        variant, first, second = key
+        ratios = _summ([r["second_ns"] / r["first_ns"] for r in ps if r["first_ns"]])
+        out.append(f"### {second} ÷ {first}, {variant}: {len(ps)} adjacent pairs")
+        out.append("")
+        out.append(f"| {first}, ns | {second}, ns | ratio per pair, median (min–max) |")
+        out.append("|---|---|---|")
+        out.append(f"| {_cell(_summ([r['first_ns'] for r in ps]))} | {_cell(_summ([r['second_ns'] for r in ps]))} "
+                   f"| {_cell(ratios, '×')}" + (" (target < 2)" if second.startswith("vxlan") else "") + " |")
+        out.append("")
+
     # ---- wire
     wire = [r for r in rows if r.get("section") == "wire"]
     targets = []
@@ -756,6 +793,8 @@ def main(argv):
         cmd_frames(*args)
     elif cmd == "testrun":
         cmd_testrun(args[0], args[1], args[2], args[3], args[4:])
+    elif cmd == "pairs":
+        cmd_pairs(*args)
     elif cmd == "rules":
         cmd_rules(*args)
     elif cmd == "pcap":

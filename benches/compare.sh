@@ -34,6 +34,8 @@ while (($#)); do
   shift
 done
 REPEAT=${REPEAT:-1000000}             # BPF_PROG_TEST_RUN repetitions per frame
+PAIRS=${PAIRS:-200}                    # adjacent VXLAN / plain ACK pairs (compare.py pairs)
+PAIR_REPEAT=${PAIR_REPEAT:-100000}     # repetitions per frame in each pair
 GEN_RULES=${GEN_RULES:-1024}          # rules in the generated set (or as many as the sensor accepts)
 FLOOD_SECS=${FLOOD_SECS:-4}           # length of each end-to-end flood
 SLOW_PPS=${SLOW_PPS:-100000}          # the "100 kpps" flood
@@ -248,6 +250,12 @@ section_testrun() {
   for r in $(seq 1 "$ROUNDS"); do
     taskset -c $RX_CPU $PY "$HELPER" testrun "$RESULTS" "$r" "$REPEAT" "$frames" "${specs[@]}"
   done
+  # Issue #14's tunnel bound, a ratio of two frames through one program:
+  # measured in adjacent pairs, which the machine's changes of speed
+  # between the rounds' measurements do not split (compare.py pairs).
+  log "BPF_PROG_TEST_RUN pairs: VXLAN ACK against plain ACK, $PAIRS pairs of $PAIR_REPEAT repetitions"
+  taskset -c $RX_CPU $PY "$HELPER" pairs "$RESULTS" "$PAIRS" "$PAIR_REPEAT" "$frames" \
+    "sensor_default=$(if_prog_id "$ns" trsd0)" ipv4_tcp_ack vxlan_ipv4_tcp_ack
   stop_pid "$pid_d"; stop_pid "$pid_g"
   have xdp-tools && xdp_filter_unload "$ns" trxf0
   ip netns del "$ns"

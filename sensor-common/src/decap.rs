@@ -89,6 +89,23 @@ fn listed(ports: &[u16; MAX_DECAP_PORTS], port: u16) -> bool {
     port != 0 && (ports[0] == port || ports[1] == port || ports[2] == port || ports[3] == port)
 }
 
+/// What [`tunnel_candidate`] found a packet may carry: the tunnel to look
+/// for in it ([`open_tunnel`]). The kernel decides it in one program and
+/// opens the tunnel in the next, so the decision is made once.
+pub mod candidate {
+    /// Nothing to decapsulate.
+    pub const NONE: u8 = 0;
+    /// UDP to a `decap.vxlan_ports` port.
+    pub const VXLAN: u8 = 1;
+    /// UDP to a `decap.geneve_ports` port (and to no VXLAN port).
+    pub const GENEVE: u8 = 2;
+    pub const GRE: u8 = 3;
+    /// IP protocol 4: IPv4 inside.
+    pub const IPV4_IN_IP: u8 = 4;
+    /// IP protocol 41: IPv6 inside.
+    pub const IPV6_IN_IP: u8 = 5;
+}
+
 /// Whether the outer packet in `meta` (its transport header at `l4`, its
 /// IP packet ending at `ip_end`) carries a tunnel to decapsulate. If so,
 /// writes the tunnel's facts into `meta.tunnel` and returns the inner
@@ -104,14 +121,25 @@ pub fn find_tunnel<B: PacketBytes + ?Sized>(
     meta: &mut PacketMeta,
     decap: &DecapConfig,
 ) -> Option<(u16, usize)> {
-    if !may_carry_tunnel(meta, decap) {
-        return None;
-    }
-    let (kind, ethertype, inner) = match meta.proto {
-        PROTO_UDP => udp_tunnel(bytes, l4, ip_end, meta, decap)?,
-        PROTO_GRE => gre_tunnel(bytes, l4, ip_end, meta)?,
-        PROTO_IPIP => (tunnel::IPIP, ETH_P_IPV4, l4),
-        PROTO_IPV6_IN_IP => (tunnel::IPIP, ETH_P_IPV6, l4),
+    open_tunnel(bytes, tunnel_candidate(meta, decap), l4, ip_end, meta)
+}
+
+/// [`find_tunnel`]'s second half: looks for the tunnel `candidate` names
+/// (as [`tunnel_candidate`] returned for `meta`).
+#[inline(always)]
+pub fn open_tunnel<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    candidate: u8,
+    l4: usize,
+    ip_end: usize,
+    meta: &mut PacketMeta,
+) -> Option<(u16, usize)> {
+    let (kind, ethertype, inner) = match candidate {
+        candidate::VXLAN => vxlan_tunnel(bytes, l4, ip_end, meta)?,
+        candidate::GENEVE => geneve_tunnel(bytes, l4, ip_end, meta)?,
+        candidate::GRE => gre_tunnel(bytes, l4, ip_end, meta)?,
+        candidate::IPV4_IN_IP => (tunnel::IPIP, ETH_P_IPV4, l4),
+        candidate::IPV6_IN_IP => (tunnel::IPIP, ETH_P_IPV6, l4),
         _ => return None,
     };
     if inner >= ip_end {
@@ -135,70 +163,85 @@ pub const fn tunnel_protocol(proto: u8) -> bool {
     matches!(proto, PROTO_UDP | PROTO_GRE | PROTO_IPIP | PROTO_IPV6_IN_IP)
 }
 
-/// The cheap first look of [`find_tunnel`]: whether the packet could carry
-/// a tunnel to decapsulate (decapsulation on, no `header` check fired, not
-/// a fragment, and IP-in-IP, GRE, or UDP to a VXLAN / GENEVE port). The
-/// kernel asks it before handing the packet to the program that looks
-/// further, so other packets cost no more than this.
+/// The cheap first look of [`find_tunnel`]: which tunnel the packet could
+/// carry ([`candidate`]), or [`candidate::NONE`] when there is nothing to
+/// decapsulate (decapsulation off, a `header` check fired, a fragment, or
+/// not IP-in-IP, GRE, or UDP to a VXLAN / GENEVE port). The kernel asks it
+/// before handing the packet to the program that looks further, so other
+/// packets cost no more than this.
 #[inline(always)]
-pub fn may_carry_tunnel(meta: &PacketMeta, decap: &DecapConfig) -> bool {
-    if decap.enabled == 0
-        || meta.events != 0
-        || meta.has(flag::FRAGMENT)
-        || !tunnel_protocol(meta.proto)
-    {
-        return false;
+pub fn tunnel_candidate(meta: &PacketMeta, decap: &DecapConfig) -> u8 {
+    if decap.enabled == 0 || meta.events != 0 || meta.has(flag::FRAGMENT) {
+        return candidate::NONE;
     }
     match meta.proto {
-        PROTO_GRE | PROTO_IPIP | PROTO_IPV6_IN_IP => true,
-        PROTO_UDP => {
-            meta.has(flag::HAS_PORTS)
-                && (listed(&decap.vxlan_ports, meta.dst_port)
-                    || listed(&decap.geneve_ports, meta.dst_port))
+        PROTO_GRE => candidate::GRE,
+        PROTO_IPIP => candidate::IPV4_IN_IP,
+        PROTO_IPV6_IN_IP => candidate::IPV6_IN_IP,
+        PROTO_UDP if meta.has(flag::HAS_PORTS) => {
+            if listed(&decap.vxlan_ports, meta.dst_port) {
+                candidate::VXLAN
+            } else if listed(&decap.geneve_ports, meta.dst_port) {
+                candidate::GENEVE
+            } else {
+                candidate::NONE
+            }
         }
-        _ => false,
+        _ => candidate::NONE,
     }
 }
 
-/// VXLAN or GENEVE by UDP destination port.
+/// VXLAN (RFC 7348): the I flag set, then an Ethernet frame.
 #[inline(always)]
-fn udp_tunnel<B: PacketBytes + ?Sized>(
+fn vxlan_tunnel<B: PacketBytes + ?Sized>(
     bytes: &B,
     l4: usize,
     ip_end: usize,
     meta: &mut PacketMeta,
-    decap: &DecapConfig,
 ) -> Option<(u8, u16, usize)> {
-    if !meta.has(flag::HAS_PORTS) || ip_end < l4 + UDP_HEADER + VXLAN_HEADER {
+    let header = l4 + UDP_HEADER;
+    if ip_end < header + VXLAN_HEADER || bytes.u8_at(header)? & VXLAN_FLAG_I == 0 {
         return None;
     }
+    // The VNI: the 24 bits after the flags word.
+    record_udp_tunnel(meta, bytes.be32_at(header + 4)? >> 8);
+    Some((tunnel::VXLAN, ETH_P_TEB, header + VXLAN_HEADER))
+}
+
+/// GENEVE (RFC 8926): version 0, options skipped by their length, then
+/// the protocol type says what follows.
+#[inline(always)]
+fn geneve_tunnel<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    l4: usize,
+    ip_end: usize,
+    meta: &mut PacketMeta,
+) -> Option<(u8, u16, usize)> {
     let header = l4 + UDP_HEADER;
-    let word = bytes.load::<[u8; 8]>(header)?;
-    let vni = u32::from_be_bytes([0, word[4], word[5], word[6]]);
-    let found = if listed(&decap.vxlan_ports, meta.dst_port) {
-        if word[0] & VXLAN_FLAG_I == 0 {
-            return None;
-        }
-        (tunnel::VXLAN, ETH_P_TEB, header + VXLAN_HEADER)
-    } else if listed(&decap.geneve_ports, meta.dst_port) {
-        // Version (2 bits) and the options' length in 4-byte words.
-        if word[0] >> 6 != 0 {
-            return None;
-        }
-        let options = ((word[0] & 0x3f) as usize) * 4;
-        let ethertype = u16::from_be_bytes([word[2], word[3]]);
-        if !matches!(ethertype, ETH_P_TEB | ETH_P_IPV4 | ETH_P_IPV6) {
-            return None;
-        }
-        (tunnel::GENEVE, ethertype, header + GENEVE_HEADER + options)
-    } else {
+    if ip_end < header + GENEVE_HEADER {
         return None;
-    };
+    }
+    let word = bytes.load::<[u8; GENEVE_HEADER]>(header)?;
+    // Version (2 bits) and the options' length in 4-byte words.
+    if word[0] >> 6 != 0 {
+        return None;
+    }
+    let options = ((word[0] & 0x3f) as usize) * 4;
+    let ethertype = u16::from_be_bytes([word[2], word[3]]);
+    if !matches!(ethertype, ETH_P_TEB | ETH_P_IPV4 | ETH_P_IPV6) {
+        return None;
+    }
+    record_udp_tunnel(meta, u32::from_be_bytes([0, word[4], word[5], word[6]]));
+    Some((tunnel::GENEVE, ethertype, header + GENEVE_HEADER + options))
+}
+
+/// A VXLAN / GENEVE tunnel's network identifier and UDP ports.
+#[inline(always)]
+fn record_udp_tunnel(meta: &mut PacketMeta, vni: u32) {
     meta.tunnel.id = vni;
     meta.tunnel.has_id = 1;
     meta.tunnel.src_port = meta.src_port;
     meta.tunnel.dst_port = meta.dst_port;
-    Some(found)
 }
 
 /// GRE version 0 carrying IPv4, IPv6, Ethernet or ERSPAN II / III.

@@ -94,7 +94,27 @@ pub fn find_inner<B: PacketBytes + ?Sized>(
     meta: &mut PacketMeta,
     decap: &DecapConfig,
 ) -> Option<(u16, usize)> {
-    let (inner_type, inner_start) = decap::find_tunnel(bytes, l4, ip_end, meta, decap)?;
+    open_inner(
+        bytes,
+        decap::tunnel_candidate(meta, decap),
+        l4,
+        ip_end,
+        meta,
+    )
+}
+
+/// [`find_inner`] once [`decap::tunnel_candidate`] has said which tunnel to
+/// look for (the kernel asks it in one program and opens the tunnel in the
+/// next).
+#[inline(always)]
+pub fn open_inner<B: PacketBytes + ?Sized>(
+    bytes: &B,
+    candidate: u8,
+    l4: usize,
+    ip_end: usize,
+    meta: &mut PacketMeta,
+) -> Option<(u16, usize)> {
+    let (inner_type, inner_start) = decap::open_tunnel(bytes, candidate, l4, ip_end, meta)?;
     let outer_tags = meta.vlan_count;
     let link = if inner_type == ETH_P_TEB {
         walk_link(bytes, inner_start, outer_tags as usize, meta)

@@ -25,7 +25,7 @@ use aya_ebpf::{
 use sensor_common::{
     alert::{AlertRecord, IFINDEX_DIRECT, MAX_IFACES, block, captured_len, outcome},
     bytes::{MAX_PARSE_OFFSET, PacketBytes},
-    decap::{may_carry_tunnel, tunnel_protocol},
+    decap::{candidate, tunnel_candidate, tunnel_protocol},
     detect::{AlertHead, DetectState, RuleTables, SUMMARY_BITS, enforce, process},
     filter::{
         FilterProgram, FilterVm, InspectBudget, InspectConfig, InspectRecord, MAX_FILTER_OPS,
@@ -34,7 +34,7 @@ use sensor_common::{
     ipv6_chain::{ChainWalk, chain_step},
     options::{MAX_OPTION_BYTES, OPTION_BUFFER, OptionWalk, option_step},
     packet::{AddrKey, IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, PacketMeta, flag},
-    parse::{find_inner, may_carry_ip, parse_inner, parse_outer, peek_source_with},
+    parse::{may_carry_ip, open_inner, parse_inner, parse_outer, peek_source_with},
     proof::{judge_block, observe, seen},
     sketch::{SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS},
     tables::{
@@ -296,7 +296,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     // The protocol first: most packets stop there.
     // SAFETY: the per-CPU record; nothing else borrows it here.
     if tunnel_protocol(unsafe { (*record).packet.proto })
-        && wants_decap(record, judge_drops, ends) != 0
+        && wants_decap(record, config, judge_drops, ends) != 0
     {
         // Perhaps a tunnel: `sensor_inner` looks further and judges the
         // inner packet (or this one). A program of its own, with its own
@@ -318,7 +318,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
 /// other.
 #[xdp]
 pub fn sensor_inner(ctx: XdpContext) -> u32 {
-    let (Some(record), Some(start)) = (SCRATCH.get_ptr_mut(0), INNER_START.get(0)) else {
+    let (Some(record), Some(start)) = (SCRATCH.get_ptr_mut(0), INNER_START.get_ptr_mut(0)) else {
         return pass();
     };
     // A reference into the map's value, not a copy: a copy took stack the
@@ -326,8 +326,9 @@ pub fn sensor_inner(ctx: XdpContext) -> u32 {
     let Some(config) = CONFIG.get(0) else {
         return pass();
     };
-    let (dry_run, judge_drops) = (config.dry_run != 0, start.judge_drops != 0);
-    if decap_frame(ctx.ctx, record) != 0 && parse_inner_frame(ctx.ctx, record) != 0 {
+    // SAFETY: a per-CPU slot; XDP does not re-enter on the same CPU.
+    let (dry_run, judge_drops) = (config.dry_run != 0, unsafe { (*start).judge_drops } != 0);
+    if decap_frame(ctx.ctx, record, start) != 0 && parse_inner_frame(ctx.ctx, record, start) != 0 {
         count(counter::TUNNEL_PACKETS);
     }
     judge!(ctx, record, config, dry_run, judge_drops)
@@ -336,17 +337,15 @@ pub fn sensor_inner(ctx: XdpContext) -> u32 {
 /// Covers every offset up to [`MAX_PARSE_OFFSET`].
 const OFFSET_MASK: usize = MAX_PARSE_OFFSET.next_power_of_two() - 1;
 
-/// Whether the record's packet carries a tunnel whose inner packet can be
-/// parsed ([`find_inner`]; it then records the tunnel), 1 or 0: notes
-/// where that packet starts for `parse_inner_frame`. Subprograms of their own, like
-/// `parse_frame`, and two of them: their frames are not added to the rule
-/// walk's, and the inner parse, which starts from offsets read back from
-/// the map, is verified once, not once for each way of finding them.
+/// Whether the record's packet carries the tunnel `sensor` saw it may
+/// carry, with an inner packet that can be parsed ([`open_inner`]; it then
+/// records the tunnel), 1 or 0: notes in `start` where that packet starts
+/// for `parse_inner_frame`. Subprograms of their own, like `parse_frame`,
+/// and two of them: their frames are not added to the rule walk's, and the
+/// inner parse, which starts from offsets read back from the map, is
+/// verified once, not once for each way of finding them.
 #[inline(never)]
-fn decap_frame(ctx: *mut xdp_md, record: *mut AlertRecord) -> u32 {
-    let (Some(start), Some(config)) = (INNER_START.get_ptr_mut(0), CONFIG.get(0)) else {
-        return 0;
-    };
+fn decap_frame(ctx: *mut xdp_md, record: *mut AlertRecord, start: *mut InnerStart) -> u32 {
     // SAFETY: per-CPU slots; XDP does not re-enter on the same CPU, and
     // nothing else borrows them here.
     let (start, packet) = unsafe { (&mut *start, &mut (*record).packet) };
@@ -359,7 +358,7 @@ fn decap_frame(ctx: *mut xdp_md, record: *mut AlertRecord) -> u32 {
     let ctx = XdpContext::new(ctx);
     if l4 <= MAX_PARSE_OFFSET
         && let Some((ethertype, l3)) =
-            find_inner(&XdpBytes(&ctx), l4, ip_end, packet, &config.decap)
+            open_inner(&XdpBytes(&ctx), start.candidate, l4, ip_end, packet)
     {
         start.l3 = l3 as u32;
         start.ethertype = ethertype;
@@ -371,10 +370,9 @@ fn decap_frame(ctx: *mut xdp_md, record: *mut AlertRecord) -> u32 {
 /// The inner packet `decap_frame` found, parsed into the record in place
 /// of the outer one (whose tunnel facts stay): 1, or 0 if there was none.
 #[inline(never)]
-fn parse_inner_frame(ctx: *mut xdp_md, record: *mut AlertRecord) -> u32 {
-    let Some(start) = INNER_START.get(0) else {
-        return 0;
-    };
+fn parse_inner_frame(ctx: *mut xdp_md, record: *mut AlertRecord, start: *const InnerStart) -> u32 {
+    // SAFETY: a per-CPU slot; XDP does not re-enter on the same CPU.
+    let start = unsafe { &*start };
     // Masked and checked as `l4` in `decap_frame`; 0: no inner packet.
     let (ethertype, l3) = (start.ethertype, start.l3 as usize & OFFSET_MASK);
     if l3 != 0 && l3 <= MAX_PARSE_OFFSET {
@@ -390,10 +388,11 @@ fn parse_inner_frame(ctx: *mut xdp_md, record: *mut AlertRecord) -> u32 {
 }
 
 /// What `sensor` hands on to `sensor_inner`: where its parse found the
-/// frame's packet's transport header and the packet's end, and whether
-/// drop mode judges the frame's drops (`drop_gate` ran on the outer
-/// packet, in `sensor`); then where `decap_frame` found the inner IP
-/// header (0: none) and its ethertype.
+/// frame's packet's transport header and the packet's end, the tunnel the
+/// packet may carry (`tunnel_candidate`), and whether drop mode judges the
+/// frame's drops (`drop_gate` ran on the outer packet, in `sensor`); then
+/// where `decap_frame` found the inner IP header (0: none) and its
+/// ethertype.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct InnerStart {
@@ -402,30 +401,38 @@ struct InnerStart {
     l3: u32,
     ethertype: u16,
     judge_drops: u8,
-    _pad: u8,
+    candidate: u8,
 }
 
 /// Per-CPU: the [`InnerStart`] of the frame being judged.
 #[map]
 static INNER_START: PerCpuArray<InnerStart> = PerCpuArray::with_max_entries(1, 0);
 
-/// Whether the record's packet may carry a tunnel (`may_carry_tunnel`),
+/// Whether the record's packet may carry a tunnel (`tunnel_candidate`),
 /// given the `ends` its parse returned (`parse_frame`; 0: the parse did
 /// not reach a transport header, so there is nothing to decapsulate); if
-/// so, notes them and `judge_drops` for `sensor_inner`.
+/// so, notes them, the candidate and `judge_drops` for `sensor_inner`.
 #[inline(always)]
-fn wants_decap(record: *mut AlertRecord, judge_drops: bool, ends: u64) -> u32 {
+fn wants_decap(
+    record: *mut AlertRecord,
+    config: &SensorConfig,
+    judge_drops: bool,
+    ends: u64,
+) -> u32 {
     if ends == 0 {
         return 0;
     }
-    let (Some(config), Some(start)) = (CONFIG.get(0), INNER_START.get_ptr_mut(0)) else {
+    // SAFETY: the per-CPU record; XDP does not re-enter on the same CPU.
+    let candidate = tunnel_candidate(unsafe { &(*record).packet }, &config.decap);
+    if candidate == candidate::NONE {
+        return 0;
+    }
+    let Some(start) = INNER_START.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: per-CPU slots; XDP does not re-enter on the same CPU.
+    // SAFETY: a per-CPU slot; XDP does not re-enter on the same CPU.
     unsafe {
-        if !may_carry_tunnel(&(*record).packet, &config.decap) {
-            return 0;
-        }
+        (*start).candidate = candidate;
         (*start).judge_drops = judge_drops as u8;
         (*start).l4 = (ends >> 32) as u32;
         (*start).ip_end = ends as u32;
