@@ -31,7 +31,7 @@ macro_rules! layout {
 
 layout! {
     AddrKey: size 20, align 4;
-    PacketMeta: size 128, align 4;
+    PacketMeta: size 128, align 8;
     Tunnel: size 44, align 4;
     DecapConfig: size 18, align 2;
     OptionWalk: size 84, align 4;
