@@ -778,7 +778,7 @@ fn scan_counts<S: DetectState>(
     let (window_ns, threshold) = (rule.flood_window_ns, rule.flood_threshold);
     let out = state.scan_bucket(index_of(hash, SCAN_BUCKETS), |bucket| {
         let way = scan_way(bucket, global_slot, fingerprint, now_ns);
-        scan_mark(&mut bucket.ways[way & 1], window_ns, bit, threshold)
+        scan_mark(bucket, way, window_ns, bit, threshold)
     })?;
     let bits = out & 0xffff;
     let mut step = 0;

@@ -44,8 +44,8 @@ layout! {
     SynWindow: size 32, align 8;
     SynSlot: size 48, align 8;
     SynBucket: size 96, align 8;
-    ScanWindow: size 168, align 8;
-    ScanBucket: size 336, align 8;
+    ScanWindow: size 32, align 8;
+    ScanBucket: size 320, align 8;
     RateKey: size 24, align 4;
     RateState: size 24, align 8;
     RuleStats: size 16, align 8;

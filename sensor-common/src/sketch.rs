@@ -17,7 +17,7 @@
 //!   spoofed windows replace each other). A new window starts at zero, so a
 //!   replaced window can only delay an alert, never cause one.
 
-use crate::tables::{SCAN_MAP_BITS, ScanBucket, ScanWindow, SynBucket, SynWindow};
+use crate::tables::{SCAN_MAP_BITS, SCAN_MAP_WORDS, ScanBucket, ScanWindow, SynBucket, SynWindow};
 
 /// Slots of the TTL baseline table (a power of two).
 pub const TTL_SLOTS: u32 = 65_536;
@@ -151,6 +151,8 @@ pub fn scan_bit(seed: u32, salt: u32, value: u64) -> u32 {
 /// steps ([`scan_mark`] next).
 #[inline(never)]
 pub fn scan_way(bucket: &mut ScanBucket, slot: u32, fingerprint: u32, now_ns: u64) -> usize {
+    // Global slots fit 16 bits (crate::tables).
+    let slot = slot as u16;
     let owns = |w: &ScanWindow| w.fingerprint == fingerprint && w.slot == slot;
     let free = |w: &ScanWindow| {
         w.fingerprint == 0 || w.count == 0 || now_ns.wrapping_sub(w.start_ns) >= w.window_ns
@@ -182,27 +184,35 @@ pub fn scan_way(bucket: &mut ScanBucket, slot: u32, fingerprint: u32, now_ns: u6
     way
 }
 
-/// Counts one packet in the `scan` window `w` (chosen by [`scan_way`]),
-/// setting `bit` of its map. Returns the set bits, plus `1 << 16` when
-/// this packet made them reach `threshold` first in the window.
+/// Counts one packet in `bucket`'s `scan` window `way` (chosen by
+/// [`scan_way`]), setting `bit` of its map. Returns the set bits, plus
+/// `1 << 16` when this packet made them reach `threshold` first in the
+/// window.
 #[inline(never)]
-pub fn scan_mark(w: &mut ScanWindow, window_ns: u64, bit: u32, threshold: u32) -> u32 {
+pub fn scan_mark(
+    bucket: &mut ScanBucket,
+    way: usize,
+    window_ns: u64,
+    bit: u32,
+    threshold: u32,
+) -> u32 {
+    let (w, map) = (&mut bucket.ways[way & 1], &mut bucket.maps[way & 1]);
     w.window_ns = window_ns;
     w.count = w.count.saturating_add(1);
-    let word = ((bit >> 6) & (SCAN_MAP_BITS / 64 - 1)) as usize;
+    let word = ((bit >> 6) as usize) & (SCAN_MAP_WORDS - 1);
     let mask = 1u64 << (bit & 63);
     // A word not used yet in this window holds an older window's bits.
-    let used = 1u32 << word;
+    let used = 1u16 << word;
     if w.words_used & used == 0 {
-        w.map[word] = 0;
+        map[word] = 0;
         w.words_used |= used;
     }
-    if w.map[word] & mask == 0 {
-        w.map[word] |= mask;
+    if map[word] & mask == 0 {
+        map[word] |= mask;
         w.bits += 1;
     }
-    let mut out = w.bits;
-    if w.bits >= threshold && w.alerted == 0 {
+    let mut out = w.bits as u32;
+    if out >= threshold && w.alerted == 0 {
         w.alerted = 1;
         out |= 1 << 16;
     }
@@ -310,7 +320,7 @@ mod scan_tests {
     /// Slot 3, 1,000 ns windows, threshold 3.
     fn scan_step(b: &mut ScanBucket, fingerprint: u32, now: u64, bit: u32) -> u32 {
         let way = scan_way(b, 3, fingerprint, now);
-        scan_mark(&mut b.ways[way], 1_000, bit, 3)
+        scan_mark(b, way, 1_000, bit, 3)
     }
 
     #[test]

@@ -515,8 +515,14 @@ pub struct SynBucket {
 /// Bits in a [`ScanWindow`]'s map.
 pub const SCAN_MAP_BITS: u32 = 1_024;
 
-/// A tumbling `scan` window for one (rule, source): which of
-/// [`SCAN_MAP_BITS`] hashed ports or addresses it reached.
+/// Words in a `scan` window's map.
+pub const SCAN_MAP_WORDS: usize = (SCAN_MAP_BITS / 64) as usize;
+
+/// A tumbling `scan` window for one (rule, source), but for its map (which
+/// of [`SCAN_MAP_BITS`] hashed ports or addresses it reached, in
+/// [`ScanBucket::maps`]). 32 bytes, so that a bucket's two windows share
+/// one cache line: a spoofed source's packet reads both to choose a way,
+/// then touches one word of one map.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -527,31 +533,35 @@ pub struct ScanWindow {
     pub window_ns: u64,
     /// Packets counted in the window.
     pub count: u32,
-    /// Bits set in `map`: distinct values seen (collisions aside).
-    pub bits: u32,
-    /// 1 once this window has raised its alert.
-    pub alerted: u32,
     /// [`crate::sketch::fingerprint_of`] the owner's hash; 0: never used.
     pub fingerprint: u32,
-    /// The owner rule's global slot.
-    pub slot: u32,
-    /// Bit `w`: word `w` of `map` belongs to this window; the others are
+    /// Bits set in the map: distinct values seen (collisions aside).
+    pub bits: u16,
+    /// Bit `w`: word `w` of the map belongs to this window; the others are
     /// left over from an earlier one and read as 0. A new window clears
     /// this word instead of the whole map: under a flood of spoofed
     /// sources every packet opens one.
-    pub words_used: u32,
-    pub map: [u64; (SCAN_MAP_BITS / 64) as usize],
+    pub words_used: u16,
+    /// The owner rule's global slot.
+    pub slot: u16,
+    /// 1 once this window has raised its alert.
+    pub alerted: u16,
 }
 
-const _: () = assert!((SCAN_MAP_BITS / 64) <= u32::BITS);
+const _: () = assert!(SCAN_MAP_WORDS <= u16::BITS as usize);
+const _: () = assert!(SCAN_MAP_BITS <= u16::MAX as u32);
+// Global slots: two generations of MAX_RULES.
+const _: () = assert!(2 * MAX_RULES <= u16::MAX as u32);
 
-/// A bucket of the `scan` window table ([`crate::sketch`]).
+/// A bucket of the `scan` window table ([`crate::sketch`]): two windows,
+/// then their maps (`maps[w]` is `ways[w]`'s).
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct ScanBucket {
     pub ways: [ScanWindow; 2],
+    pub maps: [[u64; SCAN_MAP_WORDS]; 2],
 }
 
 /// Key of the per-(rule, source) alert rate limiter. Keyed by the rule's

@@ -695,7 +695,7 @@ impl Kernel {
             let mut bucket = scans.get(&index, 0).map_err(map_err("SCAN_WINDOWS"))?;
             let mut stale = false;
             for way in &mut bucket.ways {
-                if way.fingerprint != 0 && in_generation(way.slot) {
+                if way.fingerprint != 0 && in_generation(way.slot as u32) {
                     *way = Default::default();
                     stale = true;
                 }
