@@ -325,10 +325,12 @@ impl PacketMeta {
     /// 8-byte stores, and a 4-byte store for a remainder.
     #[inline(always)]
     fn zero(&mut self, start: usize, end: usize) {
-        debug_assert!(start % 4 == 0 && end % 4 == 0 && end <= core::mem::size_of::<Self>());
+        debug_assert!(
+            start.is_multiple_of(4) && end.is_multiple_of(4) && end <= core::mem::size_of::<Self>()
+        );
         let base = core::ptr::from_mut(self).cast::<u8>();
         let mut at = start;
-        if at % 8 != 0 && at < end {
+        if !at.is_multiple_of(8) && at < end {
             // SAFETY: `PacketMeta` is 8-aligned and its size a multiple of
             // 8 (sensor_common::layout), `at` a multiple of 4 below `end`,
             // which is inside `self`: the word is aligned and inside; every
