@@ -3,7 +3,7 @@
 //! wrong version and with an unknown protocol inside, and the cases that
 //! stay judged on the outer packet (decap off, fragments, outer anomalies).
 
-use sensor_common::decap::DecapConfig;
+use sensor_common::decap::{DecapConfig, candidate, tunnel_candidate};
 use sensor_common::packet::{PROTO_TCP, PROTO_UDP, PacketMeta, event, flag, tcp, tunnel};
 use sensor_common::parse::{ETH_P_IPV4, parse_ethernet, parse_ethernet_with, parse_ip_at};
 
@@ -266,6 +266,53 @@ fn vxlan_without_the_i_flag_or_on_another_port_is_not_decapsulated() {
         tunnel::VXLAN,
         PROTO_UDP,
     );
+}
+
+/// The candidate (`decap::tunnel_candidate`), which the kernel decides in
+/// one program and opens in the next: a port listed for both VXLAN and
+/// GENEVE is VXLAN's, and a VXLAN header that fails its check is not tried
+/// as GENEVE.
+#[test]
+fn a_port_listed_twice_is_vxlans_and_one_candidate_is_tried() {
+    let both = DecapConfig {
+        vxlan_ports: [7000, 0, 0, 0],
+        geneve_ports: [7000, 6081, 0, 0],
+        ..DecapConfig::DEFAULT
+    };
+    let frame = over_udp4(7000, &vxlan(9, &eth(ETH_P_IPV4, &inner_v4())));
+    let outer = outer_only(&frame);
+    assert_eq!(tunnel_candidate(&outer, &both), candidate::VXLAN);
+    assert_eq!(
+        tunnel_candidate(&outer, &DecapConfig::DEFAULT),
+        candidate::NONE
+    );
+    assert_eq!(tunnel_candidate(&outer, &DecapConfig::OFF), candidate::NONE);
+    assert_inner_v4(
+        &parse_ethernet_with(&frame[..], &both),
+        tunnel::VXLAN,
+        PROTO_UDP,
+    );
+    // A valid GENEVE header with the version bits clear but no VXLAN I
+    // flag: as VXLAN's port, the frame stays outer.
+    let frame = over_udp4(7000, &geneve(&[], ETH_P_IPV4, 5, &inner_v4()));
+    assert_eq!(parse_ethernet_with(&frame[..], &both), outer_only(&frame));
+    let gre = outer_only(&over_gre4(&gre(0, ETH_P_IPV4, 0, &inner_v4())));
+    assert_eq!(tunnel_candidate(&gre, &both), candidate::GRE);
+    let ipip = outer_only(&eth(
+        ETH_P_IPV4,
+        &ipv4(OUTER_SRC, OUTER_DST, 4, &inner_v4()),
+    ));
+    assert_eq!(tunnel_candidate(&ipip, &both), candidate::IPV4_IN_IP);
+    let tcp = outer_only(&eth(
+        ETH_P_IPV4,
+        &ipv4(
+            OUTER_SRC,
+            OUTER_DST,
+            PROTO_TCP,
+            &tcp_segment(1, 7000, tcp::ACK),
+        ),
+    ));
+    assert_eq!(tunnel_candidate(&tcp, &both), candidate::NONE);
 }
 
 #[test]
