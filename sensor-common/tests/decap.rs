@@ -271,9 +271,9 @@ fn vxlan_without_the_i_flag_or_on_another_port_is_not_decapsulated() {
 /// The candidate (`decap::tunnel_candidate`), which the kernel decides in
 /// one program and opens in the next: a port listed for both VXLAN and
 /// GENEVE is VXLAN's, and a VXLAN header that fails its check is not tried
-/// as GENEVE. (The config loader refuses a port listed twice in one list,
-/// not one port in both; such a port was VXLAN's before the candidate was
-/// decided in one place, and still is, in the kernel as in replay.)
+/// as GENEVE. (The config loader refuses one port in both lists; the
+/// parser still answers one way for such settings, the same in the kernel
+/// and in replay.)
 #[test]
 fn a_port_listed_twice_is_vxlans_and_one_candidate_is_tried() {
     let both = DecapConfig {

@@ -425,12 +425,49 @@ fn parse_drop(node: &Node) -> Result<DropConfig, Located> {
 fn parse_decap(node: &Node) -> Result<DecapSettings, Located> {
     let fields = node.as_map("`decap`", DECAP_KEYS)?;
     let mut decap = DecapConfig::DEFAULT;
+    let (mut vxlan_list, mut geneve_list) = (None, None);
     for field in &fields.fields {
         let node = field.value;
         match field.key {
             "enabled" => decap.enabled = node.as_bool("enabled")? as u8,
-            "vxlan_ports" => decap.vxlan_ports = parse_decap_ports(node, "vxlan_ports")?,
-            _ => decap.geneve_ports = parse_decap_ports(node, "geneve_ports")?,
+            "vxlan_ports" => {
+                decap.vxlan_ports = parse_decap_ports(node, "vxlan_ports")?;
+                vxlan_list = Some(node);
+            }
+            _ => {
+                decap.geneve_ports = parse_decap_ports(node, "geneve_ports")?;
+                geneve_list = Some(node);
+            }
+        }
+    }
+    // One port in both lists is refused: which tunnel its packets carry
+    // would be the parser's choice, not the file's. Reported at an item of
+    // a list the file gives (the other may be its default).
+    let in_both =
+        |port: u16| decap.vxlan_ports.contains(&port) && decap.geneve_ports.contains(&port);
+    for (list, field, other, other_given) in [
+        (
+            geneve_list,
+            "geneve_ports",
+            "vxlan_ports",
+            vxlan_list.is_some(),
+        ),
+        (
+            vxlan_list,
+            "vxlan_ports",
+            "geneve_ports",
+            geneve_list.is_some(),
+        ),
+    ] {
+        let Some(list) = list else { continue };
+        for item in list.as_list(field)? {
+            let port = item.as_int(field, 1..=u16::MAX.into())? as u16;
+            if in_both(port) {
+                let default = if other_given { "" } else { " (by default)" };
+                return Err(item.error(format!(
+                    "port {port} is in both `{field}` and `{other}`{default}: a port opens one kind of tunnel"
+                )));
+            }
         }
     }
     Ok(DecapSettings(decap))
@@ -717,6 +754,24 @@ decap:
             2,
             23,
             "port 4789 is listed twice",
+        );
+        assert_error(
+            "decap:\n  vxlan_ports: [4789, 7000]\n  geneve_ports: [6081, 7000]\n",
+            3,
+            24,
+            "port 7000 is in both `geneve_ports` and `vxlan_ports`:",
+        );
+        assert_error(
+            "decap:\n  geneve_ports: [4789]\n",
+            2,
+            18,
+            "port 4789 is in both `geneve_ports` and `vxlan_ports` (by default)",
+        );
+        assert_error(
+            "decap:\n  vxlan_ports: [6081]\n",
+            2,
+            17,
+            "port 6081 is in both `vxlan_ports` and `geneve_ports` (by default)",
         );
         assert_error("decap:\n  enabled: maybe\n", 2, 12, "enabled");
         assert_error(
