@@ -10,6 +10,9 @@ bash; compare.sh owns the orchestration (namespaces, programs, runs).
                              BPF_PROG_TEST_RUN (SPEC: 'pass' for a bare
                              XDP_PASS program loaded here, or a program id),
                              interleaved, appending JSON result lines to OUT
+  pairs OUT N REPEAT FRAMES_DIR NAME=ID FIRST SECOND
+                             N adjacent pairs of frames FIRST and SECOND
+                             through program ID (see cmd_pairs)
   rules N DIR                write N enabled rules (none of them matches the
                              benchmark frames) to DIR/generated.yaml
   pcap FILE N                write a pcap of N mixed frames

@@ -1,7 +1,8 @@
 //! Tunnels (docs/CONTRACT.md section 3, *Tunnels*): which encapsulations
 //! are decapsulated ([`DecapConfig`], the `decap:` key), and recognising one
-//! in a parsed outer packet: [`find_tunnel`] records the tunnel's facts in
-//! [`PacketMeta::tunnel`] and says where the inner packet starts. The
+//! in a parsed outer packet: [`tunnel_candidate`] says which tunnel to look
+//! for, [`open_tunnel`] records its facts in [`PacketMeta::tunnel`] and
+//! says where the inner packet starts. The
 //! parser (`parse`) then runs its same link / IP / transport steps again
 //! from there, so the inner packet is parsed by the very code that parsed
 //! the outer one.
@@ -107,25 +108,11 @@ pub mod candidate {
 }
 
 /// Whether the outer packet in `meta` (its transport header at `l4`, its
-/// IP packet ending at `ip_end`) carries a tunnel to decapsulate. If so,
-/// writes the tunnel's facts into `meta.tunnel` and returns the inner
-/// packet's ethertype ([`ETH_P_TEB`] for an Ethernet frame) and offset.
-///
-/// A fragment, or an outer packet on which any `header` check fired, is
-/// not decapsulated: it is judged on its outer packet alone.
-#[inline(always)]
-pub fn find_tunnel<B: PacketBytes + ?Sized>(
-    bytes: &B,
-    l4: usize,
-    ip_end: usize,
-    meta: &mut PacketMeta,
-    decap: &DecapConfig,
-) -> Option<(u16, usize)> {
-    open_tunnel(bytes, tunnel_candidate(meta, decap), l4, ip_end, meta)
-}
-
-/// [`find_tunnel`]'s second half: looks for the tunnel `candidate` names
-/// (as [`tunnel_candidate`] returned for `meta`).
+/// IP packet ending at `ip_end`) carries the tunnel `candidate` names (as
+/// [`tunnel_candidate`] returned for `meta`; [`candidate::NONE`]: none).
+/// If so, writes the tunnel's facts into `meta.tunnel` and returns the
+/// inner packet's ethertype ([`ETH_P_TEB`] for an Ethernet frame) and
+/// offset.
 #[inline(always)]
 pub fn open_tunnel<B: PacketBytes + ?Sized>(
     bytes: &B,
@@ -163,12 +150,13 @@ pub const fn tunnel_protocol(proto: u8) -> bool {
     matches!(proto, PROTO_UDP | PROTO_GRE | PROTO_IPIP | PROTO_IPV6_IN_IP)
 }
 
-/// The cheap first look of [`find_tunnel`]: which tunnel the packet could
-/// carry ([`candidate`]), or [`candidate::NONE`] when there is nothing to
-/// decapsulate (decapsulation off, a `header` check fired, a fragment, or
-/// not IP-in-IP, GRE, or UDP to a VXLAN / GENEVE port). The kernel asks it
-/// before handing the packet to the program that looks further, so other
-/// packets cost no more than this.
+/// The cheap first look, before [`open_tunnel`]: which tunnel the packet
+/// could carry ([`candidate`]), or [`candidate::NONE`] when there is
+/// nothing to decapsulate (decapsulation off, not IP-in-IP, GRE, or UDP to
+/// a VXLAN / GENEVE port; or a fragment, or an outer packet on which any
+/// `header` check fired: those are judged on their outer packet alone).
+/// The kernel asks it before handing the packet to the program that looks
+/// further, so other packets cost no more than this.
 #[inline(always)]
 pub fn tunnel_candidate(meta: &PacketMeta, decap: &DecapConfig) -> u8 {
     if decap.enabled == 0 || meta.events != 0 || meta.has(flag::FRAGMENT) {

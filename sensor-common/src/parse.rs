@@ -81,11 +81,12 @@ pub fn parse_outer<B: PacketBytes + ?Sized>(
 }
 
 /// The second step: when the packet carries a tunnel to decapsulate
-/// ([`decap::find_tunnel`]) whose inner packet can be parsed, records the
-/// tunnel, clears the outer packet's fields (keeping the frame length and
-/// the VLAN tags, the inner frame's appended) and returns where the inner
-/// IP header starts and its ethertype, for [`parse_inner`]. Otherwise
-/// leaves the packet as it is: judged on its outer packet.
+/// ([`decap::tunnel_candidate`], [`decap::open_tunnel`]) whose inner packet
+/// can be parsed, records the tunnel, clears the outer packet's fields
+/// (keeping the frame length and the VLAN tags, the inner frame's
+/// appended) and returns where the inner IP header starts and its
+/// ethertype, for [`parse_inner`]. Otherwise leaves the packet as it is:
+/// judged on its outer packet.
 #[inline(always)]
 pub fn find_inner<B: PacketBytes + ?Sized>(
     bytes: &B,
