@@ -408,6 +408,49 @@ def snap(specs):
     print(json.dumps(out))
 
 
+# Kernel functions a BPF program's helpers and maps run in, by what they serve.
+PROFILE_GROUPS = [
+    (re.compile(r"^(htab_|__htab_|lookup_nulls_elem_raw|lookup_elem_raw|jhash|bpf_lru_|__bpf_lru_|pcpu_freelist|___pcpu_freelist)"),
+     "kernel: BPF hash maps (lookups, LRU)"),
+    (re.compile(r"^(bpf_perf_event_output|perf_output|perf_event_output|__perf_event_output|bpf_event_output)"),
+     "kernel: perf output"),
+    (re.compile(r"^(bpf_ktime|ktime_get|read_tsc|kvm_clock)"), "kernel: clock"),
+]
+
+
+def profile_group(sym):
+    """The report line a sampled function counts towards."""
+    m = re.match(r"^bpf_prog_[0-9a-f]+_(.*)$", sym)
+    if m:
+        # Generic subprograms carry their instantiation in the name.
+        name = re.split(r"_3C_|_7B_closure", m.group(1))[0] or "closure"
+        return "BPF: " + name
+    for pattern, group in PROFILE_GROUPS:
+        if pattern.match(sym):
+            return group
+    return "kernel: the receive path and the rest"
+
+
+def cmd_profile(out, rnd, scen, variant):
+    """Shares of one flood's receive-core samples (`perf script -G -F ip,sym`
+    on stdin: an address and a function name per sample)."""
+    counts = {}
+    n = 0
+    for line in sys.stdin:
+        fields = line.split()
+        if not fields:
+            continue
+        sym = fields[1] if len(fields) > 1 else "[unknown]"
+        n += 1
+        g = profile_group(sym)
+        counts[g] = counts.get(g, 0) + 1
+    if n == 0:
+        return
+    with open(out, "a") as f:
+        f.write(json.dumps({"section": "profile", "round": int(rnd), "case": scen, "variant": variant,
+                            "samples": n, "shares": {g: c / n for g, c in counts.items()}}) + "\n")
+
+
 def cmd_record(out, rnd, scen, variant, before, after, t_end, extra, alerts, watch):
     """One end-to-end run's figures from two snap() objects."""
     b, a = json.loads(before), json.loads(after)
@@ -724,6 +767,22 @@ def cmd_report(path):
                         out.append("| " + v + " | " + " | ".join(_cell(_summ(list(val(v, m).values()))) for m, _ in sens) + " |")
                 out.append("")
 
+            prof = [r for r in rows if r.get("section") == "profile" and r["case"] == scen]
+            for pv in dict.fromkeys(r["variant"] for r in prof):
+                ps = [r for r in prof if r["variant"] == pv]
+                groups = sorted({g for r in ps for g in r["shares"]},
+                                key=lambda g: -statistics.median([r["shares"].get(g, 0) for r in ps]))
+                out.append(f"Where {pv}'s receive core went, {scen} (perf record -C 1, share of samples, "
+                           f"median (min–max) over {len(ps)} rounds, {int(statistics.median([r['samples'] for r in ps]))} samples each):")
+                out.append("")
+                out.append("| function | share |")
+                out.append("|---|---|")
+                bpf = [sum(v for g, v in r["shares"].items() if g.startswith("BPF: ")) for r in ps]
+                out.append(f"| **BPF programs, all functions** | {_cell(_summ([x * 100 for x in bpf]), ' %')} |")
+                for g in groups:
+                    out.append(f"| {g} | {_cell(_summ([r['shares'].get(g, 0) * 100 for r in ps]), ' %')} |")
+                out.append("")
+
             def target(text, s, ok):
                 targets.append(f"| {scen} | {text} | {_cell(s)} | {'n/a' if s is None else ('met' if ok(s[0]) else 'MISSED')} |")
 
@@ -743,6 +802,12 @@ def cmd_report(path):
                     cs, hits = val("sensor_ids", "count_sum"), val("sensor_ids", "hits")
                     target("sensor ids: Σ alert-line count ÷ kernel matched (rule 100001) = 1",
                            _summ([cs[k] / hits[k] for k in cs if hits.get(k)]), lambda x: abs(x - 1) < 1e-9)
+            if "sensor_ids" in variants and "sensor_ids_b" in variants:
+                # An A/B of two builds (SENSOR_B), round by round: no target.
+                for m, text in (("rx_ns_per_pkt", "rx-core CPU/pkt"), ("delivered_kpps", "delivered")):
+                    out.append(f"A/B, {scen}: sensor_ids_b ÷ sensor_ids, {text}: "
+                               f"{_cell(rel('sensor_ids_b', m, 'sensor_ids'), '×')}")
+                out.append("")
             if "sensor_drop_blocked" in variants:
                 target("drop mode, sources blocked: total CPU/pkt ÷ nothing attached (the stack passing) < 1",
                        rel("sensor_drop_blocked", "total_ns_per_pkt"), lambda x: x < 1)
@@ -812,6 +877,8 @@ def main(argv):
         cmd_alerts(*args)
     elif cmd == "record":
         cmd_record(*args)
+    elif cmd == "profile":
+        cmd_profile(*args)
     elif cmd == "attach-pass":
         cmd_attach_pass(*args)
     elif cmd == "watch":

@@ -48,6 +48,12 @@ PY=/usr/bin/python3
 [[ -d ${HOME:-/root}/.cargo/bin ]] && PATH=${HOME:-/root}/.cargo/bin:$PATH
 HELPER=$ROOT/benches/compare.py
 SENSOR=${SENSOR:-$ROOT/target/release/sensor}
+# PROFILE=1: sample the receive core with `perf record` during each sensor
+# flood and add where its time went, by function, to the report.
+PROFILE=${PROFILE:-0}
+# A second build for an A/B on the wire: when set, the wire variant
+# sensor_ids_b runs it as sensor_ids runs SENSOR (add it to WIRE_VARIANTS).
+SENSOR_B=${SENSOR_B:-}
 OUT=${OUT:-$ROOT/target/bench-compare/$(date -u +%Y%m%dT%H%M%SZ)}
 RESULTS=$OUT/results.jsonl
 METRICS_PORT=9464
@@ -71,6 +77,7 @@ mkdir -p "$OUT"
 # ---- cleanup: only what this script started ----------------------------
 PIDS=()
 NETNS=()
+JIT_KALLSYMS="" # the setting PROFILE changed, restored on exit
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do
@@ -83,6 +90,7 @@ cleanup() {
   for ns in "${NETNS[@]}"; do
     ip netns del "$ns" 2>/dev/null || true
   done
+  [[ -n $JIT_KALLSYMS ]] && echo "$JIT_KALLSYMS" >/proc/sys/net/core/bpf_jit_kallsyms
   if mountpoint -q "$LIBXDP_BPFFS" 2>/dev/null; then
     rm -rf "$LIBXDP_BPFFS"/xdp-filter "$LIBXDP_BPFFS"/xdp 2>/dev/null || true
     umount "$LIBXDP_BPFFS" 2>/dev/null || true
@@ -106,7 +114,9 @@ new_netns() { ip netns del "$1" 2>/dev/null || true; ip netns add "$1"; NETNS+=(
 declare -A HAVE=()
 ensure_packages() {
   local pkg missing=() updated=0
-  for pkg in iproute2 procps ethtool tcpdump python3-scapy curl xdp-tools netsniff-ng fastnetmon; do
+  local wanted=(iproute2 procps ethtool tcpdump python3-scapy curl xdp-tools netsniff-ng fastnetmon)
+  [[ $PROFILE == 1 ]] && wanted+=(linux-perf)
+  for pkg in "${wanted[@]}"; do
     if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
       HAVE[$pkg]=1
     else
@@ -342,6 +352,7 @@ variant_available() {
     xdp_filter) have xdp-tools ;;
     fastnetmon) have fastnetmon ;;
     tcpdump_*) have tcpdump ;;
+    sensor_ids_b) [[ -n $SENSOR_B && -x $SENSOR_B ]] ;;
     *) return 0 ;;
   esac
 }
@@ -357,8 +368,9 @@ variant_start() { # VARIANT: attach / start it; sets VPID (process whose CPU is 
       HPID=$!; PIDS+=("$HPID"); wait_for "$logf" attached "$HPID" 10 ;;
       # (VPID stays empty: the helper only holds the link and sleeps)
     xdp_filter) xdp_filter_load "$NS_S" "$IF_S" ;;
-    sensor_ids)
-      nice -n -10 taskset -c $RX_CPU ip netns exec "$NS_S" "$SENSOR" run --iface "$IF_S" --rules "$ROOT/rules" --xdp-mode native \
+    sensor_ids|sensor_ids_b)
+      local bin=$SENSOR; [[ $v == sensor_ids_b ]] && bin=$SENSOR_B
+      nice -n -10 taskset -c $RX_CPU ip netns exec "$NS_S" "$bin" run --iface "$IF_S" --rules "$ROOT/rules" --xdp-mode native \
         --json "$OUT/wire-sensor.json" --metrics "127.0.0.1:$METRICS_PORT" 2>"$logf" &
       VPID=$!; PIDS+=("$VPID"); wait_for "$logf" "sensor attached" "$VPID" 60 ;;
     sensor_drop_blocked)
@@ -412,12 +424,19 @@ wire_run() { # ROUND SCENARIO VARIANT
                   tx=dev:"$SLEEP_I:$IF_I:tx" txdrop=dev:"$SLEEP_I:$IF_I:txdrop")
   local before after watch_pid="" watch_out=$OUT/wire-watch.json
   rm -f "$watch_out" "$OUT/wire-watch.ready"
-  if [[ $v == sensor_ids && $scen == syn_* ]]; then
+  if [[ $v == sensor_ids* && $scen == syn_* ]]; then
     nice -n -15 taskset -c $TX_CPU $PY "$HELPER" watch "$OUT/wire-sensor.json" 100301 $((FLOOD_SECS + 3)) "$SLEEP_I" "$IF_I" \
       "$OUT/wire-watch.ready" >"$watch_out" &
     watch_pid=$!; PIDS+=("$watch_pid")
     local i
     for i in $(seq 1 200); do [[ -e $OUT/wire-watch.ready ]] && break; sleep 0.01; done
+  fi
+  local perf_pid="" perf_data=$OUT/perf-$scen-$v-$r.data
+  if [[ $PROFILE == 1 && $v == sensor_ids* ]] && have linux-perf; then
+    # The receive core only, for the flood's length (software clock: a
+    # VM has no hardware counters); BPF functions named via kallsyms.
+    perf record -q -C $RX_CPU -o "$perf_data" -- sleep "$FLOOD_SECS" >/dev/null 2>&1 &
+    perf_pid=$!; PIDS+=("$perf_pid")
   fi
   before=$($PY "$HELPER" snap "${snapspec[@]}")
   if [[ ${rate[0]} == -b ]]; then
@@ -428,8 +447,16 @@ wire_run() { # ROUND SCENARIO VARIANT
       >>"$OUT/trafgen.log" 2>&1 || true
   fi
   local t_end; t_end=$(date +%s.%N)
+  if [[ -n $perf_pid ]]; then
+    wait "$perf_pid" 2>/dev/null || true
+    forget_pid "$perf_pid"
+  fi
   sleep 0.3
   after=$($PY "$HELPER" snap "${snapspec[@]}")
+  if [[ -n $perf_pid ]]; then
+    perf script -G -F ip,sym -i "$perf_data" 2>/dev/null | $PY "$HELPER" profile "$RESULTS" "$r" "$scen" "$v" || true
+    rm -f "$perf_data"
+  fi
   local extra="{}"
   if [[ $v == sensor_* ]]; then
     sleep 1.5 # the metrics snapshot is refreshed once a second
@@ -444,7 +471,7 @@ wire_run() { # ROUND SCENARIO VARIANT
   [[ -n $watch_pid ]] && { wait "$watch_pid" 2>/dev/null || true; forget_pid "$watch_pid"; }
   variant_stop "$v"
   local alerts="{}"
-  if [[ $v == sensor_ids && -s $OUT/wire-sensor.json ]]; then
+  if [[ $v == sensor_ids* && -s $OUT/wire-sensor.json ]]; then
     alerts=$($PY "$HELPER" alerts "$OUT/wire-sensor.json" 100001)
   fi
   printf '%s %s %s %s\n%s\n%s\n' "$r" "$scen" "$v" "$t_end" "$before" "$after" >>"$OUT/wire-snaps.log"
@@ -459,10 +486,14 @@ section_wire() {
   fi
   loadavg "start of wire"
   have xdp-tools && mount_bpffs
+  if [[ $PROFILE == 1 ]]; then
+    JIT_KALLSYMS=$(cat /proc/sys/net/core/bpf_jit_kallsyms)
+    echo 1 >/proc/sys/net/core/bpf_jit_kallsyms
+  fi
   wire_setup
   local variants=() v
   for v in $WIRE_VARIANTS; do
-    if variant_available "$v"; then variants+=("$v"); else note "variant $v skipped: its package is missing"; fi
+    if variant_available "$v"; then variants+=("$v"); else note "variant $v skipped: its package (for sensor_ids_b: SENSOR_B) is missing"; fi
   done
   local r scen i n=${#variants[@]}
   for r in $(seq 1 "$ROUNDS"); do
