@@ -10,6 +10,10 @@ bash; compare.sh owns the orchestration (namespaces, programs, runs).
                              BPF_PROG_TEST_RUN (SPEC: 'pass' for a bare
                              XDP_PASS program loaded here, or a program id),
                              interleaved, appending JSON result lines to OUT
+  spoofed OUT ROUND N NAME=SPEC...
+                             N SYNs from N random sources, each run once
+                             through every program (a source never seen:
+                             its state is cold, as under a spoofed flood)
   pairs OUT N REPEAT FRAMES_DIR NAME=ID FIRST SECOND
                              N adjacent pairs of frames FIRST and SECOND
                              through program ID (see cmd_pairs)
@@ -225,6 +229,51 @@ def cmd_testrun(out, rnd, repeat, frames_dir, specs):
                 ns, verdict = test_run(fd, frames[frame], int(repeat))
                 res.write(json.dumps({"section": "testrun", "round": rnd, "variant": name, "case": frame,
                                       "metric": "ns", "value": ns, "verdict": verdict}) + "\n")
+
+
+SPOOFED_CASE = "ipv4_tcp_syn_spoofed"
+
+
+def _spoofed_frames(n, seed):
+    """`n` TCP SYNs to 198.51.100.10:80, each from a random source in
+    198.18.0.0/16 and a random port, as trafgen's SYN flood sends them."""
+    from scapy.all import IP, TCP, Ether, raw  # noqa: E402
+
+    tmpl = bytearray(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                         / IP(src="198.18.0.1", dst="198.51.100.10", ttl=64)
+                         / TCP(sport=1234, dport=80, flags="S", window=64240)))
+    rng = random.Random(seed)
+    for _ in range(n):
+        f = bytearray(tmpl)
+        f[28:30] = struct.pack("!H", rng.randrange(65536))  # source 198.18.x.y
+        f[34:36] = struct.pack("!H", rng.randrange(1024, 65536))  # source port
+        f[24:26] = b"\0\0"
+        s = sum(struct.unpack("!10H", bytes(f[14:34])))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        f[24:26] = struct.pack("!H", ~s & 0xFFFF)
+        yield bytes(f)
+
+
+def cmd_spoofed(out, rnd, n, specs):
+    """Each of `n` SYNs from random sources run once through every program
+    (the order of the programs rotating frame by frame); per program, the
+    median of the kernel's per-run times. Unlike a repeated frame, whose
+    per-source state stays in the cache, every run meets a source never
+    seen, as every packet of a spoofed flood does."""
+    progs = []
+    for spec in specs:
+        name, _, what = spec.partition("=")
+        progs.append((name, load_xdp_pass() if what == "pass" else prog_fd_by_id(what)))
+    times = {name: [] for name, _ in progs}
+    for i, frame in enumerate(_spoofed_frames(int(n), int(rnd))):
+        shift = i % len(progs)
+        for name, fd in progs[shift:] + progs[:shift]:
+            times[name].append(test_run(fd, frame, 1)[0])
+    with open(out, "a") as res:
+        for name, ts in times.items():
+            res.write(json.dumps({"section": "testrun", "round": int(rnd), "variant": name, "case": SPOOFED_CASE,
+                                  "metric": "ns", "value": statistics.median(ts), "frames": len(ts)}) + "\n")
 
 
 def cmd_pairs(out, n, repeat, frames_dir, spec, first, second):
@@ -672,9 +721,11 @@ def cmd_report(path):
             hdr.append("sensor default ÷ xdp-filter (target ≤ 1.0, benign ≤ 0.6)")
         if has("sensor_generated") and has("sensor_default"):
             hdr.append("sensor generated ÷ default (target ≤ 1.15)")
+        if has("sensor_b") and has("sensor_default"):
+            hdr.append("A/B: sensor_b ÷ sensor_default")
         out.append("| " + " | ".join(hdr) + " |")
         out.append("|" + "---|" * len(hdr))
-        for case in FRAME_ORDER:
+        for case in FRAME_ORDER + [SPOOFED_CASE]:
             if not any(r["case"] == case for r in tr):
                 continue
             cells = [case + (" (benign)" if case in BENIGN else "")]
@@ -687,6 +738,8 @@ def cmd_report(path):
             if has("sensor_generated") and has("sensor_default"):
                 s = ratio("sensor_generated", "sensor_default", case)
                 cells.append(_cell(s, "×") + (" ✓" if s and s[0] <= 1.15 else " ✗"))
+            if has("sensor_b") and has("sensor_default"):
+                cells.append(_cell(ratio("sensor_b", "sensor_default", case), "×"))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
 
@@ -863,6 +916,8 @@ def main(argv):
         cmd_testrun(args[0], args[1], args[2], args[3], args[4:])
     elif cmd == "pairs":
         cmd_pairs(*args)
+    elif cmd == "spoofed":
+        cmd_spoofed(args[0], args[1], args[2], args[3:])
     elif cmd == "rules":
         cmd_rules(*args)
     elif cmd == "pcap":

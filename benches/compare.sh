@@ -36,6 +36,7 @@ done
 REPEAT=${REPEAT:-1000000}             # BPF_PROG_TEST_RUN repetitions per frame
 PAIRS=${PAIRS:-200}                    # adjacent VXLAN / plain ACK pairs (compare.py pairs)
 PAIR_REPEAT=${PAIR_REPEAT:-100000}     # repetitions per frame in each pair
+SPOOFED=${SPOOFED:-20000}              # SYNs from random sources, one run each, per round (compare.py spoofed)
 GEN_RULES=${GEN_RULES:-1024}          # rules in the generated set (or as many as the sensor accepts)
 FLOOD_SECS=${FLOOD_SECS:-4}           # length of each end-to-end flood
 SLOW_PPS=${SLOW_PPS:-100000}          # the "100 kpps" flood
@@ -51,8 +52,9 @@ SENSOR=${SENSOR:-$ROOT/target/release/sensor}
 # PROFILE=1: sample the receive core with `perf record` during each sensor
 # flood and add where its time went, by function, to the report.
 PROFILE=${PROFILE:-0}
-# A second build for an A/B on the wire: when set, the wire variant
-# sensor_ids_b runs it as sensor_ids runs SENSOR (add it to WIRE_VARIANTS).
+# A second build for an A/B: when set, testrun measures it too (sensor_b,
+# default rules) and the wire variant sensor_ids_b runs it as sensor_ids
+# runs SENSOR (add it to WIRE_VARIANTS).
 SENSOR_B=${SENSOR_B:-}
 OUT=${OUT:-$ROOT/target/bench-compare/$(date -u +%Y%m%dT%H%M%SZ)}
 RESULTS=$OUT/results.jsonl
@@ -231,7 +233,7 @@ section_testrun() {
   new_netns "$ns"
   ip -n "$ns" link set lo up
   local pair
-  for pair in trxf trsd trsg; do
+  for pair in trxf trsd trsg trsb; do
     ip -n "$ns" link add "${pair}0" type veth peer name "${pair}1"
     ip -n "$ns" link set "${pair}0" up
     ip -n "$ns" link set "${pair}1" up
@@ -255,10 +257,21 @@ section_testrun() {
   wait_for "$OUT/testrun-default.log" "sensor attached" "$pid_d" 60
   wait_for "$OUT/testrun-generated.log" "sensor attached" "$pid_g" 60
   specs+=("sensor_default=$(if_prog_id "$ns" trsd0)" "sensor_generated=$(if_prog_id "$ns" trsg0)")
+  local pid_b=""
+  if [[ -n $SENSOR_B ]]; then
+    # The second build of an A/B, with the default rules.
+    taskset -c $TX_CPU ip netns exec "$ns" "$SENSOR_B" run --iface trsb0 --rules "$ROOT/rules" --xdp-mode native \
+      --json "$OUT/testrun-b.json" 2>"$OUT/testrun-b.log" &
+    pid_b=$!; PIDS+=("$pid_b")
+    wait_for "$OUT/testrun-b.log" "sensor attached" "$pid_b" 60
+    specs+=("sensor_b=$(if_prog_id "$ns" trsb0)")
+  fi
   log "BPF_PROG_TEST_RUN: ${specs[*]}; $REPEAT repetitions per frame, $ROUNDS rounds"
   local r
   for r in $(seq 1 "$ROUNDS"); do
     taskset -c $RX_CPU $PY "$HELPER" testrun "$RESULTS" "$r" "$REPEAT" "$frames" "${specs[@]}"
+    # The SYN of a spoofed flood: a new source every run, its state cold.
+    taskset -c $RX_CPU $PY "$HELPER" spoofed "$RESULTS" "$r" "$SPOOFED" "${specs[@]}"
   done
   # Issue #14's tunnel bound, a ratio of two frames through one program:
   # measured in adjacent pairs, which the machine's changes of speed
@@ -266,7 +279,7 @@ section_testrun() {
   log "BPF_PROG_TEST_RUN pairs: VXLAN ACK against plain ACK, $PAIRS pairs of $PAIR_REPEAT repetitions"
   taskset -c $RX_CPU $PY "$HELPER" pairs "$RESULTS" "$PAIRS" "$PAIR_REPEAT" "$frames" \
     "sensor_default=$(if_prog_id "$ns" trsd0)" ipv4_tcp_ack vxlan_ipv4_tcp_ack
-  stop_pid "$pid_d"; stop_pid "$pid_g"
+  stop_pid "$pid_d"; stop_pid "$pid_g"; stop_pid "$pid_b"
   have xdp-tools && xdp_filter_unload "$ns" trxf0
   ip netns del "$ns"
   loadavg "end of testrun"

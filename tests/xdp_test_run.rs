@@ -379,6 +379,79 @@ fn reload_switches_rule_generations() {
     assert_eq!(all[base(second) + 1].hits, 1, "second generation, rule 11");
 }
 
+/// Windows live in pages of per-address state (with the TTL baselines),
+/// keyed by global rule slot: recycling a generation must empty the flood
+/// and scan windows its rules left there, or the rules that take its slots
+/// two reloads later would go on counting from them. Here a source sends
+/// two SYNs to two ports under a generation, then the rule set is installed
+/// twice (as `run` does on SIGHUP: recycle the free generation, write it):
+/// its third SYN, back in the first generation's slots, counts one again
+/// (no alert); two more reach the thresholds of three.
+#[test]
+fn recycling_a_generation_empties_its_flood_and_scan_windows() {
+    if !sensor::testing::bpf_available("recycling_a_generation_empties_its_flood_and_scan_windows")
+    {
+        return;
+    }
+    let rules = "rules:
+  - id: 31
+    name: burst
+    severity: low
+    match: { syn_flood: { track: by_src, threshold: 3, window_ms: 600000 } }
+  - id: 32
+    name: victim
+    severity: low
+    match: { syn_flood: { track: by_dst, threshold: 3, window_ms: 600000 } }
+  - id: 33
+    name: ports
+    severity: low
+    match: { scan: { track: by_src, distinct: ports, threshold: 3, window_ms: 600000 } }
+";
+    let compiled = compile_yaml(rules);
+    let mut kernel = Kernel::load().expect("XDP program loads");
+    let mut alerts = KernelAlerts::open(&mut kernel);
+    let syn = |port| frames::ipv4_tcp([198, 51, 100, 7], [192, 0, 2, 9], 40_000, port, flags::SYN);
+    let install = |kernel: &mut Kernel| {
+        let free = 1 - kernel.generation().unwrap();
+        kernel.recycle_generation(free).unwrap();
+        assert_eq!(
+            kernel.write_rules(&compiled, SensorMode::Ids).unwrap(),
+            free
+        );
+    };
+    install(&mut kernel);
+    let first = kernel.generation().unwrap();
+    for port in [1, 2] {
+        kernel.test_run(&syn(port)).unwrap();
+    }
+    assert!(
+        alerts.drain().is_empty(),
+        "two SYNs, two ports: under every threshold"
+    );
+    install(&mut kernel);
+    install(&mut kernel);
+    assert_eq!(
+        kernel.generation().unwrap(),
+        first,
+        "back in the first generation"
+    );
+    kernel.test_run(&syn(3)).unwrap();
+    assert!(
+        alerts.drain().is_empty(),
+        "the windows of two reloads ago were emptied: this SYN counts one"
+    );
+    for port in [4, 5] {
+        kernel.test_run(&syn(port)).unwrap();
+    }
+    let mut got: Vec<u32> = alerts.drain().iter().map(|r| r.sig_id).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [31, 32, 33],
+        "three SYNs to three ports since the reload"
+    );
+}
+
 /// Port and VLAN scopes live in arrays indexed by value: a reload must
 /// clear the entries the generation it overwrites held, or a port an older
 /// rule set named would still match (generation 0: 80, 1: 443, 0 again:

@@ -11,8 +11,8 @@ use crate::packet::{
 };
 use crate::proof::judge_block;
 use crate::sketch::{
-    SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS, addr_hash, fingerprint_of, index_of, scan_bit, scan_mark,
-    scan_way, syn_way, ttl_step,
+    SCAN_PER_PAGE, SYN_BUCKETS, SYN_PER_PAGE, TTL_PER_PAGE, addr_hash, fingerprint_of, index_of,
+    page_of, paged_index, rule_hash, scan_bit, scan_mark, scan_way, syn_way, ttl_step,
 };
 use crate::tables::{
     ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_SET_BASE, EVENT_SETS,
@@ -547,7 +547,7 @@ fn deviation_row<T: RuleTables + ?Sized, S: DetectState>(
     let hash = addr_hash(tables.hash_seed(), 0, meta.ip_version, &meta.src_addr);
     let fingerprint = fingerprint_of(hash);
     let learned = state
-        .ttl_slot(index_of(hash, TTL_SLOTS), |slot| {
+        .ttl_slot(paged_index(page_of(hash), hash, TTL_PER_PAGE), |slot| {
             ttl_step(slot, fingerprint, hops, teach)
         })
         .flatten()?;
@@ -722,15 +722,26 @@ fn flood_counts<S: DetectState>(
     now_ns: u64,
     state: &mut S,
 ) -> Option<(u32, u8)> {
-    let addr = if rule.flood_track == flood_track::BY_SRC {
+    let by_src = rule.flood_track == flood_track::BY_SRC;
+    let addr = if by_src {
         &meta.src_addr
     } else {
         &meta.dst_addr
     };
-    let hash = addr_hash(seed, slot, meta.ip_version, addr);
+    let address_hash = addr_hash(seed, 0, meta.ip_version, addr);
+    let hash = rule_hash(address_hash, slot);
+    // A source's windows in its page of state (a spoofed source's packet
+    // then touches one page); a destination's anywhere in the table: a
+    // busy destination has a window for many rules at once, which its
+    // page's buckets would crowd.
+    let index = if by_src {
+        paged_index(page_of(address_hash), hash, SYN_PER_PAGE)
+    } else {
+        index_of(hash, SYN_BUCKETS)
+    };
     let fingerprint = fingerprint_of(hash);
     let window_ns = rule.flood_window_ns;
-    state.syn_bucket(index_of(hash, SYN_BUCKETS), |bucket| {
+    state.syn_bucket(index, |bucket| {
         let way = syn_way(bucket, global_slot, fingerprint, now_ns);
         let way = &mut bucket.ways[way & 1];
         way.window_ns = window_ns;
@@ -773,10 +784,12 @@ fn scan_counts<S: DetectState>(
     };
     state.count_hit(global_slot);
     let bit = scan_bit(seed, slot, value);
-    let hash = addr_hash(seed, slot, meta.ip_version, &meta.src_addr);
+    let address_hash = addr_hash(seed, 0, meta.ip_version, &meta.src_addr);
+    let hash = rule_hash(address_hash, slot);
+    let page = page_of(address_hash);
     let fingerprint = fingerprint_of(hash);
     let (window_ns, threshold) = (rule.flood_window_ns, rule.flood_threshold);
-    let out = state.scan_bucket(index_of(hash, SCAN_BUCKETS), |bucket| {
+    let out = state.scan_bucket(paged_index(page, hash, SCAN_PER_PAGE), |bucket| {
         let way = scan_way(bucket, global_slot, fingerprint, now_ns);
         scan_mark(bucket, way, window_ns, bit, threshold)
     })?;

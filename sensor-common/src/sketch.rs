@@ -1,6 +1,7 @@
-//! Fixed-size per-address state: TTL baselines and `syn_flood` windows.
+//! Fixed-size per-address state: TTL baselines, `syn_flood` / `flood`
+//! windows and `scan` windows.
 //!
-//! Both live in plain arrays indexed by a keyed hash of the address, not in
+//! They live in plain arrays indexed by a keyed hash of the address, not in
 //! LRU hash maps: a lookup is an array index the verifier inlines (no helper
 //! call, no lock, no allocation), and a flood of spoofed sources can only
 //! take over the slots it hashes to, never make the kernel allocate,
@@ -11,11 +12,17 @@
 //! - TTL baselines: one `u64` per slot, [`TTL_SLOTS`] slots, direct-mapped.
 //!   A slot holds one source's fingerprint and hop count; a teaching packet
 //!   whose source finds another source in its slot takes the slot over.
-//! - `syn_flood` windows: [`SYN_BUCKETS`] buckets of two ways. A window stays
-//!   until it has ended; a key finding both ways of its bucket live takes
-//!   the way with the smaller count (a heavy hitter is kept, one-packet
-//!   spoofed windows replace each other). A new window starts at zero, so a
-//!   replaced window can only delay an alert, never cause one.
+//! - `syn_flood` / `flood` windows: [`SYN_BUCKETS`] buckets of two ways. A
+//!   window stays until it has ended; a key finding both ways of its bucket
+//!   live takes the way with the smaller count (a heavy hitter is kept,
+//!   one-packet spoofed windows replace each other). A new window starts at
+//!   zero, so a replaced window can only delay an alert, never cause one.
+//!   `scan` windows: [`SCAN_BUCKETS`] buckets of two ways, the same way.
+//! - All three tables are cut into [`STATE_PAGES`] pages, one page of each
+//!   per address: a source's TTL slot, its `by_src` and its `scan` windows
+//!   are in one page, so that a packet from a source never seen costs one
+//!   page's address translation (the kernel keeps the three as one map of
+//!   4 KiB pages, [`crate::tables::AddrStatePage`]).
 
 use crate::tables::{SCAN_MAP_BITS, SCAN_MAP_WORDS, ScanBucket, ScanWindow, SynBucket, SynWindow};
 
@@ -28,6 +35,29 @@ pub const SCAN_BUCKETS: u32 = 8_192;
 /// Largest `scan` threshold: below it the map's collisions stay far from
 /// the contract's bounds (`sensor`'s `rules::compile::scan_bits_for`).
 pub const MAX_SCAN_THRESHOLD: u32 = 256;
+
+/// Pages of per-address state. A source's TTL slot and its `by_src` and
+/// `scan` window buckets lie in one page of [`STATE_PAGE_BYTES`], chosen by
+/// the address alone ([`page_of`]); within the page, a window's bucket is
+/// chosen by its (rule, address) hash. A packet from a new source then
+/// costs one page's address translation, not one per table. `by_dst`
+/// windows are placed over the whole table ([`index_of`]): a busy
+/// destination has windows of many rules at once, which one page's
+/// buckets would crowd.
+pub const STATE_PAGES: u32 = 2_048;
+/// Bytes of a page of per-address state (the kernel's page size).
+pub const STATE_PAGE_BYTES: usize = 4_096;
+/// TTL slots per page of per-address state.
+pub const TTL_PER_PAGE: u32 = TTL_SLOTS / STATE_PAGES;
+/// `syn_flood` / `flood` window buckets per page of per-address state.
+pub const SYN_PER_PAGE: u32 = SYN_BUCKETS / STATE_PAGES;
+/// `scan` window buckets per page of per-address state.
+pub const SCAN_PER_PAGE: u32 = SCAN_BUCKETS / STATE_PAGES;
+
+const _: () = assert!(TTL_PER_PAGE.is_power_of_two() && TTL_PER_PAGE * STATE_PAGES == TTL_SLOTS);
+const _: () = assert!(SYN_PER_PAGE.is_power_of_two() && SYN_PER_PAGE * STATE_PAGES == SYN_BUCKETS);
+const _: () =
+    assert!(SCAN_PER_PAGE.is_power_of_two() && SCAN_PER_PAGE * STATE_PAGES == SCAN_BUCKETS);
 
 const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -63,10 +93,34 @@ pub fn addr_hash(seed: u32, salt: u32, version: u8, addr: &[u8; 16]) -> u64 {
     h.wrapping_mul(MIX)
 }
 
+/// The keyed hash of a (rule, address) pair: the address's own
+/// [`addr_hash`] (salt 0, the hash of its TTL slot) mixed with the rule's
+/// slot by one more round.
+#[inline(always)]
+pub const fn rule_hash(address_hash: u64, salt: u32) -> u64 {
+    round(address_hash, ((salt as u64) << 8) | 0xff).wrapping_mul(MIX)
+}
+
 /// The slot of `hash` in a table of `slots` (a power of two).
 #[inline(always)]
 pub const fn index_of(hash: u64, slots: u32) -> u32 {
     (hash >> 32) as u32 & (slots - 1)
+}
+
+/// The page of per-address state of the address whose salt-0
+/// [`addr_hash`] is `address_hash` (the hash of its TTL slot).
+#[inline(always)]
+pub const fn page_of(address_hash: u64) -> u32 {
+    index_of(address_hash, STATE_PAGES)
+}
+
+/// The index, in a table of `per_page` entries per page, of the entry of
+/// `hash` in `page`. The bits that choose it are above those of
+/// [`index_of`], so that for the address's own hash (TTL slots) the page
+/// and the place in it are independent.
+#[inline(always)]
+pub const fn paged_index(page: u32, hash: u64, per_page: u32) -> u32 {
+    page * per_page + ((hash >> 48) as u32 & (per_page - 1))
 }
 
 /// The fingerprint stored with a key: never 0, which marks an empty slot.
@@ -256,6 +310,46 @@ mod tests {
         }
         let empty = used.iter().filter(|u| !**u).count();
         assert!((22_000..26_000).contains(&empty), "{empty} empty slots");
+    }
+
+    #[test]
+    fn an_addresss_ttl_slot_and_windows_share_one_page() {
+        for last in 0..=255 {
+            let h = addr_hash(7, 0, 4, &v4(last));
+            let page = page_of(h);
+            assert_eq!(paged_index(page, h, TTL_PER_PAGE) / TTL_PER_PAGE, page);
+            for slot in [0, 1, 63, 1_023, 2_047] {
+                let r = rule_hash(h, slot);
+                assert_eq!(paged_index(page, r, SYN_PER_PAGE) / SYN_PER_PAGE, page);
+                assert_eq!(paged_index(page, r, SCAN_PER_PAGE) / SCAN_PER_PAGE, page);
+            }
+        }
+        // The TTL slot is the one the flat table of TTL_SLOTS would give.
+        let h = addr_hash(7, 0, 4, &v4(9));
+        assert!(paged_index(page_of(h), h, TTL_PER_PAGE) < TTL_SLOTS);
+    }
+
+    #[test]
+    fn rules_of_one_address_spread_over_its_page() {
+        // 16 rule slots of one address over a page's 16 window buckets: a
+        // uniform hash leaves about 16/e of them empty, never all but one.
+        let h = addr_hash(7, 0, 4, &v4(1));
+        let page = page_of(h);
+        let mut used = [false; SYN_PER_PAGE as usize];
+        for slot in 0..16 {
+            used[(paged_index(page, rule_hash(h, slot), SYN_PER_PAGE) % SYN_PER_PAGE) as usize] =
+                true;
+        }
+        assert!(used.iter().filter(|u| **u).count() >= 6, "{used:?}");
+        // And the pages of many addresses over the table.
+        let mut pages = vec![0u32; STATE_PAGES as usize];
+        for i in 0..65_536u32 {
+            let mut a = [0; 16];
+            a[..4].copy_from_slice(&(0xc612_0000u32 + i).to_be_bytes());
+            pages[page_of(addr_hash(7, 0, 4, &a)) as usize] += 1;
+        }
+        let (lo, hi) = (pages.iter().min().unwrap(), pages.iter().max().unwrap());
+        assert!(*lo >= 8 && *hi <= 64, "32 per page on average: {lo}..{hi}");
     }
 
     #[test]

@@ -564,6 +564,26 @@ pub struct ScanBucket {
     pub maps: [[u64; SCAN_MAP_WORDS]; 2],
 }
 
+/// A page of per-address state ([`crate::sketch`]): the TTL slots and
+/// window buckets of the addresses [`crate::sketch::page_of`] puts in it.
+/// Its size is the kernel's page size, and the map's pages are
+/// page-aligned, so that one address's state is in one page.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct AddrStatePage {
+    pub ttl: [u64; crate::sketch::TTL_PER_PAGE as usize],
+    pub syn: [SynBucket; crate::sketch::SYN_PER_PAGE as usize],
+    pub scan: [ScanBucket; crate::sketch::SCAN_PER_PAGE as usize],
+    pub _pad: [u8; ADDR_STATE_PAD],
+}
+
+const ADDR_STATE_PAD: usize = crate::sketch::STATE_PAGE_BYTES
+    - 8 * crate::sketch::TTL_PER_PAGE as usize
+    - core::mem::size_of::<SynBucket>() * crate::sketch::SYN_PER_PAGE as usize
+    - core::mem::size_of::<ScanBucket>() * crate::sketch::SCAN_PER_PAGE as usize;
+
+const _: () = assert!(core::mem::size_of::<AddrStatePage>() == crate::sketch::STATE_PAGE_BYTES);
+
 /// Key of the per-(rule, source) alert rate limiter. Keyed by the rule's
 /// id, not its slot: a reload that keeps a rule keeps its account, so the
 /// running totals userspace turns into line counts never split in two.
@@ -716,12 +736,10 @@ mod pod {
     // SAFETY: RateKey derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateKey {}
-    // SAFETY: SynBucket derives zerocopy's IntoBytes and FromBytes: no padding
-    // (checked at compile time) and every bit pattern valid, as Pod asks.
-    unsafe impl aya::Pod for super::SynBucket {}
-    // SAFETY: ScanBucket derives zerocopy's IntoBytes and FromBytes: no padding
-    // (checked at compile time) and every bit pattern valid, as Pod asks.
-    unsafe impl aya::Pod for super::ScanBucket {}
+    // SAFETY: AddrStatePage derives zerocopy's IntoBytes and FromBytes: no
+    // padding (checked at compile time) and every bit pattern valid, as Pod
+    // asks.
+    unsafe impl aya::Pod for super::AddrStatePage {}
     // SAFETY: RateState derives zerocopy's IntoBytes and FromBytes: no padding
     // (checked at compile time) and every bit pattern valid, as Pod asks.
     unsafe impl aya::Pod for super::RateState {}

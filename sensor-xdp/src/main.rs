@@ -9,7 +9,7 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_F_CURRENT_CPU, BPF_NOEXIST, xdp_action, xdp_md},
+    bindings::{BPF_F_CURRENT_CPU, BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action, xdp_md},
     cty::c_void,
     helpers::{
         bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns,
@@ -36,9 +36,9 @@ use sensor_common::{
     packet::{AddrKey, IP_VERSION_NONE, MAX_IPV6_EXT_HEADERS, PacketMeta, flag},
     parse::{may_carry_ip, open_inner, parse_inner, parse_outer, peek_source_with},
     proof::{judge_block, observe, seen},
-    sketch::{SCAN_BUCKETS, SYN_BUCKETS, TTL_SLOTS},
+    sketch::{SCAN_PER_PAGE, STATE_PAGES, SYN_PER_PAGE, TTL_PER_PAGE},
     tables::{
-        ADDR_SCOPE_ENTRIES, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
+        ADDR_SCOPE_ENTRIES, AddrStatePage, AlertBudget, BLOCKED_ENTRIES, BlockEntry, BlockPolicy,
         DROP_LIST_ENTRIES, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MASK_TABLE_LEN, MASK_WORDS,
         MAX_RULES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES, RULE_GENERATIONS, RateKey,
         RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats, SCOPE_INDEX_LEN, SCOPE_ROWS_LEN,
@@ -93,15 +93,12 @@ static REPEATS: LruHashMap<AddrKey, RepeatWindow> = LruHashMap::with_max_entries
 
 // ---- maps: state and counters ------------------------------------------------
 
-/// TTL baselines by source ([`sensor_common::sketch`]).
+/// TTL baselines by source, `syn_flood` / `flood` windows by (rule,
+/// address) and `scan` windows by (rule, source), an address's in one page
+/// ([`sensor_common::sketch`]). Mmapable: the kernel then aligns the values
+/// to pages.
 #[map]
-static TTL_BASELINE: Array<u64> = Array::with_max_entries(TTL_SLOTS, 0);
-/// `syn_flood` windows by (rule, address) ([`sensor_common::sketch`]).
-#[map]
-static SYN_WINDOWS: Array<SynBucket> = Array::with_max_entries(SYN_BUCKETS, 0);
-/// `scan` windows by (rule, source) ([`sensor_common::sketch`]).
-#[map]
-static SCAN_WINDOWS: Array<ScanBucket> = Array::with_max_entries(SCAN_BUCKETS, 0);
+static ADDR_STATE: Array<AddrStatePage> = Array::with_max_entries(STATE_PAGES, BPF_F_MMAPABLE);
 #[map]
 static RATE: LruPerCpuHashMap<RateKey, RateState> =
     LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
@@ -1288,7 +1285,9 @@ impl DetectState for KernelState {
 
     #[inline(always)]
     fn ttl_slot<R, F: FnOnce(&mut u64) -> R>(&mut self, index: u32, step: F) -> Option<R> {
-        let slot = TTL_BASELINE.get_ptr_mut(index)?;
+        let page = ADDR_STATE.get_ptr_mut(index / TTL_PER_PAGE)?;
+        // SAFETY: an element of an array map, valid for this program run.
+        let slot = unsafe { &raw mut (*page).ttl[(index & (TTL_PER_PAGE - 1)) as usize] };
         // SAFETY: an element of a shared array map, valid for this program
         // run. Another CPU may write the same slot at once: a slot is one
         // u64, written whole, so a reader sees one source's entry or the
@@ -1298,7 +1297,9 @@ impl DetectState for KernelState {
 
     #[inline(always)]
     fn syn_bucket<R, F: FnOnce(&mut SynBucket) -> R>(&mut self, index: u32, step: F) -> Option<R> {
-        let bucket = SYN_WINDOWS.get_ptr_mut(index)?;
+        let page = ADDR_STATE.get_ptr_mut(index / SYN_PER_PAGE)?;
+        // SAFETY: an element of an array map, valid for this program run.
+        let bucket = unsafe { &raw mut (*page).syn[(index & (SYN_PER_PAGE - 1)) as usize] };
         // SAFETY: an element of a shared array map, valid for this program
         // run. Another CPU may update the same bucket at once; that race is
         // accepted (an increment can be lost under it), as with any shared
@@ -1312,7 +1313,9 @@ impl DetectState for KernelState {
         index: u32,
         step: F,
     ) -> Option<R> {
-        let bucket = SCAN_WINDOWS.get_ptr_mut(index)?;
+        let page = ADDR_STATE.get_ptr_mut(index / SCAN_PER_PAGE)?;
+        // SAFETY: an element of an array map, valid for this program run.
+        let bucket = unsafe { &raw mut (*page).scan[(index & (SCAN_PER_PAGE - 1)) as usize] };
         // SAFETY: as for `syn_bucket`.
         Some(step(unsafe { &mut *bucket }))
     }

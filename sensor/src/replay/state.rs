@@ -108,11 +108,12 @@ impl Default for StateLimits {
 /// "CPU").
 #[derive(Clone, Debug)]
 pub struct MemoryState {
-    /// `TTL_BASELINE`: [`TTL_SLOTS`] slots.
+    /// The kernel's `ADDR_STATE` pages, each table flat (the indices are
+    /// the same; `sketch` chooses them): [`TTL_SLOTS`] TTL slots,
+    /// [`SYN_BUCKETS`] flood window buckets, [`SCAN_BUCKETS`] scan window
+    /// buckets.
     ttl_slots: Vec<u64>,
-    /// `SYN_WINDOWS`: [`SYN_BUCKETS`] buckets.
     syn_buckets: Vec<SynBucket>,
-    /// `SCAN_WINDOWS`: [`SCAN_BUCKETS`] buckets.
     scan_buckets: Vec<ScanBucket>,
     rate_states: LruMap<RateKey, RateState>,
     alert_budget: AlertBudget,

@@ -16,9 +16,9 @@ use sensor_common::alert::{
 use sensor_common::decap::DecapConfig;
 use sensor_common::packet::AddrKey;
 use sensor_common::tables::{
-    BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey, RateState,
-    RuleInfo, RuleMask, RuleStats, SCOPE_ROWS_LEN, ScanBucket, SensorConfig, SynBucket, block_when,
-    mode, scope_index, scope_key_version, scope_row, value_scope,
+    AddrStatePage, BlockEntry, BlockPolicy, MASK_TABLE_LEN, MAX_RULES, RULE_GENERATIONS, RateKey,
+    RateState, RuleInfo, RuleMask, RuleStats, SCOPE_ROWS_LEN, SensorConfig, block_when, mode,
+    scope_index, scope_key_version, scope_row, value_scope,
 };
 
 use crate::kernel::preflight;
@@ -657,8 +657,9 @@ impl Kernel {
     }
 
     /// Readies the generation not in force for a new rule set: returns its
-    /// slots' final counters, zeroes them, and forgets the rate-limit and
-    /// SYN-window state keyed by its slots.
+    /// slots' final counters, zeroes them, and forgets the flood and scan
+    /// windows keyed by its slots (the rate limiter, keyed by rule id,
+    /// outlives reloads).
     pub fn recycle_generation(&mut self, generation: u8) -> Result<Vec<RuleStats>, LoaderError> {
         let base = generation as u32 * MAX_RULES;
         let finals = self.rule_stats_all()?[base as usize..(base + MAX_RULES) as usize].to_vec();
@@ -670,40 +671,33 @@ impl Kernel {
         }
         // The rate limiter is keyed by rule id, not slot: it outlives
         // reloads on purpose (see `RateKey`), so it is not cleared here.
-        // syn_flood windows of the recycled generation's rules: emptied, so
-        // the new rule set's windows start from zero.
+        // Flood and scan windows of the recycled generation's rules:
+        // emptied, so the new rule set's windows start from zero.
         let in_generation = |slot: u32| slot / MAX_RULES == generation as u32;
-        let mut windows: Array<_, SynBucket> = self.map_mut("SYN_WINDOWS")?;
-        for index in 0..windows.len() {
-            let mut bucket = windows.get(&index, 0).map_err(map_err("SYN_WINDOWS"))?;
+        // Page by page (the map holds the TTL baselines too, which a reload
+        // keeps). A page is read, then written back: an update the program
+        // makes to the same page in between (a count, a baseline) is undone,
+        // as a racing CPU's can be — a window one packet short, a baseline
+        // taught again by the source's next segment.
+        let mut pages: Array<_, AddrStatePage> = self.map_mut("ADDR_STATE")?;
+        for index in 0..pages.len() {
+            let mut page = pages.get(&index, 0).map_err(map_err("ADDR_STATE"))?;
             let mut stale = false;
-            for way in &mut bucket.ways {
+            for way in page.syn.iter_mut().flat_map(|bucket| &mut bucket.ways) {
                 if way.fingerprint != 0 && in_generation(way.slot) {
                     *way = Default::default();
                     stale = true;
                 }
             }
-            if stale {
-                windows
-                    .set(index, bucket, 0)
-                    .map_err(map_err("SYN_WINDOWS"))?;
-            }
-        }
-        // The same for the scan windows.
-        let mut scans: Array<_, ScanBucket> = self.map_mut("SCAN_WINDOWS")?;
-        for index in 0..scans.len() {
-            let mut bucket = scans.get(&index, 0).map_err(map_err("SCAN_WINDOWS"))?;
-            let mut stale = false;
-            for way in &mut bucket.ways {
+            // The same for the scan windows.
+            for way in page.scan.iter_mut().flat_map(|bucket| &mut bucket.ways) {
                 if way.fingerprint != 0 && in_generation(way.slot as u32) {
                     *way = Default::default();
                     stale = true;
                 }
             }
             if stale {
-                scans
-                    .set(index, bucket, 0)
-                    .map_err(map_err("SCAN_WINDOWS"))?;
+                pages.set(index, page, 0).map_err(map_err("ADDR_STATE"))?;
             }
         }
         Ok(finals)
