@@ -324,9 +324,11 @@ mod tests {
                 assert_eq!(paged_index(page, r, SCAN_PER_PAGE) / SCAN_PER_PAGE, page);
             }
         }
-        // The TTL slot is the one the flat table of TTL_SLOTS would give.
-        let h = addr_hash(7, 0, 4, &v4(9));
-        assert!(paged_index(page_of(h), h, TTL_PER_PAGE) < TTL_SLOTS);
+        // The last page's last entries are the tables' last.
+        let last = STATE_PAGES - 1;
+        assert_eq!(paged_index(last, u64::MAX, TTL_PER_PAGE), TTL_SLOTS - 1);
+        assert_eq!(paged_index(last, u64::MAX, SYN_PER_PAGE), SYN_BUCKETS - 1);
+        assert_eq!(paged_index(last, u64::MAX, SCAN_PER_PAGE), SCAN_BUCKETS - 1);
     }
 
     #[test]
