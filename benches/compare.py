@@ -28,6 +28,9 @@ bash; compare.sh owns the orchestration (namespaces, programs, runs).
                              namespace) and the first alert line for SIG in
                              FILE; READY is created once it is watching
   record ...                 one end-to-end run's figures (see compare.sh)
+  profile OUT ROUND SCEN VARIANT
+                             one flood's receive-core samples (`perf script
+                             -G -F ip,sym` on stdin), grouped by function
   metrics FILE               the counters compare.sh reads from /metrics text
   attach-pass IFACE          attach the bare XDP_PASS program, hold it until killed
   report RESULTS             print the Markdown tables
