@@ -31,6 +31,10 @@ bash; compare.sh owns the orchestration (namespaces, programs, runs).
   profile OUT ROUND SCEN VARIANT
                              one flood's receive-core samples (`perf script
                              -G -F ip,sym` on stdin), grouped by function
+  profrun ID FRAMES_DIR CASE SECS REPEAT
+                             run program ID on frame CASE (or on a new
+                             spoofed SYN each run) for SECS seconds, for
+                             `perf record` to sample (see compare.sh)
   metrics FILE               the counters compare.sh reads from /metrics text
   attach-pass IFACE          attach the bare XDP_PASS program, hold it until killed
   report RESULTS             print the Markdown tables
@@ -466,11 +470,23 @@ PROFILE_GROUPS = [
      "kernel: BPF hash maps (lookups, LRU)"),
     (re.compile(r"^(bpf_perf_event_output|perf_output|perf_event_output|__perf_event_output|bpf_event_output)"),
      "kernel: perf output"),
-    (re.compile(r"^(bpf_ktime|ktime_get|read_tsc|kvm_clock)"), "kernel: clock"),
+    (re.compile(r"^(bpf_ktime|ktime_get|read_tsc|kvm_clock|set_normalized_timespec)"), "kernel: clock"),
+    (re.compile(r"^(trie_|longest_prefix_match)"), "kernel: LPM tries"),
+    (re.compile(r"^bpf_loop$"), "kernel: bpf_loop"),
+    # Every `ret` of a BPF subprogram goes through the CPU's return thunk
+    # (the indirect-target-selection / retbleed mitigations of this kernel).
+    (re.compile(r"^(its_return_thunk|__x86_return_thunk|retbleed_return_thunk|srso_)"), "kernel: return thunks"),
 ]
+# What BPF_PROG_TEST_RUN itself runs around each run of the program (in a
+# test-run profile only: on the wire these are the receive path's).
+TEST_RUN_LOOP = re.compile(r"^(bpf_test_run|bpf_test_timer|bpf_prog_test_run|__local_bh_enable_ip|"
+                           r"bpf_dispatcher_xdp_func|xdp_convert|bpf_prog_run_xdp|migrate_|rcu_read_)")
+# Groups that are the program's own time in a test run (see cmd_report).
+PROGRAM_GROUPS = ("BPF: ", "kernel: BPF hash maps", "kernel: perf output", "kernel: clock", "kernel: LPM tries",
+                  "kernel: bpf_loop", "kernel: return thunks")
 
 
-def profile_group(sym):
+def profile_group(sym, test_run=False):
     """The report line a sampled function counts towards."""
     m = re.match(r"^bpf_prog_[0-9a-f]+_(.*)$", sym)
     if m:
@@ -480,12 +496,15 @@ def profile_group(sym):
     for pattern, group in PROFILE_GROUPS:
         if pattern.match(sym):
             return group
+    if test_run:
+        return "harness: the test-run loop" if TEST_RUN_LOOP.match(sym) else "harness: the rest (userspace, kernel)"
     return "kernel: the receive path and the rest"
 
 
 def cmd_profile(out, rnd, scen, variant):
-    """Shares of one flood's receive-core samples (`perf script -G -F ip,sym`
-    on stdin: an address and a function name per sample)."""
+    """Shares of one flood's receive-core samples, or of one frame's test
+    run for a VARIANT `testrun:NAME` (`perf script -G -F ip,sym` on stdin:
+    an address and a function name per sample)."""
     counts = {}
     n = 0
     for line in sys.stdin:
@@ -494,13 +513,32 @@ def cmd_profile(out, rnd, scen, variant):
             continue
         sym = fields[1] if len(fields) > 1 else "[unknown]"
         n += 1
-        g = profile_group(sym)
+        g = profile_group(sym, test_run=variant.startswith("testrun:"))
         counts[g] = counts.get(g, 0) + 1
     if n == 0:
         return
     with open(out, "a") as f:
         f.write(json.dumps({"section": "profile", "round": int(rnd), "case": scen, "variant": variant,
                             "samples": n, "shares": {g: c / n for g, c in counts.items()}}) + "\n")
+
+
+def cmd_profrun(prog_id, frames_dir, case, secs, repeat):
+    """Runs one program on one benchmark frame, over and over for `secs`
+    seconds, while compare.sh samples this CPU with `perf record`; for
+    SPOOFED_CASE, a SYN from a new random source each run, as in
+    cmd_spoofed. Prints the mean ns per run the kernel measured."""
+    fd = prog_fd_by_id(prog_id)
+    if case == SPOOFED_CASE:
+        frames, repeat = list(_spoofed_frames(100_000, 7)), 1
+    else:
+        with open(os.path.join(frames_dir, case + ".bin"), "rb") as f:
+            frames, repeat = [f.read()], int(repeat)
+    end = time.monotonic() + float(secs)
+    total = runs = 0
+    while time.monotonic() < end:
+        total += test_run(fd, frames[runs % len(frames)], repeat)[0]
+        runs += 1
+    print(f"{case}: {total / max(runs, 1):.0f} ns per run over {runs} calls")
 
 
 def cmd_record(out, rnd, scen, variant, before, after, t_end, extra, alerts, watch):
@@ -692,6 +730,51 @@ def _cell(s, unit=""):
     return f"{_fmt(med)}{unit} ({_fmt(lo)}–{_fmt(hi)})"
 
 
+def _testrun_profile_table(rows, per_round):
+    """Where the default-rules program's time goes, frame by frame: the
+    program's samples (its BPF functions and the kernel code its helpers and
+    map lookups run) split by function, each share also read as ns of the
+    frame's median test-run time above bare XDP_PASS (the harness's own)."""
+    prof = [r for r in rows if r.get("section") == "profile" and r["variant"].startswith("testrun:")]
+    if not prof:
+        return []
+    cases = [c for c in FRAME_ORDER + [SPOOFED_CASE] if any(r["case"] == c for r in prof)]
+    variant = prof[0]["variant"].split(":", 1)[1]
+
+    def program_shares(r):
+        own = {g: v for g, v in r["shares"].items() if g.startswith(PROGRAM_GROUPS)}
+        total = sum(own.values())
+        return total, {g: v / total for g, v in own.items()} if total else {}
+
+    split = {}
+    for c in cases:
+        r = [x for x in prof if x["case"] == c][-1]
+        total, shares = program_shares(r)
+        med = lambda v: statistics.median(per_round(v, c).values()) if per_round(v, c) else None  # noqa: E731
+        prog_ns = med(variant)
+        if prog_ns is not None and med("xdp_pass") is not None:
+            prog_ns -= med("xdp_pass")
+        split[c] = (r["samples"], total, shares, prog_ns)
+    groups = sorted({g for _, _, sh, _ in split.values() for g in sh},
+                    key=lambda g: -sum(sh.get(g, 0) for _, _, sh, _ in split.values()))
+    out = [f"##### Where {variant}'s test-run time goes (perf record on the test run's CPU, one run of a few "
+           "seconds per frame; share of the program's samples, and ≈ ns of its median above XDP_PASS)", ""]
+    out.append("| function | " + " | ".join(cases) + " |")
+    out.append("|" + "---|" * (len(cases) + 1))
+    out.append("| program's samples (of all) | " + " | ".join(
+        f"{int(split[c][0] * split[c][1])} ({split[c][1] * 100:.0f} %)" for c in cases) + " |")
+    out.append("| ns above XDP_PASS (median) | " + " | ".join(
+        _fmt(split[c][3]) if split[c][3] is not None else "–" for c in cases) + " |")
+    for g in groups:
+        cells = []
+        for c in cases:
+            share, ns = split[c][2].get(g, 0), split[c][3]
+            cells.append("–" if not share else f"{share * 100:.0f} %" + (f" ({_fmt(share * ns)})" if ns else ""))
+        out.append(f"| {g} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
 def cmd_report(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     notes = [r for r in rows if r.get("section") == "note"]
@@ -745,6 +828,7 @@ def cmd_report(path):
                 cells.append(_cell(ratio("sensor_b", "sensor_default", case), "×"))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        out += _testrun_profile_table(rows, per_round)
 
     # ---- adjacent pairs (cmd_pairs)
     pairs = [r for r in rows if r.get("section") == "pairs"]
@@ -937,6 +1021,8 @@ def main(argv):
         cmd_record(*args)
     elif cmd == "profile":
         cmd_profile(*args)
+    elif cmd == "profrun":
+        cmd_profrun(*args)
     elif cmd == "attach-pass":
         cmd_attach_pass(*args)
     elif cmd == "watch":

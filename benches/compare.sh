@@ -50,8 +50,10 @@ PY=/usr/bin/python3
 HELPER=$ROOT/benches/compare.py
 SENSOR=${SENSOR:-$ROOT/target/release/sensor}
 # PROFILE=1: sample the receive core with `perf record` during each sensor
-# flood and add where its time went, by function, to the report.
+# flood, and the test run's CPU while the default-rules program runs each
+# frame, and add where the time went, by function, to the report.
 PROFILE=${PROFILE:-0}
+PROFILE_SECS=${PROFILE_SECS:-3}       # test-run profile: seconds per frame
 # A second build for an A/B: when set, testrun measures it too (sensor_b,
 # default rules) and the wire variant sensor_ids_b runs it as sensor_ids
 # runs SENSOR (add it to WIRE_VARIANTS).
@@ -99,6 +101,15 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+
+# PROFILE=1: BPF functions are named in /proc/kallsyms (for perf) only if
+# the setting is on when the program is loaded; set before any sensor starts.
+jit_names_on() {
+  if [[ $PROFILE == 1 && -z $JIT_KALLSYMS ]]; then
+    JIT_KALLSYMS=$(cat /proc/sys/net/core/bpf_jit_kallsyms)
+    echo 1 >/proc/sys/net/core/bpf_jit_kallsyms
+  fi
+}
 trap 'exit 130' INT TERM
 forget_pid() { local keep=() p; for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
 stop_pid() { # PID [signal]: stop one process this script started, wait for it
@@ -211,6 +222,7 @@ mount_bpffs() {
 # ========================================================================
 section_testrun() {
   loadavg "start of testrun"
+  jit_names_on
   local ns=sbench-tr frames=$OUT/frames gen=$OUT/generated-rules
   $PY "$HELPER" frames "$frames"
 
@@ -279,10 +291,29 @@ section_testrun() {
   log "BPF_PROG_TEST_RUN pairs: VXLAN ACK against plain ACK, $PAIRS pairs of $PAIR_REPEAT repetitions"
   taskset -c $RX_CPU $PY "$HELPER" pairs "$RESULTS" "$PAIRS" "$PAIR_REPEAT" "$frames" \
     "sensor_default=$(if_prog_id "$ns" trsd0)" ipv4_tcp_ack vxlan_ipv4_tcp_ack
+  if [[ $PROFILE == 1 ]] && have linux-perf; then
+    profile_testrun "$(if_prog_id "$ns" trsd0)" "$frames"
+  fi
   stop_pid "$pid_d"; stop_pid "$pid_g"; stop_pid "$pid_b"
   have xdp-tools && xdp_filter_unload "$ns" trxf0
   ip netns del "$ns"
   loadavg "end of testrun"
+}
+
+# Where the default-rules program's test-run time goes, frame by frame: the
+# test-run CPU sampled while compare.py runs the program on one frame over
+# and over (software clock; a VM has no hardware counters). After the
+# rounds, so the sampling's cost touches none of their figures.
+profile_testrun() {
+  local id=$1 frames=$2 case data
+  log "BPF_PROG_TEST_RUN profile: program $id, ${PROFILE_SECS}s per frame"
+  for case in $($PY -c 'import sys; sys.path.insert(0, sys.argv[1]); import compare; print(*compare.FRAME_ORDER, compare.SPOOFED_CASE)' "$ROOT/benches"); do
+    data=$OUT/perf-testrun-$case.data
+    perf record -q -C $RX_CPU -o "$data" -- \
+      taskset -c $RX_CPU $PY "$HELPER" profrun "$id" "$frames" "$case" "$PROFILE_SECS" "$REPEAT" >>"$OUT/profrun.log" 2>&1 || true
+    perf script -G -F ip,sym -i "$data" 2>/dev/null | $PY "$HELPER" profile "$RESULTS" 0 "$case" testrun:sensor_default || true
+    rm -f "$data"
+  done
 }
 
 # ========================================================================
@@ -499,10 +530,7 @@ section_wire() {
   fi
   loadavg "start of wire"
   have xdp-tools && mount_bpffs
-  if [[ $PROFILE == 1 ]]; then
-    JIT_KALLSYMS=$(cat /proc/sys/net/core/bpf_jit_kallsyms)
-    echo 1 >/proc/sys/net/core/bpf_jit_kallsyms
-  fi
+  jit_names_on
   wire_setup
   local variants=() v
   for v in $WIRE_VARIANTS; do
