@@ -3336,6 +3336,76 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     assert_eq!(lines, hits, "sum of line counts = kernel matches");
 }
 
+/// Past the budget, the kernel's filter in front of the tracked check: a
+/// source that had its line two ticks (2^30 ns each) ago and has matched
+/// nothing since joins its rule's storm account, while one that had its
+/// line in this tick keeps its own; kernel and replay logic agree record by
+/// record and every match is counted once.
+#[test]
+fn past_the_budget_a_source_silent_for_two_ticks_joins_its_rules_account() {
+    use sensor_common::alert::aggregate;
+    use sensor_common::tables::{ALERT_BUDGET, RateKey, TRACK_TICK_SHIFT};
+    if !sensor::testing::bpf_available(
+        "past_the_budget_a_source_silent_for_two_ticks_joins_its_rules_account",
+    ) {
+        return;
+    }
+    const SIG: u32 = 2702;
+    let yaml = rules_yaml(&[(SIG, "", "{ tcp_flags: { set: [SYN, FIN] } }")]);
+    let mut bench = Bench::new(&yaml);
+    let budget = u64::from(ALERT_BUDGET);
+    let source = |i: u64| v6([0x2001, 0xdb8, 6, 0, 0, 0, (i >> 16) as u16, i as u16]);
+    let victim = v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
+    let frame = |i: u64| tcp6(source(i), victim, 64, 40000, 80, flags::SYN | flags::FIN);
+    let key = |i: u64| RateKey {
+        sig_id: SIG,
+        addr: AddrKey::new(6, source(i)),
+    };
+
+    let mut failures = Vec::new();
+    let first = bench.check("the source's line", &frame(0), &mut failures);
+    assert_eq!(heads(&first), vec![(SIG, 1)]);
+    // Two whole ticks later (and a new budget second): sources 1..=budget
+    // spend the budget, then source 1 (its line in this tick) and source 0.
+    std::thread::sleep(Duration::from_nanos((2 << TRACK_TICK_SHIFT) + 50_000_000));
+    let start = support::kinds::monotonic_ns();
+    let mut records = Vec::new();
+    for i in 1..=budget {
+        records.extend(bench.check(&format!("storm #{i}"), &frame(i), &mut failures));
+    }
+    let recent = bench.check("source 1 again", &frame(1), &mut failures);
+    let silent = bench.check("source 0 again", &frame(0), &mut failures);
+    let elapsed = support::kinds::monotonic_ns() - start;
+    assert_no_failures(&failures);
+    assert!(
+        elapsed < 900_000_000,
+        "the storm took {elapsed} ns: the 1 s budget window no longer holds it"
+    );
+    assert_eq!(records.len() as u64, budget, "the budget's worth of lines");
+    assert!(recent.is_empty(), "tracked: counted on its own account");
+    assert_eq!(silent.len(), 1, "the rule's storm record");
+    assert_eq!(silent[0].aggregate, aggregate::RULE);
+    assert_eq!(silent[0].packet.src_addr, source(0));
+
+    let entries = bench.kernel.rate_entries().expect("RATE readable");
+    let total_of = |key: &RateKey| {
+        entries
+            .iter()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, _, state)| state.matched_total)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        total_of(&key(0)),
+        1,
+        "source 0's own account: its first line"
+    );
+    assert_eq!(total_of(&key(1)), 2);
+    assert_eq!(total_of(&RateKey::rule_wide(SIG)), 1);
+    let stats = stats_agree(&bench);
+    assert_eq!(stats[bench.slot(SIG)].hits, budget + 3);
+}
+
 /// Each reflector port of the default rules (`rules/reflection.yaml`: 53;
 /// 123, 161, 1900; 19, 389, 11211), run by the kernel with the default
 /// thresholds (windows lengthened to a minute, so that the test-run's

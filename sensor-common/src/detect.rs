@@ -12,7 +12,7 @@ use crate::packet::{
 use crate::proof::judge_block;
 use crate::sketch::{
     SCAN_PER_PAGE, SYN_BUCKETS, SYN_PER_PAGE, TTL_PER_PAGE, addr_hash, fingerprint_of, index_of,
-    page_of, paged_index, rule_hash, scan_bit, scan_mark, scan_way, syn_way, ttl_step,
+    page_of, paged_index, rule_hash, scan_bit, scan_mark, scan_way, syn_way, track_slot, ttl_step,
 };
 use crate::tables::{
     ALERT_BUDGET, ANY_BASE, AlertBudget, BlockPolicy, DEVIATION_BASE, EVENT_SET_BASE, EVENT_SETS,
@@ -20,7 +20,7 @@ use crate::tables::{
     MAX_TINY_THRESHOLD, OPTION_EVENT_FIRST, OPTION_EVENT_SET_BASE, OPTION_EVENT_SETS, PROTO_BASE,
     RATE_BURST, RATE_WINDOW_NS, RateKey, RateState, RepeatWindow, RuleInfo, RuleMask, ScanBucket,
     SynBucket, SynWindow, TINY_BASE, TTL_BASE, action, any, counter, flood_class, flood_track,
-    kind, proto_class, uses,
+    kind, proto_class, track_stamp_may_hold, track_tick, tracked_recently, uses,
 };
 
 /// Read access to the compiled rule set (BPF maps, or memory in replay).
@@ -128,6 +128,13 @@ pub trait DetectState {
         key: &RateKey,
         step: F,
     ) -> Option<R>;
+    /// Runs `step` on byte `slot` (< [`crate::tables::TRACK_SLOTS`]) of this CPU's
+    /// tracked-source filter; `None` when there is no filter (replay), which
+    /// the caller reads as "may be tracked": the filter only spares lookups.
+    #[inline(always)]
+    fn track_stamp<R, F: FnOnce(&mut u8) -> R>(&mut self, _slot: u32, _step: F) -> Option<R> {
+        None
+    }
     /// Runs `step` on this CPU's [`AlertBudget`]; `None` when it cannot be
     /// read (the caller then sends as if no budget applied).
     fn alert_budget<R, F: FnOnce(&mut AlertBudget) -> R>(&mut self, step: F) -> Option<R>;
@@ -813,6 +820,7 @@ pub fn rate_step(state: &mut RateState, now_ns: u64) -> Option<u64> {
         state.emitted_in_window = 0;
     }
     state.matched_total += 1;
+    state.last_tick = track_tick(now_ns);
     if state.emitted_in_window < RATE_BURST {
         state.emitted_in_window += 1;
         Some(state.matched_total)
@@ -852,11 +860,13 @@ pub fn storm_step(state: &mut RateState, now_ns: u64) -> Option<u64> {
 
 /// The alert for one match of a rate-limited rule, if one is to be sent:
 /// its count and [`aggregate`] value. Updates the rate limiter of (rule,
-/// source); once this CPU's alert budget is spent, a source without one is
+/// source); once this CPU's alert budget is spent, a source not tracked
+/// (its own account counted no match in this tick or the one before) is
 /// counted on the rule's storm account instead (contract §3, alert storms).
 #[inline(always)]
 fn rate_limited<S: DetectState>(
     state: &mut S,
+    seed: u32,
     sig_id: u32,
     meta: &PacketMeta,
     now_ns: u64,
@@ -867,6 +877,8 @@ fn rate_limited<S: DetectState>(
         sig_id,
         addr: meta.src_key(),
     };
+    let tick = track_tick(now_ns);
+    let filter_slot = track_slot(seed, &key);
     // An unreadable budget must not hide alerts: as if none applied.
     let has_budget = state
         .alert_budget(|b| budget_left(b, now_ns))
@@ -876,16 +888,28 @@ fn rate_limited<S: DetectState>(
         // count 0, which userspace reads as "one packet, not aggregated".
         let total = state
             .rate_state(&key, |r| rate_step(r, now_ns))
-            .unwrap_or(Some(0))?;
+            .unwrap_or(Some(0));
+        state.track_stamp(filter_slot, |stamp| *stamp = tick as u8);
+        let total = total?;
         state.alert_budget(|b| b.spent += 1);
         return Some((total, aggregate::SOURCE));
     }
     // Out of budget: a tracked source keeps its own account (the sweep
-    // reports what it was not sent); any other goes to the rule's.
-    if state
-        .tracked_rate_state(&key, |r| rate_step(r, now_ns))
-        .is_some()
+    // reports what it was not sent); any other goes to the rule's. The
+    // filter spares the limiter's lookup for sources it cannot hold.
+    let may_be_tracked = state
+        .track_stamp(filter_slot, |stamp| track_stamp_may_hold(*stamp, tick))
+        .unwrap_or(true);
+    if may_be_tracked
+        && state.tracked_rate_state(&key, |r| {
+            let tracked = tracked_recently(r.last_tick, tick);
+            if tracked {
+                rate_step(r, now_ns);
+            }
+            tracked
+        }) == Some(true)
     {
+        state.track_stamp(filter_slot, |stamp| *stamp = tick as u8);
         return None;
     }
     key.addr.version = 0;
@@ -1043,7 +1067,9 @@ where
                 }
             }
         }
-        if let Some((total, aggregate)) = rate_limited(state, rule.sig_id, meta, now_ns) {
+        if let Some((total, aggregate)) =
+            rate_limited(state, tables.hash_seed(), rule.sig_id, meta, now_ns)
+        {
             let head = AlertHead {
                 sig_id: rule.sig_id,
                 kind: rule.kind,

@@ -101,6 +101,17 @@ pub const fn rule_hash(address_hash: u64, salt: u32) -> u64 {
     round(address_hash, ((salt as u64) << 8) | 0xff).wrapping_mul(MIX)
 }
 
+/// The slot of a (rule, source) in each CPU's tracked-source filter
+/// ([`crate::tables::TRACK_SLOTS`]).
+#[inline(always)]
+pub fn track_slot(seed: u32, key: &crate::tables::RateKey) -> u32 {
+    let address_hash = addr_hash(seed, 0, key.addr.version, &key.addr.addr);
+    index_of(
+        rule_hash(address_hash, key.sig_id),
+        crate::tables::TRACK_SLOTS,
+    )
+}
+
 /// The slot of `hash` in a table of `slots` (a power of two).
 #[inline(always)]
 pub const fn index_of(hash: u64, slots: u32) -> u32 {
@@ -406,6 +417,62 @@ mod tests {
         // At 1,100 the first window (started at 100, 1,000 long) is over.
         assert_eq!(syn_way(&mut b, 1, 9, 1_100), 0);
         assert_eq!(b.ways[1].window.count, 2);
+    }
+
+    /// The tracked-source filter never says "surely not" for a source
+    /// tracked at the current tick (its stamp, or any later one written
+    /// over it since, is this tick's or the one before), across the wrap
+    /// of the stamp's byte and of the tick itself; stale stamps say so.
+    #[test]
+    fn the_tracked_filter_holds_every_recent_stamp_across_wraps() {
+        use crate::tables::{
+            RateKey, TRACK_SLOTS, track_stamp_may_hold, track_tick, tracked_recently,
+        };
+        for now in [0u32, 1, 2, 255, 256, 257, 511, u32::MAX - 1, u32::MAX] {
+            for last in [now, now.wrapping_sub(1)] {
+                assert!(tracked_recently(last, now), "tick {last} at {now}");
+                assert!(
+                    track_stamp_may_hold(last as u8, now),
+                    "stamp {last} at {now}"
+                );
+            }
+            for stale in [2u32, 3, 100, 254] {
+                let last = now.wrapping_sub(stale);
+                assert!(!tracked_recently(last, now), "tick {last} at {now}");
+                assert!(
+                    !track_stamp_may_hold(last as u8, now),
+                    "stamp {last} at {now}"
+                );
+            }
+            // A tick in the future (never, with a clock that does not go
+            // back) is no tracked one.
+            assert!(!tracked_recently(now.wrapping_add(1), now));
+        }
+        assert_eq!(track_tick((5 << 30) + (1 << 30) - 1), 5);
+        assert_eq!(track_tick(6 << 30), 6);
+        // The slot depends on the rule and the source, within the filter.
+        let key = |sig_id, last| RateKey {
+            sig_id,
+            addr: crate::packet::AddrKey::new(
+                4,
+                [192, 0, 2, last, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+        };
+        let slots: std::vec::Vec<u32> = (0..64)
+            .flat_map(|i| {
+                [
+                    track_slot(7, &key(100 + i, 1)),
+                    track_slot(7, &key(100, i as u8)),
+                ]
+            })
+            .collect();
+        assert!(slots.iter().all(|&slot| slot < TRACK_SLOTS));
+        let distinct: std::collections::BTreeSet<_> = slots.iter().collect();
+        assert!(
+            distinct.len() > 120,
+            "{} distinct slots of 128",
+            distinct.len()
+        );
     }
 }
 

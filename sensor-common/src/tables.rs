@@ -621,7 +621,45 @@ pub struct RateState {
     /// Only ever grows; userspace turns differences into alert `count`s.
     pub matched_total: u64,
     pub emitted_in_window: u32,
-    pub _pad: u32,
+    /// The [`track_tick`] of the latest match counted here: past the alert
+    /// budget the source is tracked while it is the current tick or the
+    /// one before ([`tracked_recently`]).
+    pub last_tick: u32,
+}
+
+/// A tick of the tracked-source rule (contract §3, alert storms): 2^30 ns.
+pub const TRACK_TICK_SHIFT: u32 = 30;
+
+/// The tick of `now_ns` (wraps after 2^62 ns: compared by difference).
+#[inline(always)]
+pub const fn track_tick(now_ns: u64) -> u32 {
+    (now_ns >> TRACK_TICK_SHIFT) as u32
+}
+
+/// Whether a (rule, source) whose latest counted match was at tick `last`
+/// is still tracked at tick `now`: the same tick or the next one.
+#[inline(always)]
+pub const fn tracked_recently(last: u32, now: u32) -> bool {
+    now.wrapping_sub(last) <= 1
+}
+
+/// Slots of each CPU's filter in front of the tracked check (the kernel's
+/// `TRACK_FILTER`): one byte per slot, the low byte of the latest tick a
+/// (rule, source) hashing there counted a match on its own account. A slot
+/// whose byte is neither the current tick's nor the one before cannot hold
+/// a tracked source, so the limiter is not looked up (a source of a spoofed
+/// storm costs a byte's read, not a hash map's miss). Replay has no filter
+/// and looks up every time: the filter saves work, it decides nothing.
+pub const TRACK_SLOTS: u32 = 65_536;
+/// Filter slots per entry of `TRACK_FILTER` (a cache line).
+pub const TRACK_LINE: u32 = 64;
+
+/// Whether a filter slot holding `stamp` may hold a source tracked at tick
+/// `now` (the clock never goes back in the kernel, so a later stamp of
+/// another key can only be as recent).
+#[inline(always)]
+pub const fn track_stamp_may_hold(stamp: u8, now: u32) -> bool {
+    (now as u8).wrapping_sub(stamp) <= 1
 }
 
 /// Per-(rule, source) alert lines allowed per [`RATE_WINDOW_NS`]; matches

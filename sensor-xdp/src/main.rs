@@ -42,8 +42,8 @@ use sensor_common::{
         DROP_LIST_ENTRIES, HANDSHAKE_ENTRIES, Handshake, HandshakeKey, MASK_TABLE_LEN, MASK_WORDS,
         MAX_RULES, PROVEN_ENTRIES, RATE_ENTRIES, REPEAT_ENTRIES, RULE_GENERATIONS, RateKey,
         RateState, RepeatWindow, RuleInfo, RuleMask, RuleStats, SCOPE_INDEX_LEN, SCOPE_ROWS_LEN,
-        ScanBucket, SensorConfig, SynBucket, counter, mode, scope_index, scope_key_version,
-        scope_row, value_scope,
+        ScanBucket, SensorConfig, SynBucket, TRACK_LINE, TRACK_SLOTS, counter, mode, scope_index,
+        scope_key_version, scope_row, value_scope,
     },
     zerocopy::FromBytes,
 };
@@ -102,6 +102,12 @@ static ADDR_STATE: Array<AddrStatePage> = Array::with_max_entries(STATE_PAGES, B
 #[map]
 static RATE: LruPerCpuHashMap<RateKey, RateState> =
     LruPerCpuHashMap::with_max_entries(RATE_ENTRIES, 0);
+/// Each CPU's filter in front of `RATE`'s tracked check: the low byte of the
+/// latest tick a (rule, source) hashing to the slot counted a match on its
+/// own account (`tables::TRACK_SLOTS`).
+#[map]
+static TRACK_FILTER: PerCpuArray<[u8; TRACK_LINE as usize]> =
+    PerCpuArray::with_max_entries(TRACK_SLOTS / TRACK_LINE, 0);
 /// Each CPU's alert-record budget (see `ALERT_BUDGET`).
 #[map]
 static ALERT_BUDGET: PerCpuArray<AlertBudget> = PerCpuArray::with_max_entries(1, 0);
@@ -1348,6 +1354,15 @@ impl DetectState for KernelState {
         // SAFETY: this CPU's value of a per-CPU map; XDP does not re-enter
         // on the same CPU.
         Some(step(unsafe { &mut *state }))
+    }
+
+    #[inline(always)]
+    fn track_stamp<R, F: FnOnce(&mut u8) -> R>(&mut self, slot: u32, step: F) -> Option<R> {
+        let line = TRACK_FILTER.get_ptr_mut(slot / TRACK_LINE)?;
+        // SAFETY: this CPU's value of a per-CPU array; XDP does not re-enter
+        // on the same CPU.
+        let stamp = unsafe { (*line).get_mut((slot % TRACK_LINE) as usize)? };
+        Some(step(stamp))
     }
 
     #[inline(always)]

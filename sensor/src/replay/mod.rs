@@ -693,6 +693,54 @@ mod tests {
         );
     }
 
+    /// Past the budget, a source stays on its own lines while its account
+    /// counted a match of the rule in the current tick (2^30 ns) or the one
+    /// before; after two ticks of silence its match joins the rule's line.
+    #[test]
+    fn a_source_is_tracked_through_the_next_tick_only() {
+        use sensor_common::tables::{ALERT_BUDGET, TRACK_TICK_SHIFT};
+        use std::net::{IpAddr, Ipv4Addr};
+        const TICK: u64 = 1 << TRACK_TICK_SHIFT;
+        let tracked = [10, 3, 0, 1];
+        let storm_source = |phase: u8, i: u64| [10, 4 + phase, (i >> 8) as u8, i as u8];
+        // Tick k: the source has its line. Tick k+1 (a new budget second):
+        // the budget spent by new sources, then the source (tracked). Tick
+        // k+4: the same, and the source has matched nothing since k+1.
+        let k = (T0_NS >> TRACK_TICK_SHIFT) + 1;
+        let mut timed = vec![(k * TICK + MS, null_scan_eth(tracked))];
+        for (phase, tick) in [(0u8, k + 1), (1, k + 4)] {
+            let start = tick * TICK + MS;
+            for i in 0..ALERT_BUDGET as u64 {
+                timed.push((start + i * 10_000, null_scan_eth(storm_source(phase, i))));
+            }
+            timed.push((start + 100 * MS, null_scan_eth(tracked)));
+        }
+        let packets: Vec<_> = timed
+            .iter()
+            .map(|(time, frame)| whole(*time, frame))
+            .collect();
+        let (alerts, result) = run(&pcap(1, &packets), &rules());
+        let stats = result.unwrap();
+        let total = 2 * ALERT_BUDGET as u64 + 3;
+        assert_eq!(stats.alert_count, total);
+        assert_eq!(
+            alerts.iter().map(|a| a.count()).sum::<u64>(),
+            total,
+            "the account"
+        );
+        let from_tracked = IpAddr::V4(Ipv4Addr::from(tracked));
+        let (rule_lines, own_lines): (Vec<_>, Vec<_>) = alerts
+            .iter()
+            .filter(|a| a.src_ip == from_tracked)
+            .partition(|a| a.sensor.aggregate.as_deref() == Some("rule"));
+        // Its line at tick k, and its match at k+1 on its own account
+        // (reported by the sweep); its match at k+4 is the rule's.
+        assert_eq!(own_lines.iter().map(|a| a.count()).sum::<u64>(), 2);
+        assert_eq!(rule_lines.len(), 1, "{rule_lines:?}");
+        assert_eq!(rule_lines[0].count(), 1);
+        assert_eq!(rule_lines[0].pcap_cnt, Some(packets.len() as u64));
+    }
+
     #[test]
     fn packet_shows_the_first_packet_bytes_or_nothing() {
         let ip =
