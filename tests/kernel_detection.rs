@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sensor::testing::frames::{self, ETH_IPV4, ETH_IPV6, Ipv4, flags};
 use sensor_common::packet::{AddrKey, flag};
-use sensor_common::tables::{MAX_RULES, RATE_BURST};
+use sensor_common::tables::{MAX_RULES, RATE_BURST, RateKey, RateState};
 use support::kinds::{Bench, addr_key_v4, heads, sig_ids};
 
 // ---- frames -------------------------------------------------------------------
@@ -3231,6 +3231,51 @@ fn rate_limit_sends_a_burst_per_rule_and_source_and_counts_every_match() {
     assert!(packet.has(flag::HAS_TCP_FLAGS) && packet.tcp_flags == 0);
 }
 
+/// The storm tests' rule: SYN+FIN, rate-limited (no flood rule), as `sig`.
+fn storm_bench(sig: u32) -> Bench {
+    Bench::new(&rules_yaml(&[(
+        sig,
+        "",
+        "{ tcp_flags: { set: [SYN, FIN] } }",
+    )]))
+}
+
+/// Source `i` of a storm from 2001:db8:`net`::/64 (more sources than a
+/// documentation /24 holds).
+fn storm_source(net: u16, i: u64) -> [u8; 16] {
+    v6([0x2001, 0xdb8, net, 0, 0, 0, (i >> 16) as u16, i as u16])
+}
+
+/// A SYN+FIN from [`storm_source`] (`net`, `i`) to one victim.
+fn storm_frame(net: u16, i: u64) -> Vec<u8> {
+    let victim = v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
+    tcp6(
+        storm_source(net, i),
+        victim,
+        64,
+        40000,
+        80,
+        flags::SYN | flags::FIN,
+    )
+}
+
+/// The rate key of rule `sig` and [`storm_source`] (`net`, `i`).
+fn storm_key(sig: u32, net: u16, i: u64) -> RateKey {
+    RateKey {
+        sig_id: sig,
+        addr: AddrKey::new(6, storm_source(net, i)),
+    }
+}
+
+/// `key`'s matched total in the kernel's rate map, over the CPUs.
+fn matched_total(entries: &[(RateKey, u32, RateState)], key: &RateKey) -> u64 {
+    entries
+        .iter()
+        .filter(|(k, _, _)| k == key)
+        .map(|(_, _, state)| state.matched_total)
+        .sum()
+}
+
 /// An alert storm from more new sources than the CPU's alert budget: the
 /// budget's worth of per-source records, then one record on the rule's
 /// storm account, then only counters; a tracked source out of budget is
@@ -3240,22 +3285,19 @@ fn rate_limit_sends_a_burst_per_rule_and_source_and_counts_every_match() {
 fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     use sensor::engine::aggregate::{Aggregator, RateEntry};
     use sensor_common::alert::aggregate;
-    use sensor_common::tables::{ALERT_BUDGET, RateKey};
+    use sensor_common::tables::ALERT_BUDGET;
     if !sensor::testing::bpf_available(
         "an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted",
     ) {
         return;
     }
     const SIG: u32 = 2701;
-    let yaml = rules_yaml(&[(SIG, "", "{ tcp_flags: { set: [SYN, FIN] } }")]);
-    let mut bench = Bench::new(&yaml);
+    const NET: u16 = 5;
+    let mut bench = storm_bench(SIG);
     let budget = u64::from(ALERT_BUDGET);
     const OVER: u64 = 100;
     const TRACKED_AGAIN: u64 = 50;
-    // More sources than a documentation /24 holds: 2001:db8:5::/64.
-    let source = |i: u64| v6([0x2001, 0xdb8, 5, 0, 0, 0, (i >> 16) as u16, i as u16]);
-    let victim = v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
-    let storm_frame = |i: u64| tcp6(source(i), victim, 64, 40000, 80, flags::SYN | flags::FIN);
+    let storm_frame = |i: u64| storm_frame(NET, i);
 
     let start = support::kinds::monotonic_ns();
     let mut failures = Vec::new();
@@ -3294,7 +3336,7 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     assert!(per_source.iter().all(|r| r.count == 1));
     assert_eq!(storm.len(), 1, "one storm record per rule, CPU and window");
     assert_eq!(storm[0].count, 1, "the storm account's running total");
-    assert_eq!(storm[0].packet.src_addr, source(budget));
+    assert_eq!(storm[0].packet.src_addr, storm_source(NET, budget));
 
     let stats = stats_agree(&bench);
     let hits = stats[bench.slot(SIG)].hits;
@@ -3302,19 +3344,11 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
     assert_eq!(stats[bench.slot(SIG)].alerts, budget + 1);
 
     let entries = bench.kernel.rate_entries().expect("RATE readable");
-    let total_of = |key: &RateKey| {
-        entries
-            .iter()
-            .filter(|(k, _, _)| k == key)
-            .map(|(_, _, state)| state.matched_total)
-            .sum::<u64>()
-    };
-    assert_eq!(total_of(&RateKey::rule_wide(SIG)), OVER);
-    let tracked = RateKey {
-        sig_id: SIG,
-        addr: AddrKey::new(6, source(0)),
-    };
-    assert_eq!(total_of(&tracked), 1 + TRACKED_AGAIN);
+    assert_eq!(matched_total(&entries, &RateKey::rule_wide(SIG)), OVER);
+    assert_eq!(
+        matched_total(&entries, &storm_key(SIG, NET, 0)),
+        1 + TRACKED_AGAIN
+    );
 
     // The account: lines from the records, then a final flush of the map.
     let mut aggregator = Aggregator::<()>::default();
@@ -3344,23 +3378,17 @@ fn an_alert_storm_is_bounded_by_the_budget_and_every_match_is_accounted() {
 #[test]
 fn past_the_budget_a_source_silent_for_two_ticks_joins_its_rules_account() {
     use sensor_common::alert::aggregate;
-    use sensor_common::tables::{ALERT_BUDGET, RateKey, TRACK_TICK_SHIFT};
+    use sensor_common::tables::{ALERT_BUDGET, TRACK_TICK_SHIFT};
     if !sensor::testing::bpf_available(
         "past_the_budget_a_source_silent_for_two_ticks_joins_its_rules_account",
     ) {
         return;
     }
     const SIG: u32 = 2702;
-    let yaml = rules_yaml(&[(SIG, "", "{ tcp_flags: { set: [SYN, FIN] } }")]);
-    let mut bench = Bench::new(&yaml);
+    const NET: u16 = 6;
+    let mut bench = storm_bench(SIG);
     let budget = u64::from(ALERT_BUDGET);
-    let source = |i: u64| v6([0x2001, 0xdb8, 6, 0, 0, 0, (i >> 16) as u16, i as u16]);
-    let victim = v6([0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 10]);
-    let frame = |i: u64| tcp6(source(i), victim, 64, 40000, 80, flags::SYN | flags::FIN);
-    let key = |i: u64| RateKey {
-        sig_id: SIG,
-        addr: AddrKey::new(6, source(i)),
-    };
+    let frame = |i: u64| storm_frame(NET, i);
 
     let mut failures = Vec::new();
     let first = bench.check("the source's line", &frame(0), &mut failures);
@@ -3385,22 +3413,16 @@ fn past_the_budget_a_source_silent_for_two_ticks_joins_its_rules_account() {
     assert!(recent.is_empty(), "tracked: counted on its own account");
     assert_eq!(silent.len(), 1, "the rule's storm record");
     assert_eq!(silent[0].aggregate, aggregate::RULE);
-    assert_eq!(silent[0].packet.src_addr, source(0));
+    assert_eq!(silent[0].packet.src_addr, storm_source(NET, 0));
 
     let entries = bench.kernel.rate_entries().expect("RATE readable");
-    let total_of = |key: &RateKey| {
-        entries
-            .iter()
-            .filter(|(k, _, _)| k == key)
-            .map(|(_, _, state)| state.matched_total)
-            .sum::<u64>()
-    };
+    let total_of = |key: &RateKey| matched_total(&entries, key);
     assert_eq!(
-        total_of(&key(0)),
+        total_of(&storm_key(SIG, NET, 0)),
         1,
         "source 0's own account: its first line"
     );
-    assert_eq!(total_of(&key(1)), 2);
+    assert_eq!(total_of(&storm_key(SIG, NET, 1)), 2);
     assert_eq!(total_of(&RateKey::rule_wide(SIG)), 1);
     let stats = stats_agree(&bench);
     assert_eq!(stats[bench.slot(SIG)].hits, budget + 3);
