@@ -478,9 +478,13 @@ PROFILE_GROUPS = [
     (re.compile(r"^(its_return_thunk|__x86_return_thunk|retbleed_return_thunk|srso_)"), "kernel: return thunks"),
 ]
 # What BPF_PROG_TEST_RUN itself runs around each run of the program (in a
-# test-run profile only: on the wire these are the receive path's).
+# test-run profile only, matched before the groups above: on the wire these
+# are the receive path's). Its timer reads ktime_get, which reads the TSC;
+# the program reads the coarse clock (the precise one, through the TSC too,
+# only for an alert record's timestamp).
 TEST_RUN_LOOP = re.compile(r"^(bpf_test_run|bpf_test_timer|bpf_prog_test_run|__local_bh_enable_ip|"
-                           r"bpf_dispatcher_xdp_func|xdp_convert|bpf_prog_run_xdp|migrate_|rcu_read_)")
+                           r"bpf_dispatcher_xdp_func|xdp_convert|bpf_prog_run_xdp|migrate_|rcu_read_|"
+                           r"ktime_get$|read_tsc$)")
 # Groups that are the program's own time in a test run (see cmd_report).
 PROGRAM_GROUPS = ("BPF: ", "kernel: BPF hash maps", "kernel: perf output", "kernel: clock", "kernel: LPM tries",
                   "kernel: bpf_loop", "kernel: return thunks")
@@ -493,16 +497,13 @@ def profile_group(sym, test_run=False):
         # Generic subprograms carry their instantiation in the name.
         name = re.split(r"_3C_|_7B_closure", m.group(1))[0] or "closure"
         return "BPF: " + name
-    # The test run's own timer (bpf_test_timer_* reads ktime_get, which
-    # reads the TSC): the program reads the coarse clock, and the precise
-    # one (through the TSC too) only for an alert record's timestamp.
-    if test_run and sym in ("ktime_get", "read_tsc"):
+    if test_run and TEST_RUN_LOOP.match(sym):
         return "harness: the test-run loop"
     for pattern, group in PROFILE_GROUPS:
         if pattern.match(sym):
             return group
     if test_run:
-        return "harness: the test-run loop" if TEST_RUN_LOOP.match(sym) else "harness: the rest (userspace, kernel)"
+        return "harness: the rest (userspace, kernel)"
     return "kernel: the receive path and the rest"
 
 
@@ -735,6 +736,11 @@ def _cell(s, unit=""):
     return f"{_fmt(med)}{unit} ({_fmt(lo)}–{_fmt(hi)})"
 
 
+# The wire variants whose detection figures the report shows (sensor_ids_b:
+# the A/B build's, SENSOR_B).
+DETECTORS = ("sensor_ids", "sensor_ids_b", "sensor_drop_blocked", "fastnetmon")
+
+
 def _testrun_profile_table(rows, per_round):
     """Where the default-rules program's time goes, frame by frame: the
     program's samples (its BPF functions and the kernel code its helpers and
@@ -903,11 +909,11 @@ def cmd_report(path):
                 ("alert_poll_gap_ms", "longest gap between two polls, ms (the resolution of both)"),
                 ("perf_lost", "perf samples lost"), ("output_errors", "kernel alert output errors"),
                 ("count_sum", "Σ alert-line count, rule 100001"), ("hits", "kernel matched, rule 100001"),
-                ("dropped", "XDP drops")] if val("sensor_ids", m) or val("sensor_drop_blocked", m) or val("fastnetmon", m)]
+                ("dropped", "XDP drops")] if any(val(v, m) for v in DETECTORS)]
             if sens:
                 out.append("| detectors, " + scen + " | " + " | ".join(label for _, label in sens) + " |")
                 out.append("|" + "---|" * (len(sens) + 1))
-                for v in ("sensor_ids", "sensor_drop_blocked", "fastnetmon"):
+                for v in DETECTORS:
                     if v in variants:
                         out.append("| " + v + " | " + " | ".join(_cell(_summ(list(val(v, m).values()))) for m, _ in sens) + " |")
                 out.append("")
